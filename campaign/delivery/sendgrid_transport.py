@@ -1,0 +1,480 @@
+"""Send OutboundEmails through SendGrid with the official client (sendgrid-python).
+
+One HTTP call per email, a bounded number in flight, a global emails-per-second ceiling, and
+an error policy that keeps "not sent" apart from "maybe sent":
+
+======================  ==============================================================
+202 / 200               sent (X-Message-Id kept; sandbox 200 has none)
+429                     wait until X-RateLimit-Reset (capped), all workers pause, retry
+5xx, reset, timeout     back off with full jitter, retry up to ``max_attempts``; then
+                        unknown if any attempt may have reached SendGrid (timeout, reset
+                        after the request went out), else failed ("retryable: ...")
+400 / 403 / 413         failed, final, SendGrid's error message kept
+401                     SendGridUnauthorized raised at once; nothing more is sent
+======================  ==============================================================
+
+There is no idempotency key at SendGrid: a retry after a timeout can deliver twice. Set
+``retry_ambiguous=False`` to turn such emails into ``unknown`` at once and let the ledger's
+reconciliation (events carry ``send_id``) settle them instead.
+
+Errors from python-http-client, urllib and sockets are converted here into SendResults or
+our own exceptions; nothing of theirs escapes. Status codes are compared, not exception
+classes (a pickled TooManyRequestsError comes back as a plain HTTPError).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from python_http_client.exceptions import HTTPError as _ClientHTTPError
+from sendgrid import SendGridAPIClient
+
+from campaign.delivery.payload import build_payload, check_limits
+from campaign.models import OutboundEmail, SendResult, SendStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "https://api.sendgrid.com"
+FINAL_STATUSES = {400, 403, 404, 405, 413, 415}
+
+
+class _DropPayloadLogs(logging.Filter):
+    """python-http-client logs every request body (addresses, email text) at DEBUG level.
+
+    Those bodies are health-adjacent content: never let them reach a log handler.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("PAYLOAD") or msg.startswith("HEADERS") or "Response:" in msg)
+
+
+_client_logger = logging.getLogger("python_http_client.client")
+if not any(isinstance(f, _DropPayloadLogs) for f in _client_logger.filters):
+    _client_logger.addFilter(_DropPayloadLogs())
+
+
+# -- our errors ----------------------------------------------------------------------------
+
+
+class DeliveryError(Exception):
+    """Base of the errors this transport raises."""
+
+
+class BatchStopped(DeliveryError):
+    """A batch stopped early. ``results`` holds every email that settled (sent, failed,
+    unknown, skipped); ``not_sent`` the send_ids that were never sent (not attempted, or
+    refused before delivery); their ledger claims can be released."""
+
+    def __init__(self, message: str, results: list[SendResult], not_sent: list[str]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.not_sent = not_sent
+
+
+class SendGridUnauthorized(BatchStopped):
+    """401: bad or revoked API key (or credits exhausted). Stop everything."""
+
+
+class TooManyFailures(BatchStopped):
+    """``max_consecutive_failures`` failed/unknown results in a row: pause the campaign."""
+
+
+# -- rate ceiling --------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most ``per_second`` acquisitions per second across threads, evenly spaced.
+
+    Each caller reserves the next free slot under a lock, then sleeps outside it until then.
+    Also holds a shared pause (set on a 429) that every caller waits out.
+    """
+
+    def __init__(
+        self,
+        per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError("per_second must be positive (or None for no ceiling)")
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._paused_until = 0.0
+
+    def pause_until(self, when: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, when)
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next, self._paused_until)
+            self._next = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+
+
+# -- the transport -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one HTTP call came to."""
+
+    kind: str  # "sent" | "final" | "unauthorized" | "rate_limited" | "retry"
+    status: int | None = None
+    message_id: str | None = None
+    error: str | None = None
+    maybe_delivered: bool = False  # the request may have reached SendGrid
+    reset_at: float | None = None  # 429: X-RateLimit-Reset (Unix time)
+
+
+class SendGridTransport:
+    """Send a batch of emails; see the module docstring for the error policy."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        host: str = DEFAULT_HOST,
+        sandbox: bool = False,
+        asm_group_id: int | None = None,
+        track_opens: bool = False,
+        track_clicks: bool = False,
+        concurrency: int = 4,
+        timeout: float = 10.0,
+        max_per_second: float | None = None,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        max_rate_limit_waits: int = 5,
+        rate_limit_wait_cap: float = 30.0,
+        retry_ambiguous: bool = True,
+        max_consecutive_failures: int | None = 20,
+        seed: int | None = None,
+    ) -> None:
+        if concurrency < 1 or max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be at least 1")
+        self._api_key = api_key
+        self.host = host.rstrip("/")
+        self.sandbox = sandbox
+        self.asm_group_id = asm_group_id
+        self.track_opens = track_opens
+        self.track_clicks = track_clicks
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_rate_limit_waits = max_rate_limit_waits
+        self.rate_limit_wait_cap = rate_limit_wait_cap
+        self.retry_ambiguous = retry_ambiguous
+        self.max_consecutive_failures = max_consecutive_failures
+        self.limiter = RateLimiter(max_per_second)
+        self._random = random.Random(seed)
+        self._random_lock = threading.Lock()
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
+        self._consecutive_failures = 0
+
+    def __repr__(self) -> str:  # never show the key
+        return f"SendGridTransport(host={self.host!r}, sandbox={self.sandbox})"
+
+    # -- failure counter -------------------------------------------------------------------
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failed/unknown results in a row, across batches; a sent email resets it."""
+        with self._count_lock:
+            return self._consecutive_failures
+
+    def reset_failure_count(self) -> None:
+        """Call when resuming a paused campaign."""
+        with self._count_lock:
+            self._consecutive_failures = 0
+
+    def _count(self, result: SendResult) -> bool:
+        """Update the counter; True when the ceiling is reached."""
+        with self._count_lock:
+            if result.status == SendStatus.sent:
+                self._consecutive_failures = 0
+            elif result.status in (SendStatus.failed, SendStatus.unknown):
+                self._consecutive_failures += 1
+            limit = self.max_consecutive_failures
+            return limit is not None and self._consecutive_failures >= limit
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def payload_for(self, email: OutboundEmail) -> dict[str, Any]:
+        return build_payload(
+            email,
+            sandbox=self.sandbox,
+            asm_group_id=self.asm_group_id,
+            track_opens=self.track_opens,
+            track_clicks=self.track_clicks,
+        )
+
+    def send_batch(
+        self,
+        emails: Sequence[OutboundEmail],
+        before_send: Callable[[str], bool] | None = None,
+    ) -> list[SendResult]:
+        """Send each email once; results in input order.
+
+        ``before_send(send_id)`` runs once per email, right before its first HTTP call (not
+        again on retries, so it may also claim a ledger row); False skips the email.
+        Raises SendGridUnauthorized or TooManyFailures (both carry ``results``/``not_sent``).
+        """
+        stop = threading.Event()
+        stop_reason: list[BatchStopped] = []
+        stop_lock = threading.Lock()
+
+        def halt(exc: BatchStopped) -> None:
+            with stop_lock:
+                if not stop_reason:
+                    stop_reason.append(exc)
+            stop.set()
+
+        def one(email: OutboundEmail) -> SendResult | None:
+            if stop.is_set():
+                return None
+            try:
+                result = self._send_one(email, before_send, stop)
+            except _Unauthorized as exc:
+                halt(
+                    SendGridUnauthorized(
+                        f"SendGrid refused the API key ({exc.error}): check SENDGRID_API_KEY "
+                        "(or the account's credits); sending stopped",
+                        [],
+                        [],
+                    )
+                )
+                return exc.result
+            if result is not None and self._count(result):
+                halt(
+                    TooManyFailures(
+                        f"{self.consecutive_failures} failed or unknown sends in a row "
+                        f"(last: {result.error}); sending paused",
+                        [],
+                        [],
+                    )
+                )
+            return result
+
+        with ThreadPoolExecutor(
+            max_workers=min(self.concurrency, max(1, len(emails))),
+            thread_name_prefix="sendgrid-send",
+        ) as pool:
+            outcomes = list(pool.map(one, emails))
+
+        results = [r for r in outcomes if r is not None]
+        if stop_reason:
+            exc = stop_reason[0]
+            exc.results = results
+            exc.not_sent = [e.send_id for e, r in zip(emails, outcomes) if r is None]
+            raise exc
+        return results
+
+    def _client(self) -> SendGridAPIClient:
+        # The official client's request_headers dict is shared by a client and all its
+        # children, and mutated on every call: one client per worker thread.
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = SendGridAPIClient(api_key=self._api_key, host=self.host)
+            self._local.client = client
+        return client
+
+    def _send_one(
+        self,
+        email: OutboundEmail,
+        before_send: Callable[[str], bool] | None,
+        stop: threading.Event,
+    ) -> SendResult | None:
+        send_id = email.send_id
+        payload = self.payload_for(email)
+        problems = check_limits(payload, now=time.time())
+        if problems:
+            return SendResult(send_id=send_id, status=SendStatus.failed, error="; ".join(problems))
+
+        self.limiter.acquire()
+        if stop.is_set():
+            return None
+        if before_send is not None and not before_send(send_id):
+            return SendResult(send_id=send_id, status=SendStatus.skipped)
+
+        maybe_delivered = False
+        attempts = 0
+        rate_limit_waits = 0
+        while True:
+            attempt = self._post(payload)
+            if attempt.kind == "sent":
+                return SendResult(
+                    send_id=send_id, status=SendStatus.sent, message_id=attempt.message_id
+                )
+            if attempt.kind == "final":
+                return SendResult(send_id=send_id, status=SendStatus.failed, error=attempt.error)
+            if attempt.kind == "unauthorized":
+                # An earlier attempt may have gone through before the key was revoked: then
+                # the email is unknown, else it was simply not sent.
+                raise _Unauthorized(
+                    attempt.error or "401",
+                    SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
+                    if maybe_delivered
+                    else None,
+                )
+
+            if attempt.kind == "rate_limited":
+                rate_limit_waits += 1
+                if rate_limit_waits > self.max_rate_limit_waits:
+                    return self._gave_up(send_id, attempt, maybe_delivered)
+                delay = self._rate_limit_delay(attempt.reset_at)
+                # Everyone waits: the limit is per account, not per thread.
+                self.limiter.pause_until(time.monotonic() + delay)
+            else:  # retry
+                maybe_delivered = maybe_delivered or attempt.maybe_delivered
+                attempts += 1
+                if attempts >= self.max_attempts or (
+                    attempt.maybe_delivered and not self.retry_ambiguous
+                ):
+                    return self._gave_up(send_id, attempt, maybe_delivered)
+                time.sleep(self._backoff(attempts))
+            if stop.is_set():
+                # Another worker hit a 401: this email was not sent (or may have been).
+                if maybe_delivered:
+                    return SendResult(
+                        send_id=send_id, status=SendStatus.unknown, error="stopped after: " + (attempt.error or "")
+                    )
+                return None
+            self.limiter.acquire()
+
+    @staticmethod
+    def _gave_up(send_id: str, attempt: _Attempt, maybe_delivered: bool) -> SendResult:
+        if maybe_delivered:
+            return SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
+        return SendResult(
+            send_id=send_id, status=SendStatus.failed, error=f"retryable: {attempt.error}"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**n)].
+        with self._random_lock:
+            return self._random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _rate_limit_delay(self, reset_at: float | None) -> float:
+        if reset_at is None:
+            delay = self.backoff_base
+        else:
+            delay = reset_at - time.time()
+        with self._random_lock:
+            jitter = self._random.uniform(0, min(0.25, self.rate_limit_wait_cap / 10))
+        return max(0.0, min(delay, self.rate_limit_wait_cap)) + jitter
+
+    def _post(self, payload: dict[str, Any]) -> _Attempt:
+        """One HTTP call; every outcome, including the client's exceptions, as an _Attempt."""
+        try:
+            response = self._client().client.mail.send.post(
+                request_body=payload, timeout=self.timeout
+            )
+        except _ClientHTTPError as exc:
+            return _classify_http_error(exc)
+        except urllib.error.URLError as exc:
+            # urllib wraps OSErrors raised while connecting and sending the request: the
+            # request did not (fully) reach the server, so it cannot have been accepted.
+            reason = exc.reason
+            return _Attempt("retry", error=f"network error before the request was sent: {_describe(reason)}")
+        except (TimeoutError, socket.timeout) as exc:
+            return _Attempt("retry", error=f"timed out waiting for SendGrid: {_describe(exc)}", maybe_delivered=True)
+        except (OSError, http.client.HTTPException) as exc:
+            # Raised while reading the answer: the request went out, the answer did not come.
+            return _Attempt("retry", error=f"connection lost after sending: {_describe(exc)}", maybe_delivered=True)
+        except (TypeError, ValueError) as exc:
+            # json.dumps of the payload: our bug, nothing was sent.
+            return _Attempt("final", error=f"could not serialize the payload: {exc}")
+
+        status = response.status_code
+        if status in (200, 202):
+            return _Attempt("sent", status=status, message_id=response.headers.get("X-Message-Id"))
+        # python-http-client raises for >= 400; another 2xx/3xx is unexpected but not an error
+        # we can act on: the request was accepted in some form.
+        return _Attempt("retry", status=status, error=f"unexpected HTTP {status}", maybe_delivered=True)
+
+
+class _Unauthorized(Exception):
+    """Internal: a worker met a 401. ``result`` is set when the email may have gone anyway."""
+
+    def __init__(self, error: str, result: SendResult | None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.result = result
+
+
+def _classify_http_error(exc: _ClientHTTPError) -> _Attempt:
+    status = int(getattr(exc, "status_code", 0) or 0)
+    text = _sendgrid_error_text(status, getattr(exc, "body", b""))
+    if status == 401:
+        return _Attempt("unauthorized", status=status, error=text)
+    if status == 429:
+        reset = _header(exc, "X-RateLimit-Reset")
+        try:
+            reset_at = float(reset) if reset is not None else None
+        except ValueError:
+            reset_at = None
+        return _Attempt("rate_limited", status=status, error=text, reset_at=reset_at)
+    if status >= 500:
+        # SendGrid answered: per policy this counts as "not accepted".
+        return _Attempt("retry", status=status, error=text)
+    if status in FINAL_STATUSES or 400 <= status < 500:
+        return _Attempt("final", status=status, error=text)
+    return _Attempt("retry", status=status, error=text, maybe_delivered=True)
+
+
+def _header(exc: _ClientHTTPError, name: str) -> str | None:
+    headers = getattr(exc, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return headers.get(name)
+    except AttributeError:
+        return None
+
+
+def _sendgrid_error_text(status: int, body: Any) -> str:
+    """'400: The from email does not contain a valid address. (from.email)' from an error body."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    messages: list[str] = []
+    try:
+        for err in json.loads(body or "{}").get("errors") or []:
+            msg = str(err.get("message") or "").strip()
+            if err.get("field"):
+                msg += f" ({err['field']})"
+            if msg:
+                messages.append(msg)
+    except (ValueError, AttributeError):
+        pass
+    if not messages:
+        messages = [http.client.responses.get(status, "HTTP error")]
+    return f"{status}: " + "; ".join(messages)
+
+
+def _describe(exc: BaseException | str) -> str:
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return str(exc)

@@ -1,0 +1,247 @@
+"""The tick: enroll new leads, then send every step that is due at `now`.
+
+Plain functions over a Context (store, audiences, renderer, transport). Prefect flows in
+flows/ call these in batches; tests and benchmarks may call them directly. Every time decision
+takes `now`; rules live in the pure modules (audiences, schedule, render).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from campaign.audiences import Audience, match_audience
+from campaign.delivery import Transport
+from campaign.models import OutboundEmail, SendResult, SendStatus
+from campaign.render import Renderer, TemplateError
+from campaign.schedule import as_utc, plan, step_time
+from campaign.settings import Settings
+from campaign.store import ALL_AUDIENCES, Claim, DueEnrollment, Store
+from campaign.tokens import unsubscribe_url
+
+# A claim still unsettled after this long belongs to a run that died mid-send.
+STALE_CLAIM = timedelta(minutes=15)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    audiences: list[Audience]
+    renderer: Renderer
+    transport: Transport
+
+    @property
+    def audience_by_name(self) -> dict[str, Audience]:
+        return {a.name: a for a in self.audiences}
+
+
+@dataclass
+class TickReport:
+    """Counts only: no addresses, no health data (safe for logs and Prefect artifacts)."""
+
+    now: datetime
+    enrolled: Counter = field(default_factory=Counter)  # audience -> n
+    sent: Counter = field(default_factory=Counter)  # (audience, step) -> n
+    failed: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    unknown: Counter = field(default_factory=Counter)
+    exited: Counter = field(default_factory=Counter)  # reason -> n
+    finished: int = 0
+    errors: list[str] = field(default_factory=list)  # template problems; never an address
+
+    def merge(self, other: "TickReport") -> "TickReport":
+        for name in ("enrolled", "sent", "failed", "skipped", "unknown", "exited"):
+            getattr(self, name).update(getattr(other, name))
+        self.finished += other.finished
+        self.errors.extend(e for e in other.errors if e not in self.errors)
+        return self
+
+    def as_dict(self) -> dict:
+        def flat(counter):
+            return {"/".join(k) if isinstance(k, tuple) else k: v for k, v in sorted(counter.items())}
+        return {
+            "now": self.now.isoformat(),
+            "enrolled": flat(self.enrolled), "sent": flat(self.sent), "failed": flat(self.failed),
+            "skipped": flat(self.skipped), "unknown": flat(self.unknown), "exited": flat(self.exited),
+            "finished": self.finished, "errors": self.errors,
+            "totals": {"enrolled": sum(self.enrolled.values()), "sent": sum(self.sent.values()),
+                       "failed": sum(self.failed.values()), "skipped": sum(self.skipped.values()),
+                       "unknown": sum(self.unknown.values())},
+        }
+
+
+def campaign_audiences(campaign: dict, ctx: Context) -> list[Audience]:
+    if campaign["audiences"] == ALL_AUDIENCES:
+        return ctx.audiences
+    names = set(campaign["audiences"].split(","))
+    return [a for a in ctx.audiences if a.name in names]
+
+
+def first_due(audience: Audience, enrolled_at: datetime, tz: str) -> datetime:
+    return step_time(audience.steps[0], enrolled_at=enrolled_at, last_email_at=None,
+                     window=audience.send_window, tz=ZoneInfo(tz), min_gap=audience.min_gap)
+
+
+# ---- enrollment --------------------------------------------------------------------------------
+
+def enroll_new(ctx: Context, now: datetime) -> TickReport:
+    """Put every consenting, reachable lead not yet in an active campaign into the first
+    audience (by priority) that matches it. Walks leads by id in batches."""
+    report = TickReport(now=now)
+    for campaign in ctx.store.active_campaigns(now):
+        audiences = campaign_audiences(campaign, ctx)
+        after_id = 0
+        while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size):
+            after_id = batch[-1].id
+            # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
+            hashes = {lead.id: _hash(ctx, lead.email) for lead in batch}
+            suppressed = ctx.store.suppressed_hashes(hashes.values())
+            rows = []
+            for lead in batch:
+                audience = match_audience(audiences, lead)
+                if audience is None or hashes[lead.id] in suppressed:
+                    continue
+                rows.append({"campaign_id": campaign["id"], "lead_id": lead.id, "audience": audience.name,
+                             "audience_version": audience.version, "enrolled_at": now, "state": "active",
+                             "next_due_at": first_due(audience, now, lead.timezone)})
+                report.enrolled[audience.name] += 1
+            ctx.store.add_enrollments(rows)
+    return report
+
+
+def _hash(ctx: Context, email: str) -> str:
+    from campaign.store import email_hash
+
+    return email_hash(email, ctx.store.secret_key)
+
+
+# ---- due sends -----------------------------------------------------------------------------------
+
+def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
+    """Enrollments due at `now` in active campaigns, in id order, one batch at a time."""
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(now)]
+    if not campaign_ids:
+        return
+    after_id = 0
+    while batch := ctx.store.due_enrollments(campaign_ids, now, after_id, ctx.settings.batch_size):
+        after_id = batch[-1].enrollment_id
+        yield batch
+
+
+def exit_reason(due: DueEnrollment, audience: Audience | None) -> str | None:
+    lead = due.lead
+    if lead.unsubscribed_at is not None:
+        return "unsubscribed"
+    if due.suppressed:
+        return "suppressed"
+    if lead.booked:
+        return "booked"
+    if not lead.consent:
+        return "consent withdrawn"
+    if audience is None:
+        return "audience removed"
+    return None
+
+
+def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> TickReport:
+    """Plan each enrollment, claim the due steps in the ledger, render, send, settle."""
+    report = TickReport(now=now)
+    audiences = ctx.audience_by_name
+    changes: list[dict] = []
+    wanted: dict[int, tuple[DueEnrollment, Audience, str]] = {}
+    leads_this_batch: set[int] = set()
+    for due in batch:
+        audience = audiences.get(due.audience)
+        reason = exit_reason(due, audience)
+        if reason:
+            changes.append({"id": due.enrollment_id, "state": "exited", "exit_reason": reason, "next_due_at": None})
+            report.exited[reason] += 1
+            continue
+        if due.lead.id in leads_this_batch:
+            # Same lead due in two campaigns: one email now, the other waits out the gap.
+            changes.append({"id": due.enrollment_id, "next_due_at": as_utc(now) + audience.min_gap})
+            continue
+        p = _plan(audience, due, due.sent_keys, due.lead.last_email_at, now)
+        if p.finished:
+            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
+            report.finished += 1
+        elif p.step is None:
+            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
+        else:
+            wanted[due.enrollment_id] = (due, audience, p.step.key)
+            leads_this_batch.add(due.lead.id)
+    ctx.store.update_enrollments(changes)
+
+    claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
+    emails, results, lead_of_send = [], [], {}
+    for claim in claims:
+        due, audience, _ = wanted[claim.enrollment_id]
+        try:
+            emails.append(outbound(ctx, due, audience, claim))
+            lead_of_send[claim.send_id] = due.lead.id
+        except TemplateError as exc:
+            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
+            if str(exc) not in report.errors:
+                report.errors.append(str(exc))
+    if emails:
+        results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(lead_of_send[sid])))
+    settle(ctx, results, {c.send_id: c for c in claims}, wanted, now, report)
+    return report
+
+
+def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now):
+    return plan(audience.steps, set(sent_keys), enrolled_at=due.enrolled_at, last_email_at=last_email_at,
+                now=now, window=audience.send_window, tz=ZoneInfo(due.lead.timezone), min_gap=audience.min_gap)
+
+
+def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim) -> OutboundEmail:
+    clinic = ctx.settings.clinic
+    step = audience.step(claim.step_key)
+    url = unsubscribe_url(ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value())
+    content = ctx.renderer.render(step.template, first_name=due.lead.first_name, unsubscribe_url=url)
+    return OutboundEmail(
+        send_id=claim.send_id, to_email=due.lead.email,
+        to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
+        from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
+        subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
+        unsubscribe_url=url, category="education",
+    )
+
+
+def settle(ctx: Context, results: list[SendResult], claims: dict[str, Claim],
+           wanted: dict[int, tuple[DueEnrollment, Audience, str]], now: datetime, report: TickReport) -> None:
+    ctx.store.settle(results, now)
+    emailed, changes = [], []
+    for result in results:
+        claim = claims[result.send_id]
+        due, audience, key = wanted[claim.enrollment_id]
+        counter = {SendStatus.sent: report.sent, SendStatus.failed: report.failed,
+                   SendStatus.skipped: report.skipped, SendStatus.unknown: report.unknown}[result.status]
+        counter[(audience.name, key)] += 1
+        if result.status is SendStatus.skipped:
+            changes.append({"id": due.enrollment_id, "state": "exited", "exit_reason": "unsubscribed", "next_due_at": None})
+            continue
+        # Sent, or possibly sent: the gap counts from now. A final failure does not.
+        last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
+        if last is now:
+            emailed.append(due.lead.id)
+        p = _plan(audience, due, due.sent_keys | {key}, last, now)
+        if p.finished:
+            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
+            report.finished += 1
+        else:
+            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
+    ctx.store.mark_emailed(emailed, now)
+    ctx.store.update_enrollments(changes)
+
+
+def run_tick(ctx: Context, now: datetime) -> TickReport:
+    """The whole tick without Prefect (tests, benchmarks). flows/tick.py does the same in tasks."""
+    report = enroll_new(ctx, now)
+    for batch in due_batches(ctx, now):
+        report.merge(send_due_batch(ctx, batch, now))
+    return report

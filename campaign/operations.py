@@ -1,0 +1,103 @@
+"""Use cases shared by the CLI and the flows: thin sequences of library calls, no rules."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from campaign.audiences import Audience, load_audiences, match_audience
+from campaign.leads import ImportFileError, parse_csv, rejected_csv
+from campaign.schedule import timeline
+from campaign.settings import Settings
+from campaign.store import Store
+
+
+@dataclass
+class ImportSummary:
+    file: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejected_file: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def import_file(store: Store, settings: Settings, path: Path, now: datetime,
+                overrides: dict[str, str] | None = None) -> ImportSummary:
+    """Parse, upsert, and write rejected rows beside the file. An unreadable file raises
+    ImportFileError before anything is written."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None
+    parsed = parse_csv(data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone)
+    counts = store.upsert_leads((lead for _, lead in parsed.leads), now)
+    summary = ImportSummary(file=str(path), new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
+                            rejected=len(parsed.rejected), warnings=parsed.warnings)
+    rejected_path = path.with_name(path.name + ".rejected.csv") if path.suffix != ".csv" else path.with_suffix(".rejected.csv")
+    if parsed.rejected:
+        rejected_path.write_text(rejected_csv(parsed.rejected, parsed.headers), encoding="utf-8")
+        summary.rejected_file = str(rejected_path)
+    return summary
+
+
+def lead_rows(store: Store, audiences: list[Audience]) -> list[dict]:
+    """One row per lead: email, audience, status, steps sent, next step and its time."""
+    steps_by_audience = {a.name: a for a in audiences}
+    rows = []
+    for r in store.lead_overview():
+        if r["enrollment_id"] is None:
+            if r["unsubscribed_at"]:
+                status = "unsubscribed"
+            elif r["booked"]:
+                status = "booked"
+            else:
+                status = "waiting for consent" if not r["consent"] else "not yet enrolled"
+            rows.append({"email": r["email"], "audience": "", "status": status, "steps_sent": 0,
+                         "next_step": "", "next_at": ""})
+            continue
+        status = {"active": "enrolled", "finished": "finished"}.get(r["enrollment_state"],
+                                                                    f"exited ({r['exit_reason']})")
+        next_step, next_at = "", ""
+        audience = steps_by_audience.get(r["audience"])
+        if r["enrollment_state"] == "active" and audience is not None:
+            sent = store.sent_keys(r["enrollment_id"])
+            pending = [s.key for s in audience.steps if s.key not in sent]
+            next_step = pending[0] if pending else ""
+            next_at = r["next_due_at"].astimezone(ZoneInfo(r["timezone"])).isoformat(timespec="minutes") if r["next_due_at"] else ""
+        rows.append({"email": r["email"], "audience": r["audience"], "status": status,
+                     "steps_sent": r["steps_sent"], "next_step": next_step, "next_at": next_at})
+    return rows
+
+
+def lead_timeline(store: Store, settings: Settings, email: str, now: datetime) -> tuple[str, list[dict]]:
+    """The audience and when each step would go to this lead (sent steps from the ledger)."""
+    lead = store.lead_by_email(email)
+    if lead is None:
+        raise LookupError(f"no lead with the address {email!r}; check the spelling or import it first")
+    audiences = load_audiences(settings.audiences_dir)
+    enrollment = store.enrollment_for_lead(lead.id)
+    if enrollment is not None:
+        audience = next((a for a in audiences if a.name == enrollment["audience"]), None)
+        enrolled_at = enrollment["enrolled_at"]
+    else:
+        audience = match_audience(audiences, lead)
+        enrolled_at = now
+    if audience is None:
+        raise LookupError(f"{email}: no audience matches this lead")
+    tz = ZoneInfo(lead.timezone)
+    sent = {r["step_key"]: r for r in store.ledger() if r["lead_id"] == lead.id} if enrollment else {}
+    rows = [{"step": s.key, "day": s.delay.days, "at": sent[s.key]["claimed_at"].astimezone(tz).isoformat(timespec="minutes"),
+             "status": sent[s.key]["status"]} for s in audience.steps if s.key in sent]
+    for step, at in timeline(audience.steps, enrolled_at=enrolled_at, last_email_at=lead.last_email_at,
+                             sent_keys=set(sent), window=audience.send_window, tz=tz, min_gap=audience.min_gap):
+        rows.append({"step": step.key, "day": step.delay.days, "at": at.astimezone(tz).isoformat(timespec="minutes"),
+                     "status": "planned" if enrollment else "if enrolled now"})
+    return audience.name, rows

@@ -1,0 +1,179 @@
+"""Rendering: the one Jinja environment, and RenderedEmail from (lead, step). Pure but for
+reading template files, which are loaded once per Renderer.
+
+An email is written once, as Markdown with YAML front matter
+(``templates/<audience>/<step>.md``), and both parts come from that one source, so the HTML
+and the text part can never drift apart:
+
+- text part: the Markdown rendered by Jinja with the lead's values as given, links spelled out;
+- HTML part: the same Markdown rendered with the lead's values Markdown-escaped, turned into HTML
+  by markdown-it with raw HTML disabled (so ``<script>`` in a name is text, never markup), put
+  into the MJML layout (compiled once by mrml) and CSS-inlined.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import css_inline
+import jinja2
+import mrml
+import yaml
+from markdown_it import MarkdownIt
+
+from campaign.models import RenderedEmail
+from campaign.settings import Clinic
+
+FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
+REQUIRED_FIELDS = ("subject", "preheader")
+# CommonMark lets any ASCII punctuation be backslash-escaped.
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+# Styles for the Markdown body, which MJML never sees; css-inline moves them onto the elements.
+BODY_CSS = """
+.body p { margin: 0 0 16px 0; }
+.body h2 { font-size: 21px; line-height: 1.3; margin: 8px 0 12px 0; color: #12506b; }
+.body ul, .body ol { margin: 0 0 16px 0; padding-left: 22px; }
+.body li { margin: 0 0 8px 0; }
+.body a { color: #12506b; text-decoration: underline; }
+"""
+
+
+class TemplateError(ValueError):
+    """A template that cannot be loaded or rendered; the message names the file and the fix."""
+
+
+def md_escape(value: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", value)
+
+
+def markdown_to_text(markdown: str) -> str:
+    """A readable text part: links spelled out, emphasis markers dropped."""
+    text = _MD_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", markdown)
+    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
+    text = re.sub(r"^#+\s*(.+)$", lambda m: m.group(1).upper(), text, flags=re.M)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+@dataclass(frozen=True)
+class EmailSource:
+    """One email's template, parsed: front matter fields and the Markdown body."""
+
+    path: Path
+    name: str  # e.g. "gad/welcome"
+    subject: jinja2.Template
+    preheader: jinja2.Template
+    cta_text: jinja2.Template | None
+    cta_url: jinja2.Template | None
+    body: jinja2.Template
+    source: str  # raw file text, for approval hashes
+
+
+def lead_context(first_name: str) -> dict:
+    """The lead's values a template may use. Deliberately small: no anxiety type, no email."""
+    first_name = first_name.strip()
+    return {"first_name": first_name, "greeting_name": first_name or "there"}
+
+
+class Renderer:
+    """Owns the Jinja environment and the compiled layout for one templates folder."""
+
+    def __init__(self, templates_dir: Path, clinic: Clinic):
+        self.templates_dir = Path(templates_dir)
+        self.clinic = clinic
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "mjml"), default_for_string=False),
+            keep_trailing_newline=True,
+        )
+        self._sources: dict[str, EmailSource] = {}
+        self._md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+
+    @cached_property
+    def html_layout(self) -> jinja2.Template:
+        path = self.templates_dir / "layout.mjml"
+        compiled = mrml.to_html(path.read_text(encoding="utf-8")).content
+        compiled = compiled.replace("</head>", f"<style>{BODY_CSS}</style></head>", 1)
+        # Autoescaped: clinic values and URLs are escaped; body_html arrives as Markup.
+        return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True).from_string(compiled)
+
+    @cached_property
+    def text_layout(self) -> jinja2.Template:
+        return self.env.get_template("layout.txt")
+
+    @cached_property
+    def _inliner(self) -> css_inline.CSSInliner:
+        return css_inline.CSSInliner(keep_style_tags=True)
+
+    def source(self, name: str) -> EmailSource:
+        """Load ``templates/<name>.md`` once. Raises TemplateError naming the file."""
+        if name not in self._sources:
+            self._sources[name] = self._load(name)
+        return self._sources[name]
+
+    def _load(self, name: str) -> EmailSource:
+        path = self.templates_dir / f"{name}.md"
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TemplateError(f"{path}: template not found; create it or fix the step's 'template' field") from None
+        match = FRONT_MATTER.match(raw)
+        if not match:
+            raise TemplateError(f"{path}: must start with a '---' front matter block holding subject and preheader")
+        try:
+            meta = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise TemplateError(f"{path}: front matter is not valid YAML: {exc}") from None
+        missing = [field for field in REQUIRED_FIELDS if not str(meta.get(field) or "").strip()]
+        if missing:
+            raise TemplateError(f"{path}: front matter lacks {', '.join(missing)}; add a line like 'subject: ...'")
+        if bool(meta.get("cta_text")) != bool(meta.get("cta_url")):
+            raise TemplateError(f"{path}: give both cta_text and cta_url, or neither")
+        unknown = set(meta) - {"subject", "preheader", "cta_text", "cta_url"}
+        if unknown:
+            raise TemplateError(f"{path}: unknown front matter field(s) {sorted(unknown)}; allowed: subject, preheader, cta_text, cta_url")
+        try:
+            compile_ = self.env.from_string
+            return EmailSource(
+                path=path,
+                name=name,
+                subject=compile_(str(meta["subject"])),
+                preheader=compile_(str(meta["preheader"])),
+                cta_text=compile_(str(meta["cta_text"])) if meta.get("cta_text") else None,
+                cta_url=compile_(str(meta["cta_url"])) if meta.get("cta_url") else None,
+                body=compile_(match.group(2)),
+                source=raw,
+            )
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{path}: Jinja syntax error (line {exc.lineno} of its section): {exc.message}") from None
+
+    def render(self, name: str, *, first_name: str, unsubscribe_url: str) -> RenderedEmail:
+        src = self.source(name)
+        base = {"clinic": self.clinic, "unsubscribe_url": unsubscribe_url, "booking_url": self.clinic.booking_url}
+        plain = {**base, **lead_context(first_name)}
+        escaped = {**base, **{k: md_escape(v) for k, v in lead_context(first_name).items()}}
+        try:
+            subject = " ".join(src.subject.render(plain).split())
+            preheader = " ".join(src.preheader.render(plain).split())
+            cta_text = src.cta_text.render(plain).strip() if src.cta_text else ""
+            cta_url = src.cta_url.render(plain).strip() if src.cta_url else ""
+            body_text = markdown_to_text(src.body.render(plain))
+            body_html = self._md.render(src.body.render(escaped))
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{src.path}: {exc.message}; use only first_name, greeting_name, clinic.*, booking_url, unsubscribe_url") from None
+        shared = {
+            "clinic": self.clinic,
+            "subject": subject,
+            "preheader": preheader,
+            "cta_text": cta_text,
+            "cta_url": cta_url,
+            "unsubscribe_url": unsubscribe_url,
+        }
+        html = self.html_layout.render(**shared, body_html=jinja2.utils.markupsafe.Markup(body_html))
+        text = self.text_layout.render(**shared, body_text=body_text)
+        return RenderedEmail(subject=subject, preheader=preheader, html=self._inliner.inline(html), text=text)

@@ -1,0 +1,69 @@
+"""Settings: one object built on demand from the environment (and clinic.yaml).
+
+Secrets are SecretStr and never printed. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# A fixed development key keeps the demo working with nothing configured; preflight refuses it
+# for live sends.
+DEV_SECRET_KEY = "dev-only-secret-change-me"
+
+
+class Clinic(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    city: str
+    state: str
+    postal_address: str
+    postal_address_is_example: bool = False
+    phone: str
+    sender_email: str
+    sender_name: str
+    reply_to: str | None = None
+    booking_url: str
+    website_url: str
+    timezone: str = "America/New_York"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAMPAIGN_", extra="ignore")
+
+    database_url: str = "sqlite:///campaign.db"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    public_url: str = "http://localhost:8000"
+    outbox_dir: Path = Path("outbox")
+    content_dir: Path = PROJECT_ROOT  # holds audiences/ and templates/
+    clinic_file: Path | None = None
+    sandbox: bool = False
+    batch_size: int = Field(200, ge=1, le=1000)
+    # SendGrid: the standard variable names, no CAMPAIGN_ prefix.
+    sendgrid_api_key: SecretStr | None = Field(None, validation_alias="SENDGRID_API_KEY")
+    sendgrid_api_host: str = Field("https://api.sendgrid.com", validation_alias="SENDGRID_API_HOST")
+
+    @property
+    def audiences_dir(self) -> Path:
+        return self.content_dir / "audiences"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.content_dir / "templates"
+
+    @cached_property
+    def clinic(self) -> Clinic:
+        path = self.clinic_file or (self.content_dir / "clinic.yaml")
+        return Clinic.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,497 @@
+"""The campaign store: SQLAlchemy tables and every query (the only module that talks SQL).
+
+SQLite by default, PostgreSQL by URL. Schema changes go through Alembic (campaign/migrations).
+Claims are single atomic INSERT ... ON CONFLICT DO NOTHING statements, so parallel workers and
+retried runs can never create a second ledger row for an (enrollment, step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from campaign.models import AnxietyType, Lead, LeadIn, SendResult, SendStatus
+
+UTC = timezone.utc
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+campaigns = sa.Table(
+    "campaigns", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, paused, stopped
+    sa.Column("audiences", sa.Text, nullable=False),  # comma-separated audience names
+    sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("starts_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("paused_reason", sa.Text, nullable=True),
+)
+
+leads = sa.Table(
+    "leads", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("first_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("last_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("anxiety_type", sa.String(32), nullable=False, server_default="unspecified"),
+    sa.Column("prior_treatments", sa.Integer, nullable=True),
+    sa.Column("consent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(40), nullable=False, server_default=""),
+    sa.Column("source", sa.String(100), nullable=False, server_default=""),
+    sa.Column("booked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("booked_at", UTCDateTime, nullable=True),
+    sa.Column("unsubscribed_at", UTCDateTime, nullable=True),
+    sa.Column("last_email_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    # A keyed hash of the address, never the address: forgetting a lead keeps only this.
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+enrollments = sa.Table(
+    "enrollments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id"), nullable=False),
+    sa.Column("lead_id", sa.Integer, sa.ForeignKey("leads.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("audience", sa.String(64), nullable=False),
+    sa.Column("audience_version", sa.String(16), nullable=False),
+    sa.Column("enrolled_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, finished, exited
+    sa.Column("exit_reason", sa.String(32), nullable=True),
+    sa.Column("next_due_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
+    sa.Index("ix_enrollments_due", "state", "next_due_at"),
+)
+
+sends = sa.Table(
+    "sends", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("send_id", sa.String(32), nullable=False, unique=True),  # random; goes to the ESP
+    sa.Column("enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("transport", sa.String(16), nullable=False, server_default=""),
+    sa.Column("claimed_at", UTCDateTime, nullable=False),
+    sa.Column("settled_at", UTCDateTime, nullable=True),
+    sa.Column("message_id", sa.String(128), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
+    sa.Index("ix_sends_status", "status", "claimed_at"),
+    sa.Index("ix_sends_message_id", "message_id"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dedupe_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("sg_event_id", sa.String(128), nullable=True, unique=True),
+    sa.Column("send_id", sa.String(32), nullable=True, index=True),
+    sa.Column("lead_id", sa.Integer, sa.ForeignKey("leads.id", ondelete="CASCADE"), nullable=True, index=True),
+    sa.Column("email_hash", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),  # normalized kind
+    sa.Column("raw_event", sa.String(32), nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+)
+
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("template", sa.String(200), nullable=False),  # e.g. gad/welcome
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("approved_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("template", "content_hash", name="uq_approval_template_hash"),
+)
+
+EVERGREEN = "evergreen"
+ALL_AUDIENCES = "*"
+
+
+def new_public_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_send_id() -> str:
+    return secrets.token_hex(16)
+
+
+def email_hash(email: str, key: str) -> str:
+    """Keyed hash for the suppression list: lets us recognise an address without keeping it."""
+    return hmac.new(key.encode(), email.strip().casefold().encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class DueEnrollment:
+    """An enrollment due for a look at `now`, with what the planner needs."""
+
+    enrollment_id: int
+    campaign_id: int
+    audience: str
+    audience_version: str
+    enrolled_at: datetime
+    lead: Lead
+    sent_keys: frozenset[str]
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    send_id: str
+    enrollment_id: int
+    step_key: str
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (the web app) never block the tick
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Store:
+    """One database. `Store.open(url)` migrates it to the latest schema first."""
+
+    def __init__(self, engine: sa.Engine, secret_key: str):
+        self.engine = engine
+        self.secret_key = secret_key
+
+    @classmethod
+    def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> "Store":
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, future=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", sqlite_pragmas)
+        store = cls(engine, secret_key)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        from alembic import command
+
+        cfg = alembic_config(str(self.engine.url.render_as_string(hide_password=False)))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        self.ensure_evergreen(datetime.now(UTC))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _insert(self, table):
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # ---- campaigns -------------------------------------------------------------------------
+
+    def ensure_evergreen(self, now: datetime) -> None:
+        stmt = self._insert(campaigns).values(
+            slug=EVERGREEN, name="Evergreen education", state="active", audiences=ALL_AUDIENCES,
+            sandbox=False, starts_at=None, created_at=now,
+        ).on_conflict_do_nothing(index_elements=["slug"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def campaign(self, slug: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(campaigns).where(campaigns.c.slug == slug)).mappings().first()
+        return dict(row) if row else None
+
+    def active_campaigns(self, now: datetime) -> list[dict]:
+        query = sa.select(campaigns).where(
+            campaigns.c.state == "active",
+            sa.or_(campaigns.c.starts_at.is_(None), campaigns.c.starts_at <= now),
+        ).order_by(campaigns.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # ---- leads -----------------------------------------------------------------------------
+
+    def upsert_leads(self, incoming: Iterable[LeadIn], now: datetime, chunk: int = 500) -> ImportCounts:
+        """Insert new leads, update changed ones; unchanged rows are not touched at all."""
+        new = updated = unchanged = 0
+        fields = list(LeadIn.model_fields)
+        batch: list[LeadIn] = []
+
+        def flush(conn):
+            nonlocal new, updated, unchanged
+            existing = {
+                r["email"]: r for r in conn.execute(
+                    sa.select(leads).where(leads.c.email.in_([lead.email for lead in batch]))).mappings()
+            }
+            inserts = []
+            for lead in batch:
+                values = lead.model_dump(mode="json")
+                row = existing.get(lead.email)
+                if row is None:
+                    inserts.append({**values, "public_id": new_public_id(), "created_at": now, "updated_at": now,
+                                    "booked_at": now if lead.booked else None})
+                    continue
+                changes = {f: values[f] for f in fields if row[f] != values[f]}
+                if not changes:
+                    unchanged += 1
+                    continue
+                if changes.get("booked") and not row["booked_at"]:
+                    changes["booked_at"] = now
+                conn.execute(sa.update(leads).where(leads.c.id == row["id"]).values(**changes, updated_at=now))
+                updated += 1
+            if inserts:
+                conn.execute(sa.insert(leads), inserts)
+                new += len(inserts)
+            batch.clear()
+
+        with self.engine.begin() as conn:
+            for lead in incoming:
+                batch.append(lead)
+                if len(batch) >= chunk:
+                    flush(conn)
+            if batch:
+                flush(conn)
+        return ImportCounts(new, updated, unchanged)
+
+    @staticmethod
+    def _lead(row) -> Lead:
+        return Lead(
+            id=row["id"], public_id=row["public_id"], email=row["email"], first_name=row["first_name"],
+            last_name=row["last_name"], anxiety_type=AnxietyType(row["anxiety_type"]),
+            prior_treatments=row["prior_treatments"], consent=row["consent"], timezone=row["timezone"],
+            state=row["state"], source=row["source"], booked=row["booked"],
+            unsubscribed_at=row["unsubscribed_at"], last_email_at=row["last_email_at"],
+        )
+
+    def lead_by_email(self, email: str) -> Lead | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leads).where(leads.c.email == email.strip().casefold())).mappings().first()
+        return self._lead(row) if row else None
+
+    def lead_by_public_id(self, public_id: str) -> Lead | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leads).where(leads.c.public_id == public_id)).mappings().first()
+        return self._lead(row) if row else None
+
+    def unenrolled_leads(self, campaign_id: int, after_id: int, limit: int) -> list[Lead]:
+        """Consenting, reachable leads without an enrollment in this campaign, by id (keyset)."""
+        enrolled = sa.select(enrollments.c.lead_id).where(enrollments.c.campaign_id == campaign_id)
+        query = (sa.select(leads)
+                 .where(leads.c.id > after_id, leads.c.consent.is_(True), leads.c.booked.is_(False),
+                        leads.c.unsubscribed_at.is_(None), leads.c.id.not_in(enrolled))
+                 .order_by(leads.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [self._lead(r) for r in conn.execute(query).mappings()]
+
+    def suppressed_hashes(self, hashes: Iterable[str]) -> set[str]:
+        hashes = list(hashes)
+        if not hashes:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(hashes))).scalars())
+
+    def is_reachable(self, lead_id: int) -> bool:
+        """Checked again right before an HTTP call: an unsubscribe mid-tick stops the send."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leads.c.email, leads.c.unsubscribed_at, leads.c.booked)
+                               .where(leads.c.id == lead_id)).first()
+        if row is None or row.unsubscribed_at is not None or row.booked:
+            return False
+        return not self.suppressed_hashes([email_hash(row.email, self.secret_key)])
+
+    def suppress(self, email: str, reason: str, now: datetime) -> None:
+        stmt = self._insert(suppressions).values(
+            email_hash=email_hash(email, self.secret_key), reason=reason, created_at=now,
+        ).on_conflict_do_nothing(index_elements=["email_hash"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # ---- enrollments -----------------------------------------------------------------------
+
+    def add_enrollments(self, rows: list[dict]) -> int:
+        if not rows:
+            return 0
+        stmt = self._insert(enrollments).on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"])
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt, rows)
+        return max(result.rowcount, 0)
+
+    def due_enrollments(self, campaign_ids: list[int], now: datetime, after_id: int, limit: int) -> list[DueEnrollment]:
+        query = (sa.select(enrollments.c.id.label("enrollment_id"), enrollments.c.campaign_id,
+                           enrollments.c.audience, enrollments.c.audience_version, enrollments.c.enrolled_at, leads)
+                 .join(leads, leads.c.id == enrollments.c.lead_id)
+                 .where(enrollments.c.state == "active", enrollments.c.next_due_at <= now,
+                        enrollments.c.campaign_id.in_(campaign_ids), enrollments.c.id > after_id)
+                 .order_by(enrollments.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+            sent: dict[int, set[str]] = {r["enrollment_id"]: set() for r in rows}
+            if sent:
+                for enrollment_id, key in conn.execute(
+                        sa.select(sends.c.enrollment_id, sends.c.step_key).where(sends.c.enrollment_id.in_(list(sent)))):
+                    sent[enrollment_id].add(key)
+        hashes = {r["enrollment_id"]: email_hash(r["email"], self.secret_key) for r in rows}
+        suppressed = self.suppressed_hashes(hashes.values())
+        result = []
+        for r in rows:
+            result.append(DueEnrollment(
+                enrollment_id=r["enrollment_id"], campaign_id=r["campaign_id"], audience=r["audience"],
+                audience_version=r["audience_version"], enrolled_at=r["enrolled_at"], lead=self._lead(r),
+                sent_keys=frozenset(sent[r["enrollment_id"]]), suppressed=hashes[r["enrollment_id"]] in suppressed,
+            ))
+        return result
+
+    def update_enrollments(self, changes: list[dict]) -> None:
+        """Each dict: id plus the columns to set (next_due_at, state, exit_reason)."""
+        with self.engine.begin() as conn:
+            for change in changes:
+                values = {k: v for k, v in change.items() if k != "id"}
+                conn.execute(sa.update(enrollments).where(enrollments.c.id == change["id"]).values(**values))
+
+    def exit_lead_everywhere(self, lead_id: int, reason: str) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(enrollments).where(
+                enrollments.c.lead_id == lead_id, enrollments.c.state == "active",
+            ).values(state="exited", exit_reason=reason, next_due_at=None)).rowcount
+
+    # ---- the send ledger -------------------------------------------------------------------
+
+    def claim(self, wanted: list[tuple[int, str]], now: datetime, transport: str) -> list[Claim]:
+        """Write ledger rows for (enrollment_id, step_key) pairs. One statement; a pair that
+        already has a row (another worker, an earlier run) is silently not claimed."""
+        if not wanted:
+            return []
+        rows = [{"send_id": new_send_id(), "enrollment_id": e, "step_key": k, "status": SendStatus.claimed.value,
+                 "transport": transport, "claimed_at": now} for e, k in wanted]
+        stmt = (self._insert(sends).values(rows)
+                .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key"])
+                .returning(sends.c.send_id, sends.c.enrollment_id, sends.c.step_key))
+        with self.engine.begin() as conn:
+            return [Claim(*row) for row in conn.execute(stmt)]
+
+    def settle(self, results: list[SendResult], now: datetime) -> None:
+        if not results:
+            return
+        with self.engine.begin() as conn:
+            for result in results:
+                conn.execute(sa.update(sends).where(sends.c.send_id == result.send_id).values(
+                    status=result.status.value, message_id=result.message_id, error=result.error, settled_at=now))
+
+    def mark_emailed(self, lead_ids: list[int], now: datetime) -> None:
+        if lead_ids:
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
+
+    # ---- reads for the CLI and reports -------------------------------------------------------
+
+    def lead_overview(self) -> Iterator[dict]:
+        """One row per lead with its latest enrollment and ledger counts (streamed)."""
+        sent_count = (sa.select(sa.func.count()).where(sends.c.enrollment_id == enrollments.c.id,
+                                                        sends.c.status == "sent").scalar_subquery())
+        last_key = (sa.select(sends.c.step_key).where(sends.c.enrollment_id == enrollments.c.id)
+                    .order_by(sends.c.claimed_at.desc(), sends.c.id.desc()).limit(1).scalar_subquery())
+        query = (sa.select(leads.c.id, leads.c.email, leads.c.consent, leads.c.booked, leads.c.unsubscribed_at,
+                           leads.c.timezone, enrollments.c.id.label("enrollment_id"), enrollments.c.audience,
+                           enrollments.c.state.label("enrollment_state"), enrollments.c.exit_reason,
+                           enrollments.c.next_due_at, enrollments.c.enrolled_at,
+                           sent_count.label("steps_sent"), last_key.label("last_step"))
+                 .select_from(leads.outerjoin(enrollments, enrollments.c.lead_id == leads.c.id))
+                 .order_by(leads.c.id, enrollments.c.id))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query).mappings():
+                yield dict(row)
+
+    def sent_keys(self, enrollment_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(sends.c.step_key).where(sends.c.enrollment_id == enrollment_id)).scalars())
+
+    def enrollment_for_lead(self, lead_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(enrollments).where(enrollments.c.lead_id == lead_id)
+                               .order_by(enrollments.c.id.desc()).limit(1)).mappings().first()
+        return dict(row) if row else None
+
+    def audience_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(enrollments.c.audience, sa.func.count())
+                                     .group_by(enrollments.c.audience)).all())
+
+    def send_matrix(self, statuses: tuple[str, ...] = ("sent",)) -> dict[tuple[str, str], int]:
+        """(audience, step) -> number of ledger rows in the given statuses."""
+        query = (sa.select(enrollments.c.audience, sends.c.step_key, sa.func.count())
+                 .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+                 .where(sends.c.status.in_(statuses)).group_by(enrollments.c.audience, sends.c.step_key))
+        with self.engine.connect() as conn:
+            return {(a, s): n for a, s, n in conn.execute(query)}
+
+    def ledger(self) -> list[dict]:
+        query = (sa.select(sends.c.send_id, sends.c.step_key, sends.c.status, sends.c.claimed_at, sends.c.settled_at,
+                           sends.c.message_id, enrollments.c.audience, enrollments.c.lead_id, leads.c.email, leads.c.timezone)
+                 .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+                 .join(leads, leads.c.id == enrollments.c.lead_id).order_by(sends.c.id))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest time any active enrollment is due (the demo jumps its clock there)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.min(enrollments.c.next_due_at))
+                                .where(enrollments.c.state == "active")).scalar()

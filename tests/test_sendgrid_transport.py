@@ -1,0 +1,418 @@
+"""SendGridTransport: the official client over real HTTP against our SendGrid-compatible server."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import threading
+from collections import Counter
+
+import pytest
+from python_http_client.exceptions import HTTPError, TooManyRequestsError
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sendgrid_fixtures import make_email, webhook_receiver
+
+from campaign.delivery.payload import build_payload
+from campaign.delivery.sendgrid_server import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
+from campaign.delivery.sendgrid_transport import (
+    RateLimiter,
+    SendGridTransport,
+    SendGridUnauthorized,
+    TooManyFailures,
+    _classify_http_error,
+)
+from campaign.models import SendStatus
+
+KEY = "SG.transport-key"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sg(server):
+    server.reset()
+    server.set_faults(Faults())
+    server.set_api_key(KEY)
+    return server
+
+
+def transport(server, **overrides) -> SendGridTransport:
+    """Small waits everywhere: the policy is under test, not the clock."""
+    options = dict(
+        host=server.url,
+        concurrency=4,
+        timeout=2.0,
+        max_attempts=4,
+        backoff_base=0.005,
+        backoff_max=0.02,
+        rate_limit_wait_cap=0.02,
+        max_consecutive_failures=None,
+        seed=1,
+    )
+    options.update(overrides)
+    return SendGridTransport(options.pop("api_key", KEY), **options)
+
+
+def emails(n: int, **overrides):
+    return [make_email(i, **overrides) for i in range(n)]
+
+
+# -- success --------------------------------------------------------------------------------
+
+
+def test_every_payload_field_arrives(sg):
+    email = make_email(1, to_name="Doe, Jane", is_test=True)
+    t = transport(sg, asm_group_id=77, track_opens=True)
+    [result] = t.send_batch([email])
+    assert result.status == SendStatus.sent
+    [recorded] = sg.messages
+    assert result.message_id == recorded.message_id
+    expected = build_payload(email, asm_group_id=77, track_opens=True)
+    assert recorded.payload == expected
+    assert recorded.payload["personalizations"][0]["to"] == [
+        {"email": "lead1@example.com", "name": "Doe Jane"}
+    ]
+    assert recorded.payload["custom_args"] == {"send_id": "snd_0001_q8Zr"}
+
+
+def test_sandbox_sends_are_answered_200_and_not_delivered(sg):
+    [result] = transport(sg, sandbox=True).send_batch([make_email()])
+    assert result.status == SendStatus.sent and result.message_id is None
+    assert sg.messages == [] and sg.counters.sandbox == 1
+
+
+def test_concurrent_batch_keeps_each_email_with_its_own_payload(sg):
+    batch = emails(40)
+    results = transport(sg, concurrency=8).send_batch(batch)
+    assert [r.send_id for r in results] == [e.send_id for e in batch]  # input order
+    assert all(r.status == SendStatus.sent for r in results)
+    by_id = {m.message_id: m for m in sg.messages}
+    assert len(by_id) == 40
+    for email, result in zip(batch, results):
+        recorded = by_id[result.message_id]
+        assert recorded.send_id == email.send_id
+        assert recorded.to_emails == [email.to_email]
+
+
+# -- final errors ---------------------------------------------------------------------------
+
+
+def test_400_is_final_and_keeps_sendgrids_message(sg):
+    [result] = transport(sg).send_batch([make_email(from_email="not-an-address")])
+    assert result.status == SendStatus.failed
+    assert result.error.startswith("400: ")
+    assert "from.email" in result.error and "valid address" in result.error
+    assert sg.counters.requests == 1  # not retried
+
+
+def test_403_is_final():
+    with running_server(api_key=KEY, verified_senders=["someone@else.example"]) as srv:
+        [result] = transport(srv).send_batch([make_email()])
+        assert result.status == SendStatus.failed
+        assert result.error.startswith("403: ") and "Sender Identity" in result.error
+        assert srv.counters.requests == 1
+
+
+def test_413_is_final():
+    with running_server(api_key=KEY, max_body_bytes=5_000) as srv:
+        [result] = transport(srv).send_batch([make_email(html="<p>" + "x" * 10_000 + "</p>")])
+        assert result.status == SendStatus.failed
+        assert result.error.startswith("413: ")
+        assert srv.counters.requests == 1 and srv.messages == []
+
+
+def test_payload_over_limits_fails_without_calling_sendgrid(sg):
+    results = transport(sg).send_batch([make_email(subject=""), make_email(1)])
+    assert results[0].status == SendStatus.failed and "subject" in results[0].error
+    assert results[1].status == SendStatus.sent
+    assert sg.counters.requests == 1
+
+
+# -- 401 ------------------------------------------------------------------------------------
+
+
+def test_bad_key_stops_the_batch_at_once(sg):
+    t = transport(sg, api_key="SG.wrong", concurrency=1)
+    batch = emails(10)
+    with pytest.raises(SendGridUnauthorized) as info:
+        t.send_batch(batch)
+    assert info.value.results == []
+    assert info.value.not_sent == [e.send_id for e in batch]
+    assert sg.counters.unauthorized == 1  # the bad key did not burn the list
+    assert "SG.wrong" not in str(info.value)
+
+
+def test_key_revoked_mid_batch_keeps_the_results_already_sent(sg):
+    calls: list[str] = []
+
+    def before_send(send_id: str) -> bool:
+        calls.append(send_id)
+        if len(calls) == 4:
+            sg.set_api_key("SG.rotated")  # revoked between the 3rd and 4th email
+        return True
+
+    batch = emails(8)
+    with pytest.raises(SendGridUnauthorized) as info:
+        transport(sg, concurrency=1).send_batch(batch, before_send=before_send)
+    sent = info.value.results
+    assert [r.send_id for r in sent] == [e.send_id for e in batch[:3]]
+    assert all(r.status == SendStatus.sent for r in sent)
+    assert [r.message_id for r in sent] == [m.message_id for m in sg.messages]
+    assert info.value.not_sent == [e.send_id for e in batch[3:]]
+
+
+def test_bad_key_with_workers_in_flight_stops_the_rest(sg):
+    with pytest.raises(SendGridUnauthorized) as info:
+        transport(sg, api_key="SG.wrong", concurrency=4).send_batch(emails(50))
+    assert sg.counters.unauthorized <= 4
+    assert len(info.value.not_sent) == 50
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_retries_under_faults_end_in_exactly_one_message_per_email(sg):
+    sg.set_faults(
+        rate_429=0.1,
+        rate_500=0.05,
+        rate_502=0.05,
+        rate_503=0.1,
+        reset_before_body=0.05,
+        reset_after_body=0.1,
+        rate_limit_reset_s=0,
+        seed=11,
+    )
+    batch = emails(60)
+    results = transport(sg, max_attempts=12, max_rate_limit_waits=12).send_batch(batch)
+    assert Counter(r.status for r in results) == {SendStatus.sent: 60}
+    recorded = Counter(m.send_id for m in sg.messages)
+    assert recorded == Counter({e.send_id: 1 for e in batch})
+    # The faults really happened (else this test would prove nothing).
+    faults = sg.counters.faults
+    assert set(faults) == {"429", "500", "502", "503", "reset_before_body", "reset_after_body"}
+    assert sg.counters.requests == 60 + sum(faults.values())
+
+
+def test_5xx_until_the_limit_is_a_retryable_failure(sg):
+    sg.set_faults(rate_503=1.0)
+    [result] = transport(sg, max_attempts=3).send_batch([make_email()])
+    assert result.status == SendStatus.failed
+    assert result.error.startswith("retryable: 503")
+    assert sg.counters.requests == 3
+
+
+def test_reset_after_the_request_went_out_ends_unknown(sg):
+    sg.set_faults(reset_after_body=1.0)
+    [result] = transport(sg, max_attempts=3).send_batch([make_email()])
+    assert result.status == SendStatus.unknown
+    assert sg.counters.requests == 3
+
+
+def test_an_ambiguous_attempt_then_5xx_is_still_unknown(sg):
+    # First a reset (may have gone through), then 503s: the email might exist at SendGrid.
+    sg.set_faults(reset_after_body=1.0)
+    t = transport(sg, max_attempts=3, concurrency=1)
+    original = t._post
+    calls = []
+
+    def post_then_switch(payload):
+        attempt = original(payload)
+        calls.append(attempt)
+        if len(calls) == 1:
+            sg.set_faults(Faults(rate_503=1.0))
+        return attempt
+
+    t._post = post_then_switch  # observe the real HTTP outcome, switch faults between tries
+    [result] = t.send_batch([make_email()])
+    assert result.status == SendStatus.unknown
+    assert [a.status for a in calls] == [None, 503, 503]
+
+
+def test_timeout_ends_unknown_and_is_not_retried_when_ambiguous_retries_are_off(sg):
+    sg.set_faults(hang=1.0)
+    [result] = transport(sg, timeout=0.2, retry_ambiguous=False).send_batch([make_email()])
+    assert result.status == SendStatus.unknown
+    assert "timed out" in result.error
+    assert sg.counters.requests == 1
+
+
+def test_connection_refused_is_a_retryable_failure():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before use: nothing listens there
+    t = SendGridTransport(KEY, host=f"http://127.0.0.1:{port}", max_attempts=2, backoff_base=0.001)
+    [result] = t.send_batch([make_email()])
+    assert result.status == SendStatus.failed
+    assert result.error.startswith("retryable: network error before the request was sent")
+
+
+def test_429_waits_and_retries(sg):
+    sg.set_faults(rate_429=0.5, rate_limit_reset_s=0, seed=5)
+    results = transport(sg, concurrency=1, max_rate_limit_waits=20).send_batch(emails(10))
+    assert all(r.status == SendStatus.sent for r in results)
+    assert sg.counters.faults["429"] > 0
+    assert len(sg.messages) == 10
+
+
+def test_429_forever_gives_up_as_retryable(sg):
+    sg.set_faults(rate_429=1.0, rate_limit_reset_s=0)
+    [result] = transport(sg, max_rate_limit_waits=2).send_batch([make_email()])
+    assert result.status == SendStatus.failed and result.error.startswith("retryable: 429")
+    assert sg.counters.requests == 3
+
+
+def test_rate_limit_wait_is_capped():
+    t = SendGridTransport(KEY, rate_limit_wait_cap=0.5, seed=1)
+    import time
+
+    assert t._rate_limit_delay(time.time() + 3600) <= 0.5 + 0.05
+    assert t._rate_limit_delay(time.time() - 10) <= 0.05  # reset already passed: go now
+
+
+def test_status_codes_are_compared_not_classes():
+    original = TooManyRequestsError(429, "Too Many Requests", b'{"errors":[]}', {"X-RateLimit-Reset": "123"})
+    crossed = pickle.loads(pickle.dumps(original))  # comes back as a plain HTTPError
+    assert type(crossed) is HTTPError
+    attempt = _classify_http_error(crossed)
+    assert attempt.kind == "rate_limited" and attempt.reset_at == 123.0
+
+
+# -- before_send ----------------------------------------------------------------------------
+
+
+def test_before_send_false_skips_and_sends_nothing(sg):
+    unsubscribed = {"snd_0001_q8Zr"}
+    results = transport(sg).send_batch(emails(3), before_send=lambda sid: sid not in unsubscribed)
+    assert [r.status for r in results] == [SendStatus.sent, SendStatus.skipped, SendStatus.sent]
+    assert sorted(m.send_id for m in sg.messages) == ["snd_0000_q8Zr", "snd_0002_q8Zr"]
+
+
+def test_before_send_runs_once_per_email_even_with_retries(sg):
+    sg.set_faults(rate_503=0.5, seed=2)
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def before_send(send_id):
+        with lock:
+            seen.append(send_id)
+        return True
+
+    transport(sg, max_attempts=10).send_batch(emails(10), before_send=before_send)
+    assert sg.counters.faults["503"] > 0
+    assert sorted(seen) == sorted(e.send_id for e in emails(10))
+
+
+# -- rate ceiling ---------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def test_rate_limiter_spaces_calls_evenly():
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
+    for _ in range(6):
+        limiter.acquire()  # all at the same instant: each waits one more slot
+    assert clock.sleeps == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_rate_limiter_pause_holds_everyone():
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.pause_until(clock.now + 3)
+    limiter.acquire()
+    assert clock.sleeps == [3.0]
+
+
+def test_rate_limiter_is_thread_safe():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(25)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 100 slots handed out, no two alike: waits 0.1, 0.2, ... 9.9 in some order.
+    assert sorted(round(s, 6) for s in clock.sleeps) == [round(0.1 * i, 6) for i in range(1, 100)]
+
+
+def test_rate_ceiling_spreads_sends_over_time(sg):
+    # 12 emails at 40/s cannot arrive within less than 11 intervals, however many workers.
+    transport(sg, concurrency=6, max_per_second=40).send_batch(emails(12))
+    times = sorted(m.received_at for m in sg.messages)
+    assert len(times) == 12
+    assert times[-1] - times[0] >= 11 / 40 - 0.02  # a lower bound: slowness cannot break it
+
+
+# -- consecutive failures -------------------------------------------------------------------
+
+
+def test_too_many_failures_pauses_and_carries_the_results(sg):
+    sg.set_faults(rate_503=1.0)
+    t = transport(sg, concurrency=1, max_attempts=1, max_consecutive_failures=3)
+    batch = emails(10)
+    with pytest.raises(TooManyFailures) as info:
+        t.send_batch(batch)
+    assert [r.status for r in info.value.results] == [SendStatus.failed] * 3
+    assert info.value.not_sent == [e.send_id for e in batch[3:]]
+    assert t.consecutive_failures == 3
+    assert sg.counters.requests == 3
+    t.reset_failure_count()
+    assert t.consecutive_failures == 0
+
+
+def test_a_sent_email_resets_the_failure_count(sg):
+    t = transport(sg, concurrency=1, max_consecutive_failures=3)
+    bad = {"from_email": "broken"}  # 400 at SendGrid
+    batch = [make_email(0, **bad), make_email(1, **bad), make_email(2), make_email(3, **bad), make_email(4, **bad)]
+    results = t.send_batch(batch)
+    assert [r.status for r in results] == [SendStatus.failed] * 2 + [SendStatus.sent] + [SendStatus.failed] * 2
+    assert t.consecutive_failures == 2
+    # The count runs across batches: one more failure pauses.
+    with pytest.raises(TooManyFailures):
+        t.send_batch([make_email(5, **bad)])
+
+
+def test_skips_do_not_count_as_failures(sg):
+    t = transport(sg, max_consecutive_failures=1)
+    results = t.send_batch(emails(5), before_send=lambda sid: False)
+    assert {r.status for r in results} == {SendStatus.skipped}
+    assert t.consecutive_failures == 0
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def test_signed_events_for_sent_emails_verify_with_the_sendgrid_helper(sg):
+    [result] = transport(sg).send_batch([make_email(9)])
+    events = sg.events_for(result.send_id, "processed", "delivered", "open", "click", "bounce",
+                           "dropped", "spamreport", "unsubscribe")
+    with webhook_receiver() as receiver:
+        assert sg.post_events(receiver.url, events) == 200
+    [post] = receiver.posts
+    assert EventWebhook(sg.public_key_b64).verify_signature(
+        post.body.decode(), post.headers[SIGNATURE_HEADER], post.headers[TIMESTAMP_HEADER]
+    )
+    import json
+
+    for event in json.loads(post.body):
+        assert event["sg_message_id"].split(".")[0] == result.message_id
+        assert event["send_id"] == result.send_id
+
+
+def test_transport_repr_hides_the_key(sg):
+    assert KEY not in repr(transport(sg))
