@@ -172,7 +172,12 @@ def load_audience(path: Path) -> Audience:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{path}: {where}: {err['msg']}")
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{path}: {where}: unknown key; remove it or check its spelling")
+            elif err["type"] == "missing":
+                problems.append(f"{path}: {where}: required; add it")
+            else:
+                problems.append(f"{path}: {where}: {err['msg']}")
         raise AudienceFileError(problems) from None
     name = path.stem
     steps = tuple(

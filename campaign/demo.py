@@ -12,6 +12,7 @@ import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -38,6 +39,24 @@ def prepare_folder(folder: Path) -> None:
     (folder / MARKER).write_text("made by campaign demo\n")
 
 
+def simulate(store, start: datetime, end: datetime, tick: Callable[[datetime], dict],
+             on_tick: Callable[[datetime, dict], None] | None = None) -> tuple[int, int]:
+    """Tick at each 15-minute mark from `start` to `end` at which something is due.
+    Returns (ticks run, emails sent)."""
+    moment, ticks, sent = next_mark(start), 0, 0
+    while moment <= end:
+        totals = tick(moment)["totals"]
+        ticks += 1
+        sent += totals["sent"]
+        if on_tick:
+            on_tick(moment, totals)
+        due = store.next_due_at()
+        if due is None:
+            break
+        moment = max(next_mark(due), moment + TICK_EVERY)
+    return ticks, sent
+
+
 def run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> dict:
     folder = folder.resolve()
     prepare_folder(folder)
@@ -59,20 +78,12 @@ def run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> d
     summary = import_leads(str(leads_csv))
     console.print(f"Imported {summary['new']} leads ({summary['rejected']} rows rejected: see {summary['rejected_file']}).")
 
-    end = start + timedelta(days=days)
     store = open_store(settings)
-    moment, ticks, sent = next_mark(start), 0, 0
     try:
-        while moment <= end:
-            result = tick(now=moment.isoformat())
-            ticks += 1
-            sent += result["totals"]["sent"]
-            if result["totals"]["sent"] or result["totals"]["enrolled"]:
-                console.print(f"  {moment:%a %b %d %H:%M} UTC  enrolled {result['totals']['enrolled']:>3}  sent {result['totals']['sent']:>3}", highlight=False)
-            due = store.next_due_at()
-            if due is None:
-                break
-            moment = max(next_mark(due), moment + TICK_EVERY)
+        ticks, sent = simulate(store, start, start + timedelta(days=days), lambda moment: tick(now=moment.isoformat()),
+                               on_tick=lambda moment, totals: console.print(
+                                   f"  {moment:%a %b %d %H:%M} UTC  enrolled {totals['enrolled']:>3}  sent {totals['sent']:>3}",
+                                   highlight=False) if totals["sent"] or totals["enrolled"] else None)
         matrix = store.send_matrix()
         audiences = sorted({a for a, _ in matrix})
     finally:

@@ -119,7 +119,8 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     """Stored as given (escaping happens at render), minus control characters, bounded."""
     if not value:
         return ""
-    value = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C" or ch == " ")
+    # Line breaks and tabs become spaces; other control characters are dropped.
+    value = "".join(" " if ch in "\t\r\n\v\f" else ch for ch in value if ch.isspace() or unicodedata.category(ch)[0] != "C")
     return " ".join(value.split())[:limit]
 
 

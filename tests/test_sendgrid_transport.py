@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import socket
 import threading
@@ -15,6 +16,8 @@ from sendgrid_fixtures import make_email, webhook_receiver
 from campaign.delivery.payload import build_payload
 from campaign.delivery.sendgrid_server import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.delivery.sendgrid_transport import (
+    BatchStopped,
+    DeliveryError,
     RateLimiter,
     SendGridTransport,
     SendGridUnauthorized,
@@ -22,6 +25,7 @@ from campaign.delivery.sendgrid_transport import (
     _classify_http_error,
 )
 from campaign.models import SendStatus
+from campaign.settings import Settings
 
 KEY = "SG.transport-key"
 
@@ -306,6 +310,20 @@ def test_before_send_runs_once_per_email_even_with_retries(sg):
     assert sorted(seen) == sorted(e.send_id for e in emails(10))
 
 
+def test_before_send_error_stops_the_batch_and_keeps_results(sg):
+    def before_send(send_id):
+        if send_id == "snd_0002_q8Zr":
+            raise RuntimeError("database is locked")
+        return True
+
+    with pytest.raises(BatchStopped) as info:
+        transport(sg, concurrency=1).send_batch(emails(6), before_send=before_send)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert [r.send_id for r in info.value.results] == ["snd_0000_q8Zr", "snd_0001_q8Zr"]
+    assert len(info.value.not_sent) == 4
+    assert len(sg.messages) == 2
+
+
 # -- rate ceiling ---------------------------------------------------------------------------
 
 
@@ -416,3 +434,23 @@ def test_signed_events_for_sent_emails_verify_with_the_sendgrid_helper(sg):
 
 def test_transport_repr_hides_the_key(sg):
     assert KEY not in repr(transport(sg))
+
+
+def test_client_debug_logs_never_carry_the_email(sg, caplog):
+    # python-http-client logs whole request bodies at DEBUG; our filter drops them.
+    caplog.set_level(logging.DEBUG)
+    transport(sg).send_batch([make_email(from_email="broken")])
+    transport(sg).send_batch([make_email(2)])
+    assert "python_http_client" in caplog.text  # the client did log something
+    assert "lead0@example.com" not in caplog.text and "lead2@example.com" not in caplog.text
+    assert "Some patients" not in caplog.text
+
+
+def test_from_settings_uses_the_sendgrid_variables(sg):
+    settings = Settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=sg.url, sandbox=True)
+    t = SendGridTransport.from_settings(settings, concurrency=2)
+    assert (t.host, t.sandbox, t.concurrency) == (sg.url, True, 2)
+    [result] = t.send_batch([make_email()])
+    assert result.status == SendStatus.sent and sg.counters.sandbox == 1
+    with pytest.raises(DeliveryError):
+        SendGridTransport.from_settings(Settings(SENDGRID_API_KEY=None))

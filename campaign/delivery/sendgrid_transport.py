@@ -35,13 +35,16 @@ import urllib.error
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_http_client.exceptions import HTTPError as _ClientHTTPError
 from sendgrid import SendGridAPIClient
 
 from campaign.delivery.payload import build_payload, check_limits
 from campaign.models import OutboundEmail, SendResult, SendStatus
+
+if TYPE_CHECKING:
+    from campaign.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,8 @@ class _Attempt:
 class SendGridTransport:
     """Send a batch of emails; see the module docstring for the error policy."""
 
+    name = "sendgrid"
+
     def __init__(
         self,
         api_key: str,
@@ -193,6 +198,15 @@ class SendGridTransport:
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self._consecutive_failures = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> SendGridTransport:
+        """From SENDGRID_API_KEY / SENDGRID_API_HOST / CAMPAIGN_SANDBOX; options override."""
+        if settings.sendgrid_api_key is None:
+            raise DeliveryError("SENDGRID_API_KEY is not set")
+        options.setdefault("host", settings.sendgrid_api_host)
+        options.setdefault("sandbox", settings.sandbox)
+        return cls(settings.sendgrid_api_key.get_secret_value(), **options)
 
     def __repr__(self) -> str:  # never show the key
         return f"SendGridTransport(host={self.host!r}, sandbox={self.sandbox})"
@@ -240,7 +254,8 @@ class SendGridTransport:
 
         ``before_send(send_id)`` runs once per email, right before its first HTTP call (not
         again on retries, so it may also claim a ledger row); False skips the email.
-        Raises SendGridUnauthorized or TooManyFailures (both carry ``results``/``not_sent``).
+        Raises SendGridUnauthorized or TooManyFailures, or BatchStopped when before_send
+        raised (its error as ``__cause__``); all carry ``results`` and ``not_sent``.
         """
         stop = threading.Event()
         stop_reason: list[BatchStopped] = []
@@ -250,6 +265,7 @@ class SendGridTransport:
             with stop_lock:
                 if not stop_reason:
                     stop_reason.append(exc)
+                    log.warning("SendGrid batch stopped: %s", exc)
             stop.set()
 
         def one(email: OutboundEmail) -> SendResult | None:
@@ -267,6 +283,13 @@ class SendGridTransport:
                     )
                 )
                 return exc.result
+            except Exception as exc:
+                # before_send (the caller's code) failed, before any HTTP call for this email.
+                # Stop the others too, rather than let them send while nobody collects results.
+                stopped = BatchStopped(f"sending stopped: before_send raised {exc!r}", [], [])
+                stopped.__cause__ = exc
+                halt(stopped)
+                return None
             if result is not None and self._count(result):
                 halt(
                     TooManyFailures(
@@ -317,7 +340,11 @@ class SendGridTransport:
         if stop.is_set():
             return None
         if before_send is not None and not before_send(send_id):
-            return SendResult(send_id=send_id, status=SendStatus.skipped)
+            return SendResult(
+                send_id=send_id,
+                status=SendStatus.skipped,
+                error="unsubscribed or suppressed before sending",
+            )
 
         maybe_delivered = False
         attempts = 0
@@ -354,6 +381,8 @@ class SendGridTransport:
                     attempt.maybe_delivered and not self.retry_ambiguous
                 ):
                     return self._gave_up(send_id, attempt, maybe_delivered)
+                # send_id only: never an address or content in logs.
+                log.info("SendGrid send %s: %s; retrying", send_id, attempt.error)
                 time.sleep(self._backoff(attempts))
             if stop.is_set():
                 # Another worker hit a 401: this email was not sent (or may have been).
