@@ -177,7 +177,7 @@ def load_audience(path: Path) -> Audience:
             elif err["type"] == "missing":
                 problems.append(f"{path}: {where}: required; add it")
             else:
-                problems.append(f"{path}: {where}: {err['msg']}")
+                problems.append(f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}")
         raise AudienceFileError(problems) from None
     name = path.stem
     steps = tuple(
@@ -188,12 +188,12 @@ def load_audience(path: Path) -> Audience:
                     steps=steps, send_window=spec.send_window, min_gap_hours=spec.min_gap_hours)
 
 
-def load_audiences(directory: Path) -> list[Audience]:
-    """Every audiences/*.yaml, sorted by priority. Collects every problem before raising."""
+def read_audiences(directory: Path) -> tuple[list[Audience], list[str]]:
+    """Every audiences/*.yaml that is valid, sorted by priority, and every problem found."""
     problems, audiences = [], []
     files = sorted(Path(directory).glob("*.yaml"))
     if not files:
-        raise AudienceFileError([f"{directory}: no audience files (*.yaml); add at least one"])
+        problems.append(f"{directory}: no audience files (*.yaml); add at least one")
     for path in files:
         try:
             audiences.append(load_audience(path))
@@ -203,9 +203,15 @@ def load_audiences(directory: Path) -> list[Audience]:
     for audience in audiences:
         if priorities.count(audience.priority) > 1:
             problems.append(f"{directory}/{audience.name}.yaml: priority {audience.priority} is shared with another audience; give each a distinct priority")
+    return sorted(audiences, key=lambda a: a.priority), problems
+
+
+def load_audiences(directory: Path) -> list[Audience]:
+    """Every audience, sorted by priority; raises AudienceFileError listing every problem."""
+    audiences, problems = read_audiences(directory)
     if problems:
         raise AudienceFileError(problems)
-    return sorted(audiences, key=lambda a: a.priority)
+    return audiences
 
 
 def match_audience(audiences: list[Audience], lead: LeadIn) -> Audience | None:

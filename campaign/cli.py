@@ -163,16 +163,11 @@ def _database_exists(s) -> bool:
 @audiences_app.command("check")
 def audiences_check():
     """Validate audiences/*.yaml and their templates; exit 1 listing every problem."""
-    from campaign.audiences import AudienceFileError, load_audiences
+    from campaign.audiences import read_audiences
     from campaign.render import Renderer, TemplateError
 
     s = settings()
-    problems = []
-    try:
-        found = load_audiences(s.audiences_dir)
-    except AudienceFileError as exc:
-        problems.extend(exc.problems)
-        found = []
+    found, problems = read_audiences(s.audiences_dir)
     renderer = Renderer(s.templates_dir, s.clinic)
     for a in found:
         for step in a.steps:

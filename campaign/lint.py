@@ -22,11 +22,14 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
 from campaign.models import RenderedEmail
 from campaign.settings import Clinic
+
+if TYPE_CHECKING:
+    from campaign.render import Renderer
 
 Severity = Literal["error", "warning"]
 
@@ -408,7 +411,7 @@ def lint_sequence(emails: Sequence[tuple[str, RenderedEmail]], *, audience: str)
 
 
 def lint_templates(
-    renderer,
+    renderer: Renderer,
     sequences: dict[str, list[tuple[str, str]]],
     *,
     unsubscribe_url: str,

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # SendGrid: the standard variable names, no CAMPAIGN_ prefix.
     sendgrid_api_key: SecretStr | None = Field(None, validation_alias="SENDGRID_API_KEY")
     sendgrid_api_host: str = Field("https://api.sendgrid.com", validation_alias="SENDGRID_API_HOST")
+    # The web app (campaign serve). SendGrid's Event Webhook verification key (base64, from
+    # Mail Settings > Signed Event Webhook). Without it the webhook refuses every post, unless
+    # webhook_insecure_dev explicitly allows unsigned posts for local development.
+    sendgrid_webhook_public_key: str | None = Field(None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
+    webhook_max_age_seconds: int = Field(300, ge=1)  # older signed posts are refused (replays)
+    webhook_insecure_dev: bool = False
 
     @property
     def audiences_dir(self) -> Path:

@@ -495,3 +495,202 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.min(enrollments.c.next_due_at))
                                 .where(enrollments.c.state == "active")).scalar()
+
+    # ---- web app: unsubscribes, events, bookings, forgetting ---------------------------------
+
+    _CHUNK = 500  # rows per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+
+    @staticmethod
+    def _exit_active(conn, lead_ids: Iterable[int], reason: str) -> int:
+        """exit_lead_everywhere inside the caller's transaction (a second connection would wait
+        on the caller's own SQLite write lock)."""
+        ids, exited = list(lead_ids), 0
+        for i in range(0, len(ids), Store._CHUNK):
+            exited += conn.execute(sa.update(enrollments).where(
+                enrollments.c.lead_id.in_(ids[i:i + Store._CHUNK]), enrollments.c.state == "active",
+            ).values(state="exited", exit_reason=reason, next_due_at=None)).rowcount
+        return exited
+
+    def unsubscribe_lead(self, public_id: str, now: datetime) -> bool:
+        """Set unsubscribed_at (the first time only) and exit every active enrollment, in one
+        transaction. False when no lead has this public id (e.g. forgotten since)."""
+        with self.engine.begin() as conn:
+            lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.public_id == public_id)).scalar()
+            if lead_id is None:
+                return False
+            conn.execute(sa.update(leads).where(leads.c.id == lead_id, leads.c.unsubscribed_at.is_(None))
+                         .values(unsubscribed_at=now, updated_at=now))
+            self._exit_active(conn, [lead_id], "unsubscribed")
+        return True
+
+    def resubscribe_lead(self, public_id: str, now: datetime | None = None) -> bool:
+        """Undo unsubscribe_lead: clear unsubscribed_at and reactivate the enrollments that the
+        unsubscribe ended (due at once: the next tick's planner finds the next step and its time).
+        The suppression list is not touched: a bounce or complaint still stops every send."""
+        now = now or datetime.now(UTC)
+        with self.engine.begin() as conn:
+            lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.public_id == public_id)).scalar()
+            if lead_id is None:
+                return False
+            conn.execute(sa.update(leads).where(leads.c.id == lead_id).values(unsubscribed_at=None, updated_at=now))
+            conn.execute(sa.update(enrollments).where(
+                enrollments.c.lead_id == lead_id, enrollments.c.state == "exited",
+                enrollments.c.exit_reason == "unsubscribed",
+            ).values(state="active", exit_reason=None, next_due_at=now))
+        return True
+
+    def record_events(self, incoming: Iterable, now: datetime):
+        """Store normalized webhook events (campaign.events.NormalizedEvent) and apply their
+        effects, all in ONE transaction; returns campaign.events.RecordedEvents.
+
+        - Deduplicated by sg_event_id and by dedupe key, within the post and against the table.
+        - Linked to the ledger by custom_args send_id, else by (X-Message-Id prefix of
+          sg_message_id, address); to the lead by address, else through the ledger row.
+          Events for unknown addresses are kept with lead_id NULL.
+        - processed/delivered settle 'unknown' ledger rows as 'sent'.
+        - Suppressing events (hard bounce, dropped, spam report, unsubscribe) put the address's
+          keyed hash on the suppression list (known lead or not) and exit the lead's sequences;
+          an unsubscribe also sets leads.unsubscribed_at.
+        Only events stored by this call have effects: a replayed post changes nothing.
+        """
+        from campaign.events import ACCEPTED_KINDS, RecordedEvents, suppresses
+
+        received = list(incoming)
+        keys: set[str] = set()
+        event_ids: set[str] = set()
+        batch = []
+        for ev in received:
+            if ev.dedupe_key in keys or (ev.sg_event_id and ev.sg_event_id in event_ids):
+                continue
+            keys.add(ev.dedupe_key)
+            if ev.sg_event_id:
+                event_ids.add(ev.sg_event_id)
+            batch.append(ev)
+
+        def chunks(values):
+            values = list(values)
+            for i in range(0, len(values), self._CHUNK):
+                yield values[i:i + self._CHUNK]
+
+        with self.engine.begin() as conn:
+            known_keys, known_ids = set(), set()
+            for part in chunks(keys):
+                known_keys.update(conn.execute(sa.select(events.c.dedupe_key).where(events.c.dedupe_key.in_(part))).scalars())
+            for part in chunks(event_ids):
+                known_ids.update(conn.execute(sa.select(events.c.sg_event_id).where(events.c.sg_event_id.in_(part))).scalars())
+            batch = [ev for ev in batch if ev.dedupe_key not in known_keys and ev.sg_event_id not in known_ids]
+            if not batch:
+                return RecordedEvents(received=len(received), duplicates=len(received))
+
+            lead_of_email: dict[str, int] = {}
+            for part in chunks({ev.email for ev in batch}):
+                lead_of_email.update(conn.execute(sa.select(leads.c.email, leads.c.id).where(leads.c.email.in_(part))).all())
+            ledger = sa.select(sends.c.send_id, sends.c.message_id, sends.c.status, enrollments.c.lead_id, leads.c.email).join(
+                enrollments, enrollments.c.id == sends.c.enrollment_id).join(leads, leads.c.id == enrollments.c.lead_id)
+            by_send_id: dict[str, sa.Row] = {}
+            for part in chunks({ev.send_id for ev in batch if ev.send_id}):
+                by_send_id.update((r.send_id, r) for r in conn.execute(ledger.where(sends.c.send_id.in_(part))))
+            by_message: dict[tuple[str, str], sa.Row] = {}
+            unlinked = {ev.message_id for ev in batch if ev.message_id and ev.send_id not in by_send_id}
+            for part in chunks(unlinked):
+                # One X-Message-Id covers every recipient of a request: the address picks the row.
+                by_message.update(((r.message_id, r.email), r) for r in conn.execute(ledger.where(sends.c.message_id.in_(part))))
+
+            rows, linked_row = [], {}
+            for ev in batch:
+                send = by_send_id.get(ev.send_id) or by_message.get((ev.message_id, ev.email))
+                linked_row[ev.dedupe_key] = send
+                rows.append({
+                    "dedupe_key": ev.dedupe_key, "sg_event_id": ev.sg_event_id,
+                    "send_id": send.send_id if send is not None else ev.send_id,
+                    "lead_id": lead_of_email.get(ev.email, send.lead_id if send is not None else None),
+                    "email_hash": email_hash(ev.email, self.secret_key), "event": ev.kind,
+                    "raw_event": ev.raw_event, "occurred_at": ev.occurred_at, "received_at": now, "raw": ev.raw,
+                })
+            # ON CONFLICT DO NOTHING (no target: either unique column) covers a concurrent post of
+            # the same events; RETURNING says which rows this call stored.
+            stored: set[str] = set()
+            insert = self._insert(events).on_conflict_do_nothing().returning(events.c.dedupe_key)
+            for part in chunks(rows):
+                stored.update(conn.execute(insert, part).scalars())
+            fresh = [(ev, row) for ev, row in zip(batch, rows) if ev.dedupe_key in stored]
+
+            # processed / delivered: a request we could not settle did reach SendGrid.
+            settle = {}
+            for ev, row in fresh:
+                send = linked_row[ev.dedupe_key]
+                if ev.kind in ACCEPTED_KINDS and send is not None and send.status == SendStatus.unknown.value:
+                    settle.setdefault(send.send_id, send.message_id or ev.message_id)
+            settled = 0
+            for send_id, message_id in settle.items():
+                settled += conn.execute(sa.update(sends).where(
+                    sends.c.send_id == send_id, sends.c.status == SendStatus.unknown.value,
+                ).values(status=SendStatus.sent.value, message_id=message_id, settled_at=now)).rowcount
+
+            # Suppressing events: the address (known lead or not), then the lead's sequences.
+            suppress_rows: dict[str, dict] = {}
+            exits: dict[str, set[int]] = {}
+            unsubscribed: set[int] = set()
+            for ev, row in fresh:
+                if not suppresses(ev):
+                    continue
+                suppress_rows.setdefault(row["email_hash"], {
+                    "email_hash": row["email_hash"], "reason": ev.raw_event[:32], "created_at": now})
+                if row["lead_id"] is not None:
+                    exits.setdefault(ev.kind, set()).add(row["lead_id"])
+                    if ev.kind == "unsubscribed":
+                        unsubscribed.add(row["lead_id"])
+            suppressed = 0
+            if suppress_rows:
+                already = set()
+                for part in chunks(suppress_rows):
+                    already.update(conn.execute(sa.select(suppressions.c.email_hash)
+                                                .where(suppressions.c.email_hash.in_(part))).scalars())
+                new_rows = [r for h, r in suppress_rows.items() if h not in already]
+                if new_rows:
+                    conn.execute(self._insert(suppressions).on_conflict_do_nothing(index_elements=["email_hash"]), new_rows)
+                suppressed = len(new_rows)
+            exited = sum(self._exit_active(conn, ids, reason) for reason, ids in sorted(exits.items()))
+            for part in chunks(unsubscribed):
+                conn.execute(sa.update(leads).where(leads.c.id.in_(part), leads.c.unsubscribed_at.is_(None))
+                             .values(unsubscribed_at=now, updated_at=now))
+        return RecordedEvents(
+            received=len(received), stored=len(fresh), duplicates=len(received) - len(fresh),
+            linked=sum(1 for ev, _ in fresh if linked_row[ev.dedupe_key] is not None),
+            settled=settled, suppressed=suppressed, exited=exited,
+        )
+
+    def mark_booked(self, email: str, now: datetime) -> bool:
+        """The lead booked a consultation: booked, booked_at (the first time), and every active
+        sequence exited with reason 'booked'. False when no lead has this address."""
+        with self.engine.begin() as conn:
+            lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.email == email.strip().casefold())).scalar()
+            if lead_id is None:
+                return False
+            conn.execute(sa.update(leads).where(leads.c.id == lead_id).values(booked=True, updated_at=now))
+            conn.execute(sa.update(leads).where(leads.c.id == lead_id, leads.c.booked_at.is_(None)).values(booked_at=now))
+            self._exit_active(conn, [lead_id], "booked")
+        return True
+
+    def forget_lead(self, email: str, now: datetime) -> dict[str, int]:
+        """Delete everything we hold about this address (lead row, enrollments, ledger rows,
+        webhook events, including events never tied to a lead) and keep only its keyed hash on
+        the suppression list, so it is never enrolled or mailed again. One transaction.
+        Returns counts of what was deleted."""
+        hashed = email_hash(email, self.secret_key)
+        with self.engine.begin() as conn:
+            lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.email == email.strip().casefold())).scalar()
+            counts = {"leads": 0, "enrollments": 0, "sends": 0, "events": 0}
+            # Explicit deletes, children first: correct even where foreign keys are not enforced.
+            event_match = events.c.email_hash == hashed
+            if lead_id is not None:
+                event_match = sa.or_(event_match, events.c.lead_id == lead_id)
+            counts["events"] = conn.execute(sa.delete(events).where(event_match)).rowcount
+            if lead_id is not None:
+                theirs = sa.select(enrollments.c.id).where(enrollments.c.lead_id == lead_id)
+                counts["sends"] = conn.execute(sa.delete(sends).where(sends.c.enrollment_id.in_(theirs))).rowcount
+                counts["enrollments"] = conn.execute(sa.delete(enrollments).where(enrollments.c.lead_id == lead_id)).rowcount
+                counts["leads"] = conn.execute(sa.delete(leads).where(leads.c.id == lead_id)).rowcount
+            conn.execute(self._insert(suppressions).values(email_hash=hashed, reason="forgotten", created_at=now)
+                         .on_conflict_do_nothing(index_elements=["email_hash"]))
+        return counts

@@ -1,0 +1,82 @@
+"""Rendering: every shipped audience × step renders under StrictUndefined; escaping is right."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+
+from campaign.audiences import load_audiences
+from campaign.delivery.outbox import to_mime
+from campaign.models import OutboundEmail
+from campaign.render import Renderer, TemplateError
+from campaign.settings import PROJECT_ROOT, get_settings
+
+SETTINGS = get_settings(content_dir=PROJECT_ROOT)
+AUDIENCES = load_audiences(PROJECT_ROOT / "audiences")
+STEPS = [(a.name, s) for a in AUDIENCES for s in a.steps]
+UNSUB = "https://clinic.example.org/unsubscribe/tok"
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return Renderer(SETTINGS.templates_dir, SETTINGS.clinic)
+
+
+@pytest.mark.parametrize("audience, step", STEPS, ids=[f"{a}/{s.key}" for a, s in STEPS])
+@pytest.mark.parametrize("first_name", ["Sam", ""])
+def test_every_shipped_step_renders_with_footer(renderer, audience, step, first_name):
+    out = renderer.render(step.template, first_name=first_name, unsubscribe_url=UNSUB)
+    clinic = SETTINGS.clinic
+    for part in (out.html, out.text):
+        assert clinic.name in part and "988" in part and UNSUB in part
+    assert clinic.postal_address in out.text
+    assert out.subject and out.preheader and len(out.subject) <= 78
+    assert out.preheader in out.html  # the hidden preheader
+
+
+def test_twenty_emails_ship():
+    assert len(STEPS) == 20 and {a.name for a in AUDIENCES} == {"gad", "social", "treatment_resistant", "general"}
+
+
+def test_lead_markup_is_text_in_html_and_verbatim_in_text(renderer):
+    out = renderer.render("gad/welcome", first_name="<script>alert(1)</script>", unsubscribe_url=UNSUB)
+    assert "<script>alert(1)" not in out.html and "&lt;script&gt;" in out.html
+    assert "<script>alert(1)</script>" in out.text
+
+
+def test_markdown_in_a_name_never_becomes_a_link(renderer):
+    out = renderer.render("gad/welcome", first_name="[win](https://evil.example)", unsubscribe_url=UNSUB)
+    assert "https://evil.example" not in out.html.replace("[win](https://evil.example)", "")
+    assert 'href="https://evil.example"' not in out.html
+
+
+def test_undefined_variable_names_the_file(tmp_path):
+    (tmp_path / "x").mkdir()
+    for name in ("layout.mjml", "layout.txt"):
+        (tmp_path / name).write_text((SETTINGS.templates_dir / name).read_text())
+    (tmp_path / "x" / "bad.md").write_text("---\nsubject: Hi\npreheader: There\n---\nHello {{ diagnosis }}\n")
+    with pytest.raises(TemplateError, match=r"x/bad\.md.*diagnosis"):
+        Renderer(tmp_path, SETTINGS.clinic).render("x/bad", first_name="", unsubscribe_url=UNSUB)
+
+
+def test_missing_front_matter_is_explained(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "bad.md").write_text("Hello\n")
+    with pytest.raises(TemplateError, match="front matter"):
+        Renderer(tmp_path, SETTINGS.clinic).render("x/bad", first_name="", unsubscribe_url=UNSUB)
+
+
+def test_eml_is_multipart_alternative_with_one_click_headers(renderer):
+    out = renderer.render("social/welcome", first_name="Zoë", unsubscribe_url=UNSUB)
+    outbound = OutboundEmail(send_id="abc", to_email="zoe@example.com", to_name="Zoë Kim", from_email="care@clinic.example",
+                             from_name="Clinic", subject=out.subject, html=out.html, text=out.text, unsubscribe_url=UNSUB)
+    from datetime import datetime, timezone
+
+    parsed = email.message_from_bytes(to_mime(outbound, date=datetime.now(timezone.utc)).as_bytes(), policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert parsed["List-Unsubscribe"] == f"<{UNSUB}>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Zoë" in str(parsed["To"])
