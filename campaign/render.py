@@ -31,6 +31,7 @@ FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
 REQUIRED_FIELDS = ("subject", "preheader")
 # CommonMark lets any ASCII punctuation be backslash-escaped.
 _MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+_MD_UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 
 # Styles for the Markdown body, which MJML never sees; css-inline moves them onto the elements.
@@ -162,8 +163,11 @@ class Renderer:
             preheader = " ".join(src.preheader.render(plain).split())
             cta_text = src.cta_text.render(plain).strip() if src.cta_text else ""
             cta_url = src.cta_url.render(plain).strip() if src.cta_url else ""
-            body_text = markdown_to_text(src.body.render(plain))
-            body_html = self._md.render(src.body.render(escaped))
+            markdown = src.body.render(escaped)
+            # Links are spelled out from the escaped Markdown, so a name shaped like a link
+            # stays text; then the escapes come off.
+            body_text = _MD_UNESCAPE.sub(r"\1", markdown_to_text(markdown))
+            body_html = self._md.render(markdown)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{src.path}: {exc.message}; use only first_name, greeting_name, clinic.*, booking_url, unsubscribe_url") from None
         shared = {

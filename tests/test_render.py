@@ -80,3 +80,9 @@ def test_eml_is_multipart_alternative_with_one_click_headers(renderer):
     assert parsed["List-Unsubscribe"] == f"<{UNSUB}>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Zoë" in str(parsed["To"])
+
+
+def test_link_shaped_name_is_not_spelled_out_as_a_url_in_the_text_part(renderer):
+    out = renderer.render("gad/welcome", first_name="[click](https://evil.example)", unsubscribe_url=UNSUB)
+    assert "[click](https://evil.example)" in out.text  # verbatim, as the lead typed it
+    assert "click (https://evil.example)" not in out.text
