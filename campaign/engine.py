@@ -8,7 +8,7 @@ takes `now`; rules live in the pure modules (audiences, schedule, render).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -52,12 +52,17 @@ class TickReport:
     exited: Counter = field(default_factory=Counter)  # reason -> n
     finished: int = 0
     errors: list[str] = field(default_factory=list)  # template problems; never an address
+    # Unknown sends: {"stale": claims of a dead run marked unknown, "confirmed": unknown ->
+    # sent by an event, "resent": unknown sent again}.
+    reconciled: Counter = field(default_factory=Counter)
+    paused: list[str] = field(default_factory=list)  # why campaigns were paused in this tick
 
     def merge(self, other: "TickReport") -> "TickReport":
-        for name in ("enrolled", "sent", "failed", "skipped", "unknown", "exited"):
+        for name in ("enrolled", "sent", "failed", "skipped", "unknown", "exited", "reconciled"):
             getattr(self, name).update(getattr(other, name))
         self.finished += other.finished
         self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.paused.extend(p for p in other.paused if p not in self.paused)
         return self
 
     def as_dict(self) -> dict:
@@ -68,6 +73,7 @@ class TickReport:
             "enrolled": flat(self.enrolled), "sent": flat(self.sent), "failed": flat(self.failed),
             "skipped": flat(self.skipped), "unknown": flat(self.unknown), "exited": flat(self.exited),
             "finished": self.finished, "errors": self.errors,
+            "reconciled": dict(sorted(self.reconciled.items())), "paused": self.paused,
             "totals": {"enrolled": sum(self.enrolled.values()), "sent": sum(self.sent.values()),
                        "failed": sum(self.failed.values()), "skipped": sum(self.skipped.values()),
                        "unknown": sum(self.unknown.values())},
@@ -100,10 +106,14 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
             # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
             hashes = {lead.id: _hash(ctx, lead.email) for lead in batch}
             suppressed = ctx.store.suppressed_hashes(hashes.values())
+            # A lead who is or was in an audience's sequence (any campaign) never joins it again.
+            already = ctx.store.enrolled_audiences([lead.id for lead in batch])
             rows = []
             for lead in batch:
-                audience = match_audience(audiences, lead)
-                if audience is None or hashes[lead.id] in suppressed:
+                audience = match_audience(ctx.audiences, lead)
+                if audience is None or audience not in audiences or hashes[lead.id] in suppressed:
+                    continue
+                if audience.name in already[lead.id]:
                     continue
                 rows.append({"campaign_id": campaign["id"], "lead_id": lead.id, "audience": audience.name,
                              "audience_version": audience.version, "enrolled_at": now, "state": "active",
@@ -122,12 +132,14 @@ def _hash(ctx: Context, email: str) -> str:
 # ---- due sends -----------------------------------------------------------------------------------
 
 def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
-    """Enrollments due at `now` in active campaigns, in id order, one batch at a time."""
-    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(now)]
-    if not campaign_ids:
-        return
+    """Enrollments due at `now` in active campaigns, in id order, one batch at a time.
+    The active campaigns are read again before each batch: a campaign paused mid-tick (too
+    many failures) sends nothing more."""
     after_id = 0
-    while batch := ctx.store.due_enrollments(campaign_ids, now, after_id, ctx.settings.batch_size):
+    while campaign_ids := [c["id"] for c in ctx.store.active_campaigns(now)]:
+        batch = ctx.store.due_enrollments(campaign_ids, now, after_id, ctx.settings.batch_size)
+        if not batch:
+            return
         after_id = batch[-1].enrollment_id
         yield batch
 
@@ -177,6 +189,19 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
     ctx.store.update_enrollments(changes)
 
     claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
+    send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
+    return report
+
+
+def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEnrollment, Audience, str]],
+                now: datetime, report: TickReport, release: Callable[[list[str]], object]) -> None:
+    """Render, send and settle claimed sends. What was never sent is handed to `release`
+    (its claim goes, so the step is due again): emails the transport did not attempt after a
+    stop, and retryable failures (5xx, network) that ran out of attempts.
+
+    The transport's stops: a 401 (SendGridUnauthorized) settles what was sent, releases the
+    rest and re-raises (the tick stops at once); TooManyFailures pauses the batch's
+    campaigns with the reason, and their remaining due sends wait for a resume."""
     emails, results, lead_of_send = [], [], {}
     for claim in claims:
         due, audience, _ = wanted[claim.enrollment_id]
@@ -187,10 +212,49 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
             if str(exc) not in report.errors:
                 report.errors.append(str(exc))
+    stopped = None
     if emails:
-        results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(lead_of_send[sid])))
-    settle(ctx, results, {c.send_id: c for c in claims}, wanted, now, report)
-    return report
+        try:
+            results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(lead_of_send[sid])))
+        except Exception as exc:
+            stopped = _batch_stop(exc)
+            if stopped is None:
+                raise  # unexpected: the claims stay 'claimed' and turn 'unknown' when stale
+            results.extend(stopped.results)
+    claim_of = {c.send_id: c for c in claims}
+    final = [r for r in results if not _retry_later(r)]
+    later = [r for r in results if _retry_later(r)]
+    for r in later:
+        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
+        report.failed[(audience.name, key)] += 1
+    settle(ctx, final, claim_of, wanted, now, report)
+    not_sent = [r.send_id for r in later] + (list(stopped.not_sent) if stopped else [])
+    if not_sent:
+        release(not_sent)
+    if stopped is None:
+        return
+    from campaign.delivery.sendgrid_transport import TooManyFailures
+
+    if not isinstance(stopped, TooManyFailures):
+        raise stopped
+    count = getattr(ctx.transport, "consecutive_failures", None) or ctx.settings.max_consecutive_failures
+    reason = f"paused after {count} consecutive send failures: {stopped}"
+    campaign_ids = sorted({wanted[c.enrollment_id][0].campaign_id for c in claims})
+    ctx.store.pause_campaigns(campaign_ids, reason)
+    report.paused.extend(f"campaign {cid} {reason}" for cid in campaign_ids)
+
+
+def _batch_stop(exc: Exception):
+    """The transport's BatchStopped (results + not_sent), else None. Imported here so the
+    outbox path never loads the SendGrid client."""
+    from campaign.delivery.sendgrid_transport import BatchStopped
+
+    return exc if isinstance(exc, BatchStopped) else None
+
+
+def _retry_later(result: SendResult) -> bool:
+    """A failure SendGrid never accepted and that may pass later (5xx, network): not final."""
+    return result.status is SendStatus.failed and (result.error or "").startswith("retryable:")
 
 
 def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now):
@@ -241,7 +305,67 @@ def settle(ctx: Context, results: list[SendResult], claims: dict[str, Claim],
 
 def run_tick(ctx: Context, now: datetime) -> TickReport:
     """The whole tick without Prefect (tests, benchmarks). flows/tick.py does the same in tasks."""
-    report = enroll_new(ctx, now)
+    report = reconcile_unknown(ctx, now)
+    report.merge(enroll_new(ctx, now))
     for batch in due_batches(ctx, now):
         report.merge(send_due_batch(ctx, batch, now))
+    return report
+
+
+# ---- unknown sends -----------------------------------------------------------------------------
+
+def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
+    """Settle sends whose fate is not known; run at the start of every tick (and as its own flow).
+
+    1. Claims still 'claimed' after STALE_CLAIM belong to a run that died mid-send: 'unknown'
+       (the request may have reached SendGrid), and the lead's gap counts from the claim.
+    2. An 'unknown' send with a stored processed/delivered event for its send_id was sent.
+    3. An 'unknown' send with no such event CAMPAIGN_UNKNOWN_RESEND_AFTER_HOURS after its claim
+       is sent again now: the same ledger row, a new send_id, attempts + 1. It waits while its
+       campaign is paused, outside the lead's send window, or when another email reached the
+       lead since and the gap is not over; a lead who left (unsubscribed, booked, suppressed)
+       is not mailed again (the row becomes 'skipped').
+    Counts go to report.reconciled; the resends' results to report.sent/failed/...
+    """
+    from campaign.events import ACCEPTED_KINDS
+    from campaign.schedule import in_window
+
+    report = TickReport(now=now)
+    report.reconciled["stale"] += ctx.store.mark_stale_claims_unknown(now - STALE_CLAIM, now)
+    report.reconciled["confirmed"] += ctx.store.confirm_unknown_from_events(ACCEPTED_KINDS, now)
+    cutoff = now - timedelta(hours=ctx.settings.unknown_resend_after_hours)
+    candidates = ctx.store.unknown_sends(cutoff)
+    audiences = ctx.audience_by_name
+    size = ctx.settings.batch_size
+    leads_seen: set[int] = set()
+    for i in range(0, len(candidates), size):
+        chunk = candidates[i:i + size]
+        dues = {d.enrollment_id: d for d in ctx.store.enrollments_by_id([c.enrollment_id for c in chunk])}
+        skipped, todo = [], {}
+        for c in chunk:
+            due = dues.get(c.enrollment_id)
+            if due is None or due.lead.id in leads_seen:
+                continue  # one email per lead per tick; the rest wait
+            audience = audiences.get(due.audience)
+            reason = exit_reason(due, audience)
+            if reason is None and c.step_key not in {st.key for st in audience.steps}:
+                reason = "step removed from the sequence"
+            if reason:
+                skipped.append(SendResult(send_id=c.send_id, status=SendStatus.skipped, error=f"not sent again: {reason}"))
+                continue
+            last = due.lead.last_email_at
+            other_email_since = last is not None and last > c.claimed_at + STALE_CLAIM and as_utc(now) - last < audience.min_gap
+            if other_email_since or not in_window(now, audience.send_window, ZoneInfo(due.lead.timezone)):
+                continue
+            todo[c.send_id] = (due, audience, c.step_key)
+            leads_seen.add(due.lead.id)
+        ctx.store.settle(skipped, now)
+        won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name)
+        if not won:
+            continue
+        report.reconciled["resent"] += len(won)
+        old_of = {claim.send_id: old for old, claim in won.items()}
+        wanted = {claim.enrollment_id: todo[old] for old, claim in won.items()}
+        send_claims(ctx, list(won.values()), wanted, now, report,
+                    release=lambda ids: ctx.store.unclaim_resends({n: old_of[n] for n in ids}))
     return report

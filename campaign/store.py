@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,6 +56,7 @@ campaigns = sa.Table(
     sa.Column("starts_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("paused_reason", sa.Text, nullable=True),
+    sa.Column("versions", sa.Text, nullable=True),  # JSON: audience -> sequence version at launch
 )
 
 leads = sa.Table(
@@ -189,6 +191,14 @@ class Claim:
     step_key: str
 
 
+@dataclass(frozen=True)
+class UnknownSend:
+    send_id: str
+    enrollment_id: int
+    step_key: str
+    claimed_at: datetime
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 
@@ -266,6 +276,81 @@ class Store:
         ).order_by(campaigns.c.id)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def campaigns(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(campaigns).order_by(campaigns.c.id)).mappings()]
+
+    def create_campaign(self, *, slug: str, name: str, audiences: list[str], starts_at: datetime | None,
+                        sandbox: bool, versions: dict[str, str], now: datetime) -> dict:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(campaigns).values(
+                slug=slug, name=name, state="active", audiences=",".join(audiences), sandbox=sandbox,
+                starts_at=starts_at, created_at=now, versions=json.dumps(versions, sort_keys=True)))
+        return self.campaign(slug)
+
+    def set_campaign_state(self, slug: str, state: str, reason: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(campaigns).where(campaigns.c.slug == slug).values(state=state, paused_reason=reason))
+        if state == "stopped":
+            campaign = self.campaign(slug)
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(enrollments).where(
+                    enrollments.c.campaign_id == campaign["id"], enrollments.c.state == "active",
+                ).values(state="exited", exit_reason="campaign stopped", next_due_at=None))
+
+    def enrolled_audiences(self, lead_ids: list[int]) -> dict[int, set[str]]:
+        """Every audience each lead is or was in, in any campaign: one sequence's emails never
+        go to a lead twice, even through two campaigns."""
+        found: dict[int, set[str]] = {i: set() for i in lead_ids}
+        if lead_ids:
+            with self.engine.connect() as conn:
+                for lead_id, audience in conn.execute(sa.select(enrollments.c.lead_id, enrollments.c.audience)
+                                                      .where(enrollments.c.lead_id.in_(lead_ids))):
+                    found[lead_id].add(audience)
+        return found
+
+    def campaign_status(self, campaign_id: int, now: datetime, day_start: datetime) -> dict:
+        """Counts for `campaign status`: enrollments per audience and state, sends per step and
+        status, sent since day_start, due in the next 24 hours."""
+        e, s = enrollments, sends
+        mine = e.c.campaign_id == campaign_id
+        with self.engine.connect() as conn:
+            per_audience = [dict(r) for r in conn.execute(
+                sa.select(e.c.audience, e.c.state, sa.func.count().label("n")).where(mine)
+                .group_by(e.c.audience, e.c.state)).mappings()]
+            per_step = [dict(r) for r in conn.execute(
+                sa.select(e.c.audience, s.c.step_key, s.c.status, sa.func.count().label("n"))
+                .join(e, e.c.id == s.c.enrollment_id).where(mine)
+                .group_by(e.c.audience, s.c.step_key, s.c.status)).mappings()]
+            sent_today = conn.execute(sa.select(sa.func.count()).select_from(s.join(e, e.c.id == s.c.enrollment_id))
+                                      .where(mine, s.c.status == "sent", s.c.settled_at >= day_start)).scalar()
+            due_24h = conn.execute(sa.select(sa.func.count()).where(
+                mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24))).scalar()
+        return {"per_audience": per_audience, "per_step": per_step, "sent_today": sent_today, "due_24h": due_24h}
+
+    def report_facts(self) -> Iterator[dict]:
+        """One row per ledger row: campaign, audience, step, status, when; the lead's booking and
+        unsubscribe times; and the kinds of events linked to it (streamed)."""
+        e, s, l = enrollments, sends, leads
+        query = (sa.select(campaigns.c.slug.label("campaign"), e.c.audience, s.c.step_key, s.c.status, s.c.send_id,
+                           s.c.claimed_at, e.c.lead_id, e.c.id.label("enrollment_id"), l.c.booked_at, l.c.unsubscribed_at)
+                 .join(e, e.c.id == s.c.enrollment_id).join(l, l.c.id == e.c.lead_id)
+                 .join(campaigns, campaigns.c.id == e.c.campaign_id).order_by(e.c.id, s.c.claimed_at, s.c.id))
+        with self.engine.connect() as conn:
+            kinds: dict[str, set[str]] = {}
+            for send_id, kind in conn.execute(sa.select(events.c.send_id, events.c.event).where(events.c.send_id.is_not(None))):
+                kinds.setdefault(send_id, set()).add(kind)
+            for row in conn.execution_options(yield_per=2000).execute(query).mappings():
+                yield {**row, "events": kinds.get(row["send_id"], set())}
+
+    def enrollment_counts(self) -> dict[tuple[str, str], int]:
+        """(campaign slug, audience) -> enrollments."""
+        query = (sa.select(campaigns.c.slug, enrollments.c.audience, sa.func.count())
+                 .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+                 .group_by(campaigns.c.slug, enrollments.c.audience))
+        with self.engine.connect() as conn:
+            return {(c, a): n for c, a, n in conn.execute(query)}
 
     # ---- leads -----------------------------------------------------------------------------
 
@@ -375,12 +460,20 @@ class Store:
         return max(result.rowcount, 0)
 
     def due_enrollments(self, campaign_ids: list[int], now: datetime, after_id: int, limit: int) -> list[DueEnrollment]:
+        return self._due_rows(enrollments.c.state == "active", enrollments.c.next_due_at <= now,
+                              enrollments.c.campaign_id.in_(campaign_ids), enrollments.c.id > after_id, limit=limit)
+
+    def enrollments_by_id(self, enrollment_ids: list[int]) -> list[DueEnrollment]:
+        """The same view as due_enrollments for given enrollments, whatever their state or time."""
+        if not enrollment_ids:
+            return []
+        return self._due_rows(enrollments.c.id.in_(enrollment_ids), limit=None)
+
+    def _due_rows(self, *where, limit: int | None) -> list[DueEnrollment]:
         query = (sa.select(enrollments.c.id.label("enrollment_id"), enrollments.c.campaign_id,
                            enrollments.c.audience, enrollments.c.audience_version, enrollments.c.enrolled_at, leads)
                  .join(leads, leads.c.id == enrollments.c.lead_id)
-                 .where(enrollments.c.state == "active", enrollments.c.next_due_at <= now,
-                        enrollments.c.campaign_id.in_(campaign_ids), enrollments.c.id > after_id)
-                 .order_by(enrollments.c.id).limit(limit))
+                 .where(*where).order_by(enrollments.c.id).limit(limit))
         with self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
             sent: dict[int, set[str]] = {r["enrollment_id"]: set() for r in rows}
@@ -401,10 +494,19 @@ class Store:
 
     def update_enrollments(self, changes: list[dict]) -> None:
         """Each dict: id plus the columns to set (next_due_at, state, exit_reason)."""
+        # One executemany per shape of change, not one statement per row.
+        shapes: dict[tuple[str, ...], list[dict]] = {}
+        for change in changes:
+            columns = tuple(sorted(k for k in change if k != "id"))
+            if columns:
+                shapes.setdefault(columns, []).append({"b_id": change["id"], **{f"b_{k}": change[k] for k in columns}})
+        if not shapes:
+            return
         with self.engine.begin() as conn:
-            for change in changes:
-                values = {k: v for k, v in change.items() if k != "id"}
-                conn.execute(sa.update(enrollments).where(enrollments.c.id == change["id"]).values(**values))
+            for columns, params in shapes.items():
+                stmt = (sa.update(enrollments).where(enrollments.c.id == sa.bindparam("b_id"))
+                        .values({k: sa.bindparam(f"b_{k}") for k in columns}))
+                conn.execute(stmt, params)
 
     def exit_lead_everywhere(self, lead_id: int, reason: str) -> int:
         with self.engine.begin() as conn:
@@ -430,15 +532,128 @@ class Store:
     def settle(self, results: list[SendResult], now: datetime) -> None:
         if not results:
             return
+        stmt = sa.update(sends).where(sends.c.send_id == sa.bindparam("b_send_id")).values(
+            status=sa.bindparam("b_status"), message_id=sa.bindparam("b_message_id"),
+            error=sa.bindparam("b_error"), settled_at=now)
         with self.engine.begin() as conn:
-            for result in results:
-                conn.execute(sa.update(sends).where(sends.c.send_id == result.send_id).values(
-                    status=result.status.value, message_id=result.message_id, error=result.error, settled_at=now))
+            conn.execute(stmt, [{"b_send_id": r.send_id, "b_status": r.status.value, "b_message_id": r.message_id,
+                                 "b_error": r.error} for r in results])
 
     def mark_emailed(self, lead_ids: list[int], now: datetime) -> None:
         if lead_ids:
             with self.engine.begin() as conn:
                 conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
+
+    def release(self, send_ids: Iterable[str]) -> int:
+        """Delete claims whose email was never sent (not attempted, or refused before delivery):
+        the step is due again at the next tick. Only rows still 'claimed' are touched."""
+        ids = list(send_ids)
+        released = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                released += conn.execute(sa.delete(sends).where(
+                    sends.c.send_id.in_(ids[i:i + 500]), sends.c.status == SendStatus.claimed.value)).rowcount
+        return released
+
+    def mark_stale_claims_unknown(self, cutoff: datetime, now: datetime) -> int:
+        """Claims still 'claimed' from before `cutoff` belong to a run that died mid-send: the
+        request may have reached the ESP. Mark them 'unknown' and count the gap for their leads
+        from the claim (last_email_at raised to claimed_at), so no next step comes too soon."""
+        stale = (sa.select(sends.c.send_id, sends.c.claimed_at, enrollments.c.lead_id)
+                 .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+                 .where(sends.c.status == SendStatus.claimed.value, sends.c.claimed_at < cutoff))
+        with self.engine.begin() as conn:
+            rows = conn.execute(stale).all()
+            if not rows:
+                return 0
+            conn.execute(sa.update(sends).where(sends.c.send_id == sa.bindparam("b_send_id"),
+                                                sends.c.status == SendStatus.claimed.value)
+                         .values(status=SendStatus.unknown.value, settled_at=now,
+                                 error="the sending run stopped before it settled this send"),
+                         [{"b_send_id": r.send_id} for r in rows])
+            latest: dict[int, datetime] = {}
+            for r in rows:
+                latest[r.lead_id] = max(latest.get(r.lead_id, r.claimed_at), r.claimed_at)
+            conn.execute(sa.update(leads).where(
+                leads.c.id == sa.bindparam("b_lead"),
+                sa.or_(leads.c.last_email_at.is_(None), leads.c.last_email_at < sa.bindparam("b_at")),
+            ).values(last_email_at=sa.bindparam("b_at")), [{"b_lead": k, "b_at": v} for k, v in latest.items()])
+        return len(rows)
+
+    def confirm_unknown_from_events(self, kinds: Iterable[str], now: datetime) -> int:
+        """'unknown' sends with a stored event of one of `kinds` (processed, delivered) for their
+        send_id did reach the ESP: mark them 'sent' (message id from the event when missing)."""
+        kinds = list(kinds)
+        query = (sa.select(sends.c.send_id, sends.c.message_id, events.c.raw)
+                 .join(events, events.c.send_id == sends.c.send_id)
+                 .where(sends.c.status == SendStatus.unknown.value, events.c.event.in_(kinds)))
+        with self.engine.begin() as conn:
+            found: dict[str, str | None] = {}
+            for send_id, message_id, raw in conn.execute(query):
+                sg = (raw or {}).get("sg_message_id") if isinstance(raw, dict) else None
+                found.setdefault(send_id, message_id or (sg.split(".", 1)[0] if isinstance(sg, str) else None))
+            if not found:
+                return 0
+            conn.execute(sa.update(sends).where(sends.c.send_id == sa.bindparam("b_send_id"),
+                                                sends.c.status == SendStatus.unknown.value)
+                         .values(status=SendStatus.sent.value, message_id=sa.bindparam("b_message_id"),
+                                 settled_at=now, error=None),
+                         [{"b_send_id": k, "b_message_id": v} for k, v in found.items()])
+        return len(found)
+
+    def unknown_sends(self, claimed_before: datetime) -> list[UnknownSend]:
+        """'unknown' sends claimed before `claimed_before`, in active campaigns, oldest first."""
+        query = (sa.select(sends.c.send_id, sends.c.enrollment_id, sends.c.step_key, sends.c.claimed_at)
+                 .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+                 .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+                 .where(sends.c.status == SendStatus.unknown.value, sends.c.claimed_at < claimed_before,
+                        campaigns.c.state == "active")
+                 .order_by(sends.c.claimed_at, sends.c.id))
+        with self.engine.connect() as conn:
+            return [UnknownSend(*row) for row in conn.execute(query)]
+
+    def reclaim_unknown(self, send_ids: Iterable[str], now: datetime, transport: str) -> dict[str, Claim]:
+        """Claim 'unknown' rows again for a resend: the same ledger row with a new send_id,
+        status 'claimed', attempts + 1. Returns {old send_id: new claim} for the rows this call
+        won (a row another worker reclaimed first is left to it)."""
+        won: dict[str, Claim] = {}
+        with self.engine.begin() as conn:
+            for old in send_ids:
+                new = new_send_id()
+                row = conn.execute(sa.update(sends).where(
+                    sends.c.send_id == old, sends.c.status == SendStatus.unknown.value,
+                ).values(send_id=new, status=SendStatus.claimed.value, attempts=sends.c.attempts + 1,
+                         claimed_at=now, settled_at=None, message_id=None, transport=transport,
+                         error=f"resend of {old}").returning(sends.c.enrollment_id, sends.c.step_key)).first()
+                if row is not None:
+                    won[old] = Claim(new, row.enrollment_id, row.step_key)
+        return won
+
+    def unclaim_resends(self, new_to_old: dict[str, str]) -> None:
+        """Undo reclaim_unknown for resends that were never sent: back to 'unknown' with the old
+        send_id (its events may still come) and the old attempt count."""
+        if not new_to_old:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(sends).where(sends.c.send_id == sa.bindparam("b_new"),
+                                                sends.c.status == SendStatus.claimed.value)
+                         .values(send_id=sa.bindparam("b_old"), status=SendStatus.unknown.value,
+                                 attempts=sends.c.attempts - 1, error=None),
+                         [{"b_new": n, "b_old": o} for n, o in new_to_old.items()])
+
+    def pause_campaigns(self, campaign_ids: Iterable[int], reason: str) -> int:
+        """Set active campaigns to 'paused' with the reason (their due sends wait for a resume)."""
+        ids = list(campaign_ids)
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(campaigns).where(campaigns.c.id.in_(ids), campaigns.c.state == "active")
+                                .values(state="paused", paused_reason=reason)).rowcount
+
+    def resume_campaign(self, slug: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(campaigns).where(campaigns.c.slug == slug, campaigns.c.state == "paused")
+                                .values(state="active", paused_reason=None)).rowcount > 0
 
     # ---- reads for the CLI and reports -------------------------------------------------------
 
@@ -694,3 +909,30 @@ class Store:
             conn.execute(self._insert(suppressions).values(email_hash=hashed, reason="forgotten", created_at=now)
                          .on_conflict_do_nothing(index_elements=["email_hash"]))
         return counts
+
+    # ---- approvals ---------------------------------------------------------------------------
+
+    def record_approval(self, template: str, content_hash: str, approved_by: str, now: datetime) -> bool:
+        """Record a reviewer's sign-off of one template at one content hash (campaign.approval).
+        False when this exact content was already approved: the first sign-off is kept."""
+        stmt = self._insert(approvals).values(
+            template=template, content_hash=content_hash, approved_by=approved_by, approved_at=now,
+        ).on_conflict_do_nothing(index_elements=["template", "content_hash"])
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def approvals_for(self, templates: Iterable[str]) -> dict[str, list[dict]]:
+        """Every approval of these templates, newest first:
+        {template: [{"content_hash", "approved_by", "approved_at"}, ...]}."""
+        names = list(dict.fromkeys(templates))
+        found: dict[str, list[dict]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(names), self._CHUNK):
+                query = (sa.select(approvals.c.template, approvals.c.content_hash, approvals.c.approved_by,
+                                   approvals.c.approved_at)
+                         .where(approvals.c.template.in_(names[i:i + self._CHUNK]))
+                         .order_by(approvals.c.approved_at.desc(), approvals.c.id.desc()))
+                for row in conn.execute(query).mappings():
+                    found.setdefault(row["template"], []).append(
+                        {k: row[k] for k in ("content_hash", "approved_by", "approved_at")})
+        return found

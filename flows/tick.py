@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from campaign.campaigns import PreflightFailed, is_live, live_preflight
 from campaign.engine import TickReport, due_batches, enroll_new, send_due_batch
 from campaign.runtime import build_context
 from campaign.settings import get_settings
@@ -36,6 +38,10 @@ def tick(now: str | None = None) -> dict:
     moment = parse_now(now)
     ctx = build_context(get_settings(), now=moment if now else None)
     try:
+        if is_live(ctx.settings):
+            problems = live_preflight(ctx.settings, ctx.store, [s.template for a in ctx.audiences for s in a.steps])
+            if problems:
+                raise PreflightFailed(problems)
         report = enroll_task(ctx, moment)
         for batch in due_batches(ctx, moment):
             report.merge(send_batch_task(ctx, batch, moment))
@@ -43,4 +49,15 @@ def tick(now: str | None = None) -> dict:
         ctx.store.close()
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])
+    create_table_artifact(key="tick-counts", table=artifact_rows(report),
+                          description=f"Tick at {summary['now']}: counts per audience and step (no addresses).")
     return summary
+
+
+def artifact_rows(report: TickReport) -> list[dict]:
+    keys = sorted(set(report.sent) | set(report.failed) | set(report.skipped) | set(report.unknown))
+    rows = [{"audience": a, "step": s, "sent": report.sent[(a, s)], "failed": report.failed[(a, s)],
+             "skipped": report.skipped[(a, s)], "unknown": report.unknown[(a, s)]} for a, s in keys]
+    rows += [{"audience": a, "step": "(enrolled)", "sent": n, "failed": 0, "skipped": 0, "unknown": 0}
+             for a, n in sorted(report.enrolled.items())]
+    return rows or [{"audience": "-", "step": "-", "sent": 0, "failed": 0, "skipped": 0, "unknown": 0}]

@@ -35,14 +35,6 @@ def test_tick_deployment_runs_every_15_minutes():
     assert tick["schedules"][0]["cron"] == "*/15 * * * *"
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 @pytest.mark.prefect
 def test_import_and_tick_flows_run_for_real(prefect_harness, settings, monkeypatch, tmp_path):
     monkeypatch.setenv("CAMPAIGN_DATABASE_URL", settings.database_url)

@@ -1,0 +1,145 @@
+"""Campaigns: launch, pause, resume, stop, preflight and status (rules here; SQL in store).
+
+A new database holds one evergreen campaign over every audience, active, so import and tick
+work with no launch step. Named campaigns add their own audiences, start time and state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from campaign.audiences import Audience
+from campaign.settings import DEV_SECRET_KEY, Settings
+from campaign.store import ALL_AUDIENCES, EVERGREEN, Store
+
+STATES = ("active", "paused", "stopped")
+TRANSITIONS = {"pause": ({"active"}, "paused"), "resume": ({"paused"}, "active"), "stop": ({"active", "paused"}, "stopped")}
+
+
+class CampaignError(ValueError):
+    """A request that cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Preflight:
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")
+    if not slug:
+        raise CampaignError(f"campaign name {name!r} needs at least one letter or digit")
+    return slug[:64]
+
+
+def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[str]) -> Preflight:
+    """What a live send needs. Every problem at once, each with what to do."""
+    problems = [f"lint: {e}" for e in lint_errors]
+    if unapproved:
+        problems.append(f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
+                        "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`")
+    clinic = settings.clinic
+    if clinic.postal_address_is_example:
+        problems.append("clinic.yaml: postal_address is the example address; put the clinic's real postal address "
+                        "(CAN-SPAM) and set postal_address_is_example: false")
+    if not settings.public_url.startswith("https://"):
+        problems.append(f"CAMPAIGN_PUBLIC_URL is {settings.public_url!r}; unsubscribe links need the https address of `campaign serve`")
+    if settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
+        problems.append("CAMPAIGN_SECRET_KEY is the development key; set a long random secret")
+    if not getattr(settings, "sendgrid_webhook_public_key", None):
+        problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY is not set; copy the Signed Event Webhook's verification key from SendGrid")
+    if not clinic.sender_email or clinic.sender_email.endswith(".example"):
+        problems.append(f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on the clinic's authenticated domain")
+    return Preflight(problems)
+
+
+def is_live(settings: Settings) -> bool:
+    """A live send really delivers: SendGrid configured and sandbox off."""
+    return settings.sendgrid_api_key is not None and not settings.sandbox
+
+
+def live_preflight(settings: Settings, store: Store, template_names: list[str]) -> list[str]:
+    """Everything that stops a live send of these templates (empty when all is well)."""
+    from campaign.approval import unapproved
+    from campaign.lint import lint_templates
+    from campaign.render import Renderer
+
+    renderer = Renderer(settings.templates_dir, settings.clinic)
+    sequences: dict[str, list] = {}
+    for name in template_names:
+        sequences.setdefault(name.split("/")[0], []).append((name.split("/")[-1], name))
+    problems, _ = lint_templates(renderer, sequences, unsubscribe_url=f"{settings.public_url.rstrip('/')}/unsubscribe/x")
+    errors = [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
+    return preflight(settings, lint_errors=errors, unapproved=unapproved(store, renderer, template_names)).problems
+
+
+class PreflightFailed(RuntimeError):
+    def __init__(self, problems: list[str]):
+        super().__init__("a live send is refused until these are fixed:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+def launch(store: Store, audiences: list[Audience], *, name: str, audience_names: list[str],
+           starts_at: datetime | None, sandbox: bool, now: datetime) -> dict:
+    known = {a.name: a for a in audiences}
+    unknown = [n for n in audience_names if n not in known]
+    if unknown or not audience_names:
+        raise CampaignError(f"unknown audience(s) {unknown or '(none given)'}; choose from {', '.join(known)}")
+    slug = slugify(name)
+    if store.campaign(slug) is not None:
+        raise CampaignError(f"a campaign named {slug!r} exists; choose another name or `campaign resume {slug}`")
+    versions = {n: known[n].version for n in audience_names}
+    return store.create_campaign(slug=slug, name=name, audiences=audience_names, starts_at=starts_at,
+                                 sandbox=sandbox, versions=versions, now=now)
+
+
+def change_state(store: Store, name: str, action: str, reason: str | None = None) -> dict:
+    campaign = store.campaign(slugify(name))
+    if campaign is None:
+        names = ", ".join(c["slug"] for c in store.campaigns())
+        raise CampaignError(f"no campaign named {name!r}; campaigns: {names}")
+    allowed, target = TRANSITIONS[action]
+    if campaign["state"] not in allowed:
+        raise CampaignError(f"campaign {campaign['slug']!r} is {campaign['state']}; it cannot {action}")
+    store.set_campaign_state(campaign["slug"], target, reason if action == "pause" else None)
+    return store.campaign(campaign["slug"])
+
+
+def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
+    """Per campaign: state, leads per audience (by enrollment state) and step (by send status),
+    sent today (the clinic's day), due in the next 24 hours, failures, unknown sends, why paused."""
+    tz = ZoneInfo(settings.clinic.timezone)
+    day_start = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
+    result = []
+    for c in store.campaigns():
+        facts = store.campaign_status(c["id"], now, day_start)
+        audiences: dict[str, dict] = {}
+        for row in facts["per_audience"]:
+            audiences.setdefault(row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}})
+            audiences[row["audience"]][row["state"]] += row["n"]
+            audiences[row["audience"]]["enrolled"] += row["n"]
+        failures = unknown = 0
+        for row in facts["per_step"]:
+            entry = audiences.setdefault(row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}})
+            entry["steps"].setdefault(row["step_key"], {}).update({row["status"]: row["n"]})
+            failures += row["n"] if row["status"] == "failed" else 0
+            unknown += row["n"] if row["status"] == "unknown" else 0
+        result.append({
+            "campaign": c["slug"], "name": c["name"], "state": c["state"], "sandbox": c["sandbox"],
+            "audiences": "all" if c["audiences"] == ALL_AUDIENCES else c["audiences"],
+            "starts_at": c["starts_at"].isoformat() if c["starts_at"] else None,
+            "paused_reason": c["paused_reason"], "sent_today": facts["sent_today"], "due_next_24h": facts["due_24h"],
+            "failures": failures, "unknown": unknown, "per_audience": audiences,
+        })
+    return result
+
+
+__all__ = ["CampaignError", "EVERGREEN", "Preflight", "PreflightFailed", "change_state", "is_live", "launch", "live_preflight",
+           "preflight", "slugify", "status"]
