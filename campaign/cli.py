@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from campaign.progress import terminal_progress
+
 app = typer.Typer(help="Patient-education email sequences for anxiety leads: import, check, send, watch.",
                   no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 audiences_app = typer.Typer(help="Show the audiences (rules, steps, lead counts), or check them.",
@@ -87,7 +89,8 @@ def import_(
     s = settings()
     store = store_for(s)
     try:
-        summary = import_file(store, s, path, datetime.now(timezone.utc), overrides=overrides)
+        with terminal_progress(f"Importing {path.name}", enabled=not as_json):
+            summary = import_file(store, s, path, datetime.now(timezone.utc), overrides=overrides)
     except ImportFileError as exc:
         fail(f"{exc}\nNothing was imported.")
     finally:
@@ -194,7 +197,8 @@ def tick(
     parse_when(now)
     from flows.tick import tick as tick_flow
 
-    summary = tick_flow(now=now)
+    with terminal_progress("Ticking (enrollments looked at)", enabled=not as_json):
+        summary = tick_flow(now=now)
     if as_json:
         print(json.dumps(summary))
     else:
@@ -241,12 +245,13 @@ def demo(
     dir: Annotated[Path, typer.Option("--dir", help="Working folder (emptied first).")] = Path("campaign-demo"),
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 30,
     start: Annotated[str, typer.Option(help="Simulated start (ISO 8601).")] = "2026-03-02T08:00:00-05:00",
+    sendgrid: Annotated[bool, typer.Option("--sendgrid", help="Send through the official SendGrid client to the project's own SendGrid-compatible server (a local child process) instead of the outbox.")] = False,
 ):
     """The whole job on the embedded default: import the sample leads, tick through DAYS
     simulated days, write the outbox, and show what went out."""
     from campaign.demo import run_demo
 
-    run_demo(dir, days=days, start=parse_when(start), console=console)
+    run_demo(dir, days=days, start=parse_when(start), console=console, sendgrid=sendgrid)
 
 
 # ---- campaigns: launch, pause, resume, stop, status, report, schedule ----------------------------
@@ -684,3 +689,68 @@ def preview(
         import webbrowser
 
         webbrowser.open(target.resolve().as_uri())
+
+
+# ---- SendGrid: the project's local server, a test send ---------------------------------------------
+
+@app.command("dev-sendgrid")
+def dev_sendgrid(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 3030,
+    key: Annotated[str, typer.Option("--key", help="The API key the server accepts.")] = "SG.dev-key",
+):
+    """Run the project's SendGrid-compatible server on 127.0.0.1 until Ctrl-C: watch a realistic
+    run without SendGrid. It accepts POST /v3/mail/send like SendGrid and keeps what it got."""
+    from campaign.delivery.sendgrid_server import main as serve_sendgrid
+
+    shown = port or "PORT"
+    console.print("Point campaign at it from another shell, then tick:\n"
+                  f"  export SENDGRID_API_HOST=http://127.0.0.1:{shown} SENDGRID_API_KEY={key}\n"
+                  f"  campaign tick\n  curl http://127.0.0.1:{shown}/_dev/messages   # what it accepted\n"
+                  "Ctrl-C stops it.", highlight=False)
+    try:
+        serve_sendgrid(port=port, api_key=key)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port")
+
+
+@app.command("test-send")
+def test_send(
+    audience: Annotated[str, typer.Argument(help="The audience, e.g. gad.")],
+    step: Annotated[str, typer.Argument(help="The step key, e.g. welcome.")],
+    to: Annotated[str, typer.Option("--to", help="The address to send the test to.")] = ...,
+    first_name: Annotated[str, typer.Option("--first-name", help="The name the email greets.")] = "Sam",
+):
+    """Send one email of AUDIENCE's STEP to ADDRESS through the configured transport (SendGrid
+    with SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
+    claim, a random send id. Exit 1 when it was not sent."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from campaign.engine import make_test_email
+    from campaign.render import Renderer, TemplateError
+    from campaign.runtime import make_transport, transport_label
+
+    try:
+        address = validate_email(to.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        fail(f"--to {to!r} is not an email address: {exc}")
+    s = settings()
+    found = {a.name: a for a in load_audiences_or_fail(s)}
+    if audience not in found:
+        fail(f"no audience {audience!r}; the audiences: {', '.join(sorted(found))}")
+    try:
+        email = make_test_email(s, Renderer(s.templates_dir, s.clinic), found[audience], step, address, first_name)
+    except LookupError as exc:
+        fail(str(exc).strip("'\""))
+    except TemplateError as exc:
+        fail(f"the email does not render: {exc}", code=1)
+    transport = make_transport(s)
+    try:
+        [result] = transport.send_batch([email])
+    except Exception as exc:  # the transport's stops (a refused key): say why, exit 1
+        if not hasattr(exc, "not_sent"):
+            raise
+        fail(str(exc), code=1)
+    if result.status.value != "sent":
+        fail(f"test email not sent ({result.status.value}): {result.error}", code=1)
+    console.print(f"Test email {audience}/{step} sent to {address} through {transport_label(s)}: "
+                  f"send id {email.send_id}, message id {result.message_id or '-'}.", highlight=False)

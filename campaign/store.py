@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -354,7 +354,8 @@ class Store:
 
     # ---- leads -----------------------------------------------------------------------------
 
-    def upsert_leads(self, incoming: Iterable[LeadIn], now: datetime, chunk: int = 500) -> ImportCounts:
+    def upsert_leads(self, incoming: Iterable[LeadIn], now: datetime, chunk: int = 500,
+                     on_chunk: Callable[[int], None] | None = None) -> ImportCounts:
         """Insert new leads, update changed ones; unchanged rows are not touched at all."""
         new = updated = unchanged = 0
         fields = list(LeadIn.model_fields)
@@ -385,6 +386,8 @@ class Store:
             if inserts:
                 conn.execute(sa.insert(leads), inserts)
                 new += len(inserts)
+            if on_chunk:
+                on_chunk(len(batch))
             batch.clear()
 
         with self.engine.begin() as conn:
@@ -650,11 +653,6 @@ class Store:
             return conn.execute(sa.update(campaigns).where(campaigns.c.id.in_(ids), campaigns.c.state == "active")
                                 .values(state="paused", paused_reason=reason)).rowcount
 
-    def resume_campaign(self, slug: str) -> bool:
-        with self.engine.begin() as conn:
-            return conn.execute(sa.update(campaigns).where(campaigns.c.slug == slug, campaigns.c.state == "paused")
-                                .values(state="active", paused_reason=None)).rowcount > 0
-
     # ---- reads for the CLI and reports -------------------------------------------------------
 
     def lead_overview(self) -> Iterator[dict]:
@@ -840,7 +838,7 @@ class Store:
             for send_id, message_id in settle.items():
                 settled += conn.execute(sa.update(sends).where(
                     sends.c.send_id == send_id, sends.c.status == SendStatus.unknown.value,
-                ).values(status=SendStatus.sent.value, message_id=message_id, settled_at=now)).rowcount
+                ).values(status=SendStatus.sent.value, message_id=message_id, settled_at=now, error=None)).rowcount
 
             # Suppressing events: the address (known lead or not), then the lead's sequences.
             suppress_rows: dict[str, dict] = {}
@@ -917,9 +915,9 @@ class Store:
         False when this exact content was already approved: the first sign-off is kept."""
         stmt = self._insert(approvals).values(
             template=template, content_hash=content_hash, approved_by=approved_by, approved_at=now,
-        ).on_conflict_do_nothing(index_elements=["template", "content_hash"])
+        ).on_conflict_do_nothing(index_elements=["template", "content_hash"]).returning(approvals.c.id)
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(stmt).scalar() is not None
 
     def approvals_for(self, templates: Iterable[str]) -> dict[str, list[dict]]:
         """Every approval of these templates, newest first:

@@ -9,7 +9,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from campaign.campaigns import PreflightFailed, is_live, live_preflight
-from campaign.engine import TickReport, due_batches, enroll_new, send_due_batch
+from campaign.progress import advance
+from campaign.engine import TickReport, due_batches, enroll_new, reconcile_unknown, send_due_batch
 from campaign.runtime import build_context
 from campaign.settings import get_settings
 
@@ -27,6 +28,11 @@ def enroll_task(ctx, now: datetime) -> TickReport:
     return enroll_new(ctx, now)
 
 
+@task(name="reconcile-unknown-sends", cache_policy=NO_CACHE)
+def reconcile_task(ctx, now: datetime) -> TickReport:
+    return reconcile_unknown(ctx, now)
+
+
 @task(name="send-due-batch", cache_policy=NO_CACHE)
 def send_batch_task(ctx, batch, now: datetime) -> TickReport:
     return send_due_batch(ctx, batch, now)
@@ -42,9 +48,12 @@ def tick(now: str | None = None) -> dict:
             problems = live_preflight(ctx.settings, ctx.store, [s.template for a in ctx.audiences for s in a.steps])
             if problems:
                 raise PreflightFailed(problems)
-        report = enroll_task(ctx, moment)
+        report = reconcile_task(ctx, moment)
+        report.merge(enroll_task(ctx, moment))
         for batch in due_batches(ctx, moment):
-            report.merge(send_batch_task(ctx, batch, moment))
+            part = send_batch_task(ctx, batch, moment)
+            report.merge(part)
+            advance(len(batch))
     finally:
         ctx.store.close()
     summary = report.as_dict()
