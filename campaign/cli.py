@@ -430,7 +430,8 @@ def serve(
         web_app = create_app(settings())
     except InvalidPublicKey as exc:
         fail(str(exc))
-    uvicorn.run(web_app, host=host, port=port, proxy_headers=True)
+    # No access log: unsubscribe URLs carry tokens, and a log reader could replay them.
+    uvicorn.run(web_app, host=host, port=port, proxy_headers=True, access_log=False)
 
 
 @app.command()

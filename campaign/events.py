@@ -155,11 +155,16 @@ def normalize(raw: Any, position: int = 0) -> NormalizedEvent:
     )
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_events(body: bytes | str) -> list[NormalizedEvent]:
     """A webhook body (already signature-checked) -> events. Raises MalformedEvents for
     anything but a JSON array of well-formed events; then nothing of it may be stored."""
     try:
-        data = json.loads(body)
+        # NaN / Infinity are not JSON (PostgreSQL's json type refuses them): malformed, not a 500.
+        data = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedEvents("the body is not JSON") from None
     if not isinstance(data, list):

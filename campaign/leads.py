@@ -113,6 +113,7 @@ class ParsedFile:
     rejected: list[RejectedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
+    fields: set[str] = field(default_factory=set)  # the lead fields this file has a column for
 
 
 def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
@@ -265,7 +266,7 @@ def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = 
         raise ImportFileError(
             f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
             f"--column \"<its header>=email\"")
-    parsed = ParsedFile(warnings=warnings, headers=headers)
+    parsed = ParsedFile(warnings=warnings, headers=headers, fields=set(mapping.values()))
     seen: dict[str, int] = {}
     try:
         for record in reader:

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = Field(None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
     webhook_max_age_seconds: int = Field(300, ge=1)  # older signed posts are refused (replays)
     webhook_insecure_dev: bool = False
+    # Sending through SendGrid (issue 3).
+    # A campaign pauses after this many failed or unknown sends in a row (CAMPAIGN_MAX_CONSECUTIVE_FAILURES).
+    max_consecutive_failures: int = Field(20, ge=1)
+    # A global ceiling on emails per second, e.g. to warm up a new domain (unset: no ceiling).
+    max_per_second: float | None = Field(None, gt=0)
+    # HTTP calls in flight at once per batch.
+    send_concurrency: int = Field(4, ge=1, le=128)
+    # An 'unknown' send (maybe reached SendGrid) with no processed/delivered event after this
+    # many hours is sent again.
+    unknown_resend_after_hours: float = Field(2.0, gt=0)
 
     @property
     def audiences_dir(self) -> Path:

@@ -355,10 +355,14 @@ class Store:
     # ---- leads -----------------------------------------------------------------------------
 
     def upsert_leads(self, incoming: Iterable[LeadIn], now: datetime, chunk: int = 500,
-                     on_chunk: Callable[[int], None] | None = None) -> ImportCounts:
-        """Insert new leads, update changed ones; unchanged rows are not touched at all."""
+                     on_chunk: Callable[[int], None] | None = None, columns: set[str] | None = None) -> ImportCounts:
+        """Insert new leads, update changed ones; unchanged rows are not touched at all.
+
+        `columns`: the fields the source file has; an existing lead keeps every other field
+        (a file without a consent column never revokes consent). A booking is never undone
+        by an import."""
         new = updated = unchanged = 0
-        fields = list(LeadIn.model_fields)
+        fields = [f for f in LeadIn.model_fields if columns is None or f in columns or f == "email"]
         batch: list[LeadIn] = []
 
         def flush(conn):
@@ -376,6 +380,8 @@ class Store:
                                     "booked_at": now if lead.booked else None})
                     continue
                 changes = {f: values[f] for f in fields if row[f] != values[f]}
+                if row["booked"]:
+                    changes.pop("booked", None)
                 if not changes:
                     unchanged += 1
                     continue
@@ -436,8 +442,15 @@ class Store:
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(hashes))).scalars())
 
-    def is_reachable(self, lead_id: int) -> bool:
-        """Checked again right before an HTTP call: an unsubscribe mid-tick stops the send."""
+    def is_reachable(self, lead_id: int, email: str | None = None) -> bool:
+        """Checked again right before an HTTP call: an unsubscribe mid-tick stops the send.
+        With the lead's address given (the tick has it) this is one query instead of two."""
+        if email is not None:
+            suppressed = sa.exists().where(suppressions.c.email_hash == email_hash(email, self.secret_key))
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(leads.c.unsubscribed_at, leads.c.booked, suppressed.label("suppressed"))
+                                   .where(leads.c.id == lead_id, leads.c.email == email)).first()
+            return row is not None and row.unsubscribed_at is None and not row.booked and not row.suppressed
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(leads.c.email, leads.c.unsubscribed_at, leads.c.booked)
                                .where(leads.c.id == lead_id)).first()

@@ -75,3 +75,15 @@ def test_settle_records_result(store):
     store.settle([SendResult(send_id=claim.send_id, status=SendStatus.sent, message_id="m-1")], NOW)
     row, = store.ledger()
     assert (row["status"], row["message_id"]) == ("sent", "m-1")
+
+
+def test_reimport_without_a_column_keeps_that_field_and_never_unbooks(store):
+    store.upsert_leads([lead("a@example.com", first_name="Ann")], NOW)
+    store.mark_booked("a@example.com", NOW)
+    # A later file with only email and name columns: consent and booking stay as they were.
+    counts = store.upsert_leads([LeadIn(email="a@example.com", first_name="Anne")], NOW, columns={"email", "first_name"})
+    got = store.lead_by_email("a@example.com")
+    assert counts.updated == 1 and got.first_name == "Anne" and got.consent and got.booked
+    # Even a file that says booked=no does not undo a booking.
+    store.upsert_leads([lead("a@example.com", first_name="Anne", booked=False)], NOW)
+    assert store.lead_by_email("a@example.com").booked
