@@ -8,8 +8,13 @@ nothing, and each Prefect flow run costs about a second.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -57,7 +62,76 @@ def simulate(store, start: datetime, end: datetime, tick: Callable[[datetime], d
     return ticks, sent
 
 
-def run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> dict:
+DEMO_SENDGRID_KEY = "SG.demo-key"
+
+
+@contextlib.contextmanager
+def sendgrid_server_process(api_key: str = DEMO_SENDGRID_KEY):
+    """The project's SendGrid-compatible server in a child process on a free 127.0.0.1 port
+    (a process of its own: sharing the GIL with the sender would halve the throughput).
+    Yields its base URL; stops it on exit."""
+    code = ("from campaign.delivery.sendgrid_server import main; "
+            f"main(port=0, api_key={api_key!r}, host='127.0.0.1')")
+    proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()  # "SendGrid-compatible server at http://127.0.0.1:PORT"
+        if "http://" not in first:
+            raise RuntimeError("the SendGrid-compatible server did not start")
+        yield first.rsplit(" ", 1)[-1].strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def server_record(url: str) -> dict:
+    """What the server accepted: {"messages": n, "send_ids": set of custom_args send ids}."""
+    with urllib.request.urlopen(f"{url}/_dev/messages", timeout=30) as answer:
+        data = json.load(answer)
+    ids = {(m["payload"].get("custom_args") or {}).get("send_id") for m in data["messages"]}
+    return {"messages": len(data["messages"]), "send_ids": ids}
+
+
+def run_demo(folder: Path, *, days: int, start: datetime, console: Console, sendgrid: bool = False) -> dict:
+    """`sendgrid`: send through the official client to the project's SendGrid-compatible
+    server (started in a child process) instead of writing the outbox."""
+    if not sendgrid:
+        return _run_demo(folder, days=days, start=start, console=console)
+    saved = {k: os.environ.get(k) for k in ("SENDGRID_API_KEY", "SENDGRID_API_HOST")}
+    with sendgrid_server_process() as url:
+        os.environ["SENDGRID_API_KEY"], os.environ["SENDGRID_API_HOST"] = DEMO_SENDGRID_KEY, url
+        try:
+            result = _run_demo(folder, days=days, start=start, console=console)
+            record = server_record(url)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    from campaign.runtime import open_store
+    from campaign.settings import get_settings
+
+    store = open_store(get_settings())
+    try:
+        ledger_sent = {r["send_id"] for r in store.ledger() if r["status"] == "sent"}
+    finally:
+        store.close()
+    console.print(f"The SendGrid-compatible server at {url} recorded {record['messages']} messages "
+                  f"({len(record['send_ids'])} distinct send ids); the ledger holds {len(ledger_sent)} sent, "
+                  + ("the same emails." if record["send_ids"] == ledger_sent else "NOT the same emails."),
+                  highlight=False)
+    result["server_messages"] = record["messages"]
+    result["server_matches_ledger"] = record["send_ids"] == ledger_sent and record["messages"] == len(ledger_sent)
+    return result
+
+
+def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> dict:
     folder = folder.resolve()
     prepare_folder(folder)
     db = folder / "campaign.db"
@@ -97,5 +171,15 @@ def run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> d
         counts = [matrix.get((audience, s), 0) for s in steps]
         table.add_row(audience, *map(str, counts), str(sum(counts)))
     console.print(table)
-    console.print(f"Sent {sent} emails. Look at:\n  outbox index: {outbox / 'index.html'}\n  database:     {db}")
-    return {"ticks": ticks, "sent": sent, "matrix": matrix, "folder": str(folder)}
+
+    from campaign.preview import write_gallery
+
+    store = open_store(settings)
+    try:
+        gallery = write_gallery(settings, folder / "preview", store=store)
+    finally:
+        store.close()
+    where = (f"  outbox index: {outbox / 'index.html'}" if settings.sendgrid_api_key is None
+             else f"  SendGrid:     {transport_label(settings)}")
+    console.print(f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  database:     {db}")
+    return {"ticks": ticks, "sent": sent, "matrix": matrix, "folder": str(folder), "gallery": str(gallery)}

@@ -98,6 +98,8 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
     """Put every consenting, reachable lead not yet in an active campaign into the first
     audience (by priority) that matches it. Walks leads by id in batches."""
     report = TickReport(now=now)
+    for audience in ctx.audiences:  # live sequence edits: re-plan from the new steps
+        ctx.store.refresh_sequence_version(audience.name, audience.version, now)
     for campaign in ctx.store.active_campaigns(now):
         audiences = campaign_audiences(campaign, ctx)
         after_id = 0
@@ -207,7 +209,7 @@ def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEn
         due, audience, _ = wanted[claim.enrollment_id]
         try:
             emails.append(outbound(ctx, due, audience, claim))
-            lead_of_send[claim.send_id] = due.lead.id
+            lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
         except TemplateError as exc:
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
             if str(exc) not in report.errors:
@@ -215,7 +217,7 @@ def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEn
     stopped = None
     if emails:
         try:
-            results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(lead_of_send[sid])))
+            results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(*lead_of_send[sid])))
         except Exception as exc:
             stopped = _batch_stop(exc)
             if stopped is None:
@@ -273,6 +275,27 @@ def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim)
         from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
         subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
         unsubscribe_url=url, category="education",
+    )
+
+
+def make_test_email(settings: Settings, renderer: Renderer, audience: Audience, step_key: str, to_email: str,
+               first_name: str = "") -> OutboundEmail:
+    """One email of a step for `campaign test-send`: marked as a test, with a random send id and
+    no lead behind it (its unsubscribe link names no one), never in the ledger."""
+    from campaign.store import new_public_id, new_send_id
+
+    step = audience.step(step_key)
+    if step is None:
+        raise LookupError(f"audience {audience.name} has no step {step_key!r}; its steps: "
+                          + ", ".join(s.key for s in audience.steps))
+    clinic = settings.clinic
+    url = unsubscribe_url(settings.public_url, new_public_id(), settings.secret_key.get_secret_value())
+    content = renderer.render(step.template, first_name=first_name, unsubscribe_url=url)
+    return OutboundEmail(
+        send_id=new_send_id(), to_email=to_email, to_name=first_name,
+        from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
+        subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
+        unsubscribe_url=url, category="education", is_test=True,
     )
 
 

@@ -146,6 +146,11 @@ approvals = sa.Table(
     sa.UniqueConstraint("template", "content_hash", name="uq_approval_template_hash"),
 )
 
+# The tick asks this once per email, right before its HTTP call: one plain statement, built once.
+_REACHABLE = sa.text(
+    "SELECT 1 FROM leads WHERE id = :id AND email = :email AND unsubscribed_at IS NULL AND booked = :no"
+    " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = :hash)")
+
 EVERGREEN = "evergreen"
 ALL_AUDIENCES = "*"
 
@@ -446,11 +451,9 @@ class Store:
         """Checked again right before an HTTP call: an unsubscribe mid-tick stops the send.
         With the lead's address given (the tick has it) this is one query instead of two."""
         if email is not None:
-            suppressed = sa.exists().where(suppressions.c.email_hash == email_hash(email, self.secret_key))
+            params = {"id": lead_id, "email": email, "no": False, "hash": email_hash(email, self.secret_key)}
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(leads.c.unsubscribed_at, leads.c.booked, suppressed.label("suppressed"))
-                                   .where(leads.c.id == lead_id, leads.c.email == email)).first()
-            return row is not None and row.unsubscribed_at is None and not row.booked and not row.suppressed
+                return conn.execute(_REACHABLE, params).first() is not None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(leads.c.email, leads.c.unsubscribed_at, leads.c.booked)
                                .where(leads.c.id == lead_id)).first()
@@ -470,10 +473,20 @@ class Store:
     def add_enrollments(self, rows: list[dict]) -> int:
         if not rows:
             return 0
-        stmt = self._insert(enrollments).on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"])
+        # RETURNING counts what was inserted: psycopg reports rowcount -1 for ON CONFLICT inserts.
+        stmt = (self._insert(enrollments).values(rows)
+                .on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"]).returning(enrollments.c.id))
         with self.engine.begin() as conn:
-            result = conn.execute(stmt, rows)
-        return max(result.rowcount, 0)
+            return len(conn.execute(stmt).all())
+
+    def refresh_sequence_version(self, audience: str, version: str, now: datetime) -> int:
+        """A live edit of an audience's sequence: its active enrollments become due for a fresh
+        look now (the planner then sends or re-dates each), and take the new version."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(enrollments).where(
+                enrollments.c.audience == audience, enrollments.c.state == "active",
+                enrollments.c.audience_version != version,
+            ).values(audience_version=version, next_due_at=now)).rowcount
 
     def due_enrollments(self, campaign_ids: list[int], now: datetime, after_id: int, limit: int) -> list[DueEnrollment]:
         return self._due_rows(enrollments.c.state == "active", enrollments.c.next_due_at <= now,

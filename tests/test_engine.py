@@ -149,3 +149,18 @@ def test_leads_report_shows_status_and_next_step(settings, sqlite_store):
     assert rows["a@example.com"]["status"] == "enrolled" and rows["a@example.com"]["next_step"] == "brain"
     assert rows["a@example.com"]["steps_sent"] == 1
     assert rows["b@example.com"]["status"] == "waiting for consent"
+
+
+def test_sequence_edit_adding_an_earlier_step_is_planned_at_once(make_settings, tmp_path):
+    content = copy_content(tmp_path)
+    settings = make_settings(content_dir=content)
+    ctx = build_context(settings, now=MONDAY_10)
+    ctx.store.upsert_leads([lead("a@example.com")], MONDAY_10)
+    run_tick(ctx, MONDAY_10)  # welcome; next step (brain) due on day 3
+    path = content / "audiences" / "gad.yaml"
+    # A new step on day 2, reusing an existing template: it must go on day 2, not wait for day 3.
+    path.write_text(path.read_text().replace("  - {key: brain, day: 3}\n",
+                                             "  - {key: extra, day: 2, template: gad/brain}\n  - {key: brain, day: 3}\n"))
+    day2 = MONDAY_10 + timedelta(days=2)
+    report = run_tick(build_context(settings, now=day2, store=ctx.store), day2)
+    assert dict(report.sent) == {("gad", "extra"): 1}

@@ -87,3 +87,13 @@ def test_reimport_without_a_column_keeps_that_field_and_never_unbooks(store):
     # Even a file that says booked=no does not undo a booking.
     store.upsert_leads([lead("a@example.com", first_name="Anne", booked=False)], NOW)
     assert store.lead_by_email("a@example.com").booked
+
+
+def test_add_enrollments_counts_only_new_rows(store):
+    store.upsert_leads([lead("a@example.com"), lead("b@example.com")], NOW)
+    campaign = store.campaign("evergreen")
+    ids = [l.id for l in store.unenrolled_leads(campaign["id"], 0, 10)]
+    rows = [{"campaign_id": campaign["id"], "lead_id": i, "audience": "gad", "audience_version": "v",
+             "enrolled_at": NOW, "state": "active", "next_due_at": NOW} for i in ids]
+    assert store.add_enrollments(rows[:1]) == 1
+    assert store.add_enrollments(rows) == 1  # the first is already there

@@ -1,0 +1,195 @@
+"""Approval: a human signs off each email's content before it may go out through live SendGrid.
+
+An approval is (template, content hash, reviewer, time) in the ``approvals`` table. The content
+hash covers everything the email is made from that lives in ``templates/``:
+
+- the email's own source, ``templates/<audience>/<step>.md`` (as the Renderer loaded it, so the
+  hash describes exactly what that Renderer sends), and
+- the shared layouts ``templates/layout.mjml`` and ``templates/layout.txt`` (read from disk):
+  the footer, the crisis line and the unsubscribe link live there, so **a layout change needs
+  every email re-approved**.
+
+Not covered: ``clinic.yaml`` (name, address, phone, booking URL), which is rendered into every
+footer but is configuration, not content.
+
+A template is approved when an approval row exists for its *current* hash. Editing it makes it
+unapproved again ("changed since approval"); changing it back to the approved text makes it
+approved again. The shipped content ships unapproved.
+
+The engine refuses live (SendGrid, non-sandbox) sends of anything ``unapproved(...)`` names; the
+outbox and the SendGrid sandbox accept drafts, and previews mark them DRAFT.
+
+Pure but for reading template files and the store calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from campaign.audiences import Audience
+    from campaign.lint import Problem
+    from campaign.render import Renderer
+    from campaign.store import Store
+
+LAYOUT_FILES = ("layout.mjml", "layout.txt")
+# Hosts where a plain-http unsubscribe link is fine (local development); lint flags any other.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+PLACEHOLDER_TOKEN = "preview-placeholder-token"
+MAX_REVIEWER_CHARS = 200
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    approved: bool  # an approval exists for the template's current content
+    by: str | None  # who approved: the current content if approved, else the latest approval
+    at: datetime | None
+    changed_since: bool  # approved once, but the content (or a layout) changed since
+    content_hash: str | None = None  # None when the template cannot be read
+
+    @property
+    def label(self) -> str:
+        if self.approved:
+            return f"approved by {self.by} on {self.at:%Y-%m-%d}"
+        if self.changed_since:
+            return f"DRAFT: changed since {self.by} approved it on {self.at:%Y-%m-%d}"
+        return "DRAFT: never approved"
+
+
+@dataclass(frozen=True)
+class Approved:
+    template: str
+    content_hash: str
+    new: bool  # False when this exact content was already approved (the first sign-off stays)
+    by: str
+    at: datetime
+
+
+class UnapprovedContent(Exception):
+    """Raised for a live send of content nobody approved; names the templates and the fix."""
+
+    def __init__(self, templates: Sequence[str]):
+        self.templates = list(templates)
+        super().__init__(
+            f"{len(self.templates)} template(s) changed since approval or never approved: "
+            f"{', '.join(self.templates)}. Review them (`campaign preview`), then "
+            "`campaign approve AUDIENCE [STEP] --by NAME`; the outbox and the SendGrid sandbox accept drafts."
+        )
+
+
+# ---- hashing ------------------------------------------------------------------------------------
+
+def content_hash(renderer: Renderer, name: str) -> str:
+    """sha256 over the template's source and the shared layout files (each length-prefixed,
+    with its file name). Raises TemplateError or OSError when a file cannot be read."""
+    parts = [(f"{name}.md", renderer.source(name).source)]
+    parts += [(f, (renderer.templates_dir / f).read_text(encoding="utf-8")) for f in LAYOUT_FILES]
+    digest = hashlib.sha256()
+    for filename, text in parts:
+        data = text.encode("utf-8")
+        digest.update(f"{filename}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _hash_or_none(renderer: Renderer, name: str) -> str | None:
+    from campaign.render import TemplateError
+
+    try:
+        return content_hash(renderer, name)
+    except (TemplateError, OSError):
+        return None  # a template that cannot be loaded is never approved
+
+
+# ---- state --------------------------------------------------------------------------------------
+
+def approval_state(store: Store, renderer: Renderer, template_names: Iterable[str]) -> dict[str, ApprovalState]:
+    """The approval state of each template's current content."""
+    names = list(dict.fromkeys(template_names))
+    history = store.approvals_for(names)
+    states = {}
+    for name in names:
+        current = _hash_or_none(renderer, name)
+        rows = history.get(name, [])  # newest first
+        match = next((r for r in rows if current is not None and r["content_hash"] == current), None)
+        if match is not None:
+            states[name] = ApprovalState(True, match["approved_by"], match["approved_at"], False, current)
+        elif rows:
+            states[name] = ApprovalState(False, rows[0]["approved_by"], rows[0]["approved_at"], True, current)
+        else:
+            states[name] = ApprovalState(False, None, None, False, current)
+    return states
+
+
+def unapproved(store: Store, renderer: Renderer, template_names: Iterable[str]) -> list[str]:
+    """The templates (in the order given, each once) whose current content nobody approved.
+    A live send must refuse every email whose template is listed."""
+    return [name for name, state in approval_state(store, renderer, template_names).items() if not state.approved]
+
+
+def require_approved(store: Store, renderer: Renderer, template_names: Iterable[str]) -> None:
+    """Raise UnapprovedContent naming every unapproved template; for the live-send path."""
+    missing = unapproved(store, renderer, template_names)
+    if missing:
+        raise UnapprovedContent(missing)
+
+
+# ---- approving ----------------------------------------------------------------------------------
+
+def approve(store: Store, renderer: Renderer, template_names: Iterable[str], *, by: str,
+            now: datetime | None = None) -> list[Approved]:
+    """Record `by`'s sign-off of each template's current content. No lint here: the CLI runs
+    lint first (see `lint_problems_for`). Raises ValueError for a blank or overlong reviewer
+    name, and TemplateError/OSError when a template cannot be read (nothing is recorded then)."""
+    reviewer = " ".join((by or "").split())
+    if not reviewer:
+        raise ValueError("give the reviewer's name: --by NAME")
+    if len(reviewer) > MAX_REVIEWER_CHARS:
+        raise ValueError(f"the reviewer's name is longer than {MAX_REVIEWER_CHARS} characters")
+    now = now or datetime.now(timezone.utc)
+    names = list(dict.fromkeys(template_names))
+    hashes = {name: content_hash(renderer, name) for name in names}  # all readable, or nothing recorded
+    done = []
+    for name in names:
+        new = store.record_approval(name, hashes[name], reviewer, now)
+        if new:
+            done.append(Approved(name, hashes[name], True, reviewer, now))
+        else:
+            state = approval_state(store, renderer, [name])[name]
+            done.append(Approved(name, hashes[name], False, state.by or reviewer, state.at or now))
+    return done
+
+
+# ---- shared helpers for lint, approve and preview ----------------------------------------------
+
+def sequences_of(audiences: Iterable[Audience]) -> dict[str, list[tuple[str, str]]]:
+    """{audience: [(step key, template name), ...]} in send order: what lint_templates takes."""
+    return {a.name: [(s.key, s.template) for s in a.steps] for a in audiences}
+
+
+def sample_unsubscribe_url(public_url: str) -> str:
+    """An unsubscribe link for previews and lint: the real shape, a placeholder token (never a
+    lead's real token, so a preview file can be shared without unsubscribing anyone)."""
+    return f"{public_url.rstrip('/')}/unsubscribe/{PLACEHOLDER_TOKEN}"
+
+
+def run_lint(renderer: Renderer, sequences: dict[str, list[tuple[str, str]]], *, public_url: str
+             ) -> tuple[list[Problem], dict[str, float]]:
+    """lint_templates with the sample unsubscribe link; plain http is allowed for it only on a
+    local host (the development default http://localhost:8000)."""
+    from campaign.lint import lint_templates
+
+    return lint_templates(renderer, sequences, unsubscribe_url=sample_unsubscribe_url(public_url),
+                          allow_http_hosts=LOCAL_HOSTS)
+
+
+def lint_problems_for(problems: Iterable[Problem], template_names: Iterable[str], *, audience: str,
+                      whole_audience: bool) -> list[Problem]:
+    """The problems that concern these templates; sequence-wide problems (named after the
+    audience) count only when the whole audience is being approved."""
+    names = set(template_names)
+    return [p for p in problems if p.template in names or (whole_audience and p.template == audience)]
