@@ -12,15 +12,13 @@ from campaign.engine import run_tick
 from campaign.operations import import_file
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT
+from browser_support import CHROMIUM, CHROMIUM_ARGS
 from test_web import NOW, next_tick_recipients, park_all_but, serve_app, unsubscribe_link, welcomed_and_due_at_next
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+    pytest.mark.skipif(not CHROMIUM.exists(),
                        reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"),
 ]
 
@@ -41,7 +39,7 @@ def test_unsubscribe_by_pressing_the_button_in_chromium(make_settings):
         victim_id = live.store.lead_by_email(victim).id
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 375, "height": 667}, java_script_enabled=False)
                 response = page.goto(link)
