@@ -61,8 +61,17 @@ def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[st
 
 
 def is_live(settings: Settings) -> bool:
-    """A live send really delivers: SendGrid configured and sandbox off."""
-    return settings.sendgrid_api_key is not None and not settings.sandbox
+    """A live send really delivers: SendGrid configured and sandbox off, and the API host not
+    plain http on loopback (the project's own SendGrid-compatible server, `campaign dev-sendgrid`
+    and `campaign demo --sendgrid`, delivers nothing; SendGrid itself is https only)."""
+    return settings.sendgrid_api_key is not None and not settings.sandbox and not is_local_dev_host(settings.sendgrid_api_host)
+
+
+def is_local_dev_host(host: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def live_preflight(settings: Settings, store: Store, template_names: list[str]) -> list[str]:

@@ -26,7 +26,12 @@ def make_transport(settings: Settings, clock: Callable[[], datetime] | None = No
         from campaign.delivery.sendgrid_transport import SendGridTransport
 
         return SendGridTransport(api_key=settings.sendgrid_api_key.get_secret_value(),
-                                 host=settings.sendgrid_api_host, sandbox=settings.sandbox)
+                                 host=settings.sendgrid_api_host, sandbox=settings.sandbox,
+                                 concurrency=settings.send_concurrency, max_per_second=settings.max_per_second,
+                                 max_consecutive_failures=settings.max_consecutive_failures,
+                                 # A request that may have reached SendGrid is never retried blind: it
+                                 # becomes 'unknown' and the ledger's reconciliation settles it (exactly once).
+                                 retry_ambiguous=False)
     from campaign.delivery.outbox import OutboxTransport
 
     return OutboxTransport(settings.outbox_dir, clock=clock)

@@ -1,0 +1,222 @@
+"""Benchmark: a tick of N due emails through SendGridTransport against the project's
+SendGrid-compatible server (in a process of its own, on 127.0.0.1), beside the bare limit.
+
+For each added server latency (default 0 ms and 50 ms):
+
+* bare: the same emails rendered (campaign.render.Renderer) and posted with the same client
+  (SendGridTransport: the official sendgrid-python client, one thread-local client per worker)
+  and the same concurrency, with no ledger, no store and no Prefect;
+* tick: campaign.engine.run_tick over a SQLite ledger holding N enrolled leads, all due now
+  (reconcile, enroll (nothing new), then batches: plan, claim, render, send, settle).
+
+Each measurement runs in a fresh child process (so its peak RSS is its own), against a server
+whose record was just reset. Only 127.0.0.1 is contacted; everything stops by itself.
+
+    .venv/bin/python bench/bench_send.py                       # 20,000 emails, 0 and 50 ms
+    .venv/bin/python bench/bench_send.py --emails 2000 --write  # smaller; --write: bench/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KEY = "SG.bench-key"
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(timezone.utc)
+
+
+def settings_for(db: Path, host: str, concurrency: int, batch_size: int):
+    from campaign.settings import Settings
+
+    return Settings(database_url=f"sqlite:///{db}", secret_key="bench-secret", public_url="https://clinic.example.org",
+                    content_dir=ROOT, outbox_dir=db.parent / "outbox", batch_size=batch_size,
+                    send_concurrency=concurrency, SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=host)
+
+
+def prepare(db: Path, n: int) -> None:
+    """N consenting leads in New York, enrolled at NOW: every welcome is due at NOW."""
+    from campaign.engine import enroll_new
+    from campaign.models import AnxietyType, LeadIn
+    from campaign.runtime import build_context
+    from campaign.sample import FIRST, LAST
+
+    kinds = list(AnxietyType)
+    settings = settings_for(db, "http://127.0.0.1:9", 4, 1000)
+    ctx = build_context(settings)
+    ctx.store.upsert_leads((LeadIn(email=f"lead{i}@example.com", first_name=FIRST[i % len(FIRST)],
+                                   last_name=LAST[i % len(LAST)], anxiety_type=kinds[i % len(kinds)], consent=True,
+                                   timezone="America/New_York") for i in range(n)), NOW)
+    report = enroll_new(ctx, NOW)
+    assert sum(report.enrolled.values()) == n, report.enrolled
+    ctx.store.close()
+
+
+def transport_for(host: str, concurrency: int):
+    from campaign.delivery.sendgrid_transport import SendGridTransport
+
+    # The same options make_transport uses (defaults otherwise).
+    return SendGridTransport(KEY, host=host, concurrency=concurrency)
+
+
+def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
+    """Render and post the same emails: no ledger, no planning, no Prefect."""
+    from campaign.engine import outbound
+    from campaign.runtime import build_context
+    from campaign.store import Claim
+
+    settings = settings_for(db, host, concurrency, batch_size)
+    ctx = build_context(settings)
+    audiences = ctx.audience_by_name
+    dues = []
+    after = 0
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(NOW)]
+    while batch := ctx.store.due_enrollments(campaign_ids, NOW, after, 1000):
+        after = batch[-1].enrollment_id
+        dues.extend(batch)
+    ctx.store.close()
+    transport = transport_for(host, concurrency)
+    started = time.perf_counter()
+    emails = [outbound(ctx, d, audiences[d.audience], Claim(f"bare{d.enrollment_id:08d}", d.enrollment_id, "welcome"))
+              for d in dues]
+    results = transport.send_batch(emails)  # one pool over all of them: no batches, no barriers
+    elapsed = time.perf_counter() - started
+    sent = sum(1 for r in results if r.status.value == "sent")
+    return {"sent": sent, "seconds": elapsed}
+
+
+def phase_tick(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
+    from campaign.engine import run_tick
+    from campaign.runtime import build_context
+
+    ctx = build_context(settings_for(db, host, concurrency, batch_size), now=NOW)
+    started = time.perf_counter()
+    report = run_tick(ctx, NOW)
+    elapsed = time.perf_counter() - started
+    ledger_sent = sum(ctx.store.send_matrix().values())
+    ctx.store.close()
+    return {"sent": sum(report.sent.values()), "ledger_sent": ledger_sent, "seconds": elapsed}
+
+
+def child(args) -> None:
+    fn = {"bare": phase_bare, "tick": phase_tick}[args.phase]
+    result = fn(Path(args.db), args.host, int(args.concurrency), args.batch_size)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def dev(url: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
+def run_child(phase: str, db: Path, url: str, concurrency: int, batch_size: int, profile: str | None) -> dict:
+    cmd = [sys.executable]
+    if profile:
+        cmd += ["-m", "cProfile", "-o", f"{profile}-{phase}-c{concurrency}.prof"]
+    cmd += [__file__, "--phase", phase, "--db", str(db), "--host", url, "--concurrency", str(concurrency),
+            "--batch-size", str(batch_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{phase} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--emails", type=int, default=20_000)
+    parser.add_argument("--latencies", default="0,50", help="added server latency per request, ms (comma list)")
+    parser.add_argument("--concurrency", default="0:4,50:24",
+                        help="in-flight requests per latency, e.g. 0:4,50:24 (the same for bare and tick)")
+    parser.add_argument("--batch-size", type=int, default=None, help="CAMPAIGN_BATCH_SIZE for the tick (default: Settings')")
+    parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
+    parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-c<concurrency>.prof")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--host", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        child(args)
+        return
+
+    from campaign.demo import sendgrid_server_process
+    from campaign.settings import Settings
+
+    batch_size = args.batch_size or Settings.model_fields["batch_size"].default
+    latencies = [float(x) for x in args.latencies.split(",")]
+    per_latency = {float(k): int(v) for k, v in (p.split(":") for p in args.concurrency.split(","))}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
+        template = Path(tmp) / "template.db"
+        t = time.perf_counter()
+        prepare(template, args.emails)
+        print(f"prepared {args.emails} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
+        with sendgrid_server_process(KEY) as url:
+            assert url.startswith("http://127.0.0.1:"), url
+            for latency in latencies:
+                concurrency = per_latency.get(latency, 4)
+                dev(url, "/_dev/faults", {"latency_ms": latency})
+                measured = {}
+                for phase in ("bare", "tick"):
+                    db = Path(tmp) / f"{phase}-{latency:g}.db"
+                    shutil.copy(template, db)
+                    dev(url, "/_dev/reset")
+                    r = run_child(phase, db, url, concurrency, batch_size, args.profile)
+                    if r["sent"] != args.emails:
+                        raise SystemExit(f"{phase} at {latency:g} ms sent {r['sent']} of {args.emails}: {r}")
+                    r["rate"] = args.emails / r["seconds"]
+                    measured[phase] = r
+                    print(f"{latency:>4g} ms  {phase:<4}  c={concurrency:<3} {r['rate']:8.0f} emails/s  "
+                          f"{r['seconds']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                    db.unlink()
+                dev(url, "/_dev/reset")
+                rows.append({"latency": latency, "concurrency": concurrency, **{k: v for k, v in measured.items()}})
+    base = next((r["tick"]["rate"] for r in rows if r["latency"] == 0), None)
+    command = "cd " + str(ROOT) + " && .venv/bin/python bench/bench_send.py " + " ".join(
+        a for a in sys.argv[1:] if a != "--write")
+    table = render_results(rows, base, args, batch_size, command)
+    print(table)
+    if args.write:
+        (ROOT / "bench" / "RESULTS.md").write_text(table)
+
+
+def render_results(rows, base, args, batch_size, command) -> str:
+    lines = [
+        "| added latency | in flight | bare limit (emails/s) | tick (emails/s) | tick / bare | tick / tick at 0 ms | peak RSS bare | peak RSS tick |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        bare, tick = r["bare"], r["tick"]
+        vs0 = f"{tick['rate'] / base:.2f}" if base else "-"
+        lines.append(f"| {r['latency']:g} ms | {r['concurrency']} | {bare['rate']:.0f} | {tick['rate']:.0f} | "
+                     f"{tick['rate'] / bare['rate']:.2f} | {vs0} | {bare['peak_rss_mb']:.0f} MB | {tick['peak_rss_mb']:.0f} MB |")
+    machine = (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
+               f"Linux {platform.release()}, Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}")
+    return "\n".join([
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {args.emails} due emails, tick batch size {batch_size}.",
+        f"Machine: {machine}.",
+        f"Command: `{command}`",
+        "",
+        *lines,
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`campaign test-send` and `campaign dev-sendgrid`, and the demo's server process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sendgrid_fixtures import make_email
+from typer.testing import CliRunner
+
+from campaign.cli import app
+from campaign.delivery.sendgrid_server import running_server
+from campaign.delivery.sendgrid_transport import SendGridTransport
+
+KEY = "SG.cli-key"
+runner = CliRunner()
+
+
+@pytest.fixture
+def sg(settings, monkeypatch):
+    with running_server(api_key=KEY) as server:
+        monkeypatch.setenv("CAMPAIGN_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("CAMPAIGN_SECRET_KEY", "cli-test-secret")
+        monkeypatch.setenv("CAMPAIGN_PUBLIC_URL", "https://clinic.example.org")
+        monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+        monkeypatch.setenv("SENDGRID_API_HOST", server.url)
+        monkeypatch.setenv("COLUMNS", "200")
+        yield server
+
+
+def test_test_send_sends_one_marked_email_outside_the_ledger(sg, settings):
+    result = runner.invoke(app, ["test-send", "social", "ketamine", "--to", "Coordinator@Clinic.example.org"])
+    assert result.exit_code == 0, result.output
+    [message] = sg.messages
+    payload = message.payload
+    assert message.to_emails == ["Coordinator@clinic.example.org"]
+    assert "test" in payload["categories"]
+    assert set(payload["custom_args"]) == {"send_id"} and payload["custom_args"]["send_id"] in result.output
+    assert message.message_id in result.output
+    # Outside the ledger: the command never even opened the database.
+    assert not Path(settings.database_url.removeprefix("sqlite:///")).exists()
+
+
+def test_test_send_refuses_an_unknown_step_and_reports_a_refused_key(sg):
+    unknown = runner.invoke(app, ["test-send", "social", "nope", "--to", "a@example.org"])
+    assert unknown.exit_code == 2 and "welcome" in unknown.output  # names the steps there are
+    bad_address = runner.invoke(app, ["test-send", "social", "welcome", "--to", "not-an-address"])
+    assert bad_address.exit_code == 2
+    sg.set_api_key("SG.other")
+    refused = runner.invoke(app, ["test-send", "social", "welcome", "--to", "a@example.org"])
+    assert refused.exit_code == 1 and "API key" in refused.output
+    assert sg.messages == []
+
+
+def test_dev_sendgrid_serves_until_stopped():
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "campaign"), "dev-sendgrid", "--port", "0", "--key", KEY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines, url = [], None
+        while url is None:  # the server prints SENDGRID_API_HOST=http://127.0.0.1:<port> once it listens
+            line = proc.stdout.readline()
+            assert line, f"dev-sendgrid exited: {proc.stderr.read()}"
+            lines.append(line)
+            found = re.match(r"\s*SENDGRID_API_HOST=(http://127\.0\.0\.1:\d+)\s*$", line)
+            url = found.group(1) if found else None
+        assert f"SENDGRID_API_KEY={KEY}" in "".join(lines) + proc.stdout.readline()
+        [result] = SendGridTransport(KEY, host=url).send_batch([make_email(1)])
+        assert result.status.value == "sent" and result.message_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_demo_server_process_records_what_the_client_sent():
+    from campaign.demo import DEMO_SENDGRID_KEY, sendgrid_server_process, server_record
+
+    with sendgrid_server_process() as url:
+        assert url.startswith("http://127.0.0.1:")
+        emails = [make_email(i) for i in range(3)]
+        results = SendGridTransport(DEMO_SENDGRID_KEY, host=url).send_batch(emails)
+        assert {r.status.value for r in results} == {"sent"}
+        record = server_record(url)
+    assert record == {"messages": 3, "send_ids": {e.send_id for e in emails}}

@@ -1,0 +1,87 @@
+"""The ledger's recovery queries on SQLite and PostgreSQL: release, stale claims, unknown sends
+confirmed by events or claimed again, pausing campaigns, and the one-query reachability check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from campaign.events import ACCEPTED_KINDS, parse_events
+from campaign.models import LeadIn, SendResult, SendStatus
+from conftest import utc
+
+T0 = utc(2026, 3, 2, 15, 0)
+
+
+def setup(store, n=3):
+    store.upsert_leads([LeadIn(email=f"s{i}@example.com", consent=True) for i in range(n)], T0)
+    campaign = store.campaign("evergreen")
+    ids = [store.lead_by_email(f"s{i}@example.com").id for i in range(n)]
+    store.add_enrollments([{"campaign_id": campaign["id"], "lead_id": lid, "audience": "gad", "audience_version": "v",
+                            "enrolled_at": T0, "state": "active", "next_due_at": T0} for lid in ids])
+    enrollments = [store.enrollment_for_lead(lid)["id"] for lid in ids]
+    return campaign, ids, enrollments
+
+
+def statuses(store):
+    return sorted(r["status"] for r in store.ledger())
+
+
+def test_release_deletes_only_claimed_rows(store):
+    _, _, enrollments = setup(store)
+    claims = store.claim([(e, "welcome") for e in enrollments], T0, "sendgrid")
+    store.settle([SendResult(send_id=claims[0].send_id, status=SendStatus.sent, message_id="m")], T0)
+    assert store.release([c.send_id for c in claims]) == 2
+    assert statuses(store) == ["sent"]
+    # Released steps can be claimed again.
+    assert len(store.claim([(e, "welcome") for e in enrollments], T0, "sendgrid")) == 2
+
+
+def test_stale_claims_become_unknown_and_hold_the_gap(store):
+    _, lead_ids, enrollments = setup(store)
+    store.claim([(enrollments[0], "welcome")], T0, "sendgrid")
+    store.claim([(enrollments[1], "welcome")], T0 + timedelta(minutes=10), "sendgrid")
+    assert store.mark_stale_claims_unknown(T0 + timedelta(minutes=5), T0 + timedelta(minutes=20)) == 1
+    assert statuses(store) == ["claimed", "unknown"]
+    assert store.lead_by_email("s0@example.com").last_email_at == T0
+    assert store.lead_by_email("s1@example.com").last_email_at is None
+
+
+def test_unknown_sends_confirmed_by_events_or_claimed_again(store):
+    campaign, _, enrollments = setup(store)
+    claims = store.claim([(e, "welcome") for e in enrollments], T0, "sendgrid")
+    store.mark_stale_claims_unknown(T0 + timedelta(minutes=1), T0 + timedelta(minutes=20))
+    event = [{"email": "s0@example.com", "timestamp": 1772463600, "event": "processed", "sg_event_id": "ev1",
+              "sg_message_id": "MSGID0.filter.0", "send_id": claims[0].send_id}]
+    store.record_events(parse_events(__import__("json").dumps(event)), T0 + timedelta(minutes=2))
+    store.confirm_unknown_from_events(ACCEPTED_KINDS, T0 + timedelta(minutes=30))
+    rows = {r["send_id"]: r for r in store.ledger()}
+    assert rows[claims[0].send_id]["status"] == "sent" and rows[claims[0].send_id]["message_id"] == "MSGID0"
+
+    waiting = store.unknown_sends(T0 + timedelta(hours=3))
+    assert [u.send_id for u in waiting] == [c.send_id for c in claims[1:]]
+    store.pause_campaigns([campaign["id"]], "paused after 3 consecutive send failures: 503")
+    assert store.unknown_sends(T0 + timedelta(hours=3)) == []  # a paused campaign's sends wait
+    assert store.campaign("evergreen")["paused_reason"].startswith("paused after 3")
+    store.set_campaign_state("evergreen", "active")
+
+    won = store.reclaim_unknown([claims[1].send_id, claims[2].send_id], T0 + timedelta(hours=3), "sendgrid")
+    assert set(won) == {claims[1].send_id, claims[2].send_id}
+    assert store.reclaim_unknown([claims[1].send_id], T0 + timedelta(hours=3), "sendgrid") == {}  # taken already
+    new = won[claims[2].send_id]
+    assert new.send_id != claims[2].send_id and new.enrollment_id == enrollments[2]
+    store.unclaim_resends({new.send_id: claims[2].send_id})  # never sent: back as it was
+    rows = {r["send_id"]: r for r in store.ledger()}
+    assert rows[claims[2].send_id]["status"] == "unknown"
+    assert rows[won[claims[1].send_id].send_id]["status"] == "claimed"
+
+
+def test_reachability_in_one_query_matches_the_full_check(store):
+    _, lead_ids, _ = setup(store, 4)
+    leads = [store.lead_by_email(f"s{i}@example.com") for i in range(4)]
+    store.unsubscribe_lead(leads[1].public_id, T0)
+    store.suppress("s2@example.com", "bounce", T0)
+    store.mark_booked("s3@example.com", T0)
+    for lead in leads:
+        assert store.is_reachable(lead.id, lead.email) == store.is_reachable(lead.id)
+    assert [store.is_reachable(lead.id, lead.email) for lead in leads] == [True, False, False, False]
+    assert not store.is_reachable(leads[0].id, "someone-else@example.com")
