@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from campaign.settings import PROJECT_ROOT
@@ -166,7 +167,10 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
     from campaign.audiences import load_audiences
 
     steps = [s.key for s in load_audiences(settings.audiences_dir)[0].steps]
-    table = Table("audience", *steps, "total", title=f"Emails written per audience × step ({ticks} ticks)")
+    table = Table(title=f"Emails written per audience × step ({ticks} ticks)", box=box.SIMPLE_HEAD)
+    table.add_column("audience", no_wrap=True)
+    for column in (*steps, "total"):
+        table.add_column(column, justify="right")
     for audience in audiences:
         counts = [matrix.get((audience, s), 0) for s in steps]
         table.add_row(audience, *map(str, counts), str(sum(counts)))
@@ -174,12 +178,17 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
 
     from campaign.preview import write_gallery
 
+    from campaign.report import build_report, to_html
+
     store = open_store(settings)
     try:
         gallery = write_gallery(settings, folder / "preview", store=store)
+        order = {a.name: [st.key for st in a.steps] for a in load_audiences(settings.audiences_dir)}
+        report_path = folder / "report.html"
+        report_path.write_text(to_html(build_report(store, order, start + timedelta(days=days))), encoding="utf-8")
     finally:
         store.close()
     where = (f"  outbox index: {outbox / 'index.html'}" if settings.sendgrid_api_key is None
              else f"  SendGrid:     {transport_label(settings)}")
-    console.print(f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  database:     {db}")
+    console.print(f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  report:       {report_path}\n  database:     {db}")
     return {"ticks": ticks, "sent": sent, "matrix": matrix, "folder": str(folder), "gallery": str(gallery)}
