@@ -91,7 +91,8 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     ctx.store.close()
     transport = transport_for(host, concurrency)
     started = time.perf_counter()
-    emails = [outbound(ctx, d, audiences[d.audience], Claim(f"bare{d.enrollment_id:08d}", d.enrollment_id, "welcome"))
+    evergreen = {"slug": "evergreen", "sandbox": False}
+    emails = [outbound(ctx, d, audiences[d.audience], Claim(f"bare{d.enrollment_id:08d}", d.enrollment_id, "welcome"), evergreen)
               for d in dues]
     results = transport.send_batch(emails)  # one pool over all of them: no batches, no barriers
     elapsed = time.perf_counter() - started

@@ -197,8 +197,17 @@ def tick(
     parse_when(now)
     from flows.tick import tick as tick_flow
 
-    with terminal_progress("Ticking (enrollments looked at)", enabled=not as_json):
-        summary = tick_flow(now=now)
+    from campaign.campaigns import PreflightFailed
+    from campaign.delivery.sendgrid_transport import SendGridUnauthorized
+
+    try:
+        with terminal_progress("Ticking (enrollments looked at)", enabled=not as_json):
+            summary = tick_flow(now=now)
+    except PreflightFailed as exc:
+        fail(f"{exc}\nNothing was sent.", code=1)
+    except SendGridUnauthorized:
+        fail("SendGrid refused the API key (401). The tick stopped at once; unsent emails wait for the next "
+             "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).", code=1)
     if as_json:
         print(json.dumps(summary))
     else:

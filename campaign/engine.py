@@ -205,10 +205,11 @@ def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEn
     rest and re-raises (the tick stops at once); TooManyFailures pauses the batch's
     campaigns with the reason, and their remaining due sends wait for a resume."""
     emails, results, lead_of_send = [], [], {}
+    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
     for claim in claims:
         due, audience, _ = wanted[claim.enrollment_id]
         try:
-            emails.append(outbound(ctx, due, audience, claim))
+            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id]))
             lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
         except TemplateError as exc:
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
@@ -266,7 +267,7 @@ def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now)
                 now=now, window=audience.send_window, tz=ZoneInfo(due.lead.timezone), min_gap=audience.min_gap)
 
 
-def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim) -> OutboundEmail:
+def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim, campaign: dict) -> OutboundEmail:
     clinic = ctx.settings.clinic
     step = audience.step(claim.step_key)
     url = unsubscribe_url(ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value())
@@ -276,7 +277,8 @@ def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim)
         to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
         from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
         subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
-        unsubscribe_url=url, category="education",
+        # The category is the campaign's slug: ESP metadata never names an audience.
+        unsubscribe_url=url, category=campaign["slug"], sandbox=campaign["sandbox"],
     )
 
 

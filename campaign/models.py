@@ -99,6 +99,7 @@ class OutboundEmail(BaseModel):
     unsubscribe_url: str
     category: str = "education"  # a non-health campaign slug
     is_test: bool = False
+    sandbox: bool = False  # this email's campaign runs in SendGrid's sandbox (validated, not delivered)
 
 
 class SendStatus(str, enum.Enum):

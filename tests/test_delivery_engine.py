@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import SecretStr
 
 from campaign.delivery.sendgrid_server import Faults, running_server
 from campaign.delivery.sendgrid_transport import SendGridTransport, SendGridUnauthorized
@@ -165,7 +166,8 @@ def test_unknown_sends_are_confirmed_by_events_or_sent_again(make_settings, sg):
     due_of = {d.enrollment_id: d for d in batch}
     audiences = ctx.audience_by_name
     went = claims[:2]
-    ctx.transport.send_batch([outbound(ctx, due_of[c.enrollment_id], audiences[due_of[c.enrollment_id].audience], c)
+    evergreen = ctx.store.campaign("evergreen")
+    ctx.transport.send_batch([outbound(ctx, due_of[c.enrollment_id], audiences[due_of[c.enrollment_id].audience], c, evergreen)
                               for c in went])
     assert len(sg.messages) == 2
 
@@ -239,3 +241,23 @@ def test_an_unknown_send_waits_for_the_send_window_and_skips_a_lead_who_left(mak
     report = run_tick(ctx, morning)
     assert report.reconciled["resent"] == 1
     assert per_address(sg) == Counter({"lead0@example.com": 1})
+
+
+def test_category_is_the_campaign_slug_and_a_sandbox_campaign_sends_in_sandbox(sg, settings):
+    """ESP metadata names the campaign, never the audience; a --sandbox campaign reaches
+    SendGrid in sandbox mode (validated, not delivered)."""
+    from campaign.campaigns import launch
+
+    live = settings.model_copy(update={"sendgrid_api_key": SecretStr(KEY), "sendgrid_api_host": sg.url})
+    ctx = build_context(live, now=MONDAY_10)
+    ctx.store.set_campaign_state("evergreen", "paused")
+    launch(ctx.store, ctx.audiences, name="Spring Push", audience_names=["gad"], starts_at=None, sandbox=False, now=MONDAY_10)
+    launch(ctx.store, ctx.audiences, name="Trial Run", audience_names=["social"], starts_at=None, sandbox=True, now=MONDAY_10)
+    ctx.store.upsert_leads([LeadIn(email="g@example.com", consent=True, anxiety_type=AnxietyType.gad),
+                            LeadIn(email="s@example.com", consent=True, anxiety_type=AnxietyType.social)], MONDAY_10)
+    report = run_tick(ctx, MONDAY_10)
+    assert sum(report.sent.values()) == 2
+    [message] = sg.messages  # the sandbox email is answered 200 and not recorded as delivered
+    assert message.payload["categories"] == ["spring-push"]
+    assert "gad" not in json.dumps(message.payload["categories"]) + json.dumps(message.payload["custom_args"])
+    assert sg.counters.sandbox == 1

@@ -58,3 +58,18 @@ def test_live_tick_refuses_before_any_http_call(live_settings, sqlite_store, mon
 def test_outbox_and_sandbox_accept_drafts(make_settings):
     assert not is_live(make_settings())  # no SendGrid key: the outbox
     assert not is_live(make_settings(sendgrid_api_key="SG.x", sandbox=True))
+
+
+@pytest.mark.prefect
+def test_cli_tick_refusal_is_one_clear_message(prefect_harness, live_settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    for key, value in {"CAMPAIGN_DATABASE_URL": live_settings.database_url, "SENDGRID_API_KEY": "SG.live-looking-key",
+                       "SENDGRID_API_HOST": "https://api.sendgrid.com", "CAMPAIGN_PUBLIC_URL": "http://localhost:8000"}.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["tick", "--now", "2026-03-02T15:00:00+00:00"])
+    assert result.exit_code == 1
+    assert "not approved" in result.output and "CAMPAIGN_PUBLIC_URL" in result.output and "Nothing was sent" in result.output
+    assert "Traceback" not in result.output

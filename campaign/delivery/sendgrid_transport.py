@@ -239,7 +239,7 @@ class SendGridTransport:
     def payload_for(self, email: OutboundEmail) -> dict[str, Any]:
         return build_payload(
             email,
-            sandbox=self.sandbox,
+            sandbox=self.sandbox or email.sandbox,
             asm_group_id=self.asm_group_id,
             track_opens=self.track_opens,
             track_clicks=self.track_clicks,
