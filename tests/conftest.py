@@ -107,3 +107,25 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def sendgrid_server():
+    """The project's SendGrid-compatible server on loopback, one per test module."""
+    from campaign.delivery.sendgrid_server import running_server
+    from sendgrid_fixtures import KEY
+
+    with running_server(api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sg(sendgrid_server):
+    """That server with no messages, no faults and the test key."""
+    from campaign.delivery.sendgrid_server import Faults
+    from sendgrid_fixtures import KEY
+
+    sendgrid_server.reset()
+    sendgrid_server.set_faults(Faults())
+    sendgrid_server.set_api_key(KEY)
+    return sendgrid_server

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from campaign.models import OutboundEmail
 
+KEY = "SG.test-key"  # the key the test server accepts
+
 
 def make_email(i: int = 0, **overrides) -> OutboundEmail:
     """An OutboundEmail built directly, the way the flows hand them to a transport."""

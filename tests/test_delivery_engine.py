@@ -13,29 +13,16 @@ import pytest
 from pydantic import SecretStr
 
 from campaign.delivery.sendgrid_server import Faults, running_server
+from sendgrid_fixtures import KEY
 from campaign.delivery.sendgrid_transport import SendGridTransport, SendGridUnauthorized
 from campaign.engine import due_batches, enroll_new, outbound, run_tick
 from campaign.events import parse_events
 from campaign.models import AnxietyType, LeadIn
 from campaign.runtime import build_context, make_transport
 
-KEY = "SG.engine-key"
 NY = ZoneInfo("America/New_York")
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(timezone.utc)
 
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def sg(server):
-    server.reset()
-    server.set_faults(Faults())
-    server.set_api_key(KEY)
-    return server
 
 
 def leads(n: int) -> list[LeadIn]:

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from python_http_client.exceptions import HTTPError, TooManyRequestsError
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sendgrid_fixtures import make_email, webhook_receiver
+from sendgrid_fixtures import KEY, make_email, webhook_receiver
 
 from campaign.delivery.payload import build_payload
 from campaign.delivery.sendgrid_server import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
@@ -27,21 +27,7 @@ from campaign.delivery.sendgrid_transport import (
 from campaign.models import SendStatus
 from campaign.settings import Settings
 
-KEY = "SG.transport-key"
 
-
-@pytest.fixture(scope="module")
-def server():
-    with running_server(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def sg(server):
-    server.reset()
-    server.set_faults(Faults())
-    server.set_api_key(KEY)
-    return server
 
 
 def transport(server, **overrides) -> SendGridTransport:
