@@ -135,6 +135,13 @@ def funnel_svg(rows: list[dict], title: str) -> str:
     return "".join(parts)
 
 
+def no_events_note(report: Report) -> str:
+    if any(r["delivered"] or r["bounced"] for r in report.rows) or not any(r["sent"] for r in report.rows):
+        return ""
+    return ("<p class=note><strong>No delivery events yet.</strong> Delivered, opened and clicked come from "
+            "SendGrid's Event Webhook (see <code>campaign serve</code>); emails written to the outbox have none.</p>")
+
+
 def to_html(report: Report) -> str:
     sections = []
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -158,13 +165,13 @@ Median time from first email to booking: {"–" if median is None else f"{median
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1f2933;background:#fff}}
 h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}} figure{{margin:0}}
-figcaption{{color:#3e4c59;font-size:.9rem}} .scroll{{overflow-x:auto}}
+figcaption{{color:#3e4c59;font-size:.9rem}} .note{{background:#fff7e6;padding:.6rem .8rem;border-radius:6px}} .scroll{{overflow-x:auto}}
 table{{border-collapse:collapse;margin-top:.75rem;font-size:.9rem}} th,td{{border-bottom:1px solid #d9e2ec;padding:.3rem .5rem;text-align:right}}
 th[scope=row],thead th:first-child{{text-align:left}}
 </style></head><body>
 <h1>Campaign report</h1>
 <p>Generated {html.escape(report.generated_at.strftime("%Y-%m-%d %H:%M UTC"))}. Counts only: no addresses.
 Rates: opens and clicks per delivered email; bookings per enrolled lead.</p>
-{"".join(sections) or "<p>No campaign has enrolled anyone yet.</p>"}
+{no_events_note(report)}{"".join(sections) or "<p>No campaign has enrolled anyone yet.</p>"}
 </body></html>
 """
