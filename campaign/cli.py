@@ -410,12 +410,21 @@ def schedule():
     """Serve the schedules of prefect.yaml (tick every 15 minutes, the daily report, the
     reconciliation of unknown sends) from this one process. Needs a Prefect API
     (PREFECT_API_URL, e.g. `prefect server start`). Ctrl-C stops it cleanly."""
+    import signal
+
     from flows.serve import serve_all
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and a service manager's SIGTERM both stop it cleanly (even where SIGINT was ignored).
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        serve_all()
+        serve_all()  # Prefect's runner handles the interrupt itself and returns
     except KeyboardInterrupt:
-        console.print("Stopped.")
+        pass
+    console.print("Stopped: no more scheduled runs from this process.")
 
 
 def main():  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,6 +71,18 @@ def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
         emails = sorted((tmp_path / "outbox").glob("*.eml"))
         assert len(emails) == 2  # the two consenting leads with a valid address
         assert all(e.name.startswith("20260302T150000") for e in emails)  # the `now` parameter reached the flow
+
+        # The single-machine path: `campaign schedule` serves the same schedules; Ctrl-C is clean.
+        serving = subprocess.Popen([str(BIN / "campaign"), "schedule"], env=env, cwd=PROJECT_ROOT, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seen = ""
+        deadline = time.monotonic() + 90
+        while "reconcile/reconcile" not in seen and time.monotonic() < deadline:
+            seen += serving.stdout.readline()
+        serving.send_signal(signal.SIGINT)
+        rest, _ = serving.communicate(timeout=60)
+        assert "tick/tick" in seen and "daily-report/daily-report" in seen and "reconcile/reconcile" in seen
+        assert serving.returncode == 0 and "Stopped" in rest and "Traceback" not in rest
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
