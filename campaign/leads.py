@@ -10,6 +10,7 @@ import csv
 import io
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -109,11 +110,28 @@ class RejectedRow:
 
 @dataclass
 class ParsedFile:
-    leads: list[tuple[int, LeadIn]] = field(default_factory=list)  # (row number, lead)
     rejected: list[RejectedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)  # the lead fields this file has a column for
+    _text: str = ""
+    _mapping: dict[str, str] = field(default_factory=dict)
+    _default_timezone: str = "America/New_York"
+    _last_row: dict[str, int] = field(default_factory=dict)  # address -> the row that wins
+
+    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
+        """(row number, lead) for each address's last row, in file order, built one at a time."""
+        for row_number, _, values in _records(self._text, self._mapping):
+            try:
+                lead = parse_row(values, default_timezone=self._default_timezone)
+            except ValueError:
+                continue  # already in `rejected`
+            if self._last_row.get(lead.email) == row_number:
+                yield row_number, lead
+
+    @property
+    def leads(self) -> list[tuple[int, LeadIn]]:
+        return list(self.iter_leads())
 
 
 def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
@@ -220,13 +238,7 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
 
 def parse_row(values: dict[str, str], *, default_timezone: str) -> LeadIn:
     """One row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
-    raw_email = values.get("email", "")
-    if not raw_email.strip():
-        raise ValueError("email is empty")
-    try:
-        email = normalize_email(raw_email)
-    except EmailNotValidError as exc:
-        raise ValueError(f"email {raw_email.strip()[:80]!r} is not valid: {exc}") from None
+    email = _row_email(values)
     timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
     return LeadIn(
         email=email,
@@ -252,7 +264,9 @@ def _lenient_bool(text: str | None) -> bool:
 
 def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = None,
               default_timezone: str = "America/New_York") -> ParsedFile:
-    """Parse a whole file. Bad rows are rejected one by one; only an unreadable file raises."""
+    """Check a whole file: headers, every address, duplicates. Bad rows are rejected one by
+    one; only an unreadable file raises. The leads themselves are built lazily by
+    `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
     text, warnings = decode(data, filename=filename)
     if not text.strip():
         raise ImportFileError(f"{filename}: the file is empty; export the leads again with a header row")
@@ -266,27 +280,42 @@ def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = 
         raise ImportFileError(
             f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
             f"--column \"<its header>=email\"")
-    parsed = ParsedFile(warnings=warnings, headers=headers, fields=set(mapping.values()))
-    seen: dict[str, int] = {}
+    parsed = ParsedFile(warnings=warnings, headers=headers, fields=set(mapping.values()), _text=text,
+                        _mapping=mapping, _default_timezone=default_timezone)
     try:
-        for record in reader:
-            row_number = reader.line_num  # physical line of the record's end; good enough to find it
-            original = {k: (v if isinstance(v, str) else ",".join(v or [])) for k, v in record.items() if k is not None}
-            values = {mapping[h]: v for h, v in original.items() if h in mapping and v is not None}
+        for row_number, original, values in _records(text, mapping):
             try:
-                lead = parse_row(values, default_timezone=default_timezone)
+                email = _row_email(values)
             except ValueError as exc:
                 parsed.rejected.append(RejectedRow(row_number, original, str(exc)))
                 continue
-            if lead.email in seen:
+            if email in parsed._last_row:
                 # Later rows win: a form export lists newer answers below older ones.
-                parsed.warnings.append(f"{filename}: row {row_number} repeats {lead.email!r} from row {seen[lead.email]}; the later row wins")
-                parsed.leads = [(n, l) for n, l in parsed.leads if l.email != lead.email]
-            seen[lead.email] = row_number
-            parsed.leads.append((row_number, lead))
+                parsed.warnings.append(f"{filename}: row {row_number} repeats {email!r} from row "
+                                       f"{parsed._last_row[email]}; the later row wins")
+            parsed._last_row[email] = row_number
     except csv.Error as exc:
-        raise ImportFileError(f"{filename}: CSV error near line {reader.line_num}: {exc}") from None
+        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
     return parsed
+
+
+def _records(text: str, mapping: dict[str, str]) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
+    """(row number, the row as written, field -> raw value) for each record."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for record in reader:
+        row_number = reader.line_num  # physical line of the record's end; good enough to find it
+        original = {k: (v if isinstance(v, str) else ",".join(v or [])) for k, v in record.items() if k is not None}
+        yield row_number, original, {mapping[h]: v for h, v in original.items() if h in mapping and v is not None}
+
+
+def _row_email(values: dict[str, str]) -> str:
+    raw_email = values.get("email", "")
+    if not raw_email.strip():
+        raise ValueError("email is empty")
+    try:
+        return normalize_email(raw_email)
+    except EmailNotValidError as exc:
+        raise ValueError(f"email {raw_email.strip()[:80]!r} is not valid: {exc}") from None
 
 
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:

@@ -39,7 +39,7 @@ def import_file(store: Store, settings: Settings, path: Path, now: datetime,
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None
     parsed = parse_csv(data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone)
-    counts = store.upsert_leads((lead for _, lead in parsed.leads), now, on_chunk=advance, columns=parsed.fields)
+    counts = store.upsert_leads((lead for _, lead in parsed.iter_leads()), now, on_chunk=advance, columns=parsed.fields)
     summary = ImportSummary(file=str(path), new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
                             rejected=len(parsed.rejected), warnings=parsed.warnings)
     rejected_path = path.with_name(path.name + ".rejected.csv") if path.suffix != ".csv" else path.with_suffix(".rejected.csv")
