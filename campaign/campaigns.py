@@ -84,7 +84,8 @@ def live_preflight(settings: Settings, store: Store, template_names: list[str]) 
     sequences: dict[str, list] = {}
     for name in template_names:
         sequences.setdefault(name.split("/")[0], []).append((name.split("/")[-1], name))
-    problems, _ = lint_templates(renderer, sequences, unsubscribe_url=f"{settings.public_url.rstrip('/')}/unsubscribe/x")
+    # Lint judges the content; the public URL itself is a settings item of the preflight below.
+    problems, _ = lint_templates(renderer, sequences, unsubscribe_url="https://clinic.example.org/unsubscribe/x")
     errors = [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
     return preflight(settings, lint_errors=errors, unapproved=unapproved(store, renderer, template_names)).problems
 

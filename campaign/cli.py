@@ -197,9 +197,18 @@ def tick(
     parse_when(now)
     from flows.tick import tick as tick_flow
 
-    from campaign.campaigns import PreflightFailed
+    from campaign.campaigns import PreflightFailed, is_live, live_preflight
     from campaign.delivery.sendgrid_transport import SendGridUnauthorized
 
+    s = settings()
+    if is_live(s):  # checked here too, so a refusal is one message rather than a flow-run traceback
+        store = store_for(s)
+        try:
+            problems = live_preflight(s, store, [st.template for a in load_audiences_or_fail(s) for st in a.steps])
+        finally:
+            store.close()
+        if problems:
+            fail(f"{PreflightFailed(problems)}\nNothing was sent.", code=1)
     try:
         with terminal_progress("Ticking (enrollments looked at)", enabled=not as_json):
             summary = tick_flow(now=now)

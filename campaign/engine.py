@@ -19,7 +19,7 @@ from campaign.models import OutboundEmail, SendResult, SendStatus
 from campaign.render import Renderer, TemplateError
 from campaign.schedule import as_utc, plan, step_time
 from campaign.settings import Settings
-from campaign.store import ALL_AUDIENCES, Claim, DueEnrollment, Store
+from campaign.store import ALL_AUDIENCES, Claim, DueEnrollment, Store, email_hash
 from campaign.tokens import unsubscribe_url
 
 # A claim still unsettled after this long belongs to a run that died mid-send.
@@ -106,7 +106,7 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
         while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size):
             after_id = batch[-1].id
             # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
-            hashes = {lead.id: _hash(ctx, lead.email) for lead in batch}
+            hashes = {lead.id: email_hash(lead.email, ctx.store.secret_key) for lead in batch}
             suppressed = ctx.store.suppressed_hashes(hashes.values())
             # A lead who is or was in an audience's sequence (any campaign) never joins it again.
             already = ctx.store.enrolled_audiences([lead.id for lead in batch])
@@ -123,12 +123,6 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
                 report.enrolled[audience.name] += 1
             ctx.store.add_enrollments(rows)
     return report
-
-
-def _hash(ctx: Context, email: str) -> str:
-    from campaign.store import email_hash
-
-    return email_hash(email, ctx.store.secret_key)
 
 
 # ---- due sends -----------------------------------------------------------------------------------

@@ -44,8 +44,9 @@ def build_report(store: Store, step_order: dict[str, list[str]], now: datetime) 
     """step_order: audience -> step keys in sequence order (from the audience files)."""
     cells: dict[tuple[str, str, str], dict] = {}
     first_email: dict[int, datetime] = {}
-    booked: dict[int, tuple[str, str, datetime]] = {}
-    last_step_before: dict[int, tuple[str, datetime | None, str | None]] = {}
+    # enrollment -> (campaign, audience, step, when): the last email sent before it booked / left
+    booked: dict[int, tuple[str, str, str, datetime]] = {}
+    unsubscribed: dict[int, tuple[str, str, str, datetime | None]] = {}
     for fact in store.report_facts():
         key = (fact["campaign"], fact["audience"], fact["step_key"])
         cell = cells.setdefault(key, dict.fromkeys(COUNTS[1:], 0))
@@ -54,17 +55,17 @@ def build_report(store: Store, step_order: dict[str, list[str]], now: datetime) 
             enrollment = fact["enrollment_id"]
             first_email.setdefault(enrollment, fact["claimed_at"])
             # A booking or an unsubscribe counts for the last email sent before it.
-            for when, target in ((fact["booked_at"], booked), (fact["unsubscribed_at"], last_step_before)):
+            for when, target in ((fact["booked_at"], booked), (fact["unsubscribed_at"], unsubscribed)):
                 if when is not None and fact["claimed_at"] <= when:
                     target[enrollment] = (fact["campaign"], fact["audience"], fact["step_key"], when)
         for kind in fact["events"]:
             if kind in EVENT_COLUMNS and kind != "unsubscribed":
                 cell[EVENT_COLUMNS[kind]] += 1
             elif kind == "unsubscribed":
-                last_step_before.setdefault(fact["enrollment_id"], (fact["campaign"], fact["audience"], fact["step_key"], None))
+                unsubscribed.setdefault(fact["enrollment_id"], (fact["campaign"], fact["audience"], fact["step_key"], None))
     for campaign, audience, step, _ in booked.values():
         cells[(campaign, audience, step)]["booked"] += 1
-    for campaign, audience, step, _ in last_step_before.values():
+    for campaign, audience, step, _ in unsubscribed.values():
         cells[(campaign, audience, step)]["unsubscribed"] += 1
 
     enrolled = store.enrollment_counts()

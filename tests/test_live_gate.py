@@ -61,15 +61,19 @@ def test_outbox_and_sandbox_accept_drafts(make_settings):
 
 
 @pytest.mark.prefect
-def test_cli_tick_refusal_is_one_clear_message(prefect_harness, live_settings, monkeypatch):
-    from typer.testing import CliRunner
+def test_cli_tick_refusal_is_one_clear_message(live_settings):
+    """The real command in its own process: exit 1, every problem listed, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from campaign.cli import app
-
-    for key, value in {"CAMPAIGN_DATABASE_URL": live_settings.database_url, "SENDGRID_API_KEY": "SG.live-looking-key",
-                       "SENDGRID_API_HOST": "https://api.sendgrid.com", "CAMPAIGN_PUBLIC_URL": "http://localhost:8000"}.items():
-        monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(app, ["tick", "--now", "2026-03-02T15:00:00+00:00"])
-    assert result.exit_code == 1
-    assert "not approved" in result.output and "CAMPAIGN_PUBLIC_URL" in result.output and "Nothing was sent" in result.output
-    assert "Traceback" not in result.output
+    env = {**os.environ, "CAMPAIGN_DATABASE_URL": live_settings.database_url, "SENDGRID_API_KEY": "SG.live-looking-key",
+           "SENDGRID_API_HOST": "https://api.sendgrid.com", "CAMPAIGN_PUBLIC_URL": "http://localhost:8000",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    result = subprocess.run([str(Path(sys.executable).parent / "campaign"), "tick", "--now", "2026-03-02T15:00:00+00:00"],
+                            env=env, capture_output=True, text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "not approved" in output and "CAMPAIGN_PUBLIC_URL" in output and "Nothing was sent" in output
+    assert "Traceback" not in output
