@@ -79,6 +79,7 @@ def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
         deadline = time.monotonic() + 90
         while "reconcile/reconcile" not in seen and time.monotonic() < deadline:
             seen += serving.stdout.readline()
+        time.sleep(8)  # let the runner start polling, as a person would before pressing Ctrl-C
         serving.send_signal(signal.SIGINT)
         rest, _ = serving.communicate(timeout=60)
         assert "tick/tick" in seen and "daily-report/daily-report" in seen and "reconcile/reconcile" in seen
