@@ -431,10 +431,6 @@ class Store:
             row = conn.execute(sa.select(leads).where(leads.c.email == email.strip().casefold())).mappings().first()
         return self._lead(row) if row else None
 
-    def lead_by_public_id(self, public_id: str) -> Lead | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(leads).where(leads.c.public_id == public_id)).mappings().first()
-        return self._lead(row) if row else None
 
     def unenrolled_leads(self, campaign_id: int, after_id: int, limit: int) -> list[Lead]:
         """Consenting, reachable leads without an enrollment in this campaign, by id (keyset)."""
@@ -554,11 +550,6 @@ class Store:
                         .values({k: sa.bindparam(f"b_{k}") for k in columns}))
                 conn.execute(stmt, params)
 
-    def exit_lead_everywhere(self, lead_id: int, reason: str) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(sa.update(enrollments).where(
-                enrollments.c.lead_id == lead_id, enrollments.c.state == "active",
-            ).values(state="exited", exit_reason=reason, next_due_at=None)).rowcount
 
     # ---- the send ledger -------------------------------------------------------------------
 
