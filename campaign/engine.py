@@ -253,7 +253,7 @@ def _batch_stop(exc: Exception):
 
 def _retry_later(result: SendResult) -> bool:
     """A failure SendGrid never accepted and that may pass later (5xx, network): not final."""
-    return result.status is SendStatus.failed and (result.error or "").startswith("retryable:")
+    return result.status is SendStatus.failed and result.retryable
 
 
 def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now):

@@ -117,3 +117,4 @@ class SendResult(BaseModel):
     status: SendStatus
     message_id: str | None = None
     error: str | None = None
+    retryable: bool = False  # a failure the ESP never accepted that may pass later (5xx, network)

@@ -398,7 +398,7 @@ class SendGridTransport:
         if maybe_delivered:
             return SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
         return SendResult(
-            send_id=send_id, status=SendStatus.failed, error=f"retryable: {attempt.error}"
+            send_id=send_id, status=SendStatus.failed, error=f"retryable: {attempt.error}", retryable=True
         )
 
     def _backoff(self, attempt: int) -> float:
