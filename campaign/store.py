@@ -708,9 +708,19 @@ class Store:
             for row in conn.execution_options(yield_per=1000).execute(query).mappings():
                 yield dict(row)
 
+    def sends_of(self, enrollment_ids: list[int]) -> dict[int, dict[str, dict]]:
+        """enrollment id -> step key -> its ledger row (status, claimed_at), in one query."""
+        found: dict[int, dict[str, dict]] = {i: {} for i in enrollment_ids}
+        if enrollment_ids:
+            query = (sa.select(sends.c.enrollment_id, sends.c.step_key, sends.c.status, sends.c.claimed_at)
+                     .where(sends.c.enrollment_id.in_(enrollment_ids)))
+            with self.engine.connect() as conn:
+                for row in conn.execute(query).mappings():
+                    found[row["enrollment_id"]][row["step_key"]] = dict(row)
+        return found
+
     def sent_keys(self, enrollment_id: int) -> set[str]:
-        with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(sends.c.step_key).where(sends.c.enrollment_id == enrollment_id)).scalars())
+        return set(self.sends_of([enrollment_id])[enrollment_id])
 
     def enrollment_for_lead(self, lead_id: int) -> dict | None:
         with self.engine.connect() as conn:
