@@ -17,13 +17,13 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def rss_mb() -> float:
@@ -45,8 +45,12 @@ def main() -> None:
         tmp = Path(tmp)
         csv_path = tmp / "leads.csv"
         csv_path.write_text(sample_csv(args.leads, bad_rows=0))
-        settings = Settings(database_url=f"sqlite:///{tmp / 'c.db'}", secret_key="bench", content_dir=ROOT,
-                            outbox_dir=tmp / "outbox")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp / 'c.db'}",
+            secret_key="bench",
+            content_dir=ROOT,
+            outbox_dir=tmp / "outbox",
+        )
         ctx = build_context(settings, now=NOW)
         base = rss_mb()
         t0 = time.perf_counter()
@@ -60,13 +64,18 @@ def main() -> None:
         t4 = time.perf_counter()
         ctx.store.close()
     n = args.leads
-    print(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {n} leads; Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}, {platform.machine()}")
+    print(
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {n} leads; Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {platform.machine()}"
+    )
     print("| phase | seconds | per second |")
     print("|---|---|---|")
     print(f"| import (new: {summary.new}) | {t1 - t0:.1f} | {n / (t1 - t0):,.0f} leads/s |")
     print(f"| re-import (unchanged: {again.unchanged}) | {t2 - t1:.1f} | {n / (t2 - t1):,.0f} leads/s |")
-    print(f"| enroll ({sum(enrolled.enrolled.values())} enrolled) | {t3 - t2:.1f} | {n / (t3 - t2):,.0f} leads/s |")
+    print(
+        f"| enroll ({sum(enrolled.enrolled.values())} enrolled) | {t3 - t2:.1f} "
+        f"| {n / (t3 - t2):,.0f} leads/s |"
+    )
     print(f"| walk due enrollments ({due}) | {t4 - t3:.1f} | {due / (t4 - t3):,.0f} /s |")
     print(f"Peak RSS {rss_mb():.0f} MB (after imports and settings: {base:.0f} MB before the import).")
 

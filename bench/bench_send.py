@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,15 +37,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 KEY = "SG.bench-key"
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
 
 
 def settings_for(db: Path, host: str, concurrency: int, batch_size: int):
     from campaign.settings import Settings
 
-    return Settings(database_url=f"sqlite:///{db}", secret_key="bench-secret", public_url="https://clinic.example.org",
-                    content_dir=ROOT, outbox_dir=db.parent / "outbox", batch_size=batch_size,
-                    send_concurrency=concurrency, SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=host)
+    return Settings(
+        database_url=f"sqlite:///{db}",
+        secret_key="bench-secret",
+        public_url="https://clinic.example.org",
+        content_dir=ROOT,
+        outbox_dir=db.parent / "outbox",
+        batch_size=batch_size,
+        send_concurrency=concurrency,
+        SENDGRID_API_KEY=KEY,
+        SENDGRID_API_HOST=host,
+    )
 
 
 def prepare(db: Path, n: int) -> None:
@@ -58,9 +66,20 @@ def prepare(db: Path, n: int) -> None:
     kinds = list(AnxietyType)
     settings = settings_for(db, "http://127.0.0.1:9", 4, 1000)
     ctx = build_context(settings)
-    ctx.store.upsert_leads((LeadIn(email=f"lead{i}@example.com", first_name=FIRST[i % len(FIRST)],
-                                   last_name=LAST[i % len(LAST)], anxiety_type=kinds[i % len(kinds)], consent=True,
-                                   timezone="America/New_York") for i in range(n)), NOW)
+    ctx.store.upsert_leads(
+        (
+            LeadIn(
+                email=f"lead{i}@example.com",
+                first_name=FIRST[i % len(FIRST)],
+                last_name=LAST[i % len(LAST)],
+                anxiety_type=kinds[i % len(kinds)],
+                consent=True,
+                timezone="America/New_York",
+            )
+            for i in range(n)
+        ),
+        NOW,
+    )
     report = enroll_new(ctx, NOW)
     assert sum(report.enrolled.values()) == n, report.enrolled
     ctx.store.close()
@@ -92,8 +111,16 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     transport = transport_for(host, concurrency)
     started = time.perf_counter()
     evergreen = {"slug": "evergreen", "sandbox": False}
-    emails = [outbound(ctx, d, audiences[d.audience], Claim(f"bare{d.enrollment_id:08d}", d.enrollment_id, "welcome"), evergreen)
-              for d in dues]
+    emails = [
+        outbound(
+            ctx,
+            d,
+            audiences[d.audience],
+            Claim(f"bare{d.enrollment_id:08d}", d.enrollment_id, "welcome"),
+            evergreen,
+        )
+        for d in dues
+    ]
     results = transport.send_batch(emails)  # one pool over all of them: no batches, no barriers
     elapsed = time.perf_counter() - started
     sent = sum(1 for r in results if r.status.value == "sent")
@@ -121,8 +148,12 @@ def child(args) -> None:
 
 
 def dev(url: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}{path}",
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.load(answer)
 
@@ -131,8 +162,19 @@ def run_child(phase: str, db: Path, url: str, concurrency: int, batch_size: int,
     cmd = [sys.executable]
     if profile:
         cmd += ["-m", "cProfile", "-o", f"{profile}-{phase}-c{concurrency}.prof"]
-    cmd += [__file__, "--phase", phase, "--db", str(db), "--host", url, "--concurrency", str(concurrency),
-            "--batch-size", str(batch_size)]
+    cmd += [
+        __file__,
+        "--phase",
+        phase,
+        "--db",
+        str(db),
+        "--host",
+        url,
+        "--concurrency",
+        str(concurrency),
+        "--batch-size",
+        str(batch_size),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{out.stderr[-3000:]}")
@@ -140,12 +182,21 @@ def run_child(phase: str, db: Path, url: str, concurrency: int, batch_size: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--emails", type=int, default=20_000)
-    parser.add_argument("--latencies", default="0,50", help="added server latency per request, ms (comma list)")
-    parser.add_argument("--concurrency", default="0:4,50:24",
-                        help="in-flight requests per latency, e.g. 0:4,50:24 (the same for bare and tick)")
-    parser.add_argument("--batch-size", type=int, default=None, help="CAMPAIGN_BATCH_SIZE for the tick (default: Settings')")
+    parser.add_argument(
+        "--latencies", default="0,50", help="added server latency per request, ms (comma list)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="0:4,50:24",
+        help="in-flight requests per latency, e.g. 0:4,50:24 (the same for bare and tick)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="CAMPAIGN_BATCH_SIZE for the tick (default: Settings')"
+    )
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-c<concurrency>.prof")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
@@ -183,14 +234,23 @@ def main() -> None:
                         raise SystemExit(f"{phase} at {latency:g} ms sent {r['sent']} of {args.emails}: {r}")
                     r["rate"] = args.emails / r["seconds"]
                     measured[phase] = r
-                    print(f"{latency:>4g} ms  {phase:<4}  c={concurrency:<3} {r['rate']:8.0f} emails/s  "
-                          f"{r['seconds']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                    print(
+                        f"{latency:>4g} ms  {phase:<4}  c={concurrency:<3} {r['rate']:8.0f} emails/s  "
+                        f"{r['seconds']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB",
+                        flush=True,
+                    )
                     db.unlink()
                 dev(url, "/_dev/reset")
-                rows.append({"latency": latency, "concurrency": concurrency, **{k: v for k, v in measured.items()}})
+                rows.append(
+                    {"latency": latency, "concurrency": concurrency, **{k: v for k, v in measured.items()}}
+                )
     base = next((r["tick"]["rate"] for r in rows if r["latency"] == 0), None)
-    command = "cd " + str(ROOT) + " && .venv/bin/python bench/bench_send.py " + " ".join(
-        a for a in sys.argv[1:] if a != "--write")
+    command = (
+        "cd "
+        + str(ROOT)
+        + " && .venv/bin/python bench/bench_send.py "
+        + " ".join(a for a in sys.argv[1:] if a != "--write")
+    )
     table = render_results(rows, base, args, batch_size, command)
     print(table)
     if args.write:
@@ -199,24 +259,34 @@ def main() -> None:
 
 def render_results(rows, base, args, batch_size, command) -> str:
     lines = [
-        "| added latency | in flight | bare limit (emails/s) | tick (emails/s) | tick / bare | tick / tick at 0 ms | peak RSS bare | peak RSS tick |",
+        "| added latency | in flight | bare limit (emails/s) | tick (emails/s) | tick / bare "
+        "| tick / tick at 0 ms | peak RSS bare | peak RSS tick |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         bare, tick = r["bare"], r["tick"]
         vs0 = f"{tick['rate'] / base:.2f}" if base else "-"
-        lines.append(f"| {r['latency']:g} ms | {r['concurrency']} | {bare['rate']:.0f} | {tick['rate']:.0f} | "
-                     f"{tick['rate'] / bare['rate']:.2f} | {vs0} | {bare['peak_rss_mb']:.0f} MB | {tick['peak_rss_mb']:.0f} MB |")
-    machine = (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
-               f"Linux {platform.release()}, Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}")
-    return "\n".join([
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {args.emails} due emails, tick batch size {batch_size}.",
-        f"Machine: {machine}.",
-        f"Command: `{command}`",
-        "",
-        *lines,
-        "",
-    ])
+        lines.append(
+            f"| {r['latency']:g} ms | {r['concurrency']} | {bare['rate']:.0f} | {tick['rate']:.0f} | "
+            f"{tick['rate'] / bare['rate']:.2f} | {vs0} | {bare['peak_rss_mb']:.0f} MB | "
+            f"{tick['peak_rss_mb']:.0f} MB |"
+        )
+    machine = (
+        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, SQLite "
+        f"{__import__('sqlite3').sqlite_version}"
+    )
+    return "\n".join(
+        [
+            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.emails} due emails, tick batch size "
+            f"{batch_size}.",
+            f"Machine: {machine}.",
+            f"Command: `{command}`",
+            "",
+            *lines,
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class UnapprovedContent(Exception):
 
 # ---- hashing ------------------------------------------------------------------------------------
 
+
 def content_hash(renderer: Renderer, name: str) -> str:
     """sha256 over the template's source and the shared layout files (each length-prefixed,
     with its file name). Raises TemplateError or OSError when a file cannot be read."""
@@ -107,7 +108,10 @@ def _hash_or_none(renderer: Renderer, name: str) -> str | None:
 
 # ---- state --------------------------------------------------------------------------------------
 
-def approval_state(store: Store, renderer: Renderer, template_names: Iterable[str]) -> dict[str, ApprovalState]:
+
+def approval_state(
+    store: Store, renderer: Renderer, template_names: Iterable[str]
+) -> dict[str, ApprovalState]:
     """The approval state of each template's current content."""
     names = list(dict.fromkeys(template_names))
     history = store.approvals_for(names)
@@ -128,7 +132,9 @@ def approval_state(store: Store, renderer: Renderer, template_names: Iterable[st
 def unapproved(store: Store, renderer: Renderer, template_names: Iterable[str]) -> list[str]:
     """The templates (in the order given, each once) whose current content nobody approved.
     A live send must refuse every email whose template is listed."""
-    return [name for name, state in approval_state(store, renderer, template_names).items() if not state.approved]
+    return [
+        name for name, state in approval_state(store, renderer, template_names).items() if not state.approved
+    ]
 
 
 def require_approved(store: Store, renderer: Renderer, template_names: Iterable[str]) -> None:
@@ -140,8 +146,10 @@ def require_approved(store: Store, renderer: Renderer, template_names: Iterable[
 
 # ---- approving ----------------------------------------------------------------------------------
 
-def approve(store: Store, renderer: Renderer, template_names: Iterable[str], *, by: str,
-            now: datetime | None = None) -> list[Approved]:
+
+def approve(
+    store: Store, renderer: Renderer, template_names: Iterable[str], *, by: str, now: datetime | None = None
+) -> list[Approved]:
     """Record `by`'s sign-off of each template's current content. No lint here: the CLI runs
     lint first (see `lint_problems_for`). Raises ValueError for a blank or overlong reviewer
     name, and TemplateError/OSError when a template cannot be read (nothing is recorded then)."""
@@ -150,7 +158,7 @@ def approve(store: Store, renderer: Renderer, template_names: Iterable[str], *, 
         raise ValueError("give the reviewer's name: --by NAME")
     if len(reviewer) > MAX_REVIEWER_CHARS:
         raise ValueError(f"the reviewer's name is longer than {MAX_REVIEWER_CHARS} characters")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     names = list(dict.fromkeys(template_names))
     hashes = {name: content_hash(renderer, name) for name in names}  # all readable, or nothing recorded
     done = []
@@ -166,6 +174,7 @@ def approve(store: Store, renderer: Renderer, template_names: Iterable[str], *, 
 
 # ---- shared helpers for lint, approve and preview ----------------------------------------------
 
+
 def sequences_of(audiences: Iterable[Audience]) -> dict[str, list[tuple[str, str]]]:
     """{audience: [(step key, template name), ...]} in send order: what lint_templates takes."""
     return {a.name: [(s.key, s.template) for s in a.steps] for a in audiences}
@@ -177,18 +186,21 @@ def sample_unsubscribe_url(public_url: str) -> str:
     return f"{public_url.rstrip('/')}/unsubscribe/{PLACEHOLDER_TOKEN}"
 
 
-def run_lint(renderer: Renderer, sequences: dict[str, list[tuple[str, str]]], *, public_url: str
-             ) -> tuple[list[Problem], dict[str, float]]:
+def run_lint(
+    renderer: Renderer, sequences: dict[str, list[tuple[str, str]]], *, public_url: str
+) -> tuple[list[Problem], dict[str, float]]:
     """lint_templates with the sample unsubscribe link; plain http is allowed for it only on a
     local host (the development default http://localhost:8000)."""
     from campaign.lint import lint_templates
 
-    return lint_templates(renderer, sequences, unsubscribe_url=sample_unsubscribe_url(public_url),
-                          allow_http_hosts=LOCAL_HOSTS)
+    return lint_templates(
+        renderer, sequences, unsubscribe_url=sample_unsubscribe_url(public_url), allow_http_hosts=LOCAL_HOSTS
+    )
 
 
-def lint_problems_for(problems: Iterable[Problem], template_names: Iterable[str], *, audience: str,
-                      whole_audience: bool) -> list[Problem]:
+def lint_problems_for(
+    problems: Iterable[Problem], template_names: Iterable[str], *, audience: str, whole_audience: bool
+) -> list[Problem]:
     """The problems that concern these templates; sequence-wide problems (named after the
     audience) count only when the whole audience is being approved."""
     names = set(template_names)

@@ -58,8 +58,11 @@ class Audience(BaseModel):
     @property
     def version(self) -> str:
         """A hash of what decides timing; stored on enrollments to notice live edits."""
-        data = json.dumps([[s.key, s.delay.total_seconds()] for s in self.steps]
-                          + [self.send_window.model_dump(), self.min_gap_hours], sort_keys=True)
+        data = json.dumps(
+            [[s.key, s.delay.total_seconds()] for s in self.steps]
+            + [self.send_window.model_dump(), self.min_gap_hours],
+            sort_keys=True,
+        )
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def describe_rule(self) -> str:
@@ -99,7 +102,7 @@ class AudienceFile(BaseModel):
 def check_rule(rule: Any, path: str = "match") -> None:
     if not isinstance(rule, dict) or len(rule) != 1:
         raise ValueError(f"{path}: each rule is a mapping with exactly one key (a field, or all/any/not)")
-    (key, value), = rule.items()
+    ((key, value),) = rule.items()
     if key in ("all", "any"):
         if not isinstance(value, list) or not value:
             raise ValueError(f"{path}.{key}: give a non-empty list of rules")
@@ -109,8 +112,10 @@ def check_rule(rule: Any, path: str = "match") -> None:
         check_rule(value, f"{path}.not")
     elif key in RULE_FIELDS:
         if not isinstance(value, dict) or len(value) != 1:
-            raise ValueError(f"{path}.{key}: write one operator, e.g. {{equals: ...}}; operators: {sorted(OPERATORS)}")
-        (op, _), = value.items()
+            raise ValueError(
+                f"{path}.{key}: write one operator, e.g. {{equals: ...}}; operators: {sorted(OPERATORS)}"
+            )
+        ((op, _),) = value.items()
         if op not in OPERATORS:
             raise ValueError(f"{path}.{key}: unknown operator {op!r}; use one of {sorted(OPERATORS)}")
     else:
@@ -120,7 +125,7 @@ def check_rule(rule: Any, path: str = "match") -> None:
 def matches(rule: dict[str, Any] | str, lead: LeadIn) -> bool:
     if rule == "all":
         return True
-    (key, value), = rule.items()
+    ((key, value),) = rule.items()
     if key == "all":
         return all(matches(r, lead) for r in value)
     if key == "any":
@@ -129,7 +134,7 @@ def matches(rule: dict[str, Any] | str, lead: LeadIn) -> bool:
         return not matches(value, lead)
     actual = getattr(lead, key)
     actual = actual.value if hasattr(actual, "value") else actual
-    (op, expected), = value.items()
+    ((op, expected),) = value.items()
     if op == "is_blank":
         return (actual in (None, "")) == bool(expected)
     if op == "equals":
@@ -142,21 +147,35 @@ def matches(rule: dict[str, Any] | str, lead: LeadIn) -> bool:
         return actual not in expected
     if actual is None:  # an unknown number never passes a comparison
         return False
-    return {"gt": actual > expected, "gte": actual >= expected, "lt": actual < expected, "lte": actual <= expected}[op]
+    return {
+        "gt": actual > expected,
+        "gte": actual >= expected,
+        "lt": actual < expected,
+        "lte": actual <= expected,
+    }[op]
 
 
 def describe_rule(rule: dict[str, Any] | str) -> str:
     if rule == "all":
         return "everyone"
-    (key, value), = rule.items()
+    ((key, value),) = rule.items()
     if key in ("all", "any"):
         joiner = " and " if key == "all" else " or "
         return "(" + joiner.join(describe_rule(r) for r in value) + ")"
     if key == "not":
         return f"not {describe_rule(value)}"
-    (op, expected), = value.items()
-    symbol = {"equals": "=", "not_equals": "!=", "in": "in", "not_in": "not in", "gt": ">", "gte": ">=",
-              "lt": "<", "lte": "<=", "is_blank": "is blank:"}[op]
+    ((op, expected),) = value.items()
+    symbol = {
+        "equals": "=",
+        "not_equals": "!=",
+        "in": "in",
+        "not_in": "not in",
+        "gt": ">",
+        "gte": ">=",
+        "lt": "<",
+        "lte": "<=",
+        "is_blank": "is blank:",
+    }[op]
     return f"{key} {symbol} {expected}"
 
 
@@ -184,8 +203,15 @@ def load_audience(path: Path) -> Audience:
         Step(key=s.key, delay=timedelta(days=s.day), template=s.template or f"{name}/{s.key}")
         for s in sorted(spec.steps, key=lambda s: s.day)
     )
-    return Audience(name=name, description=spec.description, priority=spec.priority, match=spec.match,
-                    steps=steps, send_window=spec.send_window, min_gap_hours=spec.min_gap_hours)
+    return Audience(
+        name=name,
+        description=spec.description,
+        priority=spec.priority,
+        match=spec.match,
+        steps=steps,
+        send_window=spec.send_window,
+        min_gap_hours=spec.min_gap_hours,
+    )
 
 
 def read_audiences(directory: Path) -> tuple[list[Audience], list[str]]:
@@ -202,7 +228,10 @@ def read_audiences(directory: Path) -> tuple[list[Audience], list[str]]:
     priorities = [a.priority for a in audiences]
     for audience in audiences:
         if priorities.count(audience.priority) > 1:
-            problems.append(f"{directory}/{audience.name}.yaml: priority {audience.priority} is shared with another audience; give each a distinct priority")
+            problems.append(
+                f"{directory}/{audience.name}.yaml: priority {audience.priority} is shared with another "
+                "audience; give each a distinct priority"
+            )
     return sorted(audiences, key=lambda a: a.priority), problems
 
 

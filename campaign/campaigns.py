@@ -16,7 +16,11 @@ from campaign.settings import DEV_SECRET_KEY, Settings
 from campaign.store import ALL_AUDIENCES, EVERGREEN, Store
 
 STATES = ("active", "paused", "stopped")
-TRANSITIONS = {"pause": ({"active"}, "paused"), "resume": ({"paused"}, "active"), "stop": ({"active", "paused"}, "stopped")}
+TRANSITIONS = {
+    "pause": ({"active"}, "paused"),
+    "resume": ({"paused"}, "active"),
+    "stop": ({"active", "paused"}, "stopped"),
+}
 
 
 class CampaignError(ValueError):
@@ -43,20 +47,33 @@ def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[st
     """What a live send needs. Every problem at once, each with what to do."""
     problems = [f"lint: {e}" for e in lint_errors]
     if unapproved:
-        problems.append(f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
-                        "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`")
+        problems.append(
+            f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
+            "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`"
+        )
     clinic = settings.clinic
     if clinic.postal_address_is_example:
-        problems.append("clinic.yaml: postal_address is the example address; put the clinic's real postal address "
-                        "(CAN-SPAM) and set postal_address_is_example: false")
+        problems.append(
+            "clinic.yaml: postal_address is the example address; put the clinic's real postal address "
+            "(CAN-SPAM) and set postal_address_is_example: false"
+        )
     if not settings.public_url.startswith("https://"):
-        problems.append(f"CAMPAIGN_PUBLIC_URL is {settings.public_url!r}; unsubscribe links need the https address of `campaign serve`")
+        problems.append(
+            f"CAMPAIGN_PUBLIC_URL is {settings.public_url!r}; unsubscribe links need the https address of "
+            "`campaign serve`"
+        )
     if settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
         problems.append("CAMPAIGN_SECRET_KEY is the development key; set a long random secret")
     if not getattr(settings, "sendgrid_webhook_public_key", None):
-        problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY is not set; copy the Signed Event Webhook's verification key from SendGrid")
+        problems.append(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; copy the Signed Event Webhook's verification key from "
+            "SendGrid"
+        )
     if not clinic.sender_email or clinic.sender_email.endswith(".example"):
-        problems.append(f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on the clinic's authenticated domain")
+        problems.append(
+            f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on "
+            "the clinic's authenticated domain"
+        )
     return Preflight(problems)
 
 
@@ -64,7 +81,11 @@ def is_live(settings: Settings) -> bool:
     """A live send really delivers: SendGrid configured and sandbox off, and the API host not
     plain http on loopback (the project's own SendGrid-compatible server, `campaign dev-sendgrid`
     and `campaign demo --sendgrid`, delivers nothing; SendGrid itself is https only)."""
-    return settings.sendgrid_api_key is not None and not settings.sandbox and not is_local_dev_host(settings.sendgrid_api_host)
+    return (
+        settings.sendgrid_api_key is not None
+        and not settings.sandbox
+        and not is_local_dev_host(settings.sendgrid_api_host)
+    )
 
 
 def is_local_dev_host(host: str) -> bool:
@@ -85,9 +106,13 @@ def live_preflight(settings: Settings, store: Store, template_names: list[str]) 
     for name in template_names:
         sequences.setdefault(name.split("/")[0], []).append((name.split("/")[-1], name))
     # Lint judges the content; the public URL itself is a settings item of the preflight below.
-    problems, _ = lint_templates(renderer, sequences, unsubscribe_url="https://clinic.example.org/unsubscribe/x")
+    problems, _ = lint_templates(
+        renderer, sequences, unsubscribe_url="https://clinic.example.org/unsubscribe/x"
+    )
     errors = [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
-    return preflight(settings, lint_errors=errors, unapproved=unapproved(store, renderer, template_names)).problems
+    return preflight(
+        settings, lint_errors=errors, unapproved=unapproved(store, renderer, template_names)
+    ).problems
 
 
 class PreflightFailed(RuntimeError):
@@ -96,18 +121,37 @@ class PreflightFailed(RuntimeError):
         self.problems = problems
 
 
-def launch(store: Store, audiences: list[Audience], *, name: str, audience_names: list[str],
-           starts_at: datetime | None, sandbox: bool, now: datetime) -> dict:
+def launch(
+    store: Store,
+    audiences: list[Audience],
+    *,
+    name: str,
+    audience_names: list[str],
+    starts_at: datetime | None,
+    sandbox: bool,
+    now: datetime,
+) -> dict:
     known = {a.name: a for a in audiences}
     unknown = [n for n in audience_names if n not in known]
     if unknown or not audience_names:
-        raise CampaignError(f"unknown audience(s) {unknown or '(none given)'}; choose from {', '.join(known)}")
+        raise CampaignError(
+            f"unknown audience(s) {unknown or '(none given)'}; choose from {', '.join(known)}"
+        )
     slug = slugify(name)
     if store.campaign(slug) is not None:
-        raise CampaignError(f"a campaign named {slug!r} exists; choose another name or `campaign resume {slug}`")
+        raise CampaignError(
+            f"a campaign named {slug!r} exists; choose another name or `campaign resume {slug}`"
+        )
     versions = {n: known[n].version for n in audience_names}
-    return store.create_campaign(slug=slug, name=name, audiences=audience_names, starts_at=starts_at,
-                                 sandbox=sandbox, versions=versions, now=now)
+    return store.create_campaign(
+        slug=slug,
+        name=name,
+        audiences=audience_names,
+        starts_at=starts_at,
+        sandbox=sandbox,
+        versions=versions,
+        now=now,
+    )
 
 
 def change_state(store: Store, name: str, action: str, reason: str | None = None) -> dict:
@@ -132,24 +176,48 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
         facts = store.campaign_status(c["id"], now, day_start)
         audiences: dict[str, dict] = {}
         for row in facts["per_audience"]:
-            audiences.setdefault(row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}})
+            audiences.setdefault(
+                row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}}
+            )
             audiences[row["audience"]][row["state"]] += row["n"]
             audiences[row["audience"]]["enrolled"] += row["n"]
         failures = unknown = 0
         for row in facts["per_step"]:
-            entry = audiences.setdefault(row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}})
+            entry = audiences.setdefault(
+                row["audience"], {"enrolled": 0, "active": 0, "finished": 0, "exited": 0, "steps": {}}
+            )
             entry["steps"].setdefault(row["step_key"], {}).update({row["status"]: row["n"]})
             failures += row["n"] if row["status"] == "failed" else 0
             unknown += row["n"] if row["status"] == "unknown" else 0
-        result.append({
-            "campaign": c["slug"], "name": c["name"], "state": c["state"], "sandbox": c["sandbox"],
-            "audiences": "all" if c["audiences"] == ALL_AUDIENCES else c["audiences"],
-            "starts_at": c["starts_at"].isoformat() if c["starts_at"] else None,
-            "paused_reason": c["paused_reason"], "sent_today": facts["sent_today"], "due_next_24h": facts["due_24h"],
-            "failures": failures, "unknown": unknown, "per_audience": audiences,
-        })
+        result.append(
+            {
+                "campaign": c["slug"],
+                "name": c["name"],
+                "state": c["state"],
+                "sandbox": c["sandbox"],
+                "audiences": "all" if c["audiences"] == ALL_AUDIENCES else c["audiences"],
+                "starts_at": c["starts_at"].isoformat() if c["starts_at"] else None,
+                "paused_reason": c["paused_reason"],
+                "sent_today": facts["sent_today"],
+                "due_next_24h": facts["due_24h"],
+                "failures": failures,
+                "unknown": unknown,
+                "per_audience": audiences,
+            }
+        )
     return result
 
 
-__all__ = ["CampaignError", "EVERGREEN", "Preflight", "PreflightFailed", "change_state", "is_live", "launch", "live_preflight",
-           "preflight", "slugify", "status"]
+__all__ = [
+    "CampaignError",
+    "EVERGREEN",
+    "Preflight",
+    "PreflightFailed",
+    "change_state",
+    "is_live",
+    "launch",
+    "live_preflight",
+    "preflight",
+    "slugify",
+    "status",
+]

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,10 +19,15 @@ from rich.table import Table
 
 from campaign.progress import terminal_progress
 
-app = typer.Typer(help="Patient-education email sequences for anxiety leads: import, check, send, watch.",
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
-audiences_app = typer.Typer(help="Show the audiences (rules, steps, lead counts), or check them.",
-                            invoke_without_command=True)
+app = typer.Typer(
+    help="Patient-education email sequences for anxiety leads: import, check, send, watch.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+audiences_app = typer.Typer(
+    help="Show the audiences (rules, steps, lead counts), or check them.", invoke_without_command=True
+)
 app.add_typer(audiences_app, name="audiences")
 
 console = Console()
@@ -43,12 +47,12 @@ def settings():
 
 def parse_when(value: str | None) -> datetime:
     if not value:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         fail(f"--now {value!r} is not an ISO 8601 time; write it like 2026-03-02T14:00:00-05:00")
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def store_for(s):
@@ -63,16 +67,24 @@ def load_audiences_or_fail(s):
     try:
         return load_audiences(s.audiences_dir)
     except AudienceFileError as exc:
-        fail("the audience files have problems:\n  " + "\n  ".join(exc.problems) +
-             "\nRun `campaign audiences check` after fixing them.", code=1)
+        fail(
+            "the audience files have problems:\n  "
+            + "\n  ".join(exc.problems)
+            + "\nRun `campaign audiences check` after fixing them.",
+            code=1,
+        )
 
 
 # ---- import -------------------------------------------------------------------------------------
 
+
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="CSV export of the lead form.")],
-    column: Annotated[Optional[list[str]], typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.')] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.'),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ):
     """Import leads from a CSV file (an upsert: importing the same file twice changes nothing).
@@ -90,7 +102,7 @@ def import_(
     store = store_for(s)
     try:
         with terminal_progress(f"Importing {path.name}", enabled=not as_json):
-            summary = import_file(store, s, path, datetime.now(timezone.utc), overrides=overrides)
+            summary = import_file(store, s, path, datetime.now(UTC), overrides=overrides)
     except ImportFileError as exc:
         fail(f"{exc}\nNothing was imported.")
     finally:
@@ -100,13 +112,17 @@ def import_(
         return
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"Imported {path}: [bold]{summary.new}[/] new, {summary.updated} updated, "
-                  f"{summary.unchanged} unchanged, {summary.rejected} rejected.", highlight=False)
+    console.print(
+        f"Imported {path}: [bold]{summary.new}[/] new, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {summary.rejected} rejected.",
+        highlight=False,
+    )
     if summary.rejected_file:
         console.print(f"Rejected rows and reasons: {summary.rejected_file}", highlight=False)
 
 
 # ---- leads --------------------------------------------------------------------------------------
+
 
 @app.command()
 def leads(
@@ -126,18 +142,23 @@ def leads(
     if format == "json":
         print(json.dumps(rows, indent=1))
     elif format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["email"], lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=list(rows[0]) if rows else ["email"], lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
     else:
         table = Table("email", "audience", "status", "sent", "next step", "next at (lead's time)")
         for r in rows:
-            table.add_row(r["email"], r["audience"], r["status"], str(r["steps_sent"]), r["next_step"], r["next_at"])
+            table.add_row(
+                r["email"], r["audience"], r["status"], str(r["steps_sent"]), r["next_step"], r["next_at"]
+            )
         console.print(table)
         console.print(f"{len(rows)} leads")
 
 
 # ---- audiences ----------------------------------------------------------------------------------
+
 
 @audiences_app.callback()
 def audiences_list(ctx: typer.Context):
@@ -175,7 +196,9 @@ def audiences_check():
     for a in found:
         for step in a.steps:
             try:
-                renderer.render(step.template, first_name="Sam", unsubscribe_url="https://example.org/unsubscribe/x")
+                renderer.render(
+                    step.template, first_name="Sam", unsubscribe_url="https://example.org/unsubscribe/x"
+                )
             except TemplateError as exc:
                 problems.append(f"{a.name}/{step.key}: {exc}")
     if problems:
@@ -183,28 +206,33 @@ def audiences_check():
             err.print(f"[red]✗[/] {p}", highlight=False)
         err.print(f"{len(problems)} problem(s).")
         raise typer.Exit(1)
-    console.print(f"[green]✓[/] {len(found)} audiences, {sum(len(a.steps) for a in found)} steps, every template renders.")
+    console.print(
+        f"[green]✓[/] {len(found)} audiences, {sum(len(a.steps) for a in found)} steps, every template "
+        "renders."
+    )
 
 
 # ---- tick ---------------------------------------------------------------------------------------
 
+
 @app.command()
 def tick(
-    now: Annotated[Optional[str], typer.Option(help="The time to tick at (ISO 8601). Default: now.")] = None,
+    now: Annotated[str | None, typer.Option(help="The time to tick at (ISO 8601). Default: now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the tick's counts as JSON.")] = False,
 ):
     """Enroll new leads, then send every step due at NOW (a Prefect flow run)."""
     parse_when(now)
-    from flows.tick import tick as tick_flow
-
     from campaign.campaigns import PreflightFailed, is_live, live_preflight
     from campaign.delivery.sendgrid_transport import SendGridUnauthorized
+    from flows.tick import tick as tick_flow
 
     s = settings()
     if is_live(s):  # checked here too, so a refusal is one message rather than a flow-run traceback
         store = store_for(s)
         try:
-            problems = live_preflight(s, store, [st.template for a in load_audiences_or_fail(s) for st in a.steps])
+            problems = live_preflight(
+                s, store, [st.template for a in load_audiences_or_fail(s) for st in a.steps]
+            )
         finally:
             store.close()
         if problems:
@@ -215,8 +243,11 @@ def tick(
     except PreflightFailed as exc:
         fail(f"{exc}\nNothing was sent.", code=1)
     except SendGridUnauthorized:
-        fail("SendGrid refused the API key (401). The tick stopped at once; unsent emails wait for the next "
-             "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).", code=1)
+        fail(
+            "SendGrid refused the API key (401). The tick stopped at once; unsent emails wait for the next "
+            "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).",
+            code=1,
+        )
     if as_json:
         print(json.dumps(summary))
     else:
@@ -225,13 +256,17 @@ def tick(
 
 def print_tick(summary: dict) -> None:
     t = summary["totals"]
-    console.print(f"Tick at {summary['now']}: enrolled {t['enrolled']}, sent {t['sent']}, failed {t['failed']}, "
-                  f"skipped {t['skipped']}, unknown {t['unknown']}, finished {summary['finished']}.", highlight=False)
+    console.print(
+        f"Tick at {summary['now']}: enrolled {t['enrolled']}, sent {t['sent']}, failed {t['failed']}, "
+        f"skipped {t['skipped']}, unknown {t['unknown']}, finished {summary['finished']}.",
+        highlight=False,
+    )
     for error in summary["errors"]:
         err.print(f"[red]template error:[/] {error}", highlight=False)
 
 
 # ---- timeline -----------------------------------------------------------------------------------
+
 
 @app.command()
 def timeline(
@@ -244,7 +279,7 @@ def timeline(
     s = settings()
     store = store_for(s)
     try:
-        audience, rows = lead_timeline(store, s, email, datetime.now(timezone.utc))
+        audience, rows = lead_timeline(store, s, email, datetime.now(UTC))
     except LookupError as exc:
         fail(str(exc), code=1)
     finally:
@@ -258,12 +293,24 @@ def timeline(
 
 # ---- demo ---------------------------------------------------------------------------------------
 
+
 @app.command()
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", help="Working folder (emptied first).")] = Path("campaign-demo"),
+    dir: Annotated[Path, typer.Option("--dir", help="Working folder (emptied first).")] = Path(
+        "campaign-demo"
+    ),
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 30,
     start: Annotated[str, typer.Option(help="Simulated start (ISO 8601).")] = "2026-03-02T08:00:00-05:00",
-    sendgrid: Annotated[bool, typer.Option("--sendgrid", help="Send through the official SendGrid client to the project's own SendGrid-compatible server (a local child process) instead of the outbox.")] = False,
+    sendgrid: Annotated[
+        bool,
+        typer.Option(
+            "--sendgrid",
+            help=(
+                "Send through the official SendGrid client to the project's own SendGrid-compatible server "
+                "(a local child process) instead of the outbox."
+            ),
+        ),
+    ] = False,
 ):
     """The whole job on the embedded default: import the sample leads, tick through DAYS
     simulated days, write the outbox, and show what went out."""
@@ -273,6 +320,7 @@ def demo(
 
 
 # ---- campaigns: launch, pause, resume, stop, status, report, schedule ----------------------------
+
 
 def _campaign_action(name: str, action: str, reason: str | None = None) -> None:
     from campaign.campaigns import CampaignError, change_state
@@ -291,13 +339,20 @@ def _campaign_action(name: str, action: str, reason: str | None = None) -> None:
 @app.command()
 def launch(
     name: Annotated[str, typer.Argument(help="The campaign's name, e.g. 'Spring 2026'.")],
-    audiences: Annotated[str, typer.Option("--audiences", help="Comma-separated audiences, e.g. gad,social.")],
-    start: Annotated[Optional[str], typer.Option("--start", help="When it starts (ISO 8601). Default: now.")] = None,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, never delivered.")] = False,
+    audiences: Annotated[
+        str, typer.Option("--audiences", help="Comma-separated audiences, e.g. gad,social.")
+    ],
+    start: Annotated[
+        str | None, typer.Option("--start", help="When it starts (ISO 8601). Default: now.")
+    ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, never delivered.")
+    ] = False,
 ):
     """Create a campaign over some audiences. A live one (SendGrid, not sandbox) must pass the
     preflight: lint clean, content approved, and the settings a live send needs."""
-    from campaign.campaigns import CampaignError, launch as launch_campaign, live_preflight
+    from campaign.campaigns import CampaignError, live_preflight
+    from campaign.campaigns import launch as launch_campaign
 
     s = settings()
     found = load_audiences_or_fail(s)
@@ -308,24 +363,43 @@ def launch(
         templates = [st.template for a in found if a.name in names for st in a.steps]
         problems = live_preflight(s, store, templates)
         if problems and live:
-            fail("the campaign cannot go live yet. Fix these, then launch again:\n  - " + "\n  - ".join(problems), code=1)
-        campaign = launch_campaign(store, found, name=name, audience_names=names,
-                                   starts_at=parse_when(start) if start else None, sandbox=sandbox,
-                                   now=datetime.now(timezone.utc))
+            fail(
+                "the campaign cannot go live yet. Fix these, then launch again:\n  - "
+                + "\n  - ".join(problems),
+                code=1,
+            )
+        campaign = launch_campaign(
+            store,
+            found,
+            name=name,
+            audience_names=names,
+            starts_at=parse_when(start) if start else None,
+            sandbox=sandbox,
+            now=datetime.now(UTC),
+        )
     except CampaignError as exc:
         fail(str(exc), code=1)
     finally:
         store.close()
-    console.print(f"Launched {campaign['slug']} over {', '.join(names)}" + (" (sandbox)" if sandbox else "") + ".")
+    console.print(
+        f"Launched {campaign['slug']} over {', '.join(names)}" + (" (sandbox)" if sandbox else "") + "."
+    )
     if problems:
-        console.print(f"[yellow]Drafts:[/] {len(problems)} thing(s) to fix before a live send (run `campaign status`):", highlight=False)
+        console.print(
+            f"[yellow]Drafts:[/] {len(problems)} thing(s) to fix before a live send (run `campaign status`):",
+            highlight=False,
+        )
         for p in problems:
             console.print(f"  - {p}", highlight=False)
 
 
 @app.command()
-def pause(name: Annotated[str, typer.Argument(help="Campaign name.")],
-          reason: Annotated[str, typer.Option(help="Why (shown in `campaign status`).")] = "paused by a coordinator"):
+def pause(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    reason: Annotated[
+        str, typer.Option(help="Why (shown in `campaign status`).")
+    ] = "paused by a coordinator",
+):
     """Pause a campaign: each lead keeps its place; nothing is sent until resumed."""
     _campaign_action(name, "pause", reason)
 
@@ -354,29 +428,36 @@ def status(format: Annotated[str, typer.Option("--format", help="table or json."
     s = settings()
     store = store_for(s)
     try:
-        rows = campaign_status(store, s, datetime.now(timezone.utc))
+        rows = campaign_status(store, s, datetime.now(UTC))
     finally:
         store.close()
     if format == "json":
         print(json.dumps(rows, indent=1, default=str))
         return
     for c in rows:
-        console.print(f"[bold]{c['campaign']}[/] ({c['name']}): {c['state']}"
-                      + (f" — {c['paused_reason']}" if c["paused_reason"] else "")
-                      + f"; audiences {c['audiences']}; sent today {c['sent_today']}; due in 24 h {c['due_next_24h']}; "
-                        f"failures {c['failures']}; unknown {c['unknown']}", highlight=False)
+        console.print(
+            f"[bold]{c['campaign']}[/] ({c['name']}): {c['state']}"
+            + (f" — {c['paused_reason']}" if c["paused_reason"] else "")
+            + f"; audiences {c['audiences']}; sent today {c['sent_today']}; due in 24 h {c['due_next_24h']}; "
+            f"failures {c['failures']}; unknown {c['unknown']}",
+            highlight=False,
+        )
         table = Table("audience", "enrolled", "active", "finished", "exited", "sent per step")
         for audience, a in sorted(c["per_audience"].items()):
             steps = ", ".join(f"{k} {v.get('sent', 0)}" for k, v in a["steps"].items())
-            table.add_row(audience, str(a["enrolled"]), str(a["active"]), str(a["finished"]), str(a["exited"]), steps)
+            table.add_row(
+                audience, str(a["enrolled"]), str(a["active"]), str(a["finished"]), str(a["exited"]), steps
+            )
         console.print(table)
 
 
 @app.command()
 def report(
-    campaign: Annotated[Optional[str], typer.Argument(help="One campaign (default: all).")] = None,
+    campaign: Annotated[str | None, typer.Argument(help="One campaign (default: all).")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json, csv or html.")] = "table",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of the terminal.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of the terminal.")
+    ] = None,
 ):
     """Results per campaign, audience and step: enrolled, sent, delivered, opened, clicked,
     bounced, unsubscribed, spam reports, booked, with rates and the median days from first
@@ -391,16 +472,48 @@ def report(
     try:
         if campaign and store.campaign(campaign) is None:
             fail(f"no campaign named {campaign!r}; see `campaign status`", code=1)
-        result = build_report(store, order, datetime.now(timezone.utc)).for_campaign(campaign)
+        result = build_report(store, order, datetime.now(UTC)).for_campaign(campaign)
     finally:
         store.close()
     if format == "table":
-        table = Table("campaign", "audience", "step", "enrolled", "sent", "delivered", "opened", "clicked",
-                      "bounced", "unsub", "spam", "booked", "open rate", "booking rate")
+        table = Table(
+            "campaign",
+            "audience",
+            "step",
+            "enrolled",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "bounced",
+            "unsub",
+            "spam",
+            "booked",
+            "open rate",
+            "booking rate",
+        )
         for r in result.rows:
-            table.add_row(r["campaign"], r["audience"], r["step"], *(str(r[k]) for k in (
-                "enrolled", "sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "spam_reports", "booked")),
-                pct(r["open_rate"]), pct(r["booking_rate"]))
+            table.add_row(
+                r["campaign"],
+                r["audience"],
+                r["step"],
+                *(
+                    str(r[k])
+                    for k in (
+                        "enrolled",
+                        "sent",
+                        "delivered",
+                        "opened",
+                        "clicked",
+                        "bounced",
+                        "unsubscribed",
+                        "spam_reports",
+                        "booked",
+                    )
+                ),
+                pct(r["open_rate"]),
+                pct(r["booking_rate"]),
+            )
         console.print(table)
         for (c, a), days in result.median_days_to_booking.items():
             if days is not None:
@@ -442,9 +555,12 @@ def main():  # pragma: no cover
 
 # ---- the web app, bookings, forgetting -------------------------------------------------------------
 
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ):
     """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks."""
@@ -466,15 +582,17 @@ def booked(
     emails: Annotated[list[str], typer.Argument(help="Addresses of leads who booked a consultation.")],
 ):
     """Mark leads as booked: their sequences stop (reason "booked")."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     s = settings()
     store = store_for(s)
     try:
         missing = [email for email in emails if not store.mark_booked(email, now)]
     finally:
         store.close()
-    console.print(f"Marked {len(emails) - len(missing)} of {len(emails)} lead(s) booked; their sequences stopped.",
-                  highlight=False)
+    console.print(
+        f"Marked {len(emails) - len(missing)} of {len(emails)} lead(s) booked; their sequences stopped.",
+        highlight=False,
+    )
     for email in missing:
         err.print(f"[yellow]not found:[/] {email}", highlight=False)
     if missing:
@@ -493,19 +611,25 @@ def forget(
     s = settings()
     store = store_for(s)
     try:
-        counts = store.forget_lead(email, datetime.now(timezone.utc))
+        counts = store.forget_lead(email, datetime.now(UTC))
     finally:
         store.close()
     if counts["leads"]:
-        console.print(f"Forgot 1 lead: deleted {counts['enrollments']} enrollment(s), {counts['sends']} send(s), "
-                      f"{counts['events']} event(s).", highlight=False)
+        console.print(
+            f"Forgot 1 lead: deleted {counts['enrollments']} enrollment(s), {counts['sends']} send(s), "
+            f"{counts['events']} event(s).",
+            highlight=False,
+        )
     else:
         console.print(f"No lead with that address; deleted {counts['events']} event(s).", highlight=False)
-    console.print("Only a keyed hash of the address is kept, on the suppression list: it will never be emailed again.",
-                  highlight=False)
+    console.print(
+        "Only a keyed hash of the address is kept, on the suppression list: it will never be emailed again.",
+        highlight=False,
+    )
 
 
 # ---- lint, approve, preview (content review) ------------------------------------------------------
+
 
 def _shown(path: Path) -> str:
     """A path as a coordinator types it: relative to the current folder when under it."""
@@ -523,7 +647,9 @@ def _problem_file(s, problem, audience_names) -> str:
 
 @app.command()
 def lint(
-    as_json: Annotated[bool, typer.Option("--json", help="Print problems and grades as one JSON object.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print problems and grades as one JSON object.")
+    ] = False,
 ):
     """Lint every email (audience x step), rendered for sample leads including hostile names:
     footer, unsubscribe link, 988 line, privacy of subjects/preheaders/URLs, escaping, promises,
@@ -541,35 +667,65 @@ def lint(
     n_errors = sum(1 for p in problems if p.severity == "error")
     n_warnings = len(problems) - n_errors
     if as_json:
-        print(json.dumps({
-            "ok": n_errors == 0, "errors": n_errors, "warnings": n_warnings,
-            "problems": [{"template": p.template, "file": _problem_file(s, p, names), "rule": p.rule,
-                          "severity": p.severity, "message": p.message} for p in problems],
-            "grades": {name: round(g, 2) for name, g in grades.items()},
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "ok": n_errors == 0,
+                    "errors": n_errors,
+                    "warnings": n_warnings,
+                    "problems": [
+                        {
+                            "template": p.template,
+                            "file": _problem_file(s, p, names),
+                            "rule": p.rule,
+                            "severity": p.severity,
+                            "message": p.message,
+                        }
+                        for p in problems
+                    ],
+                    "grades": {name: round(g, 2) for name, g in grades.items()},
+                },
+                indent=1,
+            )
+        )
     else:
         from rich.markup import escape
 
         for p in problems:
             colour = "red" if p.severity == "error" else "yellow"
             (err if p.severity == "error" else console).print(
-                f"[{colour}]{p.severity}[/] {escape(_problem_file(s, p, names))} [dim]\\[{escape(p.rule)}][/] {escape(p.message)}",
-                highlight=False)
-        table = Table("audience", "step", "day", "grade (FK)", "errors", "warnings",
-                      title=f"Reading grade per email ({_shown(s.templates_dir)}/AUDIENCE/STEP.md; text part "
-                            "without the footer; at most 8)")
+                f"[{colour}]{p.severity}[/] {escape(_problem_file(s, p, names))} "
+                f"[dim]\\[{escape(p.rule)}][/] {escape(p.message)}",
+                highlight=False,
+            )
+        table = Table(
+            "audience",
+            "step",
+            "day",
+            "grade (FK)",
+            "errors",
+            "warnings",
+            title=f"Reading grade per email ({_shown(s.templates_dir)}/AUDIENCE/STEP.md; text part "
+            "without the footer; at most 8)",
+        )
         for audience in found:
             for step in audience.steps:
                 mine = [p for p in problems if p.template == step.template]
                 grade = grades.get(step.template)
-                table.add_row(audience.name, step.key, f"{step.delay.total_seconds() / 86400:g}",
-                              "-" if grade is None else f"{grade:.1f}",
-                              str(sum(1 for p in mine if p.severity == "error")),
-                              str(sum(1 for p in mine if p.severity == "warning")))
+                table.add_row(
+                    audience.name,
+                    step.key,
+                    f"{step.delay.total_seconds() / 86400:g}",
+                    "-" if grade is None else f"{grade:.1f}",
+                    str(sum(1 for p in mine if p.severity == "error")),
+                    str(sum(1 for p in mine if p.severity == "warning")),
+                )
         console.print(table)
         total = sum(len(v) for v in sequences.values())
         if n_errors:
-            err.print(f"[red]✗[/] {n_errors} error(s), {n_warnings} warning(s) in {total} emails.", highlight=False)
+            err.print(
+                f"[red]✗[/] {n_errors} error(s), {n_warnings} warning(s) in {total} emails.", highlight=False
+            )
         else:
             console.print(f"[green]✓[/] {total} emails, no errors, {n_warnings} warning(s).", highlight=False)
     if n_errors:
@@ -579,9 +735,13 @@ def lint(
 @app.command()
 def approve(
     audience: Annotated[str, typer.Argument(help="The audience whose emails to approve.")],
-    step: Annotated[Optional[str], typer.Argument(help="One step's key; default: every step of the audience.")] = None,
+    step: Annotated[
+        str | None, typer.Argument(help="One step's key; default: every step of the audience.")
+    ] = None,
     by: Annotated[str, typer.Option("--by", help="The reviewer's name, recorded with the approval.")] = ...,
-    force: Annotated[bool, typer.Option("--force", help="Approve even though lint finds errors (they are listed).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Approve even though lint finds errors (they are listed).")
+    ] = False,
 ):
     """Record a reviewer's sign-off of one step's email, or every step of an audience: the
     reviewer, the date and a hash of the content. The hash covers templates/<audience>/<step>.md
@@ -589,9 +749,11 @@ def approve(
     or a layout makes it need approval again. Live SendGrid sends refuse unapproved emails; the
     outbox and the sandbox accept drafts. Lint runs first and errors refuse the approval unless
     --force."""
-    from campaign.approval import approve as record, lint_problems_for, run_lint, sequences_of
-    from campaign.render import Renderer, TemplateError
     from rich.markup import escape
+
+    from campaign.approval import approve as record
+    from campaign.approval import lint_problems_for, run_lint, sequences_of
+    from campaign.render import Renderer, TemplateError
 
     s = settings()
     found = load_audiences_or_fail(s)
@@ -604,16 +766,27 @@ def approve(
     renderer = Renderer(s.templates_dir, s.clinic)
     # The whole sequence is linted: some rules (off-label, side effects) look at it together.
     problems, _ = run_lint(renderer, sequences_of([chosen]), public_url=s.public_url)
-    blocking = [p for p in lint_problems_for(problems, names, audience=audience, whole_audience=step is None)
-                if p.severity == "error"]
+    blocking = [
+        p
+        for p in lint_problems_for(problems, names, audience=audience, whole_audience=step is None)
+        if p.severity == "error"
+    ]
     for p in blocking:
-        err.print(f"[red]error[/] {escape(_problem_file(s, p, {audience}))} [dim]\\[{escape(p.rule)}][/] {escape(p.message)}",
-                  highlight=False)
+        err.print(
+            f"[red]error[/] {escape(_problem_file(s, p, {audience}))} [dim]\\[{escape(p.rule)}][/] "
+            f"{escape(p.message)}",
+            highlight=False,
+        )
     if blocking and not force:
-        fail(f"lint found {len(blocking)} error(s) in what you asked to approve; nothing was approved. "
-             "Fix them (see `campaign lint`), or approve anyway with --force.", code=1)
+        fail(
+            f"lint found {len(blocking)} error(s) in what you asked to approve; nothing was approved. "
+            "Fix them (see `campaign lint`), or approve anyway with --force.",
+            code=1,
+        )
     if blocking:
-        err.print(f"[yellow]warning:[/] approving despite {len(blocking)} lint error(s) (--force).", highlight=False)
+        err.print(
+            f"[yellow]warning:[/] approving despite {len(blocking)} lint error(s) (--force).", highlight=False
+        )
     store = store_for(s)
     try:
         done = record(store, renderer, names, by=by)
@@ -625,21 +798,42 @@ def approve(
         store.close()
     for a in done:
         if a.new:
-            console.print(f"[green]✓[/] {a.template} approved by {escape(a.by)} on {a.at:%Y-%m-%d} "
-                          f"(content {a.content_hash[:12]})", highlight=False)
+            console.print(
+                f"[green]✓[/] {a.template} approved by {escape(a.by)} on {a.at:%Y-%m-%d} "
+                f"(content {a.content_hash[:12]})",
+                highlight=False,
+            )
         else:
-            console.print(f"  {a.template}: this content was already approved by {escape(a.by)} on {a.at:%Y-%m-%d}",
-                          highlight=False)
-    console.print("A change to these templates or to templates/layout.mjml or layout.txt needs approval again.",
-                  highlight=False)
+            console.print(
+                f"  {a.template}: this content was already approved by {escape(a.by)} on {a.at:%Y-%m-%d}",
+                highlight=False,
+            )
+    console.print(
+        "A change to these templates or to templates/layout.mjml or layout.txt needs approval again.",
+        highlight=False,
+    )
 
 
 @app.command()
 def preview(
-    audience: Annotated[Optional[str], typer.Argument(help="With STEP: preview one email. Omit both for the gallery.")] = None,
-    step: Annotated[Optional[str], typer.Argument(help="The step's key (e.g. welcome).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Gallery: a folder (default preview/). One email: an .html file (default preview-AUDIENCE-STEP.html).")] = None,
-    lead: Annotated[Optional[str], typer.Option("--lead", help="One email: render it for this lead's first name (from the database).")] = None,
+    audience: Annotated[
+        str | None, typer.Argument(help="With STEP: preview one email. Omit both for the gallery.")
+    ] = None,
+    step: Annotated[str | None, typer.Argument(help="The step's key (e.g. welcome).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=(
+                "Gallery: a folder (default preview/). One email: an .html file (default "
+                "preview-AUDIENCE-STEP.html)."
+            ),
+        ),
+    ] = None,
+    lead: Annotated[
+        str | None,
+        typer.Option("--lead", help="One email: render it for this lead's first name (from the database)."),
+    ] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open the result in a web browser.")] = False,
 ):
     """Write previews a coordinator reads. With no arguments: a self-contained HTML gallery
@@ -685,8 +879,11 @@ def preview(
                 first_name = found_lead.first_name
                 enrollment = store.enrollment_for_lead(found_lead.id)
                 if enrollment and enrollment["audience"] != audience:
-                    err.print(f"[yellow]note:[/] this lead is in the {enrollment['audience']} sequence, not {audience}",
-                              highlight=False)
+                    err.print(
+                        f"[yellow]note:[/] this lead is in the {enrollment['audience']} sequence, not "
+                        f"{audience}",
+                        highlight=False,
+                    )
             try:
                 card = preview_one(s, audience, step, first_name=first_name, store=store)
             except LookupError as exc:
@@ -695,15 +892,23 @@ def preview(
                 fail("the audience files have problems:\n  " + "\n  ".join(exc.problems), code=1)
             target = out or Path(f"preview-{audience}-{step}.html")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(single_html(card, s.clinic.name, first_name=first_name, approvals_known=store is not None),
-                              encoding="utf-8")
+            target.write_text(
+                single_html(card, s.clinic.name, first_name=first_name, approvals_known=store is not None),
+                encoding="utf-8",
+            )
             if card.error:
                 err.print(f"[red]does not render:[/] {escape(card.error)}", highlight=False)
             typer.echo(f"Subject:   {card.subject}")
             typer.echo(f"Preheader: {card.preheader}")
-            typer.echo(f"Approval:  {card.state.label if store is not None else 'DRAFT: no database, so no approvals'}")
+            typer.echo(
+                "Approval:  "
+                f"{card.state.label if store is not None else 'DRAFT: no database, so no approvals'}"
+            )
             grade = "-" if card.grade is None else f"{card.grade:.1f}"
-            typer.echo(f"Lint:      {card.errors} error(s), {len(card.problems) - card.errors} warning(s); reading grade {grade}")
+            typer.echo(
+                f"Lint:      {card.errors} error(s), {len(card.problems) - card.errors} warning(s); "
+                f"reading grade {grade}"
+            )
             for p in card.problems:
                 typer.echo(f"  {p.severity} [{p.rule}] {p.message}")
             typer.echo("\n" + card.text)
@@ -721,6 +926,7 @@ def preview(
 
 # ---- SendGrid: the project's local server, a test send ---------------------------------------------
 
+
 @app.command("dev-sendgrid")
 def dev_sendgrid(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 3030,
@@ -731,10 +937,13 @@ def dev_sendgrid(
     from campaign.delivery.sendgrid_server import main as serve_sendgrid
 
     shown = port or "PORT"
-    console.print("Point campaign at it from another shell, then tick:\n"
-                  f"  export SENDGRID_API_HOST=http://127.0.0.1:{shown} SENDGRID_API_KEY={key}\n"
-                  f"  campaign tick\n  curl http://127.0.0.1:{shown}/_dev/messages   # what it accepted\n"
-                  "Ctrl-C stops it.", highlight=False)
+    console.print(
+        "Point campaign at it from another shell, then tick:\n"
+        f"  export SENDGRID_API_HOST=http://127.0.0.1:{shown} SENDGRID_API_KEY={key}\n"
+        f"  campaign tick\n  curl http://127.0.0.1:{shown}/_dev/messages   # what it accepted\n"
+        "Ctrl-C stops it.",
+        highlight=False,
+    )
     try:
         serve_sendgrid(port=port, api_key=key)
     except OSError as exc:
@@ -766,7 +975,9 @@ def test_send(
     if audience not in found:
         fail(f"no audience {audience!r}; the audiences: {', '.join(sorted(found))}")
     try:
-        email = make_test_email(s, Renderer(s.templates_dir, s.clinic), found[audience], step, address, first_name)
+        email = make_test_email(
+            s, Renderer(s.templates_dir, s.clinic), found[audience], step, address, first_name
+        )
     except LookupError as exc:
         fail(str(exc).strip("'\""))
     except TemplateError as exc:
@@ -780,5 +991,8 @@ def test_send(
         fail(str(exc), code=1)
     if result.status.value != "sent":
         fail(f"test email not sent ({result.status.value}): {result.error}", code=1)
-    console.print(f"Test email {audience}/{step} sent to {address} through {transport_label(s)}: "
-                  f"send id {email.send_id}, message id {result.message_id or '-'}.", highlight=False)
+    console.print(
+        f"Test email {audience}/{step} sent to {address} through {transport_label(s)}: "
+        f"send id {email.send_id}, message id {result.message_id or '-'}.",
+        highlight=False,
+    )

@@ -15,12 +15,12 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from campaign.settings import PROJECT_ROOT
@@ -31,7 +31,7 @@ MARKER = ".campaign-demo"
 
 def next_mark(moment: datetime) -> datetime:
     """Round up to the next 15-minute mark (the cron schedule's)."""
-    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
     steps = -((epoch - moment) // TICK_EVERY)
     return epoch + steps * TICK_EVERY
 
@@ -39,14 +39,21 @@ def next_mark(moment: datetime) -> datetime:
 def prepare_folder(folder: Path) -> None:
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).exists():
-            raise SystemExit(f"{folder} is not empty and was not made by `campaign demo`; choose another --dir")
+            raise SystemExit(
+                f"{folder} is not empty and was not made by `campaign demo`; choose another --dir"
+            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("made by campaign demo\n")
 
 
-def simulate(store, start: datetime, end: datetime, tick: Callable[[datetime], dict],
-             on_tick: Callable[[datetime, dict], None] | None = None) -> tuple[int, int]:
+def simulate(
+    store,
+    start: datetime,
+    end: datetime,
+    tick: Callable[[datetime], dict],
+    on_tick: Callable[[datetime, dict], None] | None = None,
+) -> tuple[int, int]:
     """Tick at each 15-minute mark from `start` to `end` at which something is due.
     Returns (ticks run, emails sent)."""
     moment, ticks, sent = next_mark(start), 0, 0
@@ -71,10 +78,13 @@ def sendgrid_server_process(api_key: str = DEMO_SENDGRID_KEY):
     """The project's SendGrid-compatible server in a child process on a free 127.0.0.1 port
     (a process of its own: sharing the GIL with the sender would halve the throughput).
     Yields its base URL; stops it on exit."""
-    code = ("from campaign.delivery.sendgrid_server import main; "
-            f"main(port=0, api_key={api_key!r}, host='127.0.0.1')")
-    proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    code = (
+        "from campaign.delivery.sendgrid_server import main; "
+        f"main(port=0, api_key={api_key!r}, host='127.0.0.1')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         first = proc.stdout.readline()  # "SendGrid-compatible server at http://127.0.0.1:PORT"
         if "http://" not in first:
@@ -123,12 +133,16 @@ def run_demo(folder: Path, *, days: int, start: datetime, console: Console, send
         ledger_sent = {r["send_id"] for r in store.ledger() if r["status"] == "sent"}
     finally:
         store.close()
-    console.print(f"The SendGrid-compatible server at {url} recorded {record['messages']} messages "
-                  f"({len(record['send_ids'])} distinct send ids); the ledger holds {len(ledger_sent)} sent, "
-                  + ("the same emails." if record["send_ids"] == ledger_sent else "NOT the same emails."),
-                  highlight=False)
+    console.print(
+        f"The SendGrid-compatible server at {url} recorded {record['messages']} messages "
+        f"({len(record['send_ids'])} distinct send ids); the ledger holds {len(ledger_sent)} sent, "
+        + ("the same emails." if record["send_ids"] == ledger_sent else "NOT the same emails."),
+        highlight=False,
+    )
     result["server_messages"] = record["messages"]
-    result["server_matches_ledger"] = record["send_ids"] == ledger_sent and record["messages"] == len(ledger_sent)
+    result["server_matches_ledger"] = record["send_ids"] == ledger_sent and record["messages"] == len(
+        ledger_sent
+    )
     return result
 
 
@@ -149,16 +163,33 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
     from flows.tick import tick
 
     settings = get_settings()
-    console.print(f"Demo in {folder}\nTransport: {transport_label(settings)}. Simulating {days} days from {start.isoformat()}.")
+    console.print(
+        f"Demo in {folder}\nTransport: {transport_label(settings)}. Simulating {days} days from "
+        f"{start.isoformat()}."
+    )
     summary = import_leads(str(leads_csv))
-    console.print(f"Imported {summary['new']} leads ({summary['rejected']} rows rejected: see {summary['rejected_file']}).")
+    console.print(
+        f"Imported {summary['new']} leads ({summary['rejected']} rows rejected: see "
+        f"{summary['rejected_file']})."
+    )
 
     store = open_store(settings)
     try:
-        ticks, sent = simulate(store, start, start + timedelta(days=days), lambda moment: tick(now=moment.isoformat()),
-                               on_tick=lambda moment, totals: console.print(
-                                   f"  {moment:%a %b %d %H:%M} UTC  enrolled {totals['enrolled']:>3}  sent {totals['sent']:>3}",
-                                   highlight=False) if totals["sent"] or totals["enrolled"] else None)
+        ticks, sent = simulate(
+            store,
+            start,
+            start + timedelta(days=days),
+            lambda moment: tick(now=moment.isoformat()),
+            on_tick=lambda moment, totals: (
+                console.print(
+                    f"  {moment:%a %b %d %H:%M} UTC  enrolled {totals['enrolled']:>3}  sent "
+                    f"{totals['sent']:>3}",
+                    highlight=False,
+                )
+                if totals["sent"] or totals["enrolled"]
+                else None
+            ),
+        )
         matrix = store.send_matrix()
         audiences = sorted({a for a, _ in matrix})
     finally:
@@ -177,7 +208,6 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
     console.print(table)
 
     from campaign.preview import write_gallery
-
     from campaign.report import build_report, to_html
 
     store = open_store(settings)
@@ -185,10 +215,18 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
         gallery = write_gallery(settings, folder / "preview", store=store)
         order = {a.name: [st.key for st in a.steps] for a in load_audiences(settings.audiences_dir)}
         report_path = folder / "report.html"
-        report_path.write_text(to_html(build_report(store, order, start + timedelta(days=days))), encoding="utf-8")
+        report_path.write_text(
+            to_html(build_report(store, order, start + timedelta(days=days))), encoding="utf-8"
+        )
     finally:
         store.close()
-    where = (f"  outbox index: {outbox / 'index.html'}" if settings.sendgrid_api_key is None
-             else f"  SendGrid:     {transport_label(settings)}")
-    console.print(f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  report:       {report_path}\n  database:     {db}")
+    where = (
+        f"  outbox index: {outbox / 'index.html'}"
+        if settings.sendgrid_api_key is None
+        else f"  SendGrid:     {transport_label(settings)}"
+    )
+    console.print(
+        f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  report:       "
+        f"{report_path}\n  database:     {db}"
+    )
     return {"ticks": ticks, "sent": sent, "matrix": matrix, "folder": str(folder), "gallery": str(gallery)}

@@ -57,7 +57,7 @@ class TickReport:
     reconciled: Counter = field(default_factory=Counter)
     paused: list[str] = field(default_factory=list)  # why campaigns were paused in this tick
 
-    def merge(self, other: "TickReport") -> "TickReport":
+    def merge(self, other: TickReport) -> TickReport:
         for name in ("enrolled", "sent", "failed", "skipped", "unknown", "exited", "reconciled"):
             getattr(self, name).update(getattr(other, name))
         self.finished += other.finished
@@ -68,15 +68,26 @@ class TickReport:
     def as_dict(self) -> dict:
         def flat(counter):
             return {"/".join(k) if isinstance(k, tuple) else k: v for k, v in sorted(counter.items())}
+
         return {
             "now": self.now.isoformat(),
-            "enrolled": flat(self.enrolled), "sent": flat(self.sent), "failed": flat(self.failed),
-            "skipped": flat(self.skipped), "unknown": flat(self.unknown), "exited": flat(self.exited),
-            "finished": self.finished, "errors": self.errors,
-            "reconciled": dict(sorted(self.reconciled.items())), "paused": self.paused,
-            "totals": {"enrolled": sum(self.enrolled.values()), "sent": sum(self.sent.values()),
-                       "failed": sum(self.failed.values()), "skipped": sum(self.skipped.values()),
-                       "unknown": sum(self.unknown.values())},
+            "enrolled": flat(self.enrolled),
+            "sent": flat(self.sent),
+            "failed": flat(self.failed),
+            "skipped": flat(self.skipped),
+            "unknown": flat(self.unknown),
+            "exited": flat(self.exited),
+            "finished": self.finished,
+            "errors": self.errors,
+            "reconciled": dict(sorted(self.reconciled.items())),
+            "paused": self.paused,
+            "totals": {
+                "enrolled": sum(self.enrolled.values()),
+                "sent": sum(self.sent.values()),
+                "failed": sum(self.failed.values()),
+                "skipped": sum(self.skipped.values()),
+                "unknown": sum(self.unknown.values()),
+            },
         }
 
 
@@ -88,11 +99,18 @@ def campaign_audiences(campaign: dict, ctx: Context) -> list[Audience]:
 
 
 def first_due(audience: Audience, enrolled_at: datetime, tz: str) -> datetime:
-    return step_time(audience.steps[0], enrolled_at=enrolled_at, last_email_at=None,
-                     window=audience.send_window, tz=ZoneInfo(tz), min_gap=audience.min_gap)
+    return step_time(
+        audience.steps[0],
+        enrolled_at=enrolled_at,
+        last_email_at=None,
+        window=audience.send_window,
+        tz=ZoneInfo(tz),
+        min_gap=audience.min_gap,
+    )
 
 
 # ---- enrollment --------------------------------------------------------------------------------
+
 
 def enroll_new(ctx: Context, now: datetime) -> TickReport:
     """Put every consenting, reachable lead not yet in an active campaign into the first
@@ -117,15 +135,24 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
                     continue
                 if audience.name in already[lead.id]:
                     continue
-                rows.append({"campaign_id": campaign["id"], "lead_id": lead.id, "audience": audience.name,
-                             "audience_version": audience.version, "enrolled_at": now, "state": "active",
-                             "next_due_at": first_due(audience, now, lead.timezone)})
+                rows.append(
+                    {
+                        "campaign_id": campaign["id"],
+                        "lead_id": lead.id,
+                        "audience": audience.name,
+                        "audience_version": audience.version,
+                        "enrolled_at": now,
+                        "state": "active",
+                        "next_due_at": first_due(audience, now, lead.timezone),
+                    }
+                )
                 report.enrolled[audience.name] += 1
             ctx.store.add_enrollments(rows)
     return report
 
 
 # ---- due sends -----------------------------------------------------------------------------------
+
 
 def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
     """Enrollments due at `now` in active campaigns, in id order, one batch at a time.
@@ -166,7 +193,9 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
         audience = audiences.get(due.audience)
         reason = exit_reason(due, audience)
         if reason:
-            changes.append({"id": due.enrollment_id, "state": "exited", "exit_reason": reason, "next_due_at": None})
+            changes.append(
+                {"id": due.enrollment_id, "state": "exited", "exit_reason": reason, "next_due_at": None}
+            )
             report.exited[reason] += 1
             continue
         if due.lead.id in leads_this_batch:
@@ -189,8 +218,14 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
     return report
 
 
-def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEnrollment, Audience, str]],
-                now: datetime, report: TickReport, release: Callable[[list[str]], object]) -> None:
+def send_claims(
+    ctx: Context,
+    claims: list[Claim],
+    wanted: dict[int, tuple[DueEnrollment, Audience, str]],
+    now: datetime,
+    report: TickReport,
+    release: Callable[[list[str]], object],
+) -> None:
     """Render, send and settle claimed sends. What was never sent is handed to `release`
     (its claim goes, so the step is due again): emails the transport did not attempt after a
     stop, and retryable failures (5xx, network) that ran out of attempts.
@@ -214,7 +249,11 @@ def send_claims(ctx: Context, claims: list[Claim], wanted: dict[int, tuple[DueEn
     stopped = None
     if emails:
         try:
-            results.extend(ctx.transport.send_batch(emails, before_send=lambda sid: ctx.store.is_reachable(*lead_of_send[sid])))
+            results.extend(
+                ctx.transport.send_batch(
+                    emails, before_send=lambda sid: ctx.store.is_reachable(*lead_of_send[sid])
+                )
+            )
         except Exception as exc:
             stopped = _batch_stop(exc)
             if stopped is None:
@@ -257,58 +296,112 @@ def _retry_later(result: SendResult) -> bool:
 
 
 def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now):
-    return plan(audience.steps, set(sent_keys), enrolled_at=due.enrolled_at, last_email_at=last_email_at,
-                now=now, window=audience.send_window, tz=ZoneInfo(due.lead.timezone), min_gap=audience.min_gap)
-
-
-def outbound(ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim, campaign: dict) -> OutboundEmail:
-    clinic = ctx.settings.clinic
-    step = audience.step(claim.step_key)
-    url = unsubscribe_url(ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value())
-    content = ctx.renderer.render(step.template, first_name=due.lead.first_name, unsubscribe_url=url)
-    return OutboundEmail(
-        send_id=claim.send_id, to_email=due.lead.email,
-        to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
-        from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
-        subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
-        # The category is the campaign's slug: ESP metadata never names an audience.
-        unsubscribe_url=url, category=campaign["slug"], sandbox=campaign["sandbox"],
+    return plan(
+        audience.steps,
+        set(sent_keys),
+        enrolled_at=due.enrolled_at,
+        last_email_at=last_email_at,
+        now=now,
+        window=audience.send_window,
+        tz=ZoneInfo(due.lead.timezone),
+        min_gap=audience.min_gap,
     )
 
 
-def make_test_email(settings: Settings, renderer: Renderer, audience: Audience, step_key: str, to_email: str,
-               first_name: str = "") -> OutboundEmail:
+def outbound(
+    ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim, campaign: dict
+) -> OutboundEmail:
+    clinic = ctx.settings.clinic
+    step = audience.step(claim.step_key)
+    url = unsubscribe_url(
+        ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value()
+    )
+    content = ctx.renderer.render(step.template, first_name=due.lead.first_name, unsubscribe_url=url)
+    return OutboundEmail(
+        send_id=claim.send_id,
+        to_email=due.lead.email,
+        to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
+        from_email=clinic.sender_email,
+        from_name=clinic.sender_name,
+        reply_to=clinic.reply_to,
+        subject=content.subject,
+        preheader=content.preheader,
+        html=content.html,
+        text=content.text,
+        # The category is the campaign's slug: ESP metadata never names an audience.
+        unsubscribe_url=url,
+        category=campaign["slug"],
+        sandbox=campaign["sandbox"],
+    )
+
+
+def make_test_email(
+    settings: Settings,
+    renderer: Renderer,
+    audience: Audience,
+    step_key: str,
+    to_email: str,
+    first_name: str = "",
+) -> OutboundEmail:
     """One email of a step for `campaign test-send`: marked as a test, with a random send id and
     no lead behind it (its unsubscribe link names no one), never in the ledger."""
     from campaign.store import new_public_id, new_send_id
 
     step = audience.step(step_key)
     if step is None:
-        raise LookupError(f"audience {audience.name} has no step {step_key!r}; its steps: "
-                          + ", ".join(s.key for s in audience.steps))
+        raise LookupError(
+            f"audience {audience.name} has no step {step_key!r}; its steps: "
+            + ", ".join(s.key for s in audience.steps)
+        )
     clinic = settings.clinic
     url = unsubscribe_url(settings.public_url, new_public_id(), settings.secret_key.get_secret_value())
     content = renderer.render(step.template, first_name=first_name, unsubscribe_url=url)
     return OutboundEmail(
-        send_id=new_send_id(), to_email=to_email, to_name=first_name,
-        from_email=clinic.sender_email, from_name=clinic.sender_name, reply_to=clinic.reply_to,
-        subject=content.subject, preheader=content.preheader, html=content.html, text=content.text,
-        unsubscribe_url=url, category="education", is_test=True,
+        send_id=new_send_id(),
+        to_email=to_email,
+        to_name=first_name,
+        from_email=clinic.sender_email,
+        from_name=clinic.sender_name,
+        reply_to=clinic.reply_to,
+        subject=content.subject,
+        preheader=content.preheader,
+        html=content.html,
+        text=content.text,
+        unsubscribe_url=url,
+        category="education",
+        is_test=True,
     )
 
 
-def settle(ctx: Context, results: list[SendResult], claims: dict[str, Claim],
-           wanted: dict[int, tuple[DueEnrollment, Audience, str]], now: datetime, report: TickReport) -> None:
+def settle(
+    ctx: Context,
+    results: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: dict[int, tuple[DueEnrollment, Audience, str]],
+    now: datetime,
+    report: TickReport,
+) -> None:
     ctx.store.settle(results, now)
     emailed, changes = [], []
     for result in results:
         claim = claims[result.send_id]
         due, audience, key = wanted[claim.enrollment_id]
-        counter = {SendStatus.sent: report.sent, SendStatus.failed: report.failed,
-                   SendStatus.skipped: report.skipped, SendStatus.unknown: report.unknown}[result.status]
+        counter = {
+            SendStatus.sent: report.sent,
+            SendStatus.failed: report.failed,
+            SendStatus.skipped: report.skipped,
+            SendStatus.unknown: report.unknown,
+        }[result.status]
         counter[(audience.name, key)] += 1
         if result.status is SendStatus.skipped:
-            changes.append({"id": due.enrollment_id, "state": "exited", "exit_reason": "unsubscribed", "next_due_at": None})
+            changes.append(
+                {
+                    "id": due.enrollment_id,
+                    "state": "exited",
+                    "exit_reason": "unsubscribed",
+                    "next_due_at": None,
+                }
+            )
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
@@ -335,6 +428,7 @@ def run_tick(ctx: Context, now: datetime) -> TickReport:
 
 # ---- unknown sends -----------------------------------------------------------------------------
 
+
 def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
     """Settle sends whose fate is not known; run at the start of every tick (and as its own flow).
 
@@ -360,7 +454,7 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
     size = ctx.settings.batch_size
     leads_seen: set[int] = set()
     for i in range(0, len(candidates), size):
-        chunk = candidates[i:i + size]
+        chunk = candidates[i : i + size]
         dues = {d.enrollment_id: d for d in ctx.store.enrollments_by_id([c.enrollment_id for c in chunk])}
         skipped, todo = [], {}
         for c in chunk:
@@ -372,10 +466,18 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             if reason is None and c.step_key not in {st.key for st in audience.steps}:
                 reason = "step removed from the sequence"
             if reason:
-                skipped.append(SendResult(send_id=c.send_id, status=SendStatus.skipped, error=f"not sent again: {reason}"))
+                skipped.append(
+                    SendResult(
+                        send_id=c.send_id, status=SendStatus.skipped, error=f"not sent again: {reason}"
+                    )
+                )
                 continue
             last = due.lead.last_email_at
-            other_email_since = last is not None and last > c.claimed_at + STALE_CLAIM and as_utc(now) - last < audience.min_gap
+            other_email_since = (
+                last is not None
+                and last > c.claimed_at + STALE_CLAIM
+                and as_utc(now) - last < audience.min_gap
+            )
             if other_email_since or not in_window(now, audience.send_window, ZoneInfo(due.lead.timezone)):
                 continue
             todo[c.send_id] = (due, audience, c.step_key)
@@ -387,6 +489,12 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
         report.reconciled["resent"] += len(won)
         old_of = {claim.send_id: old for old, claim in won.items()}
         wanted = {claim.enrollment_id: todo[old] for old, claim in won.items()}
-        send_claims(ctx, list(won.values()), wanted, now, report,
-                    release=lambda ids: ctx.store.unclaim_resends({n: old_of[n] for n in ids}))
+        send_claims(
+            ctx,
+            list(won.values()),
+            wanted,
+            now,
+            report,
+            release=lambda ids, old_of=old_of: ctx.store.unclaim_resends({n: old_of[n] for n in ids}),
+        )
     return report

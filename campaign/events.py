@@ -23,10 +23,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-UTC = timezone.utc
+UTC = UTC
 
 # raw SendGrid event type -> normalized kind
 EVENT_KINDS: dict[str, str] = {

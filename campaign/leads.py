@@ -12,15 +12,23 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 from campaign.models import AnxietyType, LeadIn
 
 FIELDS = (
-    "email", "first_name", "last_name", "anxiety_type", "prior_treatments",
-    "consent", "timezone", "state", "source", "booked",
+    "email",
+    "first_name",
+    "last_name",
+    "anxiety_type",
+    "prior_treatments",
+    "consent",
+    "timezone",
+    "state",
+    "source",
+    "booked",
 )
 MAX_NAME = 200
 MAX_TEXT = 500
@@ -36,18 +44,34 @@ _ALIASES = {
     "first_name": ["first name", "firstname", "first", "given name", "name first"],
     "last_name": ["last name", "lastname", "last", "surname", "family name", "name last"],
     "anxiety_type": [
-        "anxiety type", "anxiety", "type of anxiety", "what type of anxiety do you experience?",
-        "what type of anxiety do you experience", "which best describes your anxiety",
-        "condition", "concern", "primary concern",
+        "anxiety type",
+        "anxiety",
+        "type of anxiety",
+        "what type of anxiety do you experience?",
+        "what type of anxiety do you experience",
+        "which best describes your anxiety",
+        "condition",
+        "concern",
+        "primary concern",
     ],
     "prior_treatments": [
-        "prior treatments", "previous treatments", "treatments tried",
-        "what treatments have you tried?", "how many treatments have you tried?",
+        "prior treatments",
+        "previous treatments",
+        "treatments tried",
+        "what treatments have you tried?",
+        "how many treatments have you tried?",
         "treatments tried without relief",
     ],
     "consent": [
-        "consent", "email consent", "marketing consent", "opt in", "optin", "subscribe",
-        "i agree to receive emails", "may we email you?", "gdpr consent",
+        "consent",
+        "email consent",
+        "marketing consent",
+        "opt in",
+        "optin",
+        "subscribe",
+        "i agree to receive emails",
+        "may we email you?",
+        "gdpr consent",
     ],
     "timezone": ["timezone", "time zone", "tz"],
     "state": ["state", "us state", "state/province", "province", "region"],
@@ -56,42 +80,176 @@ _ALIASES = {
 }
 HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
 
-_TRUE = {"yes", "y", "true", "t", "1", "on", "x", "checked", "agree", "agreed", "i agree", "opt in", "opted in", "subscribed"}
-_FALSE = {"no", "n", "false", "f", "0", "off", "", "unchecked", "disagree", "opt out", "opted out", "unsubscribed"}
+_TRUE = {
+    "yes",
+    "y",
+    "true",
+    "t",
+    "1",
+    "on",
+    "x",
+    "checked",
+    "agree",
+    "agreed",
+    "i agree",
+    "opt in",
+    "opted in",
+    "subscribed",
+}
+_FALSE = {
+    "no",
+    "n",
+    "false",
+    "f",
+    "0",
+    "off",
+    "",
+    "unchecked",
+    "disagree",
+    "opt out",
+    "opted out",
+    "unsubscribed",
+}
 
 # Order matters: treatment-resistant phrasing often also says "anxiety".
 _ANXIETY_PATTERNS: list[tuple[AnxietyType, re.Pattern]] = [
-    (AnxietyType.treatment_resistant, re.compile(
-        r"treatment[\s-]*resistant|\btra\b|nothing (has )?(worked|helped)|"
-        r"tried (everything|multiple|several|many)|(didn'?t|did not|don'?t|haven'?t) (work|help)|resistant", re.I)),
-    (AnxietyType.social, re.compile(r"social|\bsad\b|phobia|being judged|public speaking|shy|performance", re.I)),
-    (AnxietyType.gad, re.compile(r"generali[sz]ed|\bgad\b|constant(ly)? worr|worry|worries|worrying|everyday|all the time", re.I)),
+    (
+        AnxietyType.treatment_resistant,
+        re.compile(
+            r"treatment[\s-]*resistant|\btra\b|nothing (has )?(worked|helped)|"
+            r"tried (everything|multiple|several|many)|(didn'?t|did not|don'?t|haven'?t) "
+            r"(work|help)|resistant",
+            re.I,
+        ),
+    ),
+    (
+        AnxietyType.social,
+        re.compile(r"social|\bsad\b|phobia|being judged|public speaking|shy|performance", re.I),
+    ),
+    (
+        AnxietyType.gad,
+        re.compile(
+            r"generali[sz]ed|\bgad\b|constant(ly)? worr|worry|worries|worrying|everyday|all the time", re.I
+        ),
+    ),
 ]
 
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+        ]
+    )
+}
 _NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
 
 US_STATE_TZ = {
-    **dict.fromkeys("CT DE DC FL GA IN KY ME MD MA MI NH NJ NY NC OH PA RI SC VT VA WV".split(), "America/New_York"),
-    **dict.fromkeys("AL AR IL IA KS LA MN MS MO NE ND OK SD TN TX WI".split(), "America/Chicago"),
-    **dict.fromkeys("CO ID MT NM UT WY".split(), "America/Denver"),
-    "AZ": "America/Phoenix", "CA": "America/Los_Angeles", "NV": "America/Los_Angeles",
-    "OR": "America/Los_Angeles", "WA": "America/Los_Angeles", "AK": "America/Anchorage",
-    "HI": "Pacific/Honolulu", "PR": "America/Puerto_Rico",
+    **dict.fromkeys(
+        [
+            "CT",
+            "DE",
+            "DC",
+            "FL",
+            "GA",
+            "IN",
+            "KY",
+            "ME",
+            "MD",
+            "MA",
+            "MI",
+            "NH",
+            "NJ",
+            "NY",
+            "NC",
+            "OH",
+            "PA",
+            "RI",
+            "SC",
+            "VT",
+            "VA",
+            "WV",
+        ],
+        "America/New_York",
+    ),
+    **dict.fromkeys(
+        ["AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX", "WI"],
+        "America/Chicago",
+    ),
+    **dict.fromkeys(["CO", "ID", "MT", "NM", "UT", "WY"], "America/Denver"),
+    "AZ": "America/Phoenix",
+    "CA": "America/Los_Angeles",
+    "NV": "America/Los_Angeles",
+    "OR": "America/Los_Angeles",
+    "WA": "America/Los_Angeles",
+    "AK": "America/Anchorage",
+    "HI": "Pacific/Honolulu",
+    "PR": "America/Puerto_Rico",
 }
 US_STATE_NAMES = {
-    "alabama": "AL", "alaska": "AK", "arizona": "AZ", "arkansas": "AR", "california": "CA",
-    "colorado": "CO", "connecticut": "CT", "delaware": "DE", "district of columbia": "DC",
-    "florida": "FL", "georgia": "GA", "hawaii": "HI", "idaho": "ID", "illinois": "IL",
-    "indiana": "IN", "iowa": "IA", "kansas": "KS", "kentucky": "KY", "louisiana": "LA",
-    "maine": "ME", "maryland": "MD", "massachusetts": "MA", "michigan": "MI", "minnesota": "MN",
-    "mississippi": "MS", "missouri": "MO", "montana": "MT", "nebraska": "NE", "nevada": "NV",
-    "new hampshire": "NH", "new jersey": "NJ", "new mexico": "NM", "new york": "NY",
-    "north carolina": "NC", "north dakota": "ND", "ohio": "OH", "oklahoma": "OK", "oregon": "OR",
-    "pennsylvania": "PA", "rhode island": "RI", "south carolina": "SC", "south dakota": "SD",
-    "tennessee": "TN", "texas": "TX", "utah": "UT", "vermont": "VT", "virginia": "VA",
-    "washington": "WA", "west virginia": "WV", "wisconsin": "WI", "wyoming": "WY",
+    "alabama": "AL",
+    "alaska": "AK",
+    "arizona": "AZ",
+    "arkansas": "AR",
+    "california": "CA",
+    "colorado": "CO",
+    "connecticut": "CT",
+    "delaware": "DE",
+    "district of columbia": "DC",
+    "florida": "FL",
+    "georgia": "GA",
+    "hawaii": "HI",
+    "idaho": "ID",
+    "illinois": "IL",
+    "indiana": "IN",
+    "iowa": "IA",
+    "kansas": "KS",
+    "kentucky": "KY",
+    "louisiana": "LA",
+    "maine": "ME",
+    "maryland": "MD",
+    "massachusetts": "MA",
+    "michigan": "MI",
+    "minnesota": "MN",
+    "mississippi": "MS",
+    "missouri": "MO",
+    "montana": "MT",
+    "nebraska": "NE",
+    "nevada": "NV",
+    "new hampshire": "NH",
+    "new jersey": "NJ",
+    "new mexico": "NM",
+    "new york": "NY",
+    "north carolina": "NC",
+    "north dakota": "ND",
+    "ohio": "OH",
+    "oklahoma": "OK",
+    "oregon": "OR",
+    "pennsylvania": "PA",
+    "rhode island": "RI",
+    "south carolina": "SC",
+    "south dakota": "SD",
+    "tennessee": "TN",
+    "texas": "TX",
+    "utah": "UT",
+    "vermont": "VT",
+    "virginia": "VA",
+    "washington": "WA",
+    "west virginia": "WV",
+    "wisconsin": "WI",
+    "wyoming": "WY",
     "puerto rico": "PR",
 }
 _TIMEZONES = frozenset(available_timezones())
@@ -139,7 +297,11 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     if not value:
         return ""
     # Line breaks and tabs become spaces; other control characters are dropped.
-    value = "".join(" " if ch in "\t\r\n\v\f" else ch for ch in value if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    value = "".join(
+        " " if ch in "\t\r\n\v\f" else ch
+        for ch in value
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
     return " ".join(value.split())[:limit]
 
 
@@ -206,8 +368,10 @@ def decode(data: bytes, *, filename: str) -> tuple[str, list[str]]:
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
-        warning = (f"{filename}: not valid UTF-8 (byte {exc.start}); read as Latin-1. "
-                   "Check accented names, and export as UTF-8 next time.")
+        warning = (
+            f"{filename}: not valid UTF-8 (byte {exc.start}); read as Latin-1. "
+            "Check accented names, and export as UTF-8 next time."
+        )
         return data.decode("latin-1"), [warning]
 
 
@@ -229,9 +393,11 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         header, sep, target = spec.rpartition("=")
         if not sep or not header.strip():
-            raise ValueError(f"--column {spec!r}: write it as \"Header Text=field\"")
+            raise ValueError(f'--column {spec!r}: write it as "Header Text=field"')
         if target.strip() not in FIELDS:
-            raise ValueError(f"--column {spec!r}: unknown field {target.strip()!r}; fields: {', '.join(FIELDS)}")
+            raise ValueError(
+                f"--column {spec!r}: unknown field {target.strip()!r}; fields: {', '.join(FIELDS)}"
+            )
         result[header.strip()] = target.strip()
     return result
 
@@ -262,8 +428,13 @@ def _lenient_bool(text: str | None) -> bool:
         return False
 
 
-def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = None,
-              default_timezone: str = "America/New_York") -> ParsedFile:
+def parse_csv(
+    data: bytes,
+    *,
+    filename: str,
+    overrides: dict[str, str] | None = None,
+    default_timezone: str = "America/New_York",
+) -> ParsedFile:
     """Check a whole file: headers, every address, duplicates. Bad rows are rejected one by
     one; only an unreadable file raises. The leads themselves are built lazily by
     `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
@@ -279,9 +450,16 @@ def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = 
     if "email" not in mapping.values():
         raise ImportFileError(
             f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
-            f"--column \"<its header>=email\"")
-    parsed = ParsedFile(warnings=warnings, headers=headers, fields=set(mapping.values()), _text=text,
-                        _mapping=mapping, _default_timezone=default_timezone)
+            f'--column "<its header>=email"'
+        )
+    parsed = ParsedFile(
+        warnings=warnings,
+        headers=headers,
+        fields=set(mapping.values()),
+        _text=text,
+        _mapping=mapping,
+        _default_timezone=default_timezone,
+    )
     try:
         for row_number, original, values in _records(text, mapping):
             try:
@@ -291,8 +469,10 @@ def parse_csv(data: bytes, *, filename: str, overrides: dict[str, str] | None = 
                 continue
             if email in parsed._last_row:
                 # Later rows win: a form export lists newer answers below older ones.
-                parsed.warnings.append(f"{filename}: row {row_number} repeats {email!r} from row "
-                                       f"{parsed._last_row[email]}; the later row wins")
+                parsed.warnings.append(
+                    f"{filename}: row {row_number} repeats {email!r} from row "
+                    f"{parsed._last_row[email]}; the later row wins"
+                )
             parsed._last_row[email] = row_number
     except csv.Error as exc:
         raise ImportFileError(f"{filename}: CSV error: {exc}") from None
@@ -304,8 +484,14 @@ def _records(text: str, mapping: dict[str, str]) -> Iterator[tuple[int, dict[str
     reader = csv.DictReader(io.StringIO(text, newline=""))
     for record in reader:
         row_number = reader.line_num  # physical line of the record's end; good enough to find it
-        original = {k: (v if isinstance(v, str) else ",".join(v or [])) for k, v in record.items() if k is not None}
-        yield row_number, original, {mapping[h]: v for h, v in original.items() if h in mapping and v is not None}
+        original = {
+            k: (v if isinstance(v, str) else ",".join(v or [])) for k, v in record.items() if k is not None
+        }
+        yield (
+            row_number,
+            original,
+            {mapping[h]: v for h, v in original.items() if h in mapping and v is not None},
+        )
 
 
 def _row_email(values: dict[str, str]) -> str:

@@ -38,38 +38,106 @@ Severity = Literal["error", "warning"]
 # the reader has a condition or a treatment relationship. Matched whole-word, case-insensitive;
 # in a multi-word term a space, hyphen or underscore matches any of the three.
 DEFAULT_HEALTH_TERMS: tuple[str, ...] = (
-    "anxiety", "anxieties", "anxious",
-    "gad", "generalized anxiety", "social anxiety",
-    "panic", "panic attack", "panic attacks",
-    "depression", "depressed", "depressive",
-    "treatment-resistant", "treatment resistant",
-    "ptsd", "ocd", "bipolar", "trauma", "phobia", "phobias", "phobic",
-    "disorder", "disorders",
-    "worry", "worries", "worried", "worrying", "fear", "fears", "afraid",
-    "mental health", "mental illness", "psychiatric", "psychiatrist", "psychiatry",
-    "suicide", "suicidal", "self-harm",
-    "ketamine", "esketamine", "spravato",
-    "infusion", "infusions", "iv therapy",
-    "ssri", "ssris", "snri", "snris", "benzodiazepine", "benzodiazepines", "benzo", "benzos",
-    "antidepressant", "antidepressants",
-    "diagnosis", "diagnosed", "diagnoses", "symptom", "symptoms",
+    "anxiety",
+    "anxieties",
+    "anxious",
+    "gad",
+    "generalized anxiety",
+    "social anxiety",
+    "panic",
+    "panic attack",
+    "panic attacks",
+    "depression",
+    "depressed",
+    "depressive",
+    "treatment-resistant",
+    "treatment resistant",
+    "ptsd",
+    "ocd",
+    "bipolar",
+    "trauma",
+    "phobia",
+    "phobias",
+    "phobic",
+    "disorder",
+    "disorders",
+    "worry",
+    "worries",
+    "worried",
+    "worrying",
+    "fear",
+    "fears",
+    "afraid",
+    "mental health",
+    "mental illness",
+    "psychiatric",
+    "psychiatrist",
+    "psychiatry",
+    "suicide",
+    "suicidal",
+    "self-harm",
+    "ketamine",
+    "esketamine",
+    "spravato",
+    "infusion",
+    "infusions",
+    "iv therapy",
+    "ssri",
+    "ssris",
+    "snri",
+    "snris",
+    "benzodiazepine",
+    "benzodiazepines",
+    "benzo",
+    "benzos",
+    "antidepressant",
+    "antidepressants",
+    "diagnosis",
+    "diagnosed",
+    "diagnoses",
+    "symptom",
+    "symptoms",
 )
 
 # Words that promise results. None may appear anywhere in an email (subject, preheader, text).
 DEFAULT_PROMISE_TERMS: tuple[str, ...] = (
-    "cure", "cures", "cured", "curing", "curative",
-    "guarantee", "guaranteed", "guarantees",
-    "100%", "100 percent",
-    "permanent", "permanently",
-    "miracle", "miracles", "miraculous",
-    "risk-free", "risk free", "no side effects",
-    "will fix", "will heal", "will work", "always works",
-    "proven to work", "clinically proven",
-    "breakthrough", "life-changing",
+    "cure",
+    "cures",
+    "cured",
+    "curing",
+    "curative",
+    "guarantee",
+    "guaranteed",
+    "guarantees",
+    "100%",
+    "100 percent",
+    "permanent",
+    "permanently",
+    "miracle",
+    "miracles",
+    "miraculous",
+    "risk-free",
+    "risk free",
+    "no side effects",
+    "will fix",
+    "will heal",
+    "will work",
+    "always works",
+    "proven to work",
+    "clinically proven",
+    "breakthrough",
+    "life-changing",
 )
 
 # Words that, in a URL, give away which audience (condition) a reader belongs to.
-URL_AUDIENCE_TERMS: tuple[str, ...] = ("anxiety", "gad", "social", "treatment_resistant", "audience", "diagnosis")
+URL_AUDIENCE_TERMS: tuple[str, ...] = (
+    "anxiety",
+    "gad",
+    "social",
+    "treatment_resistant",
+    "audience",
+    "diagnosis",
+)
 
 # Names that break naive templates: markup, very long, non-Latin scripts, right-to-left, empty.
 HOSTILE_NAMES: tuple[str, ...] = (
@@ -101,7 +169,9 @@ _OFF_LABEL = re.compile(r"\boff[\s-]label\b", re.I)
 _SIDE_EFFECTS = re.compile(r"\bside[\s-]effects?\b", re.I)
 _INTAKE = re.compile(r"\bintake\b", re.I)
 
-_TEXT_URL = re.compile(r"(?:https?|mailto|tel|ftp)://[^\s<>()\"']+|(?:mailto|tel):[^\s<>()\"']+|\bwww\.[^\s<>()\"']+", re.I)
+_TEXT_URL = re.compile(
+    r"(?:https?|mailto|tel|ftp)://[^\s<>()\"']+|(?:mailto|tel):[^\s<>()\"']+|\bwww\.[^\s<>()\"']+", re.I
+)
 _TABLE_TAG = re.compile(r"<table\b[^>]*>", re.I)
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
 _HTML_TAG = re.compile(r"<html\b[^>]*>", re.I)
@@ -265,19 +335,31 @@ def lint_email(
         problems.append(Problem(template, rule, message, severity))
 
     html, text = email.html, email.text
-    body = body_text(text)
 
     # --- must be present -------------------------------------------------------------------
     for part_name, part in (("HTML", html), ("text", text)):
         if clinic.name not in part and clinic.name.replace("&", "&amp;") not in part:
-            add("clinic-name", f"the {part_name} part lacks the clinic name {clinic.name!r}; keep the layout footer")
+            add(
+                "clinic-name",
+                f"the {part_name} part lacks the clinic name {clinic.name!r}; keep the layout footer",
+            )
         address_html = clinic.postal_address.replace("&", "&amp;")
         if clinic.postal_address not in part and address_html not in part:
-            add("postal-address", f"the {part_name} part lacks the postal address (CAN-SPAM); keep {{{{ clinic.postal_address }}}} in the layout footer")
+            add(
+                "postal-address",
+                f"the {part_name} part lacks the postal address (CAN-SPAM); "
+                "keep {{ clinic.postal_address }} in the layout footer",
+            )
         if not re.search(r"(?<!\d)988(?!\d)", part):
-            add("crisis-line", f"the {part_name} part lacks the 988 crisis line; keep the layout's crisis note")
+            add(
+                "crisis-line",
+                f"the {part_name} part lacks the 988 crisis line; keep the layout's crisis note",
+            )
         if "not medical advice" not in part.lower():
-            add("disclaimer", f"the {part_name} part lacks 'not medical advice'; keep the layout's education-only note")
+            add(
+                "disclaimer",
+                f"the {part_name} part lacks 'not medical advice'; keep the layout's education-only note",
+            )
         # A lead value may itself look like Jinja ("{{ x }}"): it is data, rendered once, never
         # re-rendered; only template text counts here.
         scrubbed = part
@@ -286,7 +368,11 @@ def lint_email(
                 scrubbed = scrubbed.replace(value, "")
         leftover = _LEFTOVER_JINJA.search(scrubbed)
         if leftover:
-            add("unrendered-jinja", f"the {part_name} part contains {leftover.group(0)!r}: a Jinja tag was not rendered; fix the template syntax")
+            add(
+                "unrendered-jinja",
+                f"the {part_name} part contains {leftover.group(0)!r}: a Jinja tag was not rendered; fix "
+                "the template syntax",
+            )
 
     collected = _collect(html)
     hrefs, srcs = collected.hrefs, collected.srcs
@@ -296,30 +382,53 @@ def lint_email(
         return (unsubscribe_url is not None and url == unsubscribe_url) or "/unsubscribe/" in url
 
     if not any(is_unsub(h) for h in hrefs):
-        add("unsubscribe-link", "the HTML part has no unsubscribe link (<a href> to the /unsubscribe/ URL); keep {{ unsubscribe_url }} in the layout footer")
+        add(
+            "unsubscribe-link",
+            "the HTML part has no unsubscribe link (<a href> to the /unsubscribe/ URL); "
+            "keep {{ unsubscribe_url }} in the layout footer",
+        )
     if not any(is_unsub(u) for u in tlinks) and not (unsubscribe_url and unsubscribe_url in text):
-        add("unsubscribe-link", "the text part has no unsubscribe URL; keep 'Unsubscribe: {{ unsubscribe_url }}' in layout.txt")
+        add(
+            "unsubscribe-link",
+            "the text part has no unsubscribe URL; keep 'Unsubscribe: {{ unsubscribe_url }}' in layout.txt",
+        )
 
     subject, preheader = email.subject, email.preheader
     if not subject.strip():
         add("subject-missing", "the subject is empty; write a short, neutral subject")
     elif len(subject) > MAX_SUBJECT_CHARS:
-        add("subject-too-long", f"the subject is {len(subject)} characters (max {MAX_SUBJECT_CHARS}); shorten it, and never put the lead's name in it")
+        add(
+            "subject-too-long",
+            f"the subject is {len(subject)} characters (max {MAX_SUBJECT_CHARS}); shorten it, and never "
+            "put the lead's name in it",
+        )
     if not preheader.strip():
         add("preheader-missing", "the preheader is empty; write one short neutral line")
     elif len(preheader) > MAX_PREHEADER_CHARS:
-        add("preheader-too-long", f"the preheader is {len(preheader)} characters; keep it under {MAX_PREHEADER_CHARS}", "warning")
+        add(
+            "preheader-too-long",
+            f"the preheader is {len(preheader)} characters; keep it under {MAX_PREHEADER_CHARS}",
+            "warning",
+        )
 
     # --- must be absent ----------------------------------------------------------------------
     for field, value in (("subject", subject), ("preheader", preheader)):
         found = find_terms(value, health_terms)
         if found:
-            add(f"health-in-{field}", f"the {field} contains {', '.join(repr(w) for w in found)}: {field}s are seen by others; use neutral words such as 'Your next note from Fresh Start'")
+            add(
+                f"health-in-{field}",
+                f"the {field} contains {', '.join(repr(w) for w in found)}: {field}s are seen by others; "
+                "use neutral words such as 'Your next note from Fresh Start'",
+            )
 
     for name in hostile_inputs:
         name = name.strip()
         if len(name) >= 2 and re.search(r"(?<!\w)" + re.escape(name) + r"(?!\w)", subject):
-            add("name-in-subject", f"the subject contains the lead's name {_short(name)}; names can be 200 characters long and subjects are seen by others: take {{{{ greeting_name }}}} out of the subject")
+            add(
+                "name-in-subject",
+                f"the subject contains the lead's name {_short(name)}; names can be 200 characters long "
+                "and subjects are seen by others: take {{ greeting_name }} out of the subject",
+            )
             break
 
     unsub_urls = {unsubscribe_url} if unsubscribe_url else set()
@@ -329,26 +438,50 @@ def lint_email(
         checked = _without_token(url) if (url in unsub_urls or "/unsubscribe/" in url) else url
         found = url_health_terms(checked, url_terms)
         if found:
-            add("health-in-url", f"the link {_short(url, 80)} contains {', '.join(repr(w) for w in found)}: URLs are logged by click trackers and proxies; link to a neutral page")
+            add(
+                "health-in-url",
+                f"the link {_short(url, 80)} contains {', '.join(repr(w) for w in found)}: URLs are logged "
+                "by click trackers and proxies; link to a neutral page",
+            )
 
     if re.search(r"<\s*script\b", html, re.I):
-        add("unescaped-input", "the HTML contains a raw '<script' tag: a value was not escaped; render lead values with escaping (never |safe)")
+        add(
+            "unescaped-input",
+            "the HTML contains a raw '<script' tag: a value was not escaped; render lead values with "
+            "escaping (never |safe)",
+        )
     handlers = sorted({name for name in collected.attr_names if name.startswith("on")})
     if handlers:
-        add("unescaped-input", f"the HTML has event-handler attribute(s) {handlers}: a value broke out of an attribute; escape lead values and keep them out of attributes")
+        add(
+            "unescaped-input",
+            f"the HTML has event-handler attribute(s) {handlers}: a value broke out of an attribute; "
+            "escape lead values and keep them out of attributes",
+        )
     for value in hostile_inputs:
         # '<' raw in the HTML can open a tag (a '"' or '>' raw in a text node is harmless, and a
         # '"' that broke out of an attribute shows up as the attribute check above).
         if "<" in value and value in html:
-            add("unescaped-input", f"the HTML contains the lead value {_short(value)} unescaped; never mark lead values safe (|safe, Markup)")
+            add(
+                "unescaped-input",
+                f"the HTML contains the lead value {_short(value)} unescaped; never mark lead values safe "
+                "(|safe, Markup)",
+            )
 
     found = find_terms(f"{subject}\n{preheader}\n{text}", promise_terms)
     if found:
-        add("promise", f"the email says {', '.join(repr(w) for w in found)}: no promise of results; say 'may help', 'some patients'")
+        add(
+            "promise",
+            f"the email says {', '.join(repr(w) for w in found)}: no promise of results; say 'may help', "
+            "'some patients'",
+        )
 
     grade = reading_grade(text)
     if grade > max_grade:
-        add("reading-grade", f"Flesch-Kincaid grade {grade:.1f} is above {max_grade:g}; use shorter sentences and shorter words")
+        add(
+            "reading-grade",
+            f"Flesch-Kincaid grade {grade:.1f} is above {max_grade:g}; "
+            "use shorter sentences and shorter words",
+        )
 
     size = len(html.encode("utf-8"))
     if size >= MAX_HTML_BYTES:
@@ -363,23 +496,47 @@ def lint_email(
             if scheme == "https" and not parts.netloc:
                 add("insecure-link", f"the link {_short(url, 80)} has no host; use a full https:// URL")
             continue
-        if scheme == "http" and is_unsub(url) and (parts.hostname or "") in _LOCAL_HOSTS and (parts.hostname or "") in set(allow_http_hosts):
+        if (
+            scheme == "http"
+            and is_unsub(url)
+            and (parts.hostname or "") in _LOCAL_HOSTS
+            and (parts.hostname or "") in set(allow_http_hosts)
+        ):
             continue
         if scheme == "http":
-            add("insecure-link", f"the link {_short(url, 80)} is plain http; use https:// (set CAMPAIGN_PUBLIC_URL to an https address)")
+            add(
+                "insecure-link",
+                f"the link {_short(url, 80)} is plain http; use https:// (set CAMPAIGN_PUBLIC_URL to an "
+                "https address)",
+            )
         else:
-            add("insecure-link", f"the link {_short(url, 80)} is not an absolute https:// (or mailto:/tel:) URL; email has no base URL")
+            add(
+                "insecure-link",
+                f"the link {_short(url, 80)} is not an absolute https:// (or mailto:/tel:) URL; email has "
+                "no base URL",
+            )
 
     for tag in _IMG_TAG.findall(html):
         if not _ALT_ATTR.search(tag):
-            add("img-alt", f"an image has no alt attribute ({_short(tag, 60)}); add alt text (alt=\"\" if decorative)")
+            add(
+                "img-alt",
+                f'an image has no alt attribute ({_short(tag, 60)}); add alt text (alt="" if decorative)',
+            )
     html_tag = _HTML_TAG.search(html)
     lang = _LANG_ATTR.search(html_tag.group(0)) if html_tag else None
     if not lang or lang.group(1).lower() == "und":  # mrml writes lang="und" when <mjml> has none
-        add("html-lang", "the <html> tag has no real lang attribute (screen readers need it); keep <mjml lang=\"en\"> in the layout")
+        add(
+            "html-lang",
+            'the <html> tag has no real lang attribute (screen readers need it); keep <mjml lang="en"> in '
+            "the layout",
+        )
     bad_tables = [t for t in _TABLE_TAG.findall(html) if not _ROLE_PRESENTATION.search(t)]
     if bad_tables:
-        add("table-role", f"{len(bad_tables)} <table> tag(s) lack role=\"presentation\" (screen readers read layout tables as data); add it")
+        add(
+            "table-role",
+            f'{len(bad_tables)} <table> tag(s) lack role="presentation" (screen readers read layout tables '
+            "as data); add it",
+        )
 
     return problems
 
@@ -396,13 +553,40 @@ def lint_sequence(emails: Sequence[tuple[str, RenderedEmail]], *, audience: str)
     for step, key, body in bodies:
         if step in OFF_LABEL_STEPS and not _OFF_LABEL.search(body):
             template = key if "/" in key else f"{audience}/{key}"
-            problems.append(Problem(template, "off-label", f"the {step!r} email describes ketamine treatment but does not say its use for anxiety is off-label; add a plain sentence saying so"))
+            problems.append(
+                Problem(
+                    template,
+                    "off-label",
+                    f"the {step!r} email describes ketamine treatment but does not say its use for anxiety "
+                    "is off-label; add a plain sentence saying so",
+                )
+            )
     if not any(_OFF_LABEL.search(body) for _, _, body in bodies):
-        problems.append(Problem(audience, "off-label", "no email in the sequence says ketamine's use for anxiety is off-label (not FDA-approved for any anxiety disorder); say so"))
+        problems.append(
+            Problem(
+                audience,
+                "off-label",
+                "no email in the sequence says ketamine's use for anxiety is off-label (not FDA-approved "
+                "for any anxiety disorder); say so",
+            )
+        )
     if not any(_SIDE_EFFECTS.search(body) for _, _, body in bodies):
-        problems.append(Problem(audience, "side-effects", "no email in the sequence names the side effects (dissociation, raised blood pressure and heart rate, nausea, drowsiness); add them"))
+        problems.append(
+            Problem(
+                audience,
+                "side-effects",
+                "no email in the sequence names the side effects (dissociation, raised blood pressure and "
+                "heart rate, nausea, drowsiness); add them",
+            )
+        )
     if not any(_INTAKE.search(body) for _, _, body in bodies):
-        problems.append(Problem(audience, "intake", "no email in the sequence says treatment starts with an intake evaluation; add it"))
+        problems.append(
+            Problem(
+                audience,
+                "intake",
+                "no email in the sequence says treatment starts with an intake evaluation; add it",
+            )
+        )
     return problems
 
 
@@ -438,8 +622,15 @@ def lint_templates(
                 except TemplateError as exc:
                     problems.append(Problem(name, "render", f"{exc} (first_name={_short(first_name)})"))
                     break  # one render error per template is enough
-                except Exception as exc:  # noqa: BLE001 - any crash is a finding, not a lint crash
-                    problems.append(Problem(name, "render", f"rendering with first_name={_short(first_name)} raised {type(exc).__name__}: {exc}"))
+                except Exception as exc:
+                    problems.append(
+                        Problem(
+                            name,
+                            "render",
+                            f"rendering with first_name={_short(first_name)} raised {type(exc).__name__}: "
+                            f"{exc}",
+                        )
+                    )
                     continue
                 problems.extend(
                     lint_email(

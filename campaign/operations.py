@@ -29,8 +29,9 @@ class ImportSummary:
         return asdict(self)
 
 
-def import_file(store: Store, settings: Settings, path: Path, now: datetime,
-                overrides: dict[str, str] | None = None) -> ImportSummary:
+def import_file(
+    store: Store, settings: Settings, path: Path, now: datetime, overrides: dict[str, str] | None = None
+) -> ImportSummary:
     """Parse, upsert, and write rejected rows beside the file. An unreadable file raises
     ImportFileError before anything is written."""
     path = Path(path)
@@ -38,11 +39,25 @@ def import_file(store: Store, settings: Settings, path: Path, now: datetime,
         data = path.read_bytes()
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None
-    parsed = parse_csv(data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone)
-    counts = store.upsert_leads((lead for _, lead in parsed.iter_leads()), now, on_chunk=advance, columns=parsed.fields)
-    summary = ImportSummary(file=str(path), new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
-                            rejected=len(parsed.rejected), warnings=parsed.warnings)
-    rejected_path = path.with_name(path.name + ".rejected.csv") if path.suffix != ".csv" else path.with_suffix(".rejected.csv")
+    parsed = parse_csv(
+        data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone
+    )
+    counts = store.upsert_leads(
+        (lead for _, lead in parsed.iter_leads()), now, on_chunk=advance, columns=parsed.fields
+    )
+    summary = ImportSummary(
+        file=str(path),
+        new=counts.new,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        rejected=len(parsed.rejected),
+        warnings=parsed.warnings,
+    )
+    rejected_path = (
+        path.with_name(path.name + ".rejected.csv")
+        if path.suffix != ".csv"
+        else path.with_suffix(".rejected.csv")
+    )
     if parsed.rejected:
         rejected_path.write_text(rejected_csv(parsed.rejected, parsed.headers), encoding="utf-8")
         summary.rejected_file = str(rejected_path)
@@ -73,19 +88,40 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                 status = "booked"
             else:
                 status = "waiting for consent" if not r["consent"] else "not yet enrolled"
-            rows.append({"email": r["email"], "audience": "", "status": status, "steps_sent": 0,
-                         "next_step": "", "next_at": ""})
+            rows.append(
+                {
+                    "email": r["email"],
+                    "audience": "",
+                    "status": status,
+                    "steps_sent": 0,
+                    "next_step": "",
+                    "next_at": "",
+                }
+            )
             continue
-        status = {"active": "enrolled", "finished": "finished"}.get(r["enrollment_state"],
-                                                                    f"exited ({r['exit_reason']})")
+        status = {"active": "enrolled", "finished": "finished"}.get(
+            r["enrollment_state"], f"exited ({r['exit_reason']})"
+        )
         next_step, next_at = "", ""
         audience = audiences.get(r["audience"])
         if r["enrollment_state"] == "active" and audience is not None:
             pending = [s.key for s in audience.steps if s.key not in sent[r["enrollment_id"]]]
             next_step = pending[0] if pending else ""
-            next_at = r["next_due_at"].astimezone(ZoneInfo(r["timezone"])).isoformat(timespec="minutes") if r["next_due_at"] else ""
-        rows.append({"email": r["email"], "audience": r["audience"], "status": status,
-                     "steps_sent": r["steps_sent"], "next_step": next_step, "next_at": next_at})
+            next_at = (
+                r["next_due_at"].astimezone(ZoneInfo(r["timezone"])).isoformat(timespec="minutes")
+                if r["next_due_at"]
+                else ""
+            )
+        rows.append(
+            {
+                "email": r["email"],
+                "audience": r["audience"],
+                "status": status,
+                "steps_sent": r["steps_sent"],
+                "next_step": next_step,
+                "next_at": next_at,
+            }
+        )
     return rows
 
 
@@ -106,10 +142,31 @@ def lead_timeline(store: Store, settings: Settings, email: str, now: datetime) -
         raise LookupError(f"{email}: no audience matches this lead")
     tz = ZoneInfo(lead.timezone)
     sent = store.sends_of([enrollment["id"]])[enrollment["id"]] if enrollment else {}
-    rows = [{"step": s.key, "day": s.delay.days, "at": sent[s.key]["claimed_at"].astimezone(tz).isoformat(timespec="minutes"),
-             "status": sent[s.key]["status"]} for s in audience.steps if s.key in sent]
-    for step, at in timeline(audience.steps, enrolled_at=enrolled_at, last_email_at=lead.last_email_at,
-                             sent_keys=set(sent), window=audience.send_window, tz=tz, min_gap=audience.min_gap):
-        rows.append({"step": step.key, "day": step.delay.days, "at": at.astimezone(tz).isoformat(timespec="minutes"),
-                     "status": "planned" if enrollment else "if enrolled now"})
+    rows = [
+        {
+            "step": s.key,
+            "day": s.delay.days,
+            "at": sent[s.key]["claimed_at"].astimezone(tz).isoformat(timespec="minutes"),
+            "status": sent[s.key]["status"],
+        }
+        for s in audience.steps
+        if s.key in sent
+    ]
+    for step, at in timeline(
+        audience.steps,
+        enrolled_at=enrolled_at,
+        last_email_at=lead.last_email_at,
+        sent_keys=set(sent),
+        window=audience.send_window,
+        tz=tz,
+        min_gap=audience.min_gap,
+    ):
+        rows.append(
+            {
+                "step": step.key,
+                "day": step.delay.days,
+                "at": at.astimezone(tz).isoformat(timespec="minutes"),
+                "status": "planned" if enrollment else "if enrolled now",
+            }
+        )
     return audience.name, rows

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,8 +70,15 @@ class Gallery:
     approvals_known: bool  # False when there was no database to read approvals from
 
 
-def build_cards(renderer: Renderer, audiences: list[Audience], *, public_url: str, store: Store | None,
-                first_name: str = SAMPLE_FIRST_NAME, lint: bool = True) -> Gallery:
+def build_cards(
+    renderer: Renderer,
+    audiences: list[Audience],
+    *,
+    public_url: str,
+    store: Store | None,
+    first_name: str = SAMPLE_FIRST_NAME,
+    lint: bool = True,
+) -> Gallery:
     """Render, lint and look up the approval state of every step of these audiences."""
     from campaign.render import TemplateError
 
@@ -83,11 +90,21 @@ def build_cards(renderer: Renderer, audiences: list[Audience], *, public_url: st
     cards = []
     for audience in audiences:
         for step in audience.steps:
-            card = Card(audience=audience.name, step=step.key, template=step.template,
-                        day=step.delay.total_seconds() / 86400, path=renderer.templates_dir / f"{step.template}.md")
+            card = Card(
+                audience=audience.name,
+                step=step.key,
+                template=step.template,
+                day=step.delay.total_seconds() / 86400,
+                path=renderer.templates_dir / f"{step.template}.md",
+            )
             try:
                 email = renderer.render(step.template, first_name=first_name, unsubscribe_url=unsubscribe_url)
-                card.subject, card.preheader, card.html, card.text = email.subject, email.preheader, email.html, email.text
+                card.subject, card.preheader, card.html, card.text = (
+                    email.subject,
+                    email.preheader,
+                    email.html,
+                    email.text,
+                )
             except TemplateError as exc:
                 card.error = str(exc)
             card.grade = grades.get(step.template)
@@ -95,7 +112,7 @@ def build_cards(renderer: Renderer, audiences: list[Audience], *, public_url: st
             card.state = states.get(step.template, NO_STORE_STATE)
             cards.append(card)
     audience_problems = {a.name: [p for p in problems if p.template == a.name] for a in audiences}
-    return Gallery(audiences, cards, audience_problems, first_name, datetime.now(timezone.utc), store is not None)
+    return Gallery(audiences, cards, audience_problems, first_name, datetime.now(UTC), store is not None)
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
@@ -104,7 +121,8 @@ e = html.escape
 
 CSS = """
 * { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2933; background: #f4f6f8; }
+body { margin: 0; font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2933; \
+background: #f4f6f8; }
 header.top { background: #12506b; color: #fff; padding: 16px 24px; }
 header.top h1 { margin: 0 0 4px 0; font-size: 22px; }
 header.top p { margin: 0; opacity: .9; }
@@ -114,7 +132,8 @@ main { padding: 8px 24px 48px; }
 section.audience > h2 { margin: 24px 0 4px; font-size: 20px; }
 section.audience > p.description { margin: 0 0 12px; color: #52606d; }
 .card { background: #fff; border: 1px solid #d9e2ec; border-radius: 8px; margin: 16px 0; padding: 16px; }
-.card header h3 { margin: 0; font-size: 18px; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
+.card header h3 { margin: 0; font-size: 18px; display: flex; gap: 12px; align-items: center; \
+flex-wrap: wrap; }
 .card .day { background: #e4ecf2; color: #12506b; border-radius: 4px; padding: 1px 8px; font-size: 14px; }
 .card dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 10px 0; }
 .card dt { font-weight: 600; color: #52606d; }
@@ -127,10 +146,12 @@ section.audience > p.description { margin: 0 0 12px; color: #52606d; }
 .views { display: flex; gap: 24px; flex-wrap: wrap; align-items: flex-start; margin: 12px 0; }
 .views figure { margin: 0; }
 .views figcaption { font-size: 13px; color: #52606d; margin-bottom: 4px; }
-.views iframe { border: 1px solid #bcccdc; border-radius: 6px; background: #fff; height: 900px; display: block; }
+.views iframe { border: 1px solid #bcccdc; border-radius: 6px; background: #fff; height: 900px; \
+display: block; }
 iframe.phone { width: 377px; }
 iframe.desktop { width: 642px; }
-pre.text { white-space: pre-wrap; background: #f8fafc; border: 1px solid #d9e2ec; border-radius: 6px; padding: 12px; max-height: 480px; overflow: auto; font-size: 13px; }
+pre.text { white-space: pre-wrap; background: #f8fafc; border: 1px solid #d9e2ec; border-radius: 6px; \
+padding: 12px; max-height: 480px; overflow: auto; font-size: 13px; }
 ul.problems { margin: 6px 0; padding-left: 20px; }
 ul.problems li.error { color: #7f1d1d; }
 ul.problems li.warning { color: #7c4a03; }
@@ -142,7 +163,8 @@ details summary { cursor: pointer; color: #12506b; font-weight: 600; }
 # without scripts the frames keep a fixed height and scroll.
 SCRIPT = """
 function fit(frame) {
-  try { var d = frame.contentDocument; if (d && d.documentElement) frame.style.height = (d.documentElement.scrollHeight + 4) + 'px'; } catch (err) {}
+  try { var d = frame.contentDocument; \
+if (d && d.documentElement) frame.style.height = (d.documentElement.scrollHeight + 4) + 'px'; } catch (err) {}
 }
 document.querySelectorAll('iframe[srcdoc]').forEach(function (f) {
   f.addEventListener('load', function () { fit(f); });
@@ -157,10 +179,12 @@ def _srcdoc(email_html: str) -> str:
 
 
 def _frame(card: Card, kind: str, width: int) -> str:
-    return (f'<figure><figcaption>{kind} ({width} px)</figcaption>'
-            f'<iframe class="{kind}" title="{e(card.template)} at {width} px" loading="eager" '
-            f'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" '
-            f'srcdoc="{e(_srcdoc(card.html), quote=True)}"></iframe></figure>')
+    return (
+        f"<figure><figcaption>{kind} ({width} px)</figcaption>"
+        f'<iframe class="{kind}" title="{e(card.template)} at {width} px" loading="eager" '
+        f'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" '
+        f'srcdoc="{e(_srcdoc(card.html), quote=True)}"></iframe></figure>'
+    )
 
 
 def _state_html(card: Card, approvals_known: bool) -> str:
@@ -172,8 +196,10 @@ def _state_html(card: Card, approvals_known: bool) -> str:
 
 
 def _problems_html(problems: list[Problem]) -> str:
-    items = "".join(f'<li class="{p.severity}"><strong>{p.severity}</strong> [{e(p.rule)}] {e(p.message)}</li>'
-                    for p in problems)
+    items = "".join(
+        f'<li class="{p.severity}"><strong>{p.severity}</strong> [{e(p.rule)}] {e(p.message)}</li>'
+        for p in problems
+    )
     return f'<ul class="problems">{items}</ul>'
 
 
@@ -196,20 +222,24 @@ def card_html(card: Card, *, approvals_known: bool = True, own_page_href: str | 
     parts = [
         f'<article class="card" id="{e(card.anchor)}" data-template="{e(card.template)}" '
         f'data-approved="{str(state.approved).lower()}" data-lint-errors="{card.errors}">',
-        f'<header><h3><span class="day">Day {e(day)}</span> {e(card.step)} {_state_html(card, approvals_known)} {lint_badge}</h3></header>',
+        f'<header><h3><span class="day">Day {e(day)}</span> {e(card.step)} '
+        f"{_state_html(card, approvals_known)} {lint_badge}</h3></header>",
         "<dl>",
-        f"<dt>Subject</dt><dd class=\"subject\">{e(card.subject) or '<em>none</em>'}</dd>",
-        f"<dt>Preheader</dt><dd class=\"preheader\">{e(card.preheader) or '<em>none</em>'}</dd>",
+        f'<dt>Subject</dt><dd class="subject">{e(card.subject) or "<em>none</em>"}</dd>',
+        f'<dt>Preheader</dt><dd class="preheader">{e(card.preheader) or "<em>none</em>"}</dd>',
         f"<dt>Template</dt><dd><code>{e(str(card.path))}</code></dd>",
-        f"<dt>Approval</dt><dd class=\"approval\">{e(approval_line)}</dd>",
-        f"<dt>Reading grade</dt><dd class=\"grade\">{e(grade)}</dd>",
+        f'<dt>Approval</dt><dd class="approval">{e(approval_line)}</dd>',
+        f'<dt>Reading grade</dt><dd class="grade">{e(grade)}</dd>',
         "</dl>",
         f'<div class="lint"><strong>Lint</strong>{lint_body}</div>',
     ]
     if card.error:
         parts.append(f'<div class="render-error"><strong>Does not render:</strong> {e(card.error)}</div>')
     else:
-        parts.append(f'<div class="views">{_frame(card, "phone", PHONE_WIDTH)}{_frame(card, "desktop", DESKTOP_WIDTH)}</div>')
+        parts.append(
+            f'<div class="views">{_frame(card, "phone", PHONE_WIDTH)}'
+            f"{_frame(card, 'desktop', DESKTOP_WIDTH)}</div>"
+        )
         parts.append(f'<details><summary>Text part</summary><pre class="text">{e(card.text)}</pre></details>')
     if own_page_href:
         parts.append(f'<p><a href="{e(own_page_href)}">Open this email on its own</a></p>')
@@ -218,44 +248,63 @@ def card_html(card: Card, *, approvals_known: bool = True, own_page_href: str | 
 
 
 def _page(title: str, header: str, body: str) -> str:
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{e(title)}</title><style>{CSS}</style></head><body>'
-            f'<header class="top">{header}</header>{body}<script>{SCRIPT}</script></body></html>\n')
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
+        f'<header class="top">{header}</header>{body}<script>{SCRIPT}</script></body></html>\n'
+    )
 
 
 def gallery_html(gallery: Gallery, clinic_name: str) -> str:
     cards = gallery.cards
     drafts = sum(1 for c in cards if not c.state.approved)
     lint_errors = sum(c.errors for c in cards) + sum(
-        1 for ps in gallery.audience_problems.values() for p in ps if p.severity == "error")
-    header = (f"<h1>{e(clinic_name)}: email previews</h1>"
-              f"<p>{len(cards)} emails in {len(gallery.audiences)} sequences · {drafts} DRAFT (not approved) · "
-              f"{lint_errors} lint error(s) · rendered for a sample lead named {e(gallery.first_name)!s} · "
-              f"{gallery.generated_at:%Y-%m-%d %H:%M} UTC</p>")
+        1 for ps in gallery.audience_problems.values() for p in ps if p.severity == "error"
+    )
+    header = (
+        f"<h1>{e(clinic_name)}: email previews</h1>"
+        f"<p>{len(cards)} emails in {len(gallery.audiences)} sequences · {drafts} DRAFT (not approved) · "
+        f"{lint_errors} lint error(s) · rendered for a sample lead named {e(gallery.first_name)!s} · "
+        f"{gallery.generated_at:%Y-%m-%d %H:%M} UTC</p>"
+    )
     nav = "<nav>" + "".join(f'<a href="#{e(a.name)}">{e(a.name)}</a>' for a in gallery.audiences) + "</nav>"
     sections = []
     for audience in gallery.audiences:
         seq_problems = gallery.audience_problems.get(audience.name, [])
-        seq = (f'<div class="sequence-lint"><strong>Sequence-wide lint</strong>{_problems_html(seq_problems)}</div>'
-               if seq_problems else "")
-        body = "\n".join(card_html(c, approvals_known=gallery.approvals_known,
-                                   own_page_href=f"{c.audience}/{c.step}.html")
-                         for c in cards if c.audience == audience.name)
-        sections.append(f'<section class="audience" id="{e(audience.name)}"><h2>{e(audience.name)}</h2>'
-                        f'<p class="description">{e(audience.description)}</p>{seq}{body}</section>')
+        seq = (
+            '<div class="sequence-lint"><strong>Sequence-wide lint</strong>'
+            f"{_problems_html(seq_problems)}</div>"
+            if seq_problems
+            else ""
+        )
+        body = "\n".join(
+            card_html(c, approvals_known=gallery.approvals_known, own_page_href=f"{c.audience}/{c.step}.html")
+            for c in cards
+            if c.audience == audience.name
+        )
+        sections.append(
+            f'<section class="audience" id="{e(audience.name)}"><h2>{e(audience.name)}</h2>'
+            f'<p class="description">{e(audience.description)}</p>{seq}{body}</section>'
+        )
     return _page(f"{clinic_name}: email previews", header, nav + "<main>" + "\n".join(sections) + "</main>")
 
 
 def single_html(card: Card, clinic_name: str, *, first_name: str, approvals_known: bool) -> str:
     who = first_name if first_name.strip() else "(no first name)"
-    header = (f"<h1>{e(clinic_name)}: {e(card.template)}</h1>"
-              f"<p>Rendered for first name {e(who)} · day {card.day:g} of the {e(card.audience)} sequence</p>")
-    return _page(f"{card.template}: preview", header,
-                 "<main>" + card_html(card, approvals_known=approvals_known) + "</main>")
+    header = (
+        f"<h1>{e(clinic_name)}: {e(card.template)}</h1>"
+        f"<p>Rendered for first name {e(who)} · day {card.day:g} of the {e(card.audience)} sequence</p>"
+    )
+    return _page(
+        f"{card.template}: preview",
+        header,
+        "<main>" + card_html(card, approvals_known=approvals_known) + "</main>",
+    )
 
 
 # ---- writing ------------------------------------------------------------------------------------
+
 
 def _renderer_and_audiences(settings: Settings):
     from campaign.audiences import load_audiences
@@ -275,15 +324,28 @@ def write_gallery(settings: Settings, out_dir: Path, *, store: Store | None = No
     for card in gallery.cards:
         page = out_dir / card.audience / f"{card.step}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(single_html(card, settings.clinic.name, first_name=gallery.first_name,
-                                    approvals_known=gallery.approvals_known), encoding="utf-8")
+        page.write_text(
+            single_html(
+                card,
+                settings.clinic.name,
+                first_name=gallery.first_name,
+                approvals_known=gallery.approvals_known,
+            ),
+            encoding="utf-8",
+        )
     index = out_dir / "index.html"
     index.write_text(gallery_html(gallery, settings.clinic.name), encoding="utf-8")
     return index
 
 
-def preview_one(settings: Settings, audience: str, step: str, *, first_name: str = SAMPLE_FIRST_NAME,
-                store: Store | None = None) -> Card:
+def preview_one(
+    settings: Settings,
+    audience: str,
+    step: str,
+    *,
+    first_name: str = SAMPLE_FIRST_NAME,
+    store: Store | None = None,
+) -> Card:
     """One email of one audience for one first name, linted and with its approval state.
     Raises LookupError naming the audiences or steps there are."""
     renderer, audiences = _renderer_and_audiences(settings)
@@ -291,10 +353,14 @@ def preview_one(settings: Settings, audience: str, step: str, *, first_name: str
     if found is None:
         raise LookupError(f"no audience {audience!r}; audiences: {', '.join(a.name for a in audiences)}")
     if found.step(step) is None:
-        raise LookupError(f"audience {audience!r} has no step {step!r}; steps: {', '.join(s.key for s in found.steps)}")
+        raise LookupError(
+            f"audience {audience!r} has no step {step!r}; steps: {', '.join(s.key for s in found.steps)}"
+        )
     from campaign.approval import lint_problems_for
 
-    gallery = build_cards(renderer, [found], public_url=settings.public_url, store=store, first_name=first_name)
+    gallery = build_cards(
+        renderer, [found], public_url=settings.public_url, store=store, first_name=first_name
+    )
     card = next(c for c in gallery.cards if c.step == step)
     # Sequence-wide problems are about the whole audience; keep only this email's.
     card.problems = lint_problems_for(card.problems, [card.template], audience=audience, whole_audience=False)

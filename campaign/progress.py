@@ -25,12 +25,25 @@ def terminal_progress(description: str, *, enabled: bool, total: int | None = No
     if not enabled or not sys.stdout.isatty():
         yield
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=total)
-        _reporter = lambda n: progress.advance(task, n)  # noqa: E731
+        _reporter = lambda n: progress.advance(task, n)
         try:
             yield
         finally:

@@ -54,7 +54,9 @@ def md_escape(value: str) -> str:
 
 def markdown_to_text(markdown: str) -> str:
     """A readable text part: links spelled out, emphasis markers dropped."""
-    text = _MD_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", markdown)
+    text = _MD_LINK.sub(
+        lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", markdown
+    )
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
     text = re.sub(r"^#+\s*(.+)$", lambda m: m.group(1).upper(), text, flags=re.M)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
@@ -89,7 +91,9 @@ class Renderer:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),
             undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "mjml"), default_for_string=False),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "mjml"), default_for_string=False
+            ),
             keep_trailing_newline=True,
         )
         self._sources: dict[str, EmailSource] = {}
@@ -122,22 +126,31 @@ class Renderer:
         try:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise TemplateError(f"{path}: template not found; create it or fix the step's 'template' field") from None
+            raise TemplateError(
+                f"{path}: template not found; create it or fix the step's 'template' field"
+            ) from None
         match = FRONT_MATTER.match(raw)
         if not match:
-            raise TemplateError(f"{path}: must start with a '---' front matter block holding subject and preheader")
+            raise TemplateError(
+                f"{path}: must start with a '---' front matter block holding subject and preheader"
+            )
         try:
             meta = yaml.safe_load(match.group(1)) or {}
         except yaml.YAMLError as exc:
             raise TemplateError(f"{path}: front matter is not valid YAML: {exc}") from None
         missing = [field for field in REQUIRED_FIELDS if not str(meta.get(field) or "").strip()]
         if missing:
-            raise TemplateError(f"{path}: front matter lacks {', '.join(missing)}; add a line like 'subject: ...'")
+            raise TemplateError(
+                f"{path}: front matter lacks {', '.join(missing)}; add a line like 'subject: ...'"
+            )
         if bool(meta.get("cta_text")) != bool(meta.get("cta_url")):
             raise TemplateError(f"{path}: give both cta_text and cta_url, or neither")
         unknown = set(meta) - {"subject", "preheader", "cta_text", "cta_url"}
         if unknown:
-            raise TemplateError(f"{path}: unknown front matter field(s) {sorted(unknown)}; allowed: subject, preheader, cta_text, cta_url")
+            raise TemplateError(
+                f"{path}: unknown front matter field(s) {sorted(unknown)}; allowed: subject, preheader, "
+                "cta_text, cta_url"
+            )
         try:
             compile_ = self.env.from_string
             return EmailSource(
@@ -151,11 +164,17 @@ class Renderer:
                 source=raw,
             )
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{path}: Jinja syntax error (line {exc.lineno} of its section): {exc.message}") from None
+            raise TemplateError(
+                f"{path}: Jinja syntax error (line {exc.lineno} of its section): {exc.message}"
+            ) from None
 
     def render(self, name: str, *, first_name: str, unsubscribe_url: str) -> RenderedEmail:
         src = self.source(name)
-        base = {"clinic": self.clinic, "unsubscribe_url": unsubscribe_url, "booking_url": self.clinic.booking_url}
+        base = {
+            "clinic": self.clinic,
+            "unsubscribe_url": unsubscribe_url,
+            "booking_url": self.clinic.booking_url,
+        }
         plain = {**base, **lead_context(first_name)}
         escaped = {**base, **{k: md_escape(v) for k, v in lead_context(first_name).items()}}
         try:
@@ -169,7 +188,10 @@ class Renderer:
             body_text = _MD_UNESCAPE.sub(r"\1", markdown_to_text(markdown))
             body_html = self._md.render(markdown)
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{src.path}: {exc.message}; use only first_name, greeting_name, clinic.*, booking_url, unsubscribe_url") from None
+            raise TemplateError(
+                f"{src.path}: {exc.message}; use only first_name, greeting_name, clinic.*, booking_url, "
+                "unsubscribe_url"
+            ) from None
         shared = {
             "clinic": self.clinic,
             "subject": subject,

@@ -17,14 +17,34 @@ from datetime import datetime
 
 from campaign.store import Store
 
-COUNTS = ("enrolled", "sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "spam_reports", "booked")
+COUNTS = (
+    "enrolled",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "unsubscribed",
+    "spam_reports",
+    "booked",
+)
 RATES = {  # rate name -> (numerator, denominator)
-    "delivery_rate": ("delivered", "sent"), "open_rate": ("opened", "delivered"), "click_rate": ("clicked", "delivered"),
-    "bounce_rate": ("bounced", "sent"), "unsubscribe_rate": ("unsubscribed", "sent"), "spam_rate": ("spam_reports", "sent"),
+    "delivery_rate": ("delivered", "sent"),
+    "open_rate": ("opened", "delivered"),
+    "click_rate": ("clicked", "delivered"),
+    "bounce_rate": ("bounced", "sent"),
+    "unsubscribe_rate": ("unsubscribed", "sent"),
+    "spam_rate": ("spam_reports", "sent"),
     "booking_rate": ("booked", "enrolled"),
 }
-EVENT_COLUMNS = {"delivered": "delivered", "opened": "opened", "clicked": "clicked", "bounced": "bounced",
-                 "complained": "spam_reports", "unsubscribed": "unsubscribed"}
+EVENT_COLUMNS = {
+    "delivered": "delivered",
+    "opened": "opened",
+    "clicked": "clicked",
+    "bounced": "bounced",
+    "complained": "spam_reports",
+    "unsubscribed": "unsubscribed",
+}
 
 
 @dataclass
@@ -33,11 +53,14 @@ class Report:
     rows: list[dict] = field(default_factory=list)  # campaign, audience, step, counts, rates
     median_days_to_booking: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
-    def for_campaign(self, slug: str | None) -> "Report":
+    def for_campaign(self, slug: str | None) -> Report:
         if slug is None:
             return self
-        return Report(self.generated_at, [r for r in self.rows if r["campaign"] == slug],
-                      {k: v for k, v in self.median_days_to_booking.items() if k[0] == slug})
+        return Report(
+            self.generated_at,
+            [r for r in self.rows if r["campaign"] == slug],
+            {k: v for k, v in self.median_days_to_booking.items() if k[0] == slug},
+        )
 
 
 def build_report(store: Store, step_order: dict[str, list[str]], now: datetime) -> Report:
@@ -62,7 +85,9 @@ def build_report(store: Store, step_order: dict[str, list[str]], now: datetime) 
             if kind in EVENT_COLUMNS and kind != "unsubscribed":
                 cell[EVENT_COLUMNS[kind]] += 1
             elif kind == "unsubscribed":
-                unsubscribed.setdefault(fact["enrollment_id"], (fact["campaign"], fact["audience"], fact["step_key"], None))
+                unsubscribed.setdefault(
+                    fact["enrollment_id"], (fact["campaign"], fact["audience"], fact["step_key"], None)
+                )
     for campaign, audience, step, _ in booked.values():
         cells[(campaign, audience, step)]["booked"] += 1
     for campaign, audience, step, _ in unsubscribed.values():
@@ -74,21 +99,33 @@ def build_report(store: Store, step_order: dict[str, list[str]], now: datetime) 
         order = step_order.get(audience) or sorted({s for c, a, s in cells if (c, a) == (campaign, audience)})
         for step in order:
             counts = {"enrolled": n, **cells.get((campaign, audience, step), dict.fromkeys(COUNTS[1:], 0))}
-            rates = {name: round(counts[a] / counts[b], 4) if counts[b] else None for name, (a, b) in RATES.items()}
+            rates = {
+                name: round(counts[a] / counts[b], 4) if counts[b] else None for name, (a, b) in RATES.items()
+            }
             report.rows.append({"campaign": campaign, "audience": audience, "step": step, **counts, **rates})
-        days = [(booked[e][3] - first_email[e]).total_seconds() / 86400 for e in booked
-                if booked[e][:2] == (campaign, audience) and e in first_email]
-        report.median_days_to_booking[(campaign, audience)] = round(statistics.median(days), 2) if days else None
+        days = [
+            (booked[e][3] - first_email[e]).total_seconds() / 86400
+            for e in booked
+            if booked[e][:2] == (campaign, audience) and e in first_email
+        ]
+        report.median_days_to_booking[(campaign, audience)] = (
+            round(statistics.median(days), 2) if days else None
+        )
     return report
 
 
 def to_json(report: Report) -> str:
-    return json.dumps({
-        "generated_at": report.generated_at.isoformat(),
-        "rows": report.rows,
-        "median_days_to_booking": [{"campaign": c, "audience": a, "days": d}
-                                   for (c, a), d in report.median_days_to_booking.items()],
-    }, indent=1)
+    return json.dumps(
+        {
+            "generated_at": report.generated_at.isoformat(),
+            "rows": report.rows,
+            "median_days_to_booking": [
+                {"campaign": c, "audience": a, "days": d}
+                for (c, a), d in report.median_days_to_booking.items()
+            ],
+        },
+        indent=1,
+    )
 
 
 def to_csv(report: Report) -> str:
@@ -105,7 +142,13 @@ def pct(value: float | None) -> str:
 
 
 FUNNEL = ("sent", "delivered", "opened", "clicked", "booked")
-COLORS = {"sent": "#12506b", "delivered": "#2f7f9e", "opened": "#5aa6c2", "clicked": "#e0a526", "booked": "#2e8540"}
+COLORS = {
+    "sent": "#12506b",
+    "delivered": "#2f7f9e",
+    "opened": "#5aa6c2",
+    "clicked": "#e0a526",
+    "booked": "#2e8540",
+}
 
 
 def funnel_svg(rows: list[dict], title: str) -> str:
@@ -114,23 +157,32 @@ def funnel_svg(rows: list[dict], title: str) -> str:
     top = max([r[k] for r in rows for k in FUNNEL] + [1])
     group = (width - left - 10) / max(len(rows), 1)
     bar = group / (len(FUNNEL) + 1)
-    parts = [f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" '
-             f'width="100%" style="max-width:{width}px" xmlns="http://www.w3.org/2000/svg">',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#9aa5b1"/>',
-             f'<text x="4" y="16" font-size="11" fill="#3e4c59">{top}</text>']
+    parts = [
+        f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" '
+        f'width="100%" style="max-width:{width}px" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#9aa5b1"/>',
+        f'<text x="4" y="16" font-size="11" fill="#3e4c59">{top}</text>',
+    ]
     for i, row in enumerate(rows):
         x0 = left + i * group
         for j, kind in enumerate(FUNNEL):
             h = (height - bottom - 24) * row[kind] / top
             x = x0 + (j + 0.5) * bar
-            parts.append(f'<rect class="bar {kind}" x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar * 0.9:.1f}" '
-                         f'height="{h:.1f}" fill="{COLORS[kind]}"><title>{html.escape(row["step"])}: {row[kind]} {kind}</title></rect>')
-        parts.append(f'<text x="{x0 + group / 2:.1f}" y="{height - bottom + 16}" font-size="12" text-anchor="middle" '
-                     f'fill="#1f2933">{html.escape(row["step"])}</text>')
+            parts.append(
+                f'<rect class="bar {kind}" x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar * 0.9:.1f}" '
+                f'height="{h:.1f}" fill="{COLORS[kind]}"><title>{html.escape(row["step"])}: {row[kind]} '
+                f"{kind}</title></rect>"
+            )
+        parts.append(
+            f'<text x="{x0 + group / 2:.1f}" y="{height - bottom + 16}" font-size="12" text-anchor="middle" '
+            f'fill="#1f2933">{html.escape(row["step"])}</text>'
+        )
     legend_x = left
     for kind in FUNNEL:
-        parts.append(f'<rect x="{legend_x}" y="{height - 14}" width="10" height="10" fill="{COLORS[kind]}"/>'
-                     f'<text x="{legend_x + 14}" y="{height - 5}" font-size="11" fill="#1f2933">{kind}</text>')
+        parts.append(
+            f'<rect x="{legend_x}" y="{height - 14}" width="10" height="10" fill="{COLORS[kind]}"/>'
+            f'<text x="{legend_x + 14}" y="{height - 5}" font-size="11" fill="#1f2933">{kind}</text>'
+        )
         legend_x += 90
     parts.append("</svg>")
     return "".join(parts)
@@ -139,8 +191,11 @@ def funnel_svg(rows: list[dict], title: str) -> str:
 def no_events_note(report: Report) -> str:
     if any(r["delivered"] or r["bounced"] for r in report.rows) or not any(r["sent"] for r in report.rows):
         return ""
-    return ("<p class=note><strong>No delivery events yet.</strong> Delivered, opened and clicked come from "
-            "SendGrid's Event Webhook (see <code>campaign serve</code>); emails written to the outbox have none.</p>")
+    return (
+        "<p class=note><strong>No delivery events yet.</strong> Delivered, opened and clicked come from "
+        "SendGrid's Event Webhook (see <code>campaign serve</code>); emails written to the outbox have "
+        "none.</p>"
+    )
 
 
 def to_html(report: Report) -> str:
@@ -150,24 +205,35 @@ def to_html(report: Report) -> str:
         groups.setdefault((row["campaign"], row["audience"]), []).append(row)
     for (campaign, audience), rows in groups.items():
         median = report.median_days_to_booking.get((campaign, audience))
-        head = "".join(f"<th scope=col>{html.escape(c.replace('_', ' '))}</th>" for c in ("step", *COUNTS, "open rate", "click rate", "booking rate"))
+        head = "".join(
+            f"<th scope=col>{html.escape(c.replace('_', ' '))}</th>"
+            for c in ("step", *COUNTS, "open rate", "click rate", "booking rate")
+        )
         body = "".join(
-            "<tr>" + f"<th scope=row>{html.escape(r['step'])}</th>" + "".join(f"<td>{r[c]}</td>" for c in COUNTS)
-            + f"<td>{pct(r['open_rate'])}</td><td>{pct(r['click_rate'])}</td><td>{pct(r['booking_rate'])}</td></tr>"
-            for r in rows)
+            "<tr>"
+            + f"<th scope=row>{html.escape(r['step'])}</th>"
+            + "".join(f"<td>{r[c]}</td>" for c in COUNTS)
+            + f"<td>{pct(r['open_rate'])}</td><td>{pct(r['click_rate'])}</td>"
+            f"<td>{pct(r['booking_rate'])}</td></tr>"
+            for r in rows
+        )
         title = f"{campaign} · {audience}"
         sections.append(f"""<section class="audience"><h2>{html.escape(title)}</h2>
-<figure>{funnel_svg(rows, f"Funnel for {title}")}<figcaption>Per step: sent, delivered, opened, clicked, booked.
+<figure>{funnel_svg(rows, f"Funnel for {title}")}\
+<figcaption>Per step: sent, delivered, opened, clicked, booked.
 Median time from first email to booking: {"–" if median is None else f"{median} days"}.</figcaption></figure>
 <div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></section>""")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">\
+<meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Campaign report</title>
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1f2933;background:#fff}}
 h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}} figure{{margin:0}}
-figcaption{{color:#3e4c59;font-size:.9rem}} .note{{background:#fff7e6;padding:.6rem .8rem;border-radius:6px}} .scroll{{overflow-x:auto}}
-table{{border-collapse:collapse;margin-top:.75rem;font-size:.9rem}} th,td{{border-bottom:1px solid #d9e2ec;padding:.3rem .5rem;text-align:right}}
+figcaption{{color:#3e4c59;font-size:.9rem}} \
+.note{{background:#fff7e6;padding:.6rem .8rem;border-radius:6px}} .scroll{{overflow-x:auto}}
+table{{border-collapse:collapse;margin-top:.75rem;font-size:.9rem}} \
+th,td{{border-bottom:1px solid #d9e2ec;padding:.3rem .5rem;text-align:right}}
 th[scope=row],thead th:first-child{{text-align:left}}
 </style></head><body>
 <h1>Campaign report</h1>

@@ -7,7 +7,7 @@ else the outbox.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from campaign.audiences import load_audiences
 from campaign.delivery import Transport
@@ -25,13 +25,17 @@ def make_transport(settings: Settings, clock: Callable[[], datetime] | None = No
     if settings.sendgrid_api_key is not None:
         from campaign.delivery.sendgrid_transport import SendGridTransport
 
-        return SendGridTransport(api_key=settings.sendgrid_api_key.get_secret_value(),
-                                 host=settings.sendgrid_api_host, sandbox=settings.sandbox,
-                                 concurrency=settings.send_concurrency, max_per_second=settings.max_per_second,
-                                 max_consecutive_failures=settings.max_consecutive_failures,
-                                 # A request that may have reached SendGrid is never retried blind: it
-                                 # becomes 'unknown' and the ledger's reconciliation settles it (exactly once).
-                                 retry_ambiguous=False)
+        return SendGridTransport(
+            api_key=settings.sendgrid_api_key.get_secret_value(),
+            host=settings.sendgrid_api_host,
+            sandbox=settings.sandbox,
+            concurrency=settings.send_concurrency,
+            max_per_second=settings.max_per_second,
+            max_consecutive_failures=settings.max_consecutive_failures,
+            # A request that may have reached SendGrid is never retried blind: it
+            # becomes 'unknown' and the ledger's reconciliation settles it (exactly once).
+            retry_ambiguous=False,
+        )
     from campaign.delivery.outbox import OutboxTransport
 
     return OutboxTransport(settings.outbox_dir, clock=clock)
@@ -45,7 +49,7 @@ def transport_label(settings: Settings) -> str:
 
 def build_context(settings: Settings, *, now: datetime | None = None, store: Store | None = None) -> Context:
     """`now` fixes the transport's clock (simulated runs write simulated dates)."""
-    clock = (lambda: now) if now is not None else (lambda: datetime.now(timezone.utc))
+    clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     return Context(
         settings=settings,
         store=store or open_store(settings),

@@ -11,22 +11,70 @@ import io
 import random
 import unicodedata
 
-HEADERS = ["Email Address", "First Name", "Last Name", "What type of anxiety do you experience?",
-           "How many treatments have you tried?", "May we email you?", "State", "Time Zone", "Lead Source"]
+HEADERS = [
+    "Email Address",
+    "First Name",
+    "Last Name",
+    "What type of anxiety do you experience?",
+    "How many treatments have you tried?",
+    "May we email you?",
+    "State",
+    "Time Zone",
+    "Lead Source",
+]
 
-FIRST = ["Ava", "Liam", "Maya", "Noah", "Zoe", "Eli", "Nora", "Owen", "Ivy", "Luis", "José", "Zoë", "Aiko",
-         "Priya", "Chen", "Fatima", "Dmitri", "Grace", "Sam", "Jordan", "Renée", "Kwame", "Leah", "Omar", ""]
+FIRST = [
+    "Ava",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Zoe",
+    "Eli",
+    "Nora",
+    "Owen",
+    "Ivy",
+    "Luis",
+    "José",
+    "Zoë",
+    "Aiko",
+    "Priya",
+    "Chen",
+    "Fatima",
+    "Dmitri",
+    "Grace",
+    "Sam",
+    "Jordan",
+    "Renée",
+    "Kwame",
+    "Leah",
+    "Omar",
+    "",
+]
 LAST = ["Smith", "Garcia", "Nguyen", "Johnson", "Brown", "O'Neil", "Patel", "Kim", "Martinez", "Lee", "Davis"]
 ANXIETY = {
     "gad": ["Generalized Anxiety Disorder (GAD)", "GAD", "constant worry", "I worry all the time"],
     "social": ["Social anxiety", "social phobia", "SAD", "Fear of being judged"],
-    "treatment_resistant": ["Treatment-resistant anxiety", "nothing has worked", "Tried everything, nothing helped"],
+    "treatment_resistant": [
+        "Treatment-resistant anxiety",
+        "nothing has worked",
+        "Tried everything, nothing helped",
+    ],
     "unspecified": ["", "Not sure", "Other", "prefer not to say"],
 }
 PRIOR = ["", "", "0", "1", "one", "none", "", "two", "3", "SSRIs; therapy", "Zoloft, Lexapro, CBT"]
 CONSENT = ["Yes", "yes", "Y", "TRUE", "I agree", "No", "no", ""]
-PLACES = [("NC", ""), ("NC", "America/New_York"), ("North Carolina", ""), ("CA", ""), ("TX", ""),
-          ("AZ", ""), ("", "America/Denver"), ("", ""), ("HI", ""), ("NY", "America/New_York")]
+PLACES = [
+    ("NC", ""),
+    ("NC", "America/New_York"),
+    ("North Carolina", ""),
+    ("CA", ""),
+    ("TX", ""),
+    ("AZ", ""),
+    ("", "America/Denver"),
+    ("", ""),
+    ("HI", ""),
+    ("NY", "America/New_York"),
+]
 SOURCES = ["website", "facebook-form", "referral", "google"]
 
 
@@ -42,14 +90,27 @@ def sample_rows(count: int, seed: int = 7, bad_rows: int = 6) -> list[list[str]]
         local = f"{ascii_first.lower()}.{last.lower().replace(chr(39), '')}{i}"
         # Some addresses in odd letter case: the import treats case as the same lead.
         email = f"{local}@example.com" if i % 9 else f"  {local.upper()}@Example.COM "
-        rows.append([email, first, last, rng.choice(ANXIETY[kind]), rng.choice(PRIOR),
-                     rng.choice(CONSENT), state, tz, rng.choice(SOURCES)])
-    broken = [["not-an-email", "Bad", "Row", "GAD", "", "Yes", "NC", "", "website"],
-              ["", "No", "Email", "social phobia", "", "Yes", "NC", "", "website"],
-              ["someone@", "Half", "Address", "", "", "Yes", "", "", "website"],
-              ["two@@example.com", "Double", "At", "GAD", "", "Yes", "", "", "website"],
-              ["space in@example.com", "Space", "Inside", "", "", "yes", "", "", "website"],
-              ["no-domain@localhost", "Local", "Host", "", "", "yes", "", "", "website"]]
+        rows.append(
+            [
+                email,
+                first,
+                last,
+                rng.choice(ANXIETY[kind]),
+                rng.choice(PRIOR),
+                rng.choice(CONSENT),
+                state,
+                tz,
+                rng.choice(SOURCES),
+            ]
+        )
+    broken = [
+        ["not-an-email", "Bad", "Row", "GAD", "", "Yes", "NC", "", "website"],
+        ["", "No", "Email", "social phobia", "", "Yes", "NC", "", "website"],
+        ["someone@", "Half", "Address", "", "", "Yes", "", "", "website"],
+        ["two@@example.com", "Double", "At", "GAD", "", "Yes", "", "", "website"],
+        ["space in@example.com", "Space", "Inside", "", "", "yes", "", "", "website"],
+        ["no-domain@localhost", "Local", "Host", "", "", "yes", "", "", "website"],
+    ]
     for j, row in enumerate(broken[:bad_rows]):
         rows.insert((j + 1) * max(1, len(rows) // (bad_rows + 1)), row)
     return rows

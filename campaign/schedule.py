@@ -8,12 +8,12 @@ whether that is 13:00 or 14:00 UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.models import SendWindow, Step
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -58,8 +58,15 @@ class Plan:
         return self.step is None and self.next_at is None
 
 
-def step_time(step: Step, *, enrolled_at: datetime, last_email_at: datetime | None,
-              window: SendWindow, tz: ZoneInfo, min_gap: timedelta) -> datetime:
+def step_time(
+    step: Step,
+    *,
+    enrolled_at: datetime,
+    last_email_at: datetime | None,
+    window: SendWindow,
+    tz: ZoneInfo,
+    min_gap: timedelta,
+) -> datetime:
     """The earliest send time of `step`: its delay after enrollment, the gap after the last
     email to this lead, then the next moment the lead's send window is open."""
     earliest = as_utc(enrolled_at) + step.delay
@@ -68,16 +75,26 @@ def step_time(step: Step, *, enrolled_at: datetime, last_email_at: datetime | No
     return next_window_open(earliest, window, tz)
 
 
-def plan(steps: tuple[Step, ...], sent_keys: set[str], *, enrolled_at: datetime,
-         last_email_at: datetime | None, now: datetime, window: SendWindow, tz: ZoneInfo,
-         min_gap: timedelta) -> Plan:
+def plan(
+    steps: tuple[Step, ...],
+    sent_keys: set[str],
+    *,
+    enrolled_at: datetime,
+    last_email_at: datetime | None,
+    now: datetime,
+    window: SendWindow,
+    tz: ZoneInfo,
+    min_gap: timedelta,
+) -> Plan:
     """The next step by sequence order that this lead has not received (by key, so a live edit
     neither repeats nor resurrects a step), and whether it is due at `now`."""
     pending = [s for s in steps if s.key not in sent_keys]
     if not pending:
         return Plan(step=None, next_at=None)
     step = pending[0]
-    at = step_time(step, enrolled_at=enrolled_at, last_email_at=last_email_at, window=window, tz=tz, min_gap=min_gap)
+    at = step_time(
+        step, enrolled_at=enrolled_at, last_email_at=last_email_at, window=window, tz=tz, min_gap=min_gap
+    )
     if at > as_utc(now):
         return Plan(step=None, next_at=at)
     if not in_window(now, window, tz):  # overdue, but a late tick must not send after hours
@@ -85,14 +102,24 @@ def plan(steps: tuple[Step, ...], sent_keys: set[str], *, enrolled_at: datetime,
     return Plan(step=step, next_at=at)
 
 
-def timeline(steps: tuple[Step, ...], *, enrolled_at: datetime, last_email_at: datetime | None,
-             sent_keys: set[str], window: SendWindow, tz: ZoneInfo, min_gap: timedelta) -> list[tuple[Step, datetime]]:
+def timeline(
+    steps: tuple[Step, ...],
+    *,
+    enrolled_at: datetime,
+    last_email_at: datetime | None,
+    sent_keys: set[str],
+    window: SendWindow,
+    tz: ZoneInfo,
+    min_gap: timedelta,
+) -> list[tuple[Step, datetime]]:
     """When each remaining step would go, if every tick ran on time."""
     result = []
     for step in steps:
         if step.key in sent_keys:
             continue
-        at = step_time(step, enrolled_at=enrolled_at, last_email_at=last_email_at, window=window, tz=tz, min_gap=min_gap)
+        at = step_time(
+            step, enrolled_at=enrolled_at, last_email_at=last_email_at, window=window, tz=tz, min_gap=min_gap
+        )
         result.append((step, at))
         last_email_at = at
     return result

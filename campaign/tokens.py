@@ -25,7 +25,9 @@ def make_token(public_id: str, secret: str, purpose: str = "unsubscribe") -> str
     return _serializer(secret, purpose).dumps(public_id)
 
 
-def read_token(token: str, secret: str, purpose: str = "unsubscribe", max_age: int = UNSUBSCRIBE_MAX_AGE) -> str:
+def read_token(
+    token: str, secret: str, purpose: str = "unsubscribe", max_age: int = UNSUBSCRIBE_MAX_AGE
+) -> str:
     try:
         return _serializer(secret, purpose).loads(token, max_age=max_age)
     except SignatureExpired:

@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ MAX_BOOKING_BODY = 64 * 1024
 # The token is in the URL: never send it on as a Referer; never cache; never frame.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -54,7 +54,8 @@ PAGE_HEADERS = {
 }
 
 STYLE = """
-body{margin:0;background:#f6f6f3;color:#1b1b1b;font:1.0625rem/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+body{margin:0;background:#f6f6f3;color:#1b1b1b;\
+font:1.0625rem/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{max-width:34rem;margin:0 auto;padding:2rem 1.25rem 3rem}
 .clinic{font-weight:600;color:#1b1b1b;margin:0 0 1.5rem}
 h1{font-size:1.6rem;line-height:1.25;margin:0 0 1rem}
@@ -69,10 +70,11 @@ footer{margin-top:2.5rem;border-top:1px solid #c9c9c2;padding-top:1rem;font-size
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---- pages ------------------------------------------------------------------------------------
+
 
 def render_page(clinic: Clinic, title: str, body: str, status: int = 200) -> HTMLResponse:
     e = html.escape
@@ -103,7 +105,10 @@ def render_page(clinic: Clinic, title: str, body: str, status: int = 200) -> HTM
 def confirm_page(clinic: Clinic) -> HTMLResponse:
     e = html.escape
     # No action attribute: the form posts back to this very URL (works behind any prefix).
-    return render_page(clinic, "Unsubscribe", f"""<h1 id="title">Unsubscribe from {e(clinic.name)} emails?</h1>
+    return render_page(
+        clinic,
+        "Unsubscribe",
+        f"""<h1 id="title">Unsubscribe from {e(clinic.name)} emails?</h1>
 <p>If you unsubscribe, we will stop sending you our emails about anxiety and treatment options.
 It takes effect right away.</p>
 <p>It does not cancel an appointment or change your care. You can still call us at {e(clinic.phone)}.</p>
@@ -111,7 +116,9 @@ It takes effect right away.</p>
 <input type="hidden" name="confirm" value="yes">
 <button type="submit">Unsubscribe</button>
 </form>
-<p class="fine">Opened this page by mistake? Just close it. Nothing changes until you press the button.</p>""")
+<p class="fine">Opened this page by mistake? Just close it. Nothing changes until you press the \
+button.</p>""",
+    )
 
 
 def unsubscribed_page(clinic: Clinic, resubscribe_token: str | None) -> HTMLResponse:
@@ -122,32 +129,50 @@ def unsubscribed_page(clinic: Clinic, resubscribe_token: str | None) -> HTMLResp
 <p id="undo">Did you mean to do this? You can undo it.</p>
 <button type="submit" class="secondary">Undo: keep getting emails</button>
 </form>"""
-    return render_page(clinic, "Unsubscribed", f"""<h1>You are unsubscribed</h1>
-<p role="status">{e(clinic.name)} will not send you any more of these emails. You do not need to do anything else.</p>
-{undo}""")
+    return render_page(
+        clinic,
+        "Unsubscribed",
+        f"""<h1>You are unsubscribed</h1>
+<p role="status">{e(clinic.name)} will not send you any more of these emails. You do not need to do anything \
+else.</p>
+{undo}""",
+    )
 
 
 def resubscribed_page(clinic: Clinic, unsubscribe_token: str) -> HTMLResponse:
     e = html.escape
-    return render_page(clinic, "Subscribed again", f"""<h1>You are subscribed again</h1>
+    return render_page(
+        clinic,
+        "Subscribed again",
+        f"""<h1>You are subscribed again</h1>
 <p role="status">You will keep getting emails from {e(clinic.name)}.</p>
 <form method="post" action="../unsubscribe/{e(unsubscribe_token)}" aria-labelledby="again">
 <p id="again">Changed your mind?</p>
 <button type="submit" class="secondary">Unsubscribe</button>
-</form>""")
+</form>""",
+    )
 
 
 def bad_link_page(clinic: Clinic, expired: bool) -> HTMLResponse:
     e = html.escape
     title = "This link has expired" if expired else "This link does not work"
-    why = ("Links in our emails stop working after a while."
-           if expired else "It may have been cut short when it was copied.")
-    return render_page(clinic, title, f"""<h1>{title}</h1>
+    why = (
+        "Links in our emails stop working after a while."
+        if expired
+        else "It may have been cut short when it was copied."
+    )
+    return render_page(
+        clinic,
+        title,
+        f"""<h1>{title}</h1>
 <p>{why} To stop our emails, use the unsubscribe link in the most recent email you got from us,
-reply to that email and ask, or call us at {e(clinic.phone)}.</p>""", status=410 if expired else 400)
+reply to that email and ask, or call us at {e(clinic.phone)}.</p>""",
+        status=410 if expired else 400,
+    )
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+
 
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The raw body, or None when it is larger than `limit` bytes."""
@@ -177,23 +202,31 @@ def booking_signature(body: bytes, secret: str) -> str:
 
 # ---- the app ----------------------------------------------------------------------------------
 
-def create_app(settings: Settings, *, store: Store | None = None,
-               clock: Callable[[], datetime] = _now) -> Starlette:
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, clock: Callable[[], datetime] = _now
+) -> Starlette:
     """The app. Opens (and migrates) the store unless one is given; a configured webhook key
     that cannot be parsed fails here, at start-up, not on SendGrid's first post."""
     secret = settings.secret_key.get_secret_value()
     clinic = settings.clinic
     verifier = None
     if settings.sendgrid_webhook_public_key:
-        verifier = WebhookVerifier(settings.sendgrid_webhook_public_key, max_age=settings.webhook_max_age_seconds)
+        verifier = WebhookVerifier(
+            settings.sendgrid_webhook_public_key, max_age=settings.webhook_max_age_seconds
+        )
     elif settings.webhook_insecure_dev:
-        log.warning("SendGrid webhook accepts UNSIGNED posts (CAMPAIGN_WEBHOOK_INSECURE_DEV): development only")
+        log.warning(
+            "SendGrid webhook accepts UNSIGNED posts (CAMPAIGN_WEBHOOK_INSECURE_DEV): development only"
+        )
     else:
         log.warning("SendGrid webhook refuses every post: SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
     dev_secret = secret == DEV_SECRET_KEY
     if dev_secret:
-        log.warning("CAMPAIGN_SECRET_KEY is the development key: links can be forged; the booking webhook "
-                    "refuses posts unless CAMPAIGN_WEBHOOK_INSECURE_DEV is set")
+        log.warning(
+            "CAMPAIGN_SECRET_KEY is the development key: links can be forged; the booking webhook "
+            "refuses posts unless CAMPAIGN_WEBHOOK_INSECURE_DEV is set"
+        )
     owned_store = store is None
     db = store or Store.open(settings.database_url, secret_key=secret)
 
@@ -220,7 +253,9 @@ def create_app(settings: Settings, *, store: Store | None = None,
             return bad_link_page(clinic, exc.expired)
         found = await run_in_threadpool(db.unsubscribe_lead, public_id, clock())
         log.info("unsubscribe: %s", "done" if found else "no such lead (forgotten?)")
-        return unsubscribed_page(clinic, make_token(public_id, secret, purpose="resubscribe") if found else None)
+        return unsubscribed_page(
+            clinic, make_token(public_id, secret, purpose="resubscribe") if found else None
+        )
 
     async def resubscribe(request: Request) -> Response:
         try:
@@ -239,7 +274,9 @@ def create_app(settings: Settings, *, store: Store | None = None,
         # Signature first, over the raw bytes; JSON is parsed only after it holds.
         if verifier is not None:
             try:
-                verifier.verify(body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER))
+                verifier.verify(
+                    body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+                )
             except SignatureRejected:
                 log.warning("sendgrid webhook: post refused (signature)")
                 return forbidden()
@@ -282,14 +319,17 @@ def create_app(settings: Settings, *, store: Store | None = None,
         if owned_store:
             db.close()
 
-    app = Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/unsubscribe/{token}", unsubscribe_form, methods=["GET"]),
-        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
-        Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
-        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
-        Route("/webhooks/booking", booking_webhook, methods=["POST"]),
-    ], lifespan=lifespan)
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/unsubscribe/{token}", unsubscribe_form, methods=["GET"]),
+            Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+            Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
+            Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            Route("/webhooks/booking", booking_webhook, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
     app.state.store = db
     app.state.settings = settings
     return app

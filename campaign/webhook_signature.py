@@ -30,14 +30,17 @@ class WebhookVerifier:
     """Built once from SendGrid's base64 public key (the key is parsed here, so a bad key fails
     at start-up, not on the first post)."""
 
-    def __init__(self, public_key_b64: str, *, max_age: int = DEFAULT_MAX_AGE,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, public_key_b64: str, *, max_age: int = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.time
+    ):
         from sendgrid.helpers.eventwebhook import EventWebhook
 
         try:
             self._webhook = EventWebhook(public_key_b64.strip())
         except Exception as exc:  # cryptography raises ValueError, binascii.Error, UnsupportedAlgorithm ...
-            raise InvalidPublicKey(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable public key ({type(exc).__name__})") from None
+            raise InvalidPublicKey(
+                f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable public key ({type(exc).__name__})"
+            ) from None
         if self._webhook.public_key is None:
             raise InvalidPublicKey("SENDGRID_WEBHOOK_PUBLIC_KEY is empty")
         self.max_age = max_age
@@ -60,12 +63,20 @@ class WebhookVerifier:
             raise SignatureRejected()
 
 
-def verify_signature(public_key_b64: str, body: bytes, signature: str | None, timestamp: str | None, *,
-                     max_age: int = DEFAULT_MAX_AGE, now: float | None = None) -> bool:
+def verify_signature(
+    public_key_b64: str,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    max_age: int = DEFAULT_MAX_AGE,
+    now: float | None = None,
+) -> bool:
     """One-shot form: True for a good, fresh signature. A bad key counts as a bad signature."""
     try:
-        verifier = WebhookVerifier(public_key_b64, max_age=max_age,
-                                   clock=(lambda: now) if now is not None else time.time)
+        verifier = WebhookVerifier(
+            public_key_b64, max_age=max_age, clock=(lambda: now) if now is not None else time.time
+        )
         verifier.verify(body, signature, timestamp)
         return True
     except (InvalidPublicKey, SignatureRejected):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
@@ -16,7 +16,7 @@ def import_leads(path: str, columns: dict[str, str] | None = None) -> dict:
     settings = get_settings()
     store = open_store(settings)
     try:
-        summary = import_file(store, settings, path, datetime.now(timezone.utc), overrides=columns)
+        summary = import_file(store, settings, path, datetime.now(UTC), overrides=columns)
     finally:
         store.close()
     counts = {k: v for k, v in summary.as_dict().items() if k in ("new", "updated", "unchanged", "rejected")}

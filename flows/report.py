@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -19,13 +19,21 @@ def daily_report(campaign: str | None = None) -> dict:
     order = {a.name: [s.key for s in a.steps] for a in load_audiences(settings.audiences_dir)}
     store = open_store(settings)
     try:
-        report = build_report(store, order, datetime.now(timezone.utc)).for_campaign(campaign)
+        report = build_report(store, order, datetime.now(UTC)).for_campaign(campaign)
     finally:
         store.close()
-    lines = ["| campaign | audience | step | sent | delivered | opened | clicked | booked | open rate |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['campaign']} | {r['audience']} | {r['step']} | {r['sent']} | {r['delivered']} | {r['opened']} "
-              f"| {r['clicked']} | {r['booked']} | {pct(r['open_rate'])} |" for r in report.rows]
-    create_markdown_artifact(key="daily-report", markdown="# Daily campaign report\n\n" + "\n".join(lines),
-                             description="Counts per campaign, audience and step (no addresses).")
+    lines = [
+        "| campaign | audience | step | sent | delivered | opened | clicked | booked | open rate |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['campaign']} | {r['audience']} | {r['step']} | {r['sent']} | {r['delivered']} | {r['opened']} "
+        f"| {r['clicked']} | {r['booked']} | {pct(r['open_rate'])} |"
+        for r in report.rows
+    ]
+    create_markdown_artifact(
+        key="daily-report",
+        markdown="# Daily campaign report\n\n" + "\n".join(lines),
+        description="Counts per campaign, audience and step (no addresses).",
+    )
     return {"rows": len(report.rows), "sent": sum(r["sent"] for r in report.rows)}

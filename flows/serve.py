@@ -21,10 +21,24 @@ def deployments_from_yaml(path: Path = PROJECT_ROOT / "prefect.yaml") -> list:
     result = []
     for d in spec["deployments"]:
         flow = load_flow_from_entrypoint(str(PROJECT_ROOT / d["entrypoint"]))
-        schedules = [construct_schedule(cron=s.get("cron"), interval=s.get("interval"), rrule=s.get("rrule"),
-                                        timezone=s.get("timezone")) for s in d.get("schedules", []) if s.get("active", True)]
-        result.append(flow.to_deployment(name=d["name"], parameters=d.get("parameters") or {},
-                                         schedules=schedules, description=d.get("description")))
+        schedules = [
+            construct_schedule(
+                cron=s.get("cron"),
+                interval=s.get("interval"),
+                rrule=s.get("rrule"),
+                timezone=s.get("timezone"),
+            )
+            for s in d.get("schedules", [])
+            if s.get("active", True)
+        ]
+        result.append(
+            flow.to_deployment(
+                name=d["name"],
+                parameters=d.get("parameters") or {},
+                schedules=schedules,
+                description=d.get("description"),
+            )
+        )
     return result
 
 

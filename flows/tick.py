@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from campaign.campaigns import PreflightFailed, is_live, live_preflight
-from campaign.progress import advance
 from campaign.engine import TickReport, due_batches, enroll_new, reconcile_unknown, send_due_batch
+from campaign.progress import advance
 from campaign.runtime import build_context
 from campaign.settings import get_settings
 
 
 def parse_now(now: str | None) -> datetime:
     if not now:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     moment = datetime.fromisoformat(now)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
@@ -45,7 +45,9 @@ def tick(now: str | None = None) -> dict:
     ctx = build_context(get_settings(), now=moment if now else None)
     try:
         if is_live(ctx.settings):
-            problems = live_preflight(ctx.settings, ctx.store, [s.template for a in ctx.audiences for s in a.steps])
+            problems = live_preflight(
+                ctx.settings, ctx.store, [s.template for a in ctx.audiences for s in a.steps]
+            )
             if problems:
                 raise PreflightFailed(problems)
         report = reconcile_task(ctx, moment)
@@ -58,15 +60,29 @@ def tick(now: str | None = None) -> dict:
         ctx.store.close()
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])
-    create_table_artifact(key="tick-counts", table=artifact_rows(report),
-                          description=f"Tick at {summary['now']}: counts per audience and step (no addresses).")
+    create_table_artifact(
+        key="tick-counts",
+        table=artifact_rows(report),
+        description=f"Tick at {summary['now']}: counts per audience and step (no addresses).",
+    )
     return summary
 
 
 def artifact_rows(report: TickReport) -> list[dict]:
     keys = sorted(set(report.sent) | set(report.failed) | set(report.skipped) | set(report.unknown))
-    rows = [{"audience": a, "step": s, "sent": report.sent[(a, s)], "failed": report.failed[(a, s)],
-             "skipped": report.skipped[(a, s)], "unknown": report.unknown[(a, s)]} for a, s in keys]
-    rows += [{"audience": a, "step": "(enrolled)", "sent": n, "failed": 0, "skipped": 0, "unknown": 0}
-             for a, n in sorted(report.enrolled.items())]
+    rows = [
+        {
+            "audience": a,
+            "step": s,
+            "sent": report.sent[(a, s)],
+            "failed": report.failed[(a, s)],
+            "skipped": report.skipped[(a, s)],
+            "unknown": report.unknown[(a, s)],
+        }
+        for a, s in keys
+    ]
+    rows += [
+        {"audience": a, "step": "(enrolled)", "sent": n, "failed": 0, "skipped": 0, "unknown": 0}
+        for a, n in sorted(report.enrolled.items())
+    ]
     return rows or [{"audience": "-", "step": "-", "sent": 0, "failed": 0, "skipped": 0, "unknown": 0}]

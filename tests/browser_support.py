@@ -9,9 +9,18 @@ from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags chromium keeps dialing out of this closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SKIP_REASON = "Debian's chromium is not at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SKIP_REASON = (
+    "Debian's chromium is not at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it"
+)
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -19,8 +28,8 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
@@ -35,7 +44,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     rows, prev = [], bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         if kind == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 255
@@ -60,20 +69,25 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
 def distinct_colours(png: bytes) -> int:
     width, _, rows = png_pixels(png)
     bpp = len(rows[0]) // width
-    return len({row[i:i + bpp] for row in rows for i in range(0, len(row), bpp)})
+    return len({row[i : i + bpp] for row in rows for i in range(0, len(row), bpp)})
 
 
 def _png(width: int, height: int, raw: bytes) -> bytes:
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def check_png_decoder_undoes_every_filter():
     """Rows of known RGB pixels, each stored with a different PNG filter (0-4), decode back."""
     rows = [bytes([10 * y + x % 7, 200 - 9 * x, (x * y * 31) % 256]) for y in range(5) for x in range(4)]
-    rows = [b"".join(rows[y * 4:(y + 1) * 4]) for y in range(5)]
+    rows = [b"".join(rows[y * 4 : (y + 1) * 4]) for y in range(5)]
     bpp, raw, prev = 3, b"", bytes(12)
     for kind, line in enumerate(rows):  # row y uses filter type y
         out = bytearray()
@@ -98,5 +112,3 @@ def check_png_decoder_undoes_every_filter():
     assert png_pixels(_png(4, 5, raw)) == (4, 5, rows)
     one_colour = b"".join(b"\x00" + bytes([250, 250, 250]) * 4 for _ in range(5))
     assert distinct_colours(_png(4, 5, one_colour)) == 1
-
-

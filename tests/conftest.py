@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from campaign.settings import PROJECT_ROOT, Settings
 
-POSTGRES_URL = os.environ.get("CAMPAIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "CAMPAIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 SECRET = "test-secret-key"
 
 
@@ -97,7 +98,7 @@ def sqlite_store(settings):
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +113,9 @@ def prefect_harness():
 @pytest.fixture(scope="module")
 def sendgrid_server():
     """The project's SendGrid-compatible server on loopback, one per test module."""
-    from campaign.delivery.sendgrid_server import running_server
     from sendgrid_fixtures import KEY
+
+    from campaign.delivery.sendgrid_server import running_server
 
     with running_server(api_key=KEY) as srv:
         yield srv
@@ -122,8 +124,9 @@ def sendgrid_server():
 @pytest.fixture
 def sg(sendgrid_server):
     """That server with no messages, no faults and the test key."""
-    from campaign.delivery.sendgrid_server import Faults
     from sendgrid_fixtures import KEY
+
+    from campaign.delivery.sendgrid_server import Faults
 
     sendgrid_server.reset()
     sendgrid_server.set_faults(Faults())

@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from conftest import utc
 from typer.testing import CliRunner
 
 from campaign.approval import (
@@ -24,8 +25,6 @@ from campaign.audiences import load_audiences
 from campaign.cli import app
 from campaign.render import Renderer
 from campaign.settings import PROJECT_ROOT, get_settings
-
-from conftest import utc
 
 runner = CliRunner()
 GAD = ["gad/welcome", "gad/brain", "gad/ketamine", "gad/treatment", "gad/questions"]
@@ -66,6 +65,7 @@ def all_shipped_templates():
 
 # ---- the library ---------------------------------------------------------------------------------
 
+
 def test_shipped_content_ships_unapproved(store, clinic):
     names = all_shipped_templates()
     assert len(names) == 20
@@ -75,7 +75,11 @@ def test_shipped_content_ships_unapproved(store, clinic):
     assert all(not s.approved and not s.changed_since and s.by is None for s in states.values())
     with pytest.raises(UnapprovedContent) as exc:
         require_approved(store, renderer, names)
-    assert exc.value.templates == names and "gad/welcome" in str(exc.value) and "campaign approve" in str(exc.value)
+    assert (
+        exc.value.templates == names
+        and "gad/welcome" in str(exc.value)
+        and "campaign approve" in str(exc.value)
+    )
 
 
 def test_approve_one_step_records_reviewer_date_and_hash(store, content, clinic):
@@ -127,7 +131,10 @@ def test_editing_a_shared_layout_unapproves_every_email(store, content, clinic, 
     names = ["gad/welcome", "social/questions"]
     approve(store, renderer_for(content, clinic), names, by="Dr. Lee", now=NOW)
     assert unapproved(store, renderer_for(content, clinic), names) == []
-    edit(content / "templates" / layout, lambda s: s.replace("In an emergency, call 911.", "In an emergency, call 911 now."))
+    edit(
+        content / "templates" / layout,
+        lambda s: s.replace("In an emergency, call 911.", "In an emergency, call 911 now."),
+    )
     renderer = renderer_for(content, clinic)
     assert unapproved(store, renderer, names) == names
     assert all(s.changed_since for s in approval_state(store, renderer, names).values())
@@ -166,6 +173,7 @@ def test_approve_needs_a_reviewer_name(store, content, clinic, by):
 
 
 # ---- the CLI --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def env(make_settings, content, monkeypatch):
@@ -217,11 +225,17 @@ def test_cli_approve_bad_input(env):
 
 def test_cli_approve_refuses_lint_errors_unless_forced(env, content):
     # A promise, right after the front matter's closing '---'.
-    edit(content / "templates" / "gad" / "brain.md",
-         lambda s: s.replace("\n---\n", "\n---\nThis will cure you, guaranteed.\n\n", 1))
+    edit(
+        content / "templates" / "gad" / "brain.md",
+        lambda s: s.replace("\n---\n", "\n---\nThis will cure you, guaranteed.\n\n", 1),
+    )
     refused = runner.invoke(app, ["approve", "gad", "brain", "--by", "Dr. Lee"])
     assert refused.exit_code == 1
-    assert "promise" in refused.output and "brain.md" in refused.output and "nothing was approved" in refused.output
+    assert (
+        "promise" in refused.output
+        and "brain.md" in refused.output
+        and "nothing was approved" in refused.output
+    )
     assert not states_in_db(env, ["gad/brain"])["gad/brain"].approved
     # Another step of the same audience is clean: approving it alone is not blocked.
     assert runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Lee"]).exit_code == 0
@@ -238,8 +252,9 @@ def test_content_commands_do_not_import_prefect(env, tmp_path):
         "from typer.testing import CliRunner\n"
         "from campaign.cli import app\n"
         "r = CliRunner()\n"
-        f"for args in (['lint'], ['approve', 'gad', 'welcome', '--by', 'Dr. Lee'], ['preview', '--out', {str(tmp_path / 'p')!r}],"
-        " ['preview', 'gad', 'welcome', '--out', " + repr(str(tmp_path / 'one.html')) + "]):\n"
+        "for args in (['lint'], ['approve', 'gad', 'welcome', '--by', 'Dr. Lee'], ['preview', '--out', "
+        f"{str(tmp_path / 'p')!r}],"
+        " ['preview', 'gad', 'welcome', '--out', " + repr(str(tmp_path / "one.html")) + "]):\n"
         "    res = r.invoke(app, args)\n"
         "    assert res.exit_code == 0, (args, res.output)\n"
         "print('prefect' in sys.modules)\n"

@@ -17,24 +17,30 @@ def lead(**kw) -> LeadIn:
     return LeadIn(email="a@example.com", consent=True, **kw)
 
 
-@pytest.mark.parametrize("kw, expected", [
-    ({"anxiety_type": AnxietyType.gad}, "gad"),
-    ({"anxiety_type": AnxietyType.social}, "social"),
-    ({"anxiety_type": AnxietyType.treatment_resistant}, "treatment_resistant"),
-    ({"anxiety_type": AnxietyType.unspecified}, "general"),
-    # Two or more first-line treatments is the clinical definition, whatever else was reported.
-    ({"anxiety_type": AnxietyType.social, "prior_treatments": 2}, "treatment_resistant"),
-    ({"anxiety_type": AnxietyType.gad, "prior_treatments": 5}, "treatment_resistant"),
-    ({"anxiety_type": AnxietyType.gad, "prior_treatments": 1}, "gad"),
-    ({"anxiety_type": AnxietyType.unspecified, "prior_treatments": None}, "general"),
-])
+@pytest.mark.parametrize(
+    "kw, expected",
+    [
+        ({"anxiety_type": AnxietyType.gad}, "gad"),
+        ({"anxiety_type": AnxietyType.social}, "social"),
+        ({"anxiety_type": AnxietyType.treatment_resistant}, "treatment_resistant"),
+        ({"anxiety_type": AnxietyType.unspecified}, "general"),
+        # Two or more first-line treatments is the clinical definition, whatever else was reported.
+        ({"anxiety_type": AnxietyType.social, "prior_treatments": 2}, "treatment_resistant"),
+        ({"anxiety_type": AnxietyType.gad, "prior_treatments": 5}, "treatment_resistant"),
+        ({"anxiety_type": AnxietyType.gad, "prior_treatments": 1}, "gad"),
+        ({"anxiety_type": AnxietyType.unspecified, "prior_treatments": None}, "general"),
+    ],
+)
 def test_shipped_audiences_priority(kw, expected):
     assert match_audience(SHIPPED, lead(**kw)).name == expected
 
 
 def test_shipped_audiences_are_ordered_by_priority_and_have_five_steps():
     assert [a.name for a in SHIPPED] == ["treatment_resistant", "social", "gad", "general"]
-    assert all([s.key for s in a.steps] == ["welcome", "brain", "ketamine", "treatment", "questions"] for a in SHIPPED)
+    assert all(
+        [s.key for s in a.steps] == ["welcome", "brain", "ketamine", "treatment", "questions"]
+        for a in SHIPPED
+    )
 
 
 def test_rule_operators():
@@ -64,7 +70,12 @@ def test_every_problem_is_listed_at_once(tmp_path):
     with pytest.raises(AudienceFileError) as info:
         load_audiences(tmp_path)
     text = str(info.value)
-    assert "a.yaml: steps" in text and "b.yaml: extra: unknown key" in text and "c.yaml" in text and "unique" in text
+    assert (
+        "a.yaml: steps" in text
+        and "b.yaml: extra: unknown key" in text
+        and "c.yaml" in text
+        and "unique" in text
+    )
 
 
 def test_shared_priority_is_an_error(tmp_path):

@@ -37,7 +37,9 @@ def test_every_command_has_help_and_is_in_the_readme():
     readme = (PROJECT_ROOT / "README.md").read_text()
     for name, cmd in all_commands():
         assert (cmd.help or "").strip(), f"campaign {name} has no help text"
-        assert re.search(rf"campaign {re.escape(name)}\b", readme), f"`campaign {name}` is missing from README.md"
+        assert re.search(rf"campaign {re.escape(name)}\b", readme), (
+            f"`campaign {name}` is missing from README.md"
+        )
 
 
 def test_import_prints_summary_and_json_is_one_object(env, tmp_path):
@@ -57,7 +59,11 @@ def test_unreadable_file_exits_2_and_imports_nothing(env, tmp_path):
     path = tmp_path / "leads.csv"
     path.write_text("Name,Phone\nAnn,1\n")
     result = runner.invoke(app, ["import", str(path)])
-    assert result.exit_code == 2 and "no email column" in result.output and "Nothing was imported" in result.output
+    assert (
+        result.exit_code == 2
+        and "no email column" in result.output
+        and "Nothing was imported" in result.output
+    )
     missing = runner.invoke(app, ["import", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2 and "nope.csv" in missing.output
 
@@ -67,7 +73,10 @@ def test_leads_formats(env, tmp_path):
     path.write_text("Email,Consent,Anxiety\nann@example.com,yes,GAD\nbob@example.com,no,\n")
     runner.invoke(app, ["import", str(path)])
     rows = json.loads(runner.invoke(app, ["leads", "--format", "json"]).stdout)
-    assert {r["email"]: r["status"] for r in rows} == {"ann@example.com": "not yet enrolled", "bob@example.com": "waiting for consent"}
+    assert {r["email"]: r["status"] for r in rows} == {
+        "ann@example.com": "not yet enrolled",
+        "bob@example.com": "waiting for consent",
+    }
     csv_out = runner.invoke(app, ["leads", "--format", "csv"]).stdout
     assert csv_out.splitlines()[0].startswith("email,audience,status")
     assert runner.invoke(app, ["leads", "--format", "xml"]).exit_code == 2
@@ -75,7 +84,11 @@ def test_leads_formats(env, tmp_path):
 
 def test_audiences_lists_rules_and_check_passes(env):
     result = runner.invoke(app, ["audiences"])
-    assert result.exit_code == 0 and "treatment_resistant" in result.output and "prior_treatments >= 2" in result.output
+    assert (
+        result.exit_code == 0
+        and "treatment_resistant" in result.output
+        and "prior_treatments >= 2" in result.output
+    )
     check = runner.invoke(app, ["audiences", "check"])
     assert check.exit_code == 0, check.output
 
@@ -84,7 +97,9 @@ def test_audiences_check_lists_every_problem(env, tmp_path, monkeypatch):
     (tmp_path / "audiences").mkdir()
     (tmp_path / "templates").mkdir()
     (tmp_path / "audiences" / "a.yaml").write_text("priority: 1\nmatch: all\nsteps: [{key: hi, day: 0}]\n")
-    (tmp_path / "audiences" / "b.yaml").write_text("priority: 2\nmatch: {x: {equals: 1}}\nsteps: [{key: hi, day: 0}]\n")
+    (tmp_path / "audiences" / "b.yaml").write_text(
+        "priority: 2\nmatch: {x: {equals: 1}}\nsteps: [{key: hi, day: 0}]\n"
+    )
     (tmp_path / "clinic.yaml").write_text((PROJECT_ROOT / "clinic.yaml").read_text())
     monkeypatch.setenv("CAMPAIGN_CONTENT_DIR", str(tmp_path))
     result = runner.invoke(app, ["audiences", "check"])

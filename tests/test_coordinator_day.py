@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from datetime import UTC
 
 import pytest
 from typer.testing import CliRunner
@@ -17,12 +18,14 @@ from campaign.events import normalize
 from campaign.runtime import open_store
 
 runner = CliRunner()
-LEADS = ("Email,First Name,Anxiety,Consent,State\n"
-         "gina@example.com,Gina,GAD,yes,NC\n"
-         "sol@example.com,Sol,social phobia,yes,NC\n"
-         "tara@example.com,Tara,nothing has worked,yes,NC\n"
-         "nora@example.com,Nora,,yes,NC\n"
-         "nick@example.com,Nick,GAD,no,NC\n")
+LEADS = (
+    "Email,First Name,Anxiety,Consent,State\n"
+    "gina@example.com,Gina,GAD,yes,NC\n"
+    "sol@example.com,Sol,social phobia,yes,NC\n"
+    "tara@example.com,Tara,nothing has worked,yes,NC\n"
+    "nora@example.com,Nora,,yes,NC\n"
+    "nick@example.com,Nick,GAD,no,NC\n"
+)
 MONDAY = "2026-03-02T10:00:00-05:00"
 THURSDAY = "2026-03-05T10:00:00-05:00"
 FRIDAY = "2026-03-06T10:00:00-05:00"
@@ -37,9 +40,13 @@ def cli(*args):
 
 @pytest.fixture
 def env(settings, monkeypatch, tmp_path):
-    for key, value in {"CAMPAIGN_DATABASE_URL": settings.database_url, "CAMPAIGN_OUTBOX_DIR": str(settings.outbox_dir),
-                       "CAMPAIGN_SECRET_KEY": "day-secret", "CAMPAIGN_PUBLIC_URL": settings.public_url,
-                       "COLUMNS": "220"}.items():
+    for key, value in {
+        "CAMPAIGN_DATABASE_URL": settings.database_url,
+        "CAMPAIGN_OUTBOX_DIR": str(settings.outbox_dir),
+        "CAMPAIGN_SECRET_KEY": "day-secret",
+        "CAMPAIGN_PUBLIC_URL": settings.public_url,
+        "COLUMNS": "220",
+    }.items():
         monkeypatch.setenv(key, value)
     (tmp_path / "leads.csv").write_text(LEADS)
     return settings
@@ -71,11 +78,28 @@ def test_whole_day(prefect_harness, env, tmp_path):
     store = open_store(env)
     try:
         ledger = store.ledger()
-        gina_welcome = next(r for r in ledger if r["email"] == "gina@example.com" and r["step_key"] == "welcome")
-        store.record_events([normalize({"email": "gina@example.com", "event": kind, "timestamp": int(time.time()),
-                                        "sg_event_id": f"ev-{kind}", "sg_message_id": "x.filter", "send_id": gina_welcome["send_id"]})
-                             for kind in ("delivered", "open")], gina_welcome["claimed_at"])
-        store.mark_booked("gina@example.com", gina_welcome["claimed_at"].replace(day=gina_welcome["claimed_at"].day + 8))
+        gina_welcome = next(
+            r for r in ledger if r["email"] == "gina@example.com" and r["step_key"] == "welcome"
+        )
+        store.record_events(
+            [
+                normalize(
+                    {
+                        "email": "gina@example.com",
+                        "event": kind,
+                        "timestamp": int(time.time()),
+                        "sg_event_id": f"ev-{kind}",
+                        "sg_message_id": "x.filter",
+                        "send_id": gina_welcome["send_id"],
+                    }
+                )
+                for kind in ("delivered", "open")
+            ],
+            gina_welcome["claimed_at"],
+        )
+        store.mark_booked(
+            "gina@example.com", gina_welcome["claimed_at"].replace(day=gina_welcome["claimed_at"].day + 8)
+        )
     finally:
         store.close()
 
@@ -84,7 +108,9 @@ def test_whole_day(prefect_harness, env, tmp_path):
     sent_in_ledger = {}
     for r in ledger:
         if r["status"] == "sent":
-            sent_in_ledger[(r["audience"], r["step_key"])] = sent_in_ledger.get((r["audience"], r["step_key"]), 0) + 1
+            sent_in_ledger[(r["audience"], r["step_key"])] = (
+                sent_in_ledger.get((r["audience"], r["step_key"]), 0) + 1
+            )
     assert {k: v["sent"] for k, v in rows.items() if v["sent"]} == sent_in_ledger
     assert rows[("gad", "welcome")]["delivered"] == 1 and rows[("gad", "welcome")]["opened"] == 1
     assert rows[("gad", "welcome")]["open_rate"] == 1.0
@@ -105,33 +131,67 @@ def test_whole_day(prefect_harness, env, tmp_path):
 
 
 def test_a_lead_never_gets_one_sequence_twice_through_two_campaigns(settings, sqlite_store):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from campaign.engine import run_tick
     from campaign.models import AnxietyType, LeadIn
     from campaign.runtime import build_context
 
-    now = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
-    sqlite_store.upsert_leads([LeadIn(email="a@example.com", consent=True, anxiety_type=AnxietyType.gad)], now)
+    now = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    sqlite_store.upsert_leads(
+        [LeadIn(email="a@example.com", consent=True, anxiety_type=AnxietyType.gad)], now
+    )
     ctx = build_context(settings, now=now, store=sqlite_store)
     run_tick(ctx, now)  # evergreen enrolls and sends gad/welcome
-    launch(sqlite_store, ctx.audiences, name="again", audience_names=["gad"], starts_at=None, sandbox=False, now=now)
+    launch(
+        sqlite_store,
+        ctx.audiences,
+        name="again",
+        audience_names=["gad"],
+        starts_at=None,
+        sandbox=False,
+        now=now,
+    )
     report = run_tick(ctx, now)
     assert sum(report.enrolled.values()) == 0 and sum(report.sent.values()) == 0
 
 
 def test_launch_and_state_changes_explain_themselves(sqlite_store, settings):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from campaign.audiences import load_audiences
 
     audiences = load_audiences(settings.audiences_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(CampaignError, match="unknown audience.*panic"):
-        launch(sqlite_store, audiences, name="x", audience_names=["panic"], starts_at=None, sandbox=False, now=now)
-    launch(sqlite_store, audiences, name="Fall Push", audience_names=["gad"], starts_at=None, sandbox=False, now=now)
+        launch(
+            sqlite_store,
+            audiences,
+            name="x",
+            audience_names=["panic"],
+            starts_at=None,
+            sandbox=False,
+            now=now,
+        )
+    launch(
+        sqlite_store,
+        audiences,
+        name="Fall Push",
+        audience_names=["gad"],
+        starts_at=None,
+        sandbox=False,
+        now=now,
+    )
     with pytest.raises(CampaignError, match="exists"):
-        launch(sqlite_store, audiences, name="fall push", audience_names=["gad"], starts_at=None, sandbox=False, now=now)
+        launch(
+            sqlite_store,
+            audiences,
+            name="fall push",
+            audience_names=["gad"],
+            starts_at=None,
+            sandbox=False,
+            now=now,
+        )
     with pytest.raises(CampaignError, match="is active; it cannot resume"):
         change_state(sqlite_store, "fall-push", "resume")
     with pytest.raises(CampaignError, match="no campaign named"):
@@ -140,8 +200,17 @@ def test_launch_and_state_changes_explain_themselves(sqlite_store, settings):
 
 def test_preflight_lists_every_problem_at_once(make_settings):
     settings = make_settings(public_url="http://localhost:8000", secret_key="dev-only-secret-change-me")
-    problems = preflight(settings, lint_errors=["gad/welcome: too hard to read"], unapproved=["gad/welcome"]).problems
+    problems = preflight(
+        settings, lint_errors=["gad/welcome: too hard to read"], unapproved=["gad/welcome"]
+    ).problems
     text = "\n".join(problems)
-    for expected in ("lint: gad/welcome", "not approved", "postal_address", "CAMPAIGN_PUBLIC_URL", "CAMPAIGN_SECRET_KEY",
-                     "SENDGRID_WEBHOOK_PUBLIC_KEY", "sender_email"):
+    for expected in (
+        "lint: gad/welcome",
+        "not approved",
+        "postal_address",
+        "CAMPAIGN_PUBLIC_URL",
+        "CAMPAIGN_SECRET_KEY",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "sender_email",
+    ):
         assert expected in text

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
-
-from campaign.delivery.sendgrid_server import Faults, running_server
 from sendgrid_fixtures import KEY
+
+from campaign.delivery.sendgrid_server import Faults
 from campaign.delivery.sendgrid_transport import SendGridTransport, SendGridUnauthorized
 from campaign.engine import due_batches, enroll_new, outbound, run_tick
 from campaign.events import parse_events
@@ -21,14 +21,20 @@ from campaign.models import AnxietyType, LeadIn
 from campaign.runtime import build_context, make_transport
 
 NY = ZoneInfo("America/New_York")
-MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(timezone.utc)
-
+MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(UTC)
 
 
 def leads(n: int) -> list[LeadIn]:
     kinds = list(AnxietyType)
-    return [LeadIn(email=f"lead{i}@example.com", first_name=f"Lee{i}", anxiety_type=kinds[i % len(kinds)],
-                   consent=True) for i in range(n)]
+    return [
+        LeadIn(
+            email=f"lead{i}@example.com",
+            first_name=f"Lee{i}",
+            anxiety_type=kinds[i % len(kinds)],
+            consent=True,
+        )
+        for i in range(n)
+    ]
 
 
 def context(make_settings, sg, store=None, **overrides):
@@ -36,9 +42,17 @@ def context(make_settings, sg, store=None, **overrides):
     policy is under test, not the clock)."""
     settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST=sg.url, **overrides)
     ctx = build_context(settings, store=store)
-    ctx.transport = SendGridTransport(KEY, host=sg.url, concurrency=settings.send_concurrency, timeout=5.0,
-                                      max_attempts=2, backoff_base=0.001, backoff_max=0.002,
-                                      max_consecutive_failures=settings.max_consecutive_failures, seed=1)
+    ctx.transport = SendGridTransport(
+        KEY,
+        host=sg.url,
+        concurrency=settings.send_concurrency,
+        timeout=5.0,
+        max_attempts=2,
+        backoff_base=0.001,
+        backoff_max=0.002,
+        max_consecutive_failures=settings.max_consecutive_failures,
+        seed=1,
+    )
     return ctx
 
 
@@ -51,8 +65,13 @@ def statuses(store) -> Counter:
 
 
 def test_make_transport_takes_the_sending_settings(make_settings):
-    settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST="http://127.0.0.1:9",
-                             max_consecutive_failures=7, max_per_second=25, send_concurrency=9)
+    settings = make_settings(
+        SENDGRID_API_KEY=KEY,
+        SENDGRID_API_HOST="http://127.0.0.1:9",
+        max_consecutive_failures=7,
+        max_per_second=25,
+        send_concurrency=9,
+    )
     transport = make_transport(settings)
     assert isinstance(transport, SendGridTransport)
     assert (transport.max_consecutive_failures, transport.concurrency) == (7, 9)
@@ -154,8 +173,12 @@ def test_unknown_sends_are_confirmed_by_events_or_sent_again(make_settings, sg):
     audiences = ctx.audience_by_name
     went = claims[:2]
     evergreen = ctx.store.campaign("evergreen")
-    ctx.transport.send_batch([outbound(ctx, due_of[c.enrollment_id], audiences[due_of[c.enrollment_id].audience], c, evergreen)
-                              for c in went])
+    ctx.transport.send_batch(
+        [
+            outbound(ctx, due_of[c.enrollment_id], audiences[due_of[c.enrollment_id].audience], c, evergreen)
+            for c in went
+        ]
+    )
     assert len(sg.messages) == 2
 
     # An event for the first arrives while its row is still 'claimed'.
@@ -200,6 +223,7 @@ def test_unknown_sends_are_confirmed_by_events_or_sent_again(make_settings, sg):
         import sqlalchemy as sa
 
         from campaign.store import sends
+
         attempts = dict(conn.execute(sa.select(sends.c.send_id, sends.c.attempts)).all())
     assert sorted(attempts.values()) == [1, 1, 2, 2]
 
@@ -219,12 +243,12 @@ def test_an_unknown_send_waits_for_the_send_window_and_skips_a_lead_who_left(mak
     gone = ctx.store.lead_by_email("lead1@example.com")
     ctx.store.unsubscribe_lead(gone.public_id, MONDAY_10 + timedelta(minutes=30))
 
-    night = datetime(2026, 3, 2, 23, 0, tzinfo=NY).astimezone(timezone.utc)  # outside 9-18
+    night = datetime(2026, 3, 2, 23, 0, tzinfo=NY).astimezone(UTC)  # outside 9-18
     report = run_tick(ctx, night)
     assert report.reconciled["resent"] == 0 and len(sg.messages) == 0
     assert statuses(ctx.store) == Counter(unknown=1, skipped=1)  # the lead who left is never mailed
 
-    morning = datetime(2026, 3, 3, 9, 15, tzinfo=NY).astimezone(timezone.utc)
+    morning = datetime(2026, 3, 3, 9, 15, tzinfo=NY).astimezone(UTC)
     report = run_tick(ctx, morning)
     assert report.reconciled["resent"] == 1
     assert per_address(sg) == Counter({"lead0@example.com": 1})
@@ -238,10 +262,31 @@ def test_category_is_the_campaign_slug_and_a_sandbox_campaign_sends_in_sandbox(s
     live = settings.model_copy(update={"sendgrid_api_key": SecretStr(KEY), "sendgrid_api_host": sg.url})
     ctx = build_context(live, now=MONDAY_10)
     ctx.store.set_campaign_state("evergreen", "paused")
-    launch(ctx.store, ctx.audiences, name="Spring Push", audience_names=["gad"], starts_at=None, sandbox=False, now=MONDAY_10)
-    launch(ctx.store, ctx.audiences, name="Trial Run", audience_names=["social"], starts_at=None, sandbox=True, now=MONDAY_10)
-    ctx.store.upsert_leads([LeadIn(email="g@example.com", consent=True, anxiety_type=AnxietyType.gad),
-                            LeadIn(email="s@example.com", consent=True, anxiety_type=AnxietyType.social)], MONDAY_10)
+    launch(
+        ctx.store,
+        ctx.audiences,
+        name="Spring Push",
+        audience_names=["gad"],
+        starts_at=None,
+        sandbox=False,
+        now=MONDAY_10,
+    )
+    launch(
+        ctx.store,
+        ctx.audiences,
+        name="Trial Run",
+        audience_names=["social"],
+        starts_at=None,
+        sandbox=True,
+        now=MONDAY_10,
+    )
+    ctx.store.upsert_leads(
+        [
+            LeadIn(email="g@example.com", consent=True, anxiety_type=AnxietyType.gad),
+            LeadIn(email="s@example.com", consent=True, anxiety_type=AnxietyType.social),
+        ],
+        MONDAY_10,
+    )
     report = run_tick(ctx, MONDAY_10)
     assert sum(report.sent.values()) == 2
     [message] = sg.messages  # the sandbox email is answered 200 and not recorded as delivered

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from campaign.delivery.outbox import read_index
 from campaign.demo import simulate
@@ -20,7 +18,7 @@ from campaign.schedule import in_window
 from campaign.settings import PROJECT_ROOT
 
 NY = ZoneInfo("America/New_York")
-MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(timezone.utc)
+MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(UTC)
 
 
 def lead(email, kind=AnxietyType.gad, **kw) -> LeadIn:
@@ -40,8 +38,14 @@ def outbox_by_address(settings) -> dict[str, list[dict]]:
 
 
 def test_first_tick_enrolls_consenting_leads_and_sends_welcome(settings, sqlite_store):
-    sqlite_store.upsert_leads([lead("a@example.com"), lead("b@example.com", consent=False),
-                               lead("c@example.com", AnxietyType.social)], MONDAY_10)
+    sqlite_store.upsert_leads(
+        [
+            lead("a@example.com"),
+            lead("b@example.com", consent=False),
+            lead("c@example.com", AnxietyType.social),
+        ],
+        MONDAY_10,
+    )
     report = tick(settings, MONDAY_10, sqlite_store)
     assert dict(report.enrolled) == {"gad": 1, "social": 1}
     assert dict(report.sent) == {("gad", "welcome"): 1, ("social", "welcome"): 1}
@@ -105,7 +109,9 @@ def test_sequence_edit_keeps_place_and_never_sends_removed_step(make_settings, t
 
 def test_render_failure_fails_that_send_and_not_the_tick(make_settings, tmp_path):
     content = copy_content(tmp_path)
-    (content / "templates" / "social" / "welcome.md").write_text("---\nsubject: Hi\npreheader: x\n---\n{{ nope }}\n")
+    (content / "templates" / "social" / "welcome.md").write_text(
+        "---\nsubject: Hi\npreheader: x\n---\n{{ nope }}\n"
+    )
     settings = make_settings(content_dir=content)
     ctx = build_context(settings, now=MONDAY_10)
     ctx.store.upsert_leads([lead("a@example.com"), lead("b@example.com", AnxietyType.social)], MONDAY_10)
@@ -117,10 +123,14 @@ def test_render_failure_fails_that_send_and_not_the_tick(make_settings, tmp_path
 
 def test_simulated_month_gives_every_consenting_lead_exactly_its_sequence(settings, sqlite_store):
     """The demo's loop without Prefect: the shipped sample over 30 days."""
-    start = datetime(2026, 3, 2, 8, 0, tzinfo=NY).astimezone(timezone.utc)
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=NY).astimezone(UTC)
     import_file(sqlite_store, settings, PROJECT_ROOT / "audiences" / "sample_leads.csv", start)
-    ticks, sent = simulate(sqlite_store, start, start + timedelta(days=30),
-                           lambda now: tick(settings, now, sqlite_store).as_dict())
+    ticks, sent = simulate(
+        sqlite_store,
+        start,
+        start + timedelta(days=30),
+        lambda now: tick(settings, now, sqlite_store).as_dict(),
+    )
     rows = lead_rows(sqlite_store, build_context(settings, store=sqlite_store).audiences)
     consenting = [r for r in rows if r["status"] != "waiting for consent"]
     assert consenting and all(r["status"] == "finished" and r["steps_sent"] == 5 for r in consenting)
@@ -145,7 +155,9 @@ def test_simulated_month_gives_every_consenting_lead_exactly_its_sequence(settin
 def test_leads_report_shows_status_and_next_step(settings, sqlite_store):
     sqlite_store.upsert_leads([lead("a@example.com"), lead("b@example.com", consent=False)], MONDAY_10)
     tick(settings, MONDAY_10, sqlite_store)
-    rows = {r["email"]: r for r in lead_rows(sqlite_store, build_context(settings, store=sqlite_store).audiences)}
+    rows = {
+        r["email"]: r for r in lead_rows(sqlite_store, build_context(settings, store=sqlite_store).audiences)
+    }
     assert rows["a@example.com"]["status"] == "enrolled" and rows["a@example.com"]["next_step"] == "brain"
     assert rows["a@example.com"]["steps_sent"] == 1
     assert rows["b@example.com"]["status"] == "waiting for consent"
@@ -159,8 +171,12 @@ def test_sequence_edit_adding_an_earlier_step_is_planned_at_once(make_settings, 
     run_tick(ctx, MONDAY_10)  # welcome; next step (brain) due on day 3
     path = content / "audiences" / "gad.yaml"
     # A new step on day 2, reusing an existing template: it must go on day 2, not wait for day 3.
-    path.write_text(path.read_text().replace("  - {key: brain, day: 3}\n",
-                                             "  - {key: extra, day: 2, template: gad/brain}\n  - {key: brain, day: 3}\n"))
+    path.write_text(
+        path.read_text().replace(
+            "  - {key: brain, day: 3}\n",
+            "  - {key: extra, day: 2, template: gad/brain}\n  - {key: brain, day: 3}\n",
+        )
+    )
     day2 = MONDAY_10 + timedelta(days=2)
     report = run_tick(build_context(settings, now=day2, store=ctx.store), day2)
     assert dict(report.sent) == {("gad", "extra"): 1}

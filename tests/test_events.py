@@ -7,18 +7,24 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from campaign.events import (
-    EVENT_KINDS, MalformedEvents, dedupe_key, message_id_of, normalize, parse_events, suppresses,
+    EVENT_KINDS,
+    MalformedEvents,
+    dedupe_key,
+    message_id_of,
+    normalize,
+    parse_events,
+    suppresses,
 )
 from campaign.models import LeadIn, SendResult, SendStatus
 from campaign.store import email_hash, enrollments, events, leads, sends, suppressions
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TS = 1772463600  # 2026-03-02T15:00:00Z
 SG_MESSAGE_ID = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.000000000000000000000"
 
@@ -51,7 +57,12 @@ RAW_TYPES = [
     ("bounce", {"reason": "452 mailbox full", "status": "4.2.2", "type": "bounce"}, "bounced", False),
     ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "rejected", True),
     ("open", {"useragent": "Mozilla/5.0", "ip": "255.255.255.255"}, "opened", False),
-    ("click", {"useragent": "Mozilla/5.0", "ip": "255.255.255.255", "url": "https://example.org/"}, "clicked", False),
+    (
+        "click",
+        {"useragent": "Mozilla/5.0", "ip": "255.255.255.255", "url": "https://example.org/"},
+        "clicked",
+        False,
+    ),
     ("spamreport", {}, "complained", True),
     ("unsubscribe", {}, "unsubscribed", True),
     ("group_unsubscribe", {"asm_group_id": 10, "url": "https://example.org/"}, "unsubscribed", True),
@@ -59,8 +70,11 @@ RAW_TYPES = [
 ]
 
 
-@pytest.mark.parametrize("raw_type, extra, kind, suppressing", RAW_TYPES,
-                         ids=[f"{r[0]}-{r[1].get('type', '')}{r[1].get('status', '')}" for r in RAW_TYPES])
+@pytest.mark.parametrize(
+    "raw_type, extra, kind, suppressing",
+    RAW_TYPES,
+    ids=[f"{r[0]}-{r[1].get('type', '')}{r[1].get('status', '')}" for r in RAW_TYPES],
+)
 def test_each_sendgrid_type_normalizes_to_its_kind(raw_type, extra, kind, suppressing):
     raw = sendgrid_event(raw_type, **extra)
     ev = normalize(raw)
@@ -69,13 +83,29 @@ def test_each_sendgrid_type_normalizes_to_its_kind(raw_type, extra, kind, suppre
 
 
 def test_the_table_covers_every_documented_type():
-    assert set(EVENT_KINDS) == {"processed", "delivered", "deferred", "bounce", "dropped", "open", "click",
-                                "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"}
+    assert set(EVENT_KINDS) == {
+        "processed",
+        "delivered",
+        "deferred",
+        "bounce",
+        "dropped",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
 
 
 def test_normalize_fills_every_field_and_keeps_the_raw_event():
-    raw = sendgrid_event("bounce", email="  Jane.Doe@Example.COM ", reason="500 unknown recipient",
-                         status="5.1.1", type="bounce")
+    raw = sendgrid_event(
+        "bounce",
+        email="  Jane.Doe@Example.COM ",
+        reason="500 unknown recipient",
+        status="5.1.1",
+        type="bounce",
+    )
     original = copy.deepcopy(raw)
     ev = normalize(raw)
     assert ev.kind == "bounced"
@@ -89,8 +119,9 @@ def test_normalize_fills_every_field_and_keeps_the_raw_event():
     assert ev.send_id == "0123456789abcdef0123456789abcdef"
     assert (ev.bounce_type, ev.status) == ("bounce", "5.1.1")
     assert ev.raw == original  # kept as sent, address and all (the store holds it, nobody logs it)
-    expected = hashlib.sha256(json.dumps([SG_MESSAGE_ID, "bounce", TS, "jane.doe@example.com"],
-                                         separators=(",", ":")).encode()).hexdigest()
+    expected = hashlib.sha256(
+        json.dumps([SG_MESSAGE_ID, "bounce", TS, "jane.doe@example.com"], separators=(",", ":")).encode()
+    ).hexdigest()
     assert ev.dedupe_key == expected
 
 
@@ -98,9 +129,12 @@ def test_dedupe_key_ignores_sg_event_id_but_not_the_four_fields():
     a = normalize(sendgrid_event("delivered"))
     b = normalize(sendgrid_event("delivered", sg_event_id="another-id-for-the-same-delivery"))
     assert a.dedupe_key == b.dedupe_key
-    others = [sendgrid_event("delivered", timestamp=TS + 1), sendgrid_event("processed"),
-              sendgrid_event("delivered", email="other@test.com"),
-              sendgrid_event("delivered", sg_message_id="zzz.filter")]
+    others = [
+        sendgrid_event("delivered", timestamp=TS + 1),
+        sendgrid_event("processed"),
+        sendgrid_event("delivered", email="other@test.com"),
+        sendgrid_event("delivered", sg_message_id="zzz.filter"),
+    ]
     assert len({a.dedupe_key, *(normalize(o).dedupe_key for o in others)}) == 5
     assert dedupe_key(None, "delivered", TS, "a@b.c") != dedupe_key("", "delivered", TS, "a@b.c")
 
@@ -137,19 +171,38 @@ def test_bounce_fields_are_read_only_on_bounces():
     assert suppresses(ev)  # a dropped event suppresses whatever its other fields say
 
 
-@pytest.mark.parametrize("body, where", [
-    (b"", "not JSON"),
-    (b"{not json", "not JSON"),
-    (b'{"event": "open"}', "not a JSON array"),
-    (b"[1]", "event 0: not a JSON object"),
-    (json.dumps([sendgrid_event("open"), {"email": "a@b.c", "timestamp": TS}]).encode(), "event 1: 'event'"),
-    (json.dumps([{"event": "open", "timestamp": TS}]).encode(), "'email'"),
-    (json.dumps([{"event": "open", "email": "secret.person@example.com", "timestamp": "yesterday"}]).encode(), "'timestamp'"),
-    (json.dumps([{"event": "open", "email": "secret.person@example.com", "timestamp": True}]).encode(), "'timestamp'"),
-    (json.dumps([{"event": "open", "email": "secret.person@example.com", "timestamp": 10 ** 20}]).encode(), "'timestamp'"),
-    (b"\xff\xfe[]", "not JSON"),
-    (b'[{"event": "open", "email": "a@b.c", "timestamp": 1772463600, "ip": NaN}]', "not JSON"),
-])
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        (b"", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b'{"event": "open"}', "not a JSON array"),
+        (b"[1]", "event 0: not a JSON object"),
+        (
+            json.dumps([sendgrid_event("open"), {"email": "a@b.c", "timestamp": TS}]).encode(),
+            "event 1: 'event'",
+        ),
+        (json.dumps([{"event": "open", "timestamp": TS}]).encode(), "'email'"),
+        (
+            json.dumps(
+                [{"event": "open", "email": "secret.person@example.com", "timestamp": "yesterday"}]
+            ).encode(),
+            "'timestamp'",
+        ),
+        (
+            json.dumps([{"event": "open", "email": "secret.person@example.com", "timestamp": True}]).encode(),
+            "'timestamp'",
+        ),
+        (
+            json.dumps(
+                [{"event": "open", "email": "secret.person@example.com", "timestamp": 10**20}]
+            ).encode(),
+            "'timestamp'",
+        ),
+        (b"\xff\xfe[]", "not JSON"),
+        (b'[{"event": "open", "email": "a@b.c", "timestamp": 1772463600, "ip": NaN}]', "not JSON"),
+    ],
+)
 def test_parse_events_refuses_malformed_bodies_without_naming_values(body, where):
     with pytest.raises(MalformedEvents) as caught:
         parse_events(body)
@@ -165,15 +218,27 @@ def test_parse_events_reads_an_array():
 
 # ---- the store --------------------------------------------------------------------------------
 
+
 def enrolled_send(store, email: str, status: SendStatus, message_id: str | None):
     """A lead with one enrollment and one settled ledger row; returns (lead, send_id)."""
     store.upsert_leads([LeadIn(email=email, consent=True)], NOW)
     lead = store.lead_by_email(email)
     campaign = store.campaign("evergreen")
-    store.add_enrollments([{"campaign_id": campaign["id"], "lead_id": lead.id, "audience": "gad",
-                            "audience_version": "v", "enrolled_at": NOW, "state": "active", "next_due_at": NOW}])
+    store.add_enrollments(
+        [
+            {
+                "campaign_id": campaign["id"],
+                "lead_id": lead.id,
+                "audience": "gad",
+                "audience_version": "v",
+                "enrolled_at": NOW,
+                "state": "active",
+                "next_due_at": NOW,
+            }
+        ]
+    )
     enrollment_id = store.enrollment_for_lead(lead.id)["id"]
-    claim, = store.claim([(enrollment_id, "welcome")], NOW, "sendgrid")
+    (claim,) = store.claim([(enrollment_id, "welcome")], NOW, "sendgrid")
     store.settle([SendResult(send_id=claim.send_id, status=status, message_id=message_id)], NOW)
     return lead, claim.send_id
 
@@ -193,8 +258,13 @@ def test_record_events_stores_normalized_and_raw(store):
     raw = sendgrid_event("open", email="Jane@Example.com", send_id=send_id)
     counts = store.record_events(parse_events(json.dumps([raw]).encode()), NOW)
     assert (counts.received, counts.stored, counts.duplicates, counts.linked) == (1, 1, 0, 1)
-    row, = stored_events(store)
-    assert (row["event"], row["raw_event"], row["send_id"], row["lead_id"]) == ("opened", "open", send_id, lead.id)
+    (row,) = stored_events(store)
+    assert (row["event"], row["raw_event"], row["send_id"], row["lead_id"]) == (
+        "opened",
+        "open",
+        send_id,
+        lead.id,
+    )
     assert row["email_hash"] == email_hash("jane@example.com", store.secret_key)
     assert row["occurred_at"] == NOW and row["raw"] == raw
 
@@ -214,7 +284,9 @@ def test_duplicates_are_caught_by_event_id_and_by_dedupe_key(store):
     same_delivery_new_id = sendgrid_event("delivered", sg_event_id="a-different-id")
     same_id_other_fields = sendgrid_event("open", sg_event_id=one["sg_event_id"], timestamp=TS + 60)
     within = store.record_events(parse_events(json.dumps([one, one]).encode()), NOW)
-    later = store.record_events(parse_events(json.dumps([same_delivery_new_id, same_id_other_fields]).encode()), NOW)
+    later = store.record_events(
+        parse_events(json.dumps([same_delivery_new_id, same_id_other_fields]).encode()), NOW
+    )
     assert (within.stored, within.duplicates) == (1, 1)
     assert (later.stored, later.duplicates) == (0, 2)
     assert len(stored_events(store)) == 1
@@ -222,19 +294,23 @@ def test_duplicates_are_caught_by_event_id_and_by_dedupe_key(store):
 
 def test_bounce_without_custom_args_links_by_message_id_prefix(store):
     lead, send_id = enrolled_send(store, "jane@example.com", SendStatus.sent, "14c5d75ce93")
-    other, other_send = enrolled_send(store, "sam@example.com", SendStatus.sent, "14c5d75ce93")  # same request
+    other, other_send = enrolled_send(
+        store, "sam@example.com", SendStatus.sent, "14c5d75ce93"
+    )  # same request
     bounce = sendgrid_event("bounce", email="sam@example.com", type="bounce", status="5.1.1")
     del bounce["send_id"]  # bounces through Return-Path carry no custom_args
     counts = store.record_events(parse_events(json.dumps([bounce]).encode()), NOW)
-    row, = stored_events(store)
+    (row,) = stored_events(store)
     assert (row["send_id"], row["lead_id"], counts.linked) == (other_send, other.id, 1)
 
 
 def test_processed_settles_an_unknown_send_as_sent_and_open_does_not(store):
     _, unknown_send = enrolled_send(store, "jane@example.com", SendStatus.unknown, None)
     _, other_unknown = enrolled_send(store, "sam@example.com", SendStatus.unknown, None)
-    posted = [sendgrid_event("processed", email="jane@example.com", send_id=unknown_send),
-              sendgrid_event("open", email="sam@example.com", send_id=other_unknown, sg_event_id="o-1")]
+    posted = [
+        sendgrid_event("processed", email="jane@example.com", send_id=unknown_send),
+        sendgrid_event("open", email="sam@example.com", send_id=other_unknown, sg_event_id="o-1"),
+    ]
     counts = store.record_events(parse_events(json.dumps(posted).encode()), NOW)
     assert counts.settled == 1
     settled = send_row(store, unknown_send)
@@ -242,41 +318,60 @@ def test_processed_settles_an_unknown_send_as_sent_and_open_does_not(store):
     assert send_row(store, other_unknown)["status"] == "unknown"
 
 
-@pytest.mark.parametrize("raw_type, extra, reason", [
-    ("bounce", {"type": "bounce", "status": "5.1.1"}, "bounced"),
-    ("dropped", {"reason": "Bounced Address"}, "rejected"),
-    ("spamreport", {}, "complained"),
-    ("unsubscribe", {}, "unsubscribed"),
-    ("group_unsubscribe", {"asm_group_id": 10}, "unsubscribed"),
-])
+@pytest.mark.parametrize(
+    "raw_type, extra, reason",
+    [
+        ("bounce", {"type": "bounce", "status": "5.1.1"}, "bounced"),
+        ("dropped", {"reason": "Bounced Address"}, "rejected"),
+        ("spamreport", {}, "complained"),
+        ("unsubscribe", {}, "unsubscribed"),
+        ("group_unsubscribe", {"asm_group_id": 10}, "unsubscribed"),
+    ],
+)
 def test_suppressing_events_suppress_and_exit_the_lead(store, raw_type, extra, reason):
     lead, send_id = enrolled_send(store, "jane@example.com", SendStatus.sent, "14c5d75ce93")
     assert store.is_reachable(lead.id)
-    counts = store.record_events([normalize(sendgrid_event(raw_type, email="jane@example.com", **extra))], NOW)
+    counts = store.record_events(
+        [normalize(sendgrid_event(raw_type, email="jane@example.com", **extra))], NOW
+    )
     assert (counts.suppressed, counts.exited) == (1, 1)
     assert not store.is_reachable(lead.id)
     enrollment = store.enrollment_for_lead(lead.id)
-    assert (enrollment["state"], enrollment["exit_reason"], enrollment["next_due_at"]) == ("exited", reason, None)
+    assert (enrollment["state"], enrollment["exit_reason"], enrollment["next_due_at"]) == (
+        "exited",
+        reason,
+        None,
+    )
     assert (store.lead_by_email("jane@example.com").unsubscribed_at is not None) == (reason == "unsubscribed")
 
 
-@pytest.mark.parametrize("raw_type, extra", [
-    ("deferred", {"response": "400 try again later"}),
-    ("bounce", {"type": "blocked", "status": "5.7.1"}),
-    ("bounce", {"type": "bounce", "status": "4.2.2"}),
-    ("open", {}), ("click", {"url": "https://example.org"}), ("delivered", {}), ("group_resubscribe", {}),
-])
+@pytest.mark.parametrize(
+    "raw_type, extra",
+    [
+        ("deferred", {"response": "400 try again later"}),
+        ("bounce", {"type": "blocked", "status": "5.7.1"}),
+        ("bounce", {"type": "bounce", "status": "4.2.2"}),
+        ("open", {}),
+        ("click", {"url": "https://example.org"}),
+        ("delivered", {}),
+        ("group_resubscribe", {}),
+    ],
+)
 def test_other_events_leave_the_lead_reachable(store, raw_type, extra):
     lead, _ = enrolled_send(store, "jane@example.com", SendStatus.sent, "14c5d75ce93")
-    counts = store.record_events([normalize(sendgrid_event(raw_type, email="jane@example.com", **extra))], NOW)
+    counts = store.record_events(
+        [normalize(sendgrid_event(raw_type, email="jane@example.com", **extra))], NOW
+    )
     assert (counts.stored, counts.suppressed, counts.exited) == (1, 0, 0)
     assert store.is_reachable(lead.id)
     assert store.enrollment_for_lead(lead.id)["state"] == "active"
 
 
 def test_events_for_unknown_addresses_are_kept_and_still_suppress(store):
-    counts = store.record_events([normalize(sendgrid_event("spamreport", email="Stranger@Example.org", send_id=None))], NOW)
-    row, = stored_events(store)
+    counts = store.record_events(
+        [normalize(sendgrid_event("spamreport", email="Stranger@Example.org", send_id=None))], NOW
+    )
+    (row,) = stored_events(store)
     assert (row["lead_id"], row["send_id"], counts.stored, counts.suppressed) == (None, None, 1, 1)
     assert store.suppressed_hashes([email_hash("stranger@example.org", store.secret_key)])
     # ...so a later import of that address is never enrolled or reached.
@@ -287,9 +382,15 @@ def test_events_for_unknown_addresses_are_kept_and_still_suppress(store):
 def test_thousands_of_events_in_one_call(store):
     import time
 
-    posted = [sendgrid_event("delivered", email=f"lead{i}@example.com", sg_event_id=f"e{i}") for i in range(3000)]
-    posted += [sendgrid_event("bounce", email=f"lead{i}@example.com", sg_event_id=f"b{i}", type="bounce", status="5.1.1")
-               for i in range(500)]
+    posted = [
+        sendgrid_event("delivered", email=f"lead{i}@example.com", sg_event_id=f"e{i}") for i in range(3000)
+    ]
+    posted += [
+        sendgrid_event(
+            "bounce", email=f"lead{i}@example.com", sg_event_id=f"b{i}", type="bounce", status="5.1.1"
+        )
+        for i in range(500)
+    ]
     parsed = parse_events(json.dumps(posted).encode())
     started = time.perf_counter()
     counts = store.record_events(parsed, NOW)
@@ -301,6 +402,7 @@ def test_thousands_of_events_in_one_call(store):
 
 # ---- forgetting -------------------------------------------------------------------------------
 
+
 def count(store, table, *where) -> int:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
@@ -309,8 +411,13 @@ def count(store, table, *where) -> int:
 def test_forget_deletes_everything_and_keeps_only_the_hash(store):
     lead, send_id = enrolled_send(store, "jane@example.com", SendStatus.sent, "14c5d75ce93")
     keep, _ = enrolled_send(store, "sam@example.com", SendStatus.sent, "99999999999")
-    store.record_events([normalize(sendgrid_event("open", email="jane@example.com", send_id=send_id)),
-                         normalize(sendgrid_event("open", email="sam@example.com", sg_event_id="s"))], NOW)
+    store.record_events(
+        [
+            normalize(sendgrid_event("open", email="jane@example.com", send_id=send_id)),
+            normalize(sendgrid_event("open", email="sam@example.com", sg_event_id="s")),
+        ],
+        NOW,
+    )
     # an event that reached us under the address before it was ever linked to the lead
     with store.engine.begin() as conn:
         conn.execute(sa.update(events).where(events.c.send_id == send_id).values(lead_id=None, send_id=None))
@@ -335,14 +442,21 @@ def test_forget_deletes_everything_and_keeps_only_the_hash(store):
 
 
 def test_forget_an_unknown_address_still_suppresses_it(store):
-    assert store.forget_lead("nobody@example.com", NOW) == {"leads": 0, "enrollments": 0, "sends": 0, "events": 0}
+    assert store.forget_lead("nobody@example.com", NOW) == {
+        "leads": 0,
+        "enrollments": 0,
+        "sends": 0,
+        "events": 0,
+    }
     assert store.suppressed_hashes([email_hash("nobody@example.com", store.secret_key)])
 
 
 def test_foreign_keys_cascade_from_a_lead(sqlite_store):
     """The schema's ON DELETE CASCADE is live on SQLite (the store turns foreign keys on)."""
     lead, send_id = enrolled_send(sqlite_store, "jane@example.com", SendStatus.sent, "m")
-    sqlite_store.record_events([normalize(sendgrid_event("open", email="jane@example.com", send_id=send_id))], NOW)
+    sqlite_store.record_events(
+        [normalize(sendgrid_event("open", email="jane@example.com", send_id=send_id))], NOW
+    )
     with sqlite_store.engine.begin() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         conn.execute(sa.delete(leads).where(leads.c.id == lead.id))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.delivery.sendgrid_server import Faults, running_server
@@ -29,7 +29,7 @@ from campaign.settings import PROJECT_ROOT
 KEY = "SG.kill-key"
 N_LEADS = 40
 NY = ZoneInfo("America/New_York")
-MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(timezone.utc)
+MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(UTC)
 
 CHILD = """
 import sys
@@ -58,24 +58,35 @@ def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_sett
     settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST="http://127.0.0.1:9", batch_size=6)
     ctx = build_context(settings)
     kinds = list(AnxietyType)
-    ctx.store.upsert_leads([LeadIn(email=f"k{i}@example.com", first_name="Kim", anxiety_type=kinds[i % 4], consent=True)
-                            for i in range(N_LEADS)], MONDAY_10)
+    ctx.store.upsert_leads(
+        [
+            LeadIn(email=f"k{i}@example.com", first_name="Kim", anxiety_type=kinds[i % 4], consent=True)
+            for i in range(N_LEADS)
+        ],
+        MONDAY_10,
+    )
 
     with running_server(api_key=KEY, faults=Faults(latency_ms=200)) as sg:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "SENDGRID_"))}
-        env.update({
-            "CAMPAIGN_DATABASE_URL": settings.database_url,
-            "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
-            "CAMPAIGN_PUBLIC_URL": settings.public_url,
-            "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
-            "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
-            "CAMPAIGN_BATCH_SIZE": "6",
-            "CAMPAIGN_SEND_CONCURRENCY": "2",
-            "SENDGRID_API_KEY": KEY,
-            "SENDGRID_API_HOST": sg.url,
-        })
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, MONDAY_10.isoformat()], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env.update(
+            {
+                "CAMPAIGN_DATABASE_URL": settings.database_url,
+                "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
+                "CAMPAIGN_PUBLIC_URL": settings.public_url,
+                "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
+                "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+                "CAMPAIGN_BATCH_SIZE": "6",
+                "CAMPAIGN_SEND_CONCURRENCY": "2",
+                "SENDGRID_API_KEY": KEY,
+                "SENDGRID_API_HOST": sg.url,
+            }
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, MONDAY_10.isoformat()],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             # Batch 1 (6 emails) settled, batch 2 half sent and not settled: kill now.
             wait_for(lambda: len(sg.messages) >= 8, "the server recorded 8 messages", proc)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from campaign.leads import (ImportFileError, parse_anxiety_type, parse_column_overrides, parse_csv,
-                            parse_prior_treatments, resolve_timezone)
+from campaign.leads import (
+    ImportFileError,
+    parse_anxiety_type,
+    parse_column_overrides,
+    parse_csv,
+    parse_prior_treatments,
+    resolve_timezone,
+)
 from campaign.models import AnxietyType
 
 
@@ -13,40 +19,62 @@ def parse(text: str, **kw):
     return parse_csv(text.encode("utf-8"), filename="leads.csv", **kw)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Generalized Anxiety Disorder (GAD)", AnxietyType.gad),
-    ("GAD", AnxietyType.gad),
-    ("constant worry", AnxietyType.gad),
-    ("Social anxiety", AnxietyType.social),
-    ("social phobia", AnxietyType.social),
-    ("SAD", AnxietyType.social),
-    ("treatment-resistant", AnxietyType.treatment_resistant),
-    ("Treatment Resistant Anxiety", AnxietyType.treatment_resistant),
-    ("nothing has worked", AnxietyType.treatment_resistant),
-    ("treatment_resistant", AnxietyType.treatment_resistant),
-    ("", AnxietyType.unspecified),
-    ("something else entirely", AnxietyType.unspecified),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Generalized Anxiety Disorder (GAD)", AnxietyType.gad),
+        ("GAD", AnxietyType.gad),
+        ("constant worry", AnxietyType.gad),
+        ("Social anxiety", AnxietyType.social),
+        ("social phobia", AnxietyType.social),
+        ("SAD", AnxietyType.social),
+        ("treatment-resistant", AnxietyType.treatment_resistant),
+        ("Treatment Resistant Anxiety", AnxietyType.treatment_resistant),
+        ("nothing has worked", AnxietyType.treatment_resistant),
+        ("treatment_resistant", AnxietyType.treatment_resistant),
+        ("", AnxietyType.unspecified),
+        ("something else entirely", AnxietyType.unspecified),
+    ],
+)
 def test_anxiety_free_text_maps_to_vocabulary(text, expected):
     assert parse_anxiety_type(text) is expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", None), ("3", 3), ("two", 2), ("none", 0), ("SSRIs; therapy", 2), ("Zoloft, Lexapro, CBT", 3), ("1 SSRI", 1),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", None),
+        ("3", 3),
+        ("two", 2),
+        ("none", 0),
+        ("SSRIs; therapy", 2),
+        ("Zoloft, Lexapro, CBT", 3),
+        ("1 SSRI", 1),
+    ],
+)
 def test_prior_treatments_counts_numbers_words_and_lists(text, expected):
     assert parse_prior_treatments(text) == expected
 
 
 def test_headers_match_aliases_case_space_and_punctuation_insensitively():
-    parsed = parse("E-MAIL ADDRESS ,first name,What type of anxiety do you experience?,May we email you?\n"
-                   "ann@example.com,Ann,GAD,Yes\n")
-    (_, lead), = parsed.leads
-    assert (lead.email, lead.first_name, lead.anxiety_type, lead.consent) == ("ann@example.com", "Ann", AnxietyType.gad, True)
+    parsed = parse(
+        "E-MAIL ADDRESS ,first name,What type of anxiety do you experience?,May we email you?\n"
+        "ann@example.com,Ann,GAD,Yes\n"
+    )
+    ((_, lead),) = parsed.leads
+    assert (lead.email, lead.first_name, lead.anxiety_type, lead.consent) == (
+        "ann@example.com",
+        "Ann",
+        AnxietyType.gad,
+        True,
+    )
 
 
 def test_column_override_maps_unknown_header():
-    parsed = parse("Contact,Nom\nann@example.com,Ann\n", overrides=parse_column_overrides(["Contact=email", "Nom=first_name"]))
+    parsed = parse(
+        "Contact,Nom\nann@example.com,Ann\n",
+        overrides=parse_column_overrides(["Contact=email", "Nom=first_name"]),
+    )
     assert parsed.leads[0][1].first_name == "Ann"
 
 
@@ -56,7 +84,11 @@ def test_column_override_rejects_unknown_field():
 
 
 def test_bom_windows_line_ends_and_quoted_newlines():
-    data = '\ufeffEmail,First Name,Source\r\nann@example.com,"Ann, Jr.","web\r\nform"\r\nbob@example.com,Bob,x\r\n'
+    data = (
+        "\ufeffEmail,First Name,Source\r\n"
+        'ann@example.com,"Ann, Jr.","web\r\nform"\r\n'
+        "bob@example.com,Bob,x\r\n"
+    )
     parsed = parse_csv(data.encode("utf-8"), filename="leads.csv")
     assert [l.email for _, l in parsed.leads] == ["ann@example.com", "bob@example.com"]
     assert parsed.leads[0][1].first_name == "Ann, Jr."
@@ -97,17 +129,20 @@ def test_empty_file_is_an_error():
 
 
 def test_names_keep_markup_as_given_but_lose_control_chars_and_length():
-    parsed = parse("Email,First Name\na@example.com,\"<script>x</script>\x07" + "n" * 300 + "\"\n")
+    parsed = parse('Email,First Name\na@example.com,"<script>x</script>\x07' + "n" * 300 + '"\n')
     name = parsed.leads[0][1].first_name
     assert name.startswith("<script>x</script>") and "\x07" not in name and len(name) == 200
 
 
-@pytest.mark.parametrize("tz, state, expected", [
-    ("America/Chicago", "NC", ("America/Chicago", "NC")),
-    ("", "CA", ("America/Los_Angeles", "CA")),
-    ("", "texas", ("America/Chicago", "TX")),
-    ("Mars/Base", "", ("America/New_York", "")),
-])
+@pytest.mark.parametrize(
+    "tz, state, expected",
+    [
+        ("America/Chicago", "NC", ("America/Chicago", "NC")),
+        ("", "CA", ("America/Los_Angeles", "CA")),
+        ("", "texas", ("America/Chicago", "TX")),
+        ("Mars/Base", "", ("America/New_York", "")),
+    ],
+)
 def test_timezone_from_iana_else_state_else_clinic(tz, state, expected):
     assert resolve_timezone(tz, state, "America/New_York") == expected
 

@@ -71,8 +71,12 @@ def make_renderer(tmp_path: Path, clinic, files: dict[str, str], *, mjml=None, t
 
 
 def lint_one(tmp_path, clinic, text: str | None = None, *, mjml=None, txt=None, unsubscribe_url=UNSUB, **kw):
-    renderer = make_renderer(tmp_path, clinic, {"t/welcome": text if text is not None else md()}, mjml=mjml, txt=txt)
-    problems, grades = lint_templates(renderer, {"t": [("welcome", "t/welcome")]}, unsubscribe_url=unsubscribe_url, **kw)
+    renderer = make_renderer(
+        tmp_path, clinic, {"t/welcome": text if text is not None else md()}, mjml=mjml, txt=txt
+    )
+    problems, grades = lint_templates(
+        renderer, {"t": [("welcome", "t/welcome")]}, unsubscribe_url=unsubscribe_url, **kw
+    )
     return problems, grades
 
 
@@ -99,12 +103,12 @@ def test_the_seed_email_is_clean(tmp_path, clinic):
 
 
 def test_clinic_name_missing(tmp_path, clinic):
-    drop = lambda s: s.replace("{{ clinic.name }}", "Our clinic")  # noqa: E731
+    drop = lambda s: s.replace("{{ clinic.name }}", "Our clinic")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "clinic-name")
 
 
 def test_postal_address_missing(tmp_path, clinic):
-    drop = lambda s: s.replace("{{ clinic.postal_address }}", "")  # noqa: E731
+    drop = lambda s: s.replace("{{ clinic.postal_address }}", "")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "postal-address")
 
 
@@ -118,19 +122,23 @@ def test_unsubscribe_link_missing(tmp_path, clinic):
     problems, _ = lint_one(
         tmp_path,
         clinic,
-        mjml=lambda s: s.replace('<a href="{{ unsubscribe_url }}" style="color:#12506b;">Unsubscribe</a> at any time.', ""),
+        mjml=lambda s: s.replace(
+            '<a href="{{ unsubscribe_url }}" style="color:#12506b;">Unsubscribe</a> at any time.', ""
+        ),
         txt=lambda s: s.replace("Unsubscribe: {{ unsubscribe_url }}", ""),
     )
     assert_only(problems, "unsubscribe-link")
 
 
 def test_crisis_line_missing(tmp_path, clinic):
-    drop = lambda s: s.replace("<strong>988</strong>", "a crisis line").replace("text 988", "text a crisis line")  # noqa: E731
+    drop = lambda s: s.replace("<strong>988</strong>", "a crisis line").replace(
+        "text 988", "text a crisis line"
+    )
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "crisis-line")
 
 
 def test_disclaimer_missing(tmp_path, clinic):
-    drop = lambda s: s.replace("It is not medical advice. ", "")  # noqa: E731
+    drop = lambda s: s.replace("It is not medical advice. ", "")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "disclaimer")
 
 
@@ -159,7 +167,17 @@ def test_preheader_too_long_is_a_warning(tmp_path, clinic):
 # --- absent: health words, names, hostile input, promises ---------------------------------------
 
 
-@pytest.mark.parametrize("subject", ["Help for your anxiety", "About GAD", "When panic hits", "Is ketamine for you?", "Treatment-resistant? Read on", "Fear of people"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Help for your anxiety",
+        "About GAD",
+        "When panic hits",
+        "Is ketamine for you?",
+        "Treatment-resistant? Read on",
+        "Fear of people",
+    ],
+)
 def test_health_term_in_subject(tmp_path, clinic, subject):
     text = md(f'subject: "{subject}"\npreheader: "A plain note with no news."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "health-in-subject")
@@ -198,21 +216,39 @@ def test_audience_in_url_query(tmp_path, clinic):
 
 
 def test_audience_in_unsubscribe_url(tmp_path, clinic):
-    problems, _ = lint_one(tmp_path, clinic, unsubscribe_url="https://freshstartketamine.example/unsubscribe/gad/tok-123")
+    problems, _ = lint_one(
+        tmp_path, clinic, unsubscribe_url="https://freshstartketamine.example/unsubscribe/gad/tok-123"
+    )
     assert_only(problems, "health-in-url")
 
 
 def test_unescaped_hostile_input(tmp_path, clinic):
     # A layout that marks a lead-derived value safe lets '<script>' from a name through.
-    text = md('subject: "A short note"\npreheader: "A plain note."\ncta_text: "Go on, {{ greeting_name }}"\ncta_url: "{{ booking_url }}"')
-    problems, _ = lint_one(tmp_path, clinic, text, mjml=lambda s: s.replace(">{{ cta_text }}</mj-button>", ">{{ cta_text|safe }}</mj-button>"))
+    text = md(
+        'subject: "A short note"\npreheader: "A plain note."\n'
+        'cta_text: "Go on, {{ greeting_name }}"\ncta_url: "{{ booking_url }}"'
+    )
+    problems, _ = lint_one(
+        tmp_path,
+        clinic,
+        text,
+        mjml=lambda s: s.replace(">{{ cta_text }}</mj-button>", ">{{ cta_text|safe }}</mj-button>"),
+    )
     assert_only(problems, "unescaped-input")
 
 
 def test_attribute_breakout_is_caught():
-    html = '<html lang="en"><body><a href="https://x.example/unsubscribe/t" title="Ann" onmouseover="alert(1)">x</a></body></html>'
+    html = (
+        '<html lang="en"><body><a href="https://x.example/unsubscribe/t" title="Ann" '
+        'onmouseover="alert(1)">x</a></body></html>'
+    )
     email = RenderedEmail(subject="A note", preheader="A note", html=html, text="A note.\n----\nx")
-    rules = {p.rule for p in lint_email(email, template="t", clinic=get_settings().clinic, hostile_inputs=['Ann" onmouseover="alert(1)'])}
+    rules = {
+        p.rule
+        for p in lint_email(
+            email, template="t", clinic=get_settings().clinic, hostile_inputs=['Ann" onmouseover="alert(1)']
+        )
+    }
     assert "unescaped-input" in rules
 
 
@@ -226,7 +262,15 @@ def test_a_name_that_looks_like_jinja_is_not_a_leftover(tmp_path, clinic):
     assert errors(problems) == []
 
 
-@pytest.mark.parametrize("phrase", ["This may cure you.", "Results are guaranteed.", "It works 100% of the time.", "The change is permanent."])
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "This may cure you.",
+        "Results are guaranteed.",
+        "It works 100% of the time.",
+        "The change is permanent.",
+    ],
+)
 def test_promise(tmp_path, clinic, phrase):
     body = GOOD_BODY + f"\n{phrase}\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "promise")
@@ -248,7 +292,10 @@ def test_reading_grade(tmp_path, clinic):
 
 
 def test_reading_grade_ignores_the_footer():
-    text = "We are here. You can rest.\n\n----\n" + "Incomprehensibly multisyllabic administrative documentation. " * 20
+    text = (
+        "We are here. You can rest.\n\n----\n"
+        + "Incomprehensibly multisyllabic administrative documentation. " * 20
+    )
     assert lint.reading_grade(text) < 3
 
 
@@ -260,7 +307,15 @@ def test_html_size(tmp_path, clinic):
 # --- links and HTML structure -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://freshstartketamine.example/visit", "/visit", "freshstartketamine.example/visit", "ftp://freshstartketamine.example/file"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://freshstartketamine.example/visit",
+        "/visit",
+        "freshstartketamine.example/visit",
+        "ftp://freshstartketamine.example/file",
+    ],
+)
 def test_insecure_or_relative_link(tmp_path, clinic, url):
     body = GOOD_BODY + f"\nSee [our page]({url}).\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "insecure-link")
@@ -269,27 +324,45 @@ def test_insecure_or_relative_link(tmp_path, clinic, url):
 def test_local_http_unsubscribe_only_when_allowed(tmp_path, clinic):
     local = "http://localhost:8000/unsubscribe/tok-123"
     assert_only(lint_one(tmp_path / "a", clinic, unsubscribe_url=local)[0], "insecure-link")
-    problems, _ = lint_one(tmp_path / "b", clinic, unsubscribe_url=local, allow_http_hosts={"localhost", "127.0.0.1"})
+    problems, _ = lint_one(
+        tmp_path / "b", clinic, unsubscribe_url=local, allow_http_hosts={"localhost", "127.0.0.1"}
+    )
     assert errors(problems) == []
     # ...and the allowance covers the unsubscribe link only, on a local host only.
     body = GOOD_BODY + "\nSee [our page](http://localhost:8000/visit).\n"
-    problems, _ = lint_one(tmp_path / "c", clinic, md(body=body), unsubscribe_url=local, allow_http_hosts={"localhost"})
+    problems, _ = lint_one(
+        tmp_path / "c", clinic, md(body=body), unsubscribe_url=local, allow_http_hosts={"localhost"}
+    )
     assert_only(problems, "insecure-link")
-    problems, _ = lint_one(tmp_path / "d", clinic, unsubscribe_url="http://mail.example/unsubscribe/t", allow_http_hosts={"mail.example"})
+    problems, _ = lint_one(
+        tmp_path / "d",
+        clinic,
+        unsubscribe_url="http://mail.example/unsubscribe/t",
+        allow_http_hosts={"mail.example"},
+    )
     assert_only(problems, "insecure-link")
 
 
 def test_img_without_alt(tmp_path, clinic):
-    mjml = lambda s: s.replace("<mj-section background-color=\"#fff7e6\"", '<mj-section><mj-column><mj-image src="https://freshstartketamine.example/logo.png" /></mj-column></mj-section><mj-section background-color="#fff7e6"', 1)  # noqa: E731
+    mjml = lambda s: s.replace(
+        '<mj-section background-color="#fff7e6"',
+        '<mj-section><mj-column><mj-image src="https://freshstartketamine.example/logo.png" />'
+        '</mj-column></mj-section><mj-section background-color="#fff7e6"',
+        1,
+    )
     assert_only(lint_one(tmp_path, clinic, mjml=mjml)[0], "img-alt")
 
 
 def test_html_lang_missing(tmp_path, clinic):
-    assert_only(lint_one(tmp_path, clinic, mjml=lambda s: s.replace('<mjml lang="en">', "<mjml>"))[0], "html-lang")
+    assert_only(
+        lint_one(tmp_path, clinic, mjml=lambda s: s.replace('<mjml lang="en">', "<mjml>"))[0], "html-lang"
+    )
 
 
 def test_table_without_role(tmp_path, clinic):
-    mjml = lambda s: s.replace("<mj-raw>{% endif %}</mj-raw>", "<mj-raw>{% endif %}<table><tr><td>x</td></tr></table></mj-raw>")  # noqa: E731
+    mjml = lambda s: s.replace(
+        "<mj-raw>{% endif %}</mj-raw>", "<mj-raw>{% endif %}<table><tr><td>x</td></tr></table></mj-raw>"
+    )
     assert_only(lint_one(tmp_path, clinic, mjml=mjml)[0], "table-role")
 
 
@@ -304,14 +377,23 @@ def test_render_error_becomes_a_problem(tmp_path, clinic):
 
 def _seeded_sequence(tmp_path, clinic, edit):
     """The shipped gad sequence, with edit(step, text) applied to each file."""
-    files = {f"s/{step}": edit(step, (TEMPLATES / "gad" / f"{step}.md").read_text(encoding="utf-8")) for step in STEPS}
+    files = {
+        f"s/{step}": edit(step, (TEMPLATES / "gad" / f"{step}.md").read_text(encoding="utf-8"))
+        for step in STEPS
+    }
     renderer = make_renderer(tmp_path, clinic, files)
-    return lint_templates(renderer, {"s": [(step, f"s/{step}") for step in STEPS]}, unsubscribe_url=UNSUB, hostile_names=[""])[0]
+    return lint_templates(
+        renderer, {"s": [(step, f"s/{step}") for step in STEPS]}, unsubscribe_url=UNSUB, hostile_names=[""]
+    )[0]
 
 
 def test_off_label_missing_from_ketamine_step(tmp_path, clinic):
     def edit(step, text):
-        return text.replace("that is called off-label use", "that is a choice doctors make") if step == "ketamine" else text
+        return (
+            text.replace("that is called off-label use", "that is a choice doctors make")
+            if step == "ketamine"
+            else text
+        )
 
     problems = _seeded_sequence(tmp_path, clinic, edit)
     assert_only(problems, "off-label")
@@ -332,17 +414,25 @@ def test_off_label_missing_everywhere(tmp_path, clinic):
 
 
 def test_side_effects_missing(tmp_path, clinic):
-    problems = _seeded_sequence(tmp_path, clinic, lambda step, text: text.replace("## Side effects", "## How it may feel"))
+    problems = _seeded_sequence(
+        tmp_path, clinic, lambda step, text: text.replace("## Side effects", "## How it may feel")
+    )
     assert_only(problems, "side-effects")
 
 
 def test_intake_missing(tmp_path, clinic):
-    problems = _seeded_sequence(tmp_path, clinic, lambda step, text: text.replace("intake evaluation", "first talk").replace("intake", "first talk"))
+    problems = _seeded_sequence(
+        tmp_path,
+        clinic,
+        lambda step, text: text.replace("intake evaluation", "first talk").replace("intake", "first talk"),
+    )
     assert_only(problems, "intake")
 
 
 def test_lint_sequence_accepts_plain_step_keys():
-    email = RenderedEmail(subject="s", preheader="p", html="", text="About ketamine.\n----\noff-label side effects intake")
+    email = RenderedEmail(
+        subject="s", preheader="p", html="", text="About ketamine.\n----\noff-label side effects intake"
+    )
     problems = lint_sequence([("welcome", email), ("ketamine", email)], audience="gad")
     # The footer does not count: nothing in the bodies satisfies the rules.
     assert {p.rule for p in problems} == {"off-label", "side-effects", "intake"}
@@ -354,7 +444,11 @@ def test_lint_sequence_accepts_plain_step_keys():
 
 def test_terms_match_whole_words_only():
     assert find_terms("A gadget for panicky days", DEFAULT_HEALTH_TERMS) == []
-    assert find_terms("GAD and Treatment resistant, treatment_resistant", DEFAULT_HEALTH_TERMS) == ["gad", "treatment resistant", "treatment_resistant"]
+    assert find_terms("GAD and Treatment resistant, treatment_resistant", DEFAULT_HEALTH_TERMS) == [
+        "gad",
+        "treatment resistant",
+        "treatment_resistant",
+    ]
     assert find_terms("Ketamine-curious", DEFAULT_HEALTH_TERMS) == ["ketamine"]
     assert find_terms("It is 100% safe", lint.DEFAULT_PROMISE_TERMS) == ["100%"]
 
@@ -367,9 +461,17 @@ def test_custom_term_lists(tmp_path, clinic):
 
 
 def test_url_terms_use_tokens():
-    assert url_health_terms("https://freshstartketamine.example/consultation", (*DEFAULT_HEALTH_TERMS, *lint.URL_AUDIENCE_TERMS)) == []
+    assert (
+        url_health_terms(
+            "https://freshstartketamine.example/consultation",
+            (*DEFAULT_HEALTH_TERMS, *lint.URL_AUDIENCE_TERMS),
+        )
+        == []
+    )
     assert url_health_terms("https://x.example/ketamine/faq", ("ketamine",)) == ["ketamine"]
-    assert url_health_terms("https://x.example/p?aud=treatment_resistant", ("treatment_resistant",)) == ["treatment_resistant"]
+    assert url_health_terms("https://x.example/p?aud=treatment_resistant", ("treatment_resistant",)) == [
+        "treatment_resistant"
+    ]
 
 
 def test_body_text_cuts_the_last_footer_rule():

@@ -44,18 +44,31 @@ def wait_healthy(url: str, process: subprocess.Popen, limit: float = 150) -> Non
 def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}",
-           "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"), "CAMPAIGN_HOME": str(PROJECT_ROOT)}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}",
+        "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "CAMPAIGN_HOME": str(PROJECT_ROOT),
+    }
     env.pop("SENDGRID_API_KEY", None)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_healthy(api, server)
 
         def run(*args, timeout=120):
-            result = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(
+                args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+            )
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
             return result.stdout + result.stderr
 
@@ -65,16 +78,26 @@ def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
         run(str(BIN / "prefect"), "work-pool", "create", "campaign", "--type", "process")
         deployed = run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         assert "tick/tick" in deployed or "'tick'" in deployed
-        run(str(BIN / "prefect"), "deployment", "run", "tick/tick", "--param", "now=2026-03-02T15:00:00+00:00")
+        run(
+            str(BIN / "prefect"), "deployment", "run", "tick/tick", "--param", "now=2026-03-02T15:00:00+00:00"
+        )
         worker = run(str(BIN / "prefect"), "worker", "start", "--pool", "campaign", "--run-once", timeout=180)
         assert "Completed" in worker
         emails = sorted((tmp_path / "outbox").glob("*.eml"))
         assert len(emails) == 2  # the two consenting leads with a valid address
-        assert all(e.name.startswith("20260302T150000") for e in emails)  # the `now` parameter reached the flow
+        assert all(
+            e.name.startswith("20260302T150000") for e in emails
+        )  # the `now` parameter reached the flow
 
         # The single-machine path: `campaign schedule` serves the same schedules; Ctrl-C is clean.
-        serving = subprocess.Popen([str(BIN / "campaign"), "schedule"], env=env, cwd=PROJECT_ROOT, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        serving = subprocess.Popen(
+            [str(BIN / "campaign"), "schedule"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         seen = ""
         deadline = time.monotonic() + 90
         while "reconcile/reconcile" not in seen and time.monotonic() < deadline:

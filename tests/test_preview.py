@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, distinct_colours
+from conftest import utc
 from typer.testing import CliRunner
 
 from campaign.approval import PLACEHOLDER_TOKEN, approve
@@ -16,9 +18,6 @@ from campaign.cli import app
 from campaign.preview import preview_one, single_html, write_gallery
 from campaign.render import Renderer
 from campaign.settings import PROJECT_ROOT
-
-from browser_support import CHROMIUM, CHROMIUM_ARGS, distinct_colours
-from conftest import utc
 
 runner = CliRunner()
 
@@ -89,6 +88,7 @@ def content(tmp_path):
 
 # ---- the gallery ----------------------------------------------------------------------------------
 
+
 def test_gallery_has_every_email_with_both_widths_text_lint_and_draft_state(settings, sqlite_store, tmp_path):
     index = write_gallery(settings, tmp_path / "out", store=sqlite_store)
     assert index == tmp_path / "out" / "index.html"
@@ -98,7 +98,9 @@ def test_gallery_has_every_email_with_both_widths_text_lint_and_draft_state(sett
     renderer = Renderer(settings.templates_dir, settings.clinic)
     days = {s.template: s.delay.days for a in load_audiences(settings.audiences_dir) for s in a.steps}
     for name, card in cards.items():
-        email = renderer.render(name, first_name="Sam", unsubscribe_url=f"{settings.public_url}/unsubscribe/{PLACEHOLDER_TOKEN}")
+        email = renderer.render(
+            name, first_name="Sam", unsubscribe_url=f"{settings.public_url}/unsubscribe/{PLACEHOLDER_TOKEN}"
+        )
         frames = {f["class"]: f for f in card["iframes"]}
         assert set(frames) == {"phone", "desktop"}, name
         for frame in frames.values():  # the rendered email itself, inline (self-contained)
@@ -109,7 +111,11 @@ def test_gallery_has_every_email_with_both_widths_text_lint_and_draft_state(sett
         assert card["pre"].startswith("Hi Sam,")
         assert email.subject in card["text"] and email.preheader in card["text"]
         assert f"Day {days[name]}" in card["text"]
-        assert "lint ok" in card["text"] and "No problems found." in card["text"] and "Flesch-Kincaid" in card["text"]
+        assert (
+            "lint ok" in card["text"]
+            and "No problems found." in card["text"]
+            and "Flesch-Kincaid" in card["text"]
+        )
         assert card["attrs"]["data-approved"] == "false" and "DRAFT" in card["text"]  # shipped unapproved
         # Each email also on its own page.
         own = tmp_path / "out" / f"{name}.html"
@@ -122,11 +128,18 @@ def test_gallery_shows_approval_and_changes_since(make_settings, content, tmp_pa
     settings = make_settings(content_dir=content)
     store = open_store(settings)
     try:
-        approve(store, Renderer(settings.templates_dir, settings.clinic), ["gad/welcome", "gad/brain"],
-                by="Dr. Jane Lee", now=utc(2026, 3, 2, 15))
+        approve(
+            store,
+            Renderer(settings.templates_dir, settings.clinic),
+            ["gad/welcome", "gad/brain"],
+            by="Dr. Jane Lee",
+            now=utc(2026, 3, 2, 15),
+        )
         brain = content / "templates" / "gad" / "brain.md"
         brain.write_text(brain.read_text(encoding="utf-8") + "\nOne more short line.\n", encoding="utf-8")
-        cards = parse_cards(write_gallery(settings, tmp_path / "out", store=store).read_text(encoding="utf-8"))
+        cards = parse_cards(
+            write_gallery(settings, tmp_path / "out", store=store).read_text(encoding="utf-8")
+        )
     finally:
         store.close()
     welcome, brain_card = cards["gad/welcome"], cards["gad/brain"]
@@ -144,19 +157,27 @@ def test_gallery_shows_lint_problems_on_the_right_card(make_settings, content, t
     start = text.index("subject:")
     end = text.index("\n", start)
     path.write_text(text[:start] + 'subject: "Help for your anxiety"' + text[end:], encoding="utf-8")
-    cards = parse_cards(write_gallery(make_settings(content_dir=content), tmp_path / "out").read_text(encoding="utf-8"))
+    cards = parse_cards(
+        write_gallery(make_settings(content_dir=content), tmp_path / "out").read_text(encoding="utf-8")
+    )
     bad = cards["social/questions"]
     assert int(bad["attrs"]["data-lint-errors"]) >= 1
-    assert "health-in-subject" in bad["text"] and "'anxiety'" in bad["text"] and "lint error(s)" in bad["text"]
+    assert (
+        "health-in-subject" in bad["text"] and "'anxiety'" in bad["text"] and "lint error(s)" in bad["text"]
+    )
     assert all(c["attrs"]["data-lint-errors"] == "0" for n, c in cards.items() if n != "social/questions")
 
 
 def test_a_template_that_does_not_render_still_gets_its_card(make_settings, content, tmp_path):
     (content / "templates" / "gad" / "brain.md").write_text("no front matter here\n", encoding="utf-8")
-    cards = parse_cards(write_gallery(make_settings(content_dir=content), tmp_path / "out").read_text(encoding="utf-8"))
+    cards = parse_cards(
+        write_gallery(make_settings(content_dir=content), tmp_path / "out").read_text(encoding="utf-8")
+    )
     assert len(cards) == 20
     broken = cards["gad/brain"]
-    assert "Does not render" in broken["text"] and "front matter" in broken["text"] and broken["iframes"] == []
+    assert (
+        "Does not render" in broken["text"] and "front matter" in broken["text"] and broken["iframes"] == []
+    )
 
 
 def test_one_email_for_a_hostile_name_is_escaped(settings):
@@ -173,6 +194,7 @@ def test_one_email_for_a_hostile_name_is_escaped(settings):
 
 
 # ---- the CLI --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def env(settings, monkeypatch):
@@ -200,7 +222,9 @@ def test_cli_preview_one_email_for_a_lead(env, tmp_path):
     result = runner.invoke(app, ["preview", "gad", "welcome", "--lead", "ann@example.com", "--out", str(out)])
     assert result.exit_code == 0, result.output
     renderer = Renderer(env.templates_dir, env.clinic)
-    email = renderer.render("gad/welcome", first_name="Annabel", unsubscribe_url="https://x.example/unsubscribe/t")
+    email = renderer.render(
+        "gad/welcome", first_name="Annabel", unsubscribe_url="https://x.example/unsubscribe/t"
+    )
     assert f"Subject:   {email.subject}" in result.output and f"Preheader: {email.preheader}" in result.output
     assert "Hi Annabel," in result.output and "DRAFT" in result.output and "reading grade" in result.output
     assert str(out.resolve()) in result.output.replace("\n", "")
@@ -218,7 +242,9 @@ def test_cli_preview_bad_input(env, tmp_path):
     leads = tmp_path / "leads.csv"
     leads.write_text("Email,Consent\nann@example.com,yes\n")
     runner.invoke(app, ["import", str(leads)])
-    missing = runner.invoke(app, ["preview", "gad", "welcome", "--lead", "nobody@example.com", "--out", str(tmp_path / "x.html")])
+    missing = runner.invoke(
+        app, ["preview", "gad", "welcome", "--lead", "nobody@example.com", "--out", str(tmp_path / "x.html")]
+    )
     assert missing.exit_code == 1 and "nobody@example.com" in missing.output
     assert not (tmp_path / "x.html").exists()
 
@@ -242,19 +268,28 @@ def test_cli_lint_fails_naming_the_file_and_the_fix(env, content, monkeypatch):
     path.write_text(path.read_text(encoding="utf-8").replace("off-label", "unusual"), encoding="utf-8")
     result = runner.invoke(app, ["lint"])
     assert result.exit_code == 1
-    assert "ketamine.md" in result.output and "off-label" in result.output and "add a plain sentence" in result.output
+    assert (
+        "ketamine.md" in result.output
+        and "off-label" in result.output
+        and "add a plain sentence" in result.output
+    )
     import json
 
     data = json.loads(runner.invoke(app, ["lint", "--json"]).stdout)
-    assert data["ok"] is False and any(p["rule"] == "off-label" and p["file"].endswith("gad/ketamine.md") for p in data["problems"])
+    assert data["ok"] is False and any(
+        p["rule"] == "off-label" and p["file"].endswith("gad/ketamine.md") for p in data["problems"]
+    )
 
 
 # ---- a real browser -------------------------------------------------------------------------------
 
+
 @pytest.mark.browser
 def test_gallery_in_headless_chromium(settings, sqlite_store, tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it")
+        pytest.skip(
+            "Debian's chromium is not at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     index = write_gallery(settings, tmp_path / "gallery", store=sqlite_store)
     expected = shipped_templates()
@@ -273,7 +308,9 @@ def test_gallery_in_headless_chromium(settings, sqlite_store, tmp_path):
             assert page.locator("iframe.phone").count() == 20 and page.locator("iframe.desktop").count() == 20
             first = page.frame_locator("#gad-welcome iframe.phone")
             sync_api.expect(first.get_by_role("link", name="Unsubscribe", exact=True)).to_be_visible()
-            heights = page.locator("iframe").evaluate_all("fs => fs.map(f => f.getBoundingClientRect().height)")
+            heights = page.locator("iframe").evaluate_all(
+                "fs => fs.map(f => f.getBoundingClientRect().height)"
+            )
             assert min(heights) > 400, heights
             shot_path = tmp_path / "gallery.png"
             shot = page.screenshot(path=str(shot_path))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +16,9 @@ CAMPAIGN = str(Path(sys.executable).parent / "campaign")
 
 def run_in_terminal(args: list[str], env: dict) -> str:
     leader, follower = pty.openpty()
-    process = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    process = subprocess.Popen(
+        args, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True
+    )
     os.close(follower)
     chunks = []
     while True:

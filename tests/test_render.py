@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import UTC
 
 import pytest
 
@@ -37,7 +38,12 @@ def test_every_shipped_step_renders_with_footer(renderer, audience, step, first_
 
 
 def test_twenty_emails_ship():
-    assert len(STEPS) == 20 and {a.name for a in AUDIENCES} == {"gad", "social", "treatment_resistant", "general"}
+    assert len(STEPS) == 20 and {a.name for a in AUDIENCES} == {
+        "gad",
+        "social",
+        "treatment_resistant",
+        "general",
+    }
 
 
 def test_lead_markup_is_text_in_html_and_verbatim_in_text(renderer):
@@ -70,11 +76,22 @@ def test_missing_front_matter_is_explained(tmp_path):
 
 def test_eml_is_multipart_alternative_with_one_click_headers(renderer):
     out = renderer.render("social/welcome", first_name="Zoë", unsubscribe_url=UNSUB)
-    outbound = OutboundEmail(send_id="abc", to_email="zoe@example.com", to_name="Zoë Kim", from_email="care@clinic.example",
-                             from_name="Clinic", subject=out.subject, html=out.html, text=out.text, unsubscribe_url=UNSUB)
-    from datetime import datetime, timezone
+    outbound = OutboundEmail(
+        send_id="abc",
+        to_email="zoe@example.com",
+        to_name="Zoë Kim",
+        from_email="care@clinic.example",
+        from_name="Clinic",
+        subject=out.subject,
+        html=out.html,
+        text=out.text,
+        unsubscribe_url=UNSUB,
+    )
+    from datetime import datetime
 
-    parsed = email.message_from_bytes(to_mime(outbound, date=datetime.now(timezone.utc)).as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(
+        to_mime(outbound, date=datetime.now(UTC)).as_bytes(), policy=email.policy.default
+    )
     assert parsed.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert parsed["List-Unsubscribe"] == f"<{UNSUB}>"

@@ -56,8 +56,12 @@ def test_test_send_refuses_an_unknown_step_and_reports_a_refused_key(sg):
 
 
 def test_dev_sendgrid_serves_until_stopped():
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "campaign"), "dev-sendgrid", "--port", "0", "--key", KEY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "campaign"), "dev-sendgrid", "--port", "0", "--key", KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines, url = [], None
         while url is None:  # the server prints SENDGRID_API_HOST=http://127.0.0.1:<port> once it listens

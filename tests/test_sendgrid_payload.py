@@ -160,8 +160,18 @@ def _broken(mutate) -> list[str]:
         (lambda p: p["custom_args"].update(big="x" * 10_000), "10,000"),
         (lambda p: p.update(categories=[f"c{i}" for i in range(11)]), "at most 10"),
         (lambda p: p.update(categories=["x" * 256]), "longer than 255"),
-        (lambda p: p.update(personalizations=[{"to": [{"email": f"a{i}@example.com"}]} for i in range(1001)]), "personalizations"),
-        (lambda p: p["personalizations"][0].update(bcc=[{"email": f"b{i}@example.com"} for i in range(1000)]), "1001 recipients"),
+        (
+            lambda p: p.update(
+                personalizations=[{"to": [{"email": f"a{i}@example.com"}]} for i in range(1001)]
+            ),
+            "personalizations",
+        ),
+        (
+            lambda p: p["personalizations"][0].update(
+                bcc=[{"email": f"b{i}@example.com"} for i in range(1000)]
+            ),
+            "1001 recipients",
+        ),
         (lambda p: p["personalizations"][0].update(cc=[{"email": "LEAD0@example.com"}]), "more than once"),
         (lambda p: p.update(mail_settings={"sandbox_mode": {"enable": "true"}}), "JSON boolean"),
         (lambda p: p.update(asm={"group_id": "7"}), "asm.group_id"),

@@ -76,9 +76,7 @@ def test_sandbox_mode_answers_200_and_records_nothing(sg):
     assert sg.counters.sandbox == 1
 
 
-@pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer SG.wrong"}, {"Authorization": KEY}]
-)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer SG.wrong"}, {"Authorization": KEY}])
 def test_wrong_or_missing_key_is_401_shaped_like_sendgrid(sg, headers):
     response = post(sg, build_payload(make_email()), headers=headers)
     assert response.status_code == 401
@@ -110,10 +108,16 @@ def _mutated(mutate) -> dict:
         (lambda p: p["custom_args"].update(n=1), "custom_args.n"),
         (lambda p: p["custom_args"].update(big="x" * 10_000), "custom_args"),
         (lambda p: p.update(categories=[str(i) for i in range(11)]), "categories"),
-        (lambda p: p.update(mail_settings={"sandbox_mode": {"enable": "true"}}), "mail_settings.sandbox_mode.enable"),
+        (
+            lambda p: p.update(mail_settings={"sandbox_mode": {"enable": "true"}}),
+            "mail_settings.sandbox_mode.enable",
+        ),
         (lambda p: p.update(asm={"group_id": "1"}), "asm.group_id"),
         (lambda p: p["headers"].update(X=1), "headers.X"),
-        (lambda p: p["personalizations"][0].update(bcc=[{"email": "lead0@example.com"}]), "personalizations.0.bcc"),
+        (
+            lambda p: p["personalizations"][0].update(bcc=[{"email": "lead0@example.com"}]),
+            "personalizations.0.bcc",
+        ),
     ],
 )
 def test_invalid_payload_is_400_naming_the_field(sg, mutate, field):

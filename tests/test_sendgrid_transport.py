@@ -28,8 +28,6 @@ from campaign.models import SendStatus
 from campaign.settings import Settings
 
 
-
-
 def transport(server, **overrides) -> SendGridTransport:
     """Small waits everywhere: the policy is under test, not the clock."""
     options = dict(
@@ -382,9 +380,17 @@ def test_too_many_failures_pauses_and_carries_the_results(sg):
 def test_a_sent_email_resets_the_failure_count(sg):
     t = transport(sg, concurrency=1, max_consecutive_failures=3)
     bad = {"from_email": "broken"}  # 400 at SendGrid
-    batch = [make_email(0, **bad), make_email(1, **bad), make_email(2), make_email(3, **bad), make_email(4, **bad)]
+    batch = [
+        make_email(0, **bad),
+        make_email(1, **bad),
+        make_email(2),
+        make_email(3, **bad),
+        make_email(4, **bad),
+    ]
     results = t.send_batch(batch)
-    assert [r.status for r in results] == [SendStatus.failed] * 2 + [SendStatus.sent] + [SendStatus.failed] * 2
+    assert [r.status for r in results] == [SendStatus.failed] * 2 + [SendStatus.sent] + [
+        SendStatus.failed
+    ] * 2
     assert t.consecutive_failures == 2
     # The count runs across batches: one more failure pauses.
     with pytest.raises(TooManyFailures):
@@ -403,8 +409,17 @@ def test_skips_do_not_count_as_failures(sg):
 
 def test_signed_events_for_sent_emails_verify_with_the_sendgrid_helper(sg):
     [result] = transport(sg).send_batch([make_email(9)])
-    events = sg.events_for(result.send_id, "processed", "delivered", "open", "click", "bounce",
-                           "dropped", "spamreport", "unsubscribe")
+    events = sg.events_for(
+        result.send_id,
+        "processed",
+        "delivered",
+        "open",
+        "click",
+        "bounce",
+        "dropped",
+        "spamreport",
+        "unsubscribe",
+    )
     with webhook_receiver() as receiver:
         assert sg.post_events(receiver.url, events) == 200
     [post] = receiver.posts

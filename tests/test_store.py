@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from campaign.models import AnxietyType, LeadIn, SendResult, SendStatus
 from campaign.store import enrollments
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def lead(email: str, **kw) -> LeadIn:
@@ -21,8 +21,19 @@ def enroll_one(store, email="a@example.com"):
     store.upsert_leads([lead(email)], NOW)
     campaign = store.campaign("evergreen")
     found = store.unenrolled_leads(campaign["id"], 0, 10)
-    store.add_enrollments([{"campaign_id": campaign["id"], "lead_id": found[0].id, "audience": "gad",
-                            "audience_version": "v", "enrolled_at": NOW, "state": "active", "next_due_at": NOW}])
+    store.add_enrollments(
+        [
+            {
+                "campaign_id": campaign["id"],
+                "lead_id": found[0].id,
+                "audience": "gad",
+                "audience_version": "v",
+                "enrolled_at": NOW,
+                "state": "active",
+                "next_due_at": NOW,
+            }
+        ]
+    )
     with store.engine.connect() as conn:
         return conn.execute(sa.select(enrollments.c.id)).scalar()
 
@@ -71,9 +82,9 @@ def test_parallel_claims_produce_one_row(store):
 
 def test_settle_records_result(store):
     enrollment_id = enroll_one(store)
-    claim, = store.claim([(enrollment_id, "welcome")], NOW, "outbox")
+    (claim,) = store.claim([(enrollment_id, "welcome")], NOW, "outbox")
     store.settle([SendResult(send_id=claim.send_id, status=SendStatus.sent, message_id="m-1")], NOW)
-    row, = store.ledger()
+    (row,) = store.ledger()
     assert (row["status"], row["message_id"]) == ("sent", "m-1")
 
 
@@ -81,7 +92,9 @@ def test_reimport_without_a_column_keeps_that_field_and_never_unbooks(store):
     store.upsert_leads([lead("a@example.com", first_name="Ann")], NOW)
     store.mark_booked("a@example.com", NOW)
     # A later file with only email and name columns: consent and booking stay as they were.
-    counts = store.upsert_leads([LeadIn(email="a@example.com", first_name="Anne")], NOW, columns={"email", "first_name"})
+    counts = store.upsert_leads(
+        [LeadIn(email="a@example.com", first_name="Anne")], NOW, columns={"email", "first_name"}
+    )
     got = store.lead_by_email("a@example.com")
     assert counts.updated == 1 and got.first_name == "Anne" and got.consent and got.booked
     # Even a file that says booked=no does not undo a booking.
@@ -93,7 +106,17 @@ def test_add_enrollments_counts_only_new_rows(store):
     store.upsert_leads([lead("a@example.com"), lead("b@example.com")], NOW)
     campaign = store.campaign("evergreen")
     ids = [l.id for l in store.unenrolled_leads(campaign["id"], 0, 10)]
-    rows = [{"campaign_id": campaign["id"], "lead_id": i, "audience": "gad", "audience_version": "v",
-             "enrolled_at": NOW, "state": "active", "next_due_at": NOW} for i in ids]
+    rows = [
+        {
+            "campaign_id": campaign["id"],
+            "lead_id": i,
+            "audience": "gad",
+            "audience_version": "v",
+            "enrolled_at": NOW,
+            "state": "active",
+            "next_due_at": NOW,
+        }
+        for i in ids
+    ]
     assert store.add_enrollments(rows[:1]) == 1
     assert store.add_enrollments(rows) == 1  # the first is already there

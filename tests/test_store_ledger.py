@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from conftest import utc
+
 from campaign.events import ACCEPTED_KINDS, parse_events
 from campaign.models import LeadIn, SendResult, SendStatus
-from conftest import utc
 
 T0 = utc(2026, 3, 2, 15, 0)
 
@@ -16,8 +17,20 @@ def setup(store, n=3):
     store.upsert_leads([LeadIn(email=f"s{i}@example.com", consent=True) for i in range(n)], T0)
     campaign = store.campaign("evergreen")
     ids = [store.lead_by_email(f"s{i}@example.com").id for i in range(n)]
-    store.add_enrollments([{"campaign_id": campaign["id"], "lead_id": lid, "audience": "gad", "audience_version": "v",
-                            "enrolled_at": T0, "state": "active", "next_due_at": T0} for lid in ids])
+    store.add_enrollments(
+        [
+            {
+                "campaign_id": campaign["id"],
+                "lead_id": lid,
+                "audience": "gad",
+                "audience_version": "v",
+                "enrolled_at": T0,
+                "state": "active",
+                "next_due_at": T0,
+            }
+            for lid in ids
+        ]
+    )
     enrollments = [store.enrollment_for_lead(lid)["id"] for lid in ids]
     return campaign, ids, enrollments
 
@@ -50,8 +63,16 @@ def test_unknown_sends_confirmed_by_events_or_claimed_again(store):
     campaign, _, enrollments = setup(store)
     claims = store.claim([(e, "welcome") for e in enrollments], T0, "sendgrid")
     store.mark_stale_claims_unknown(T0 + timedelta(minutes=1), T0 + timedelta(minutes=20))
-    event = [{"email": "s0@example.com", "timestamp": 1772463600, "event": "processed", "sg_event_id": "ev1",
-              "sg_message_id": "MSGID0.filter.0", "send_id": claims[0].send_id}]
+    event = [
+        {
+            "email": "s0@example.com",
+            "timestamp": 1772463600,
+            "event": "processed",
+            "sg_event_id": "ev1",
+            "sg_message_id": "MSGID0.filter.0",
+            "send_id": claims[0].send_id,
+        }
+    ]
     store.record_events(parse_events(__import__("json").dumps(event)), T0 + timedelta(minutes=2))
     store.confirm_unknown_from_events(ACCEPTED_KINDS, T0 + timedelta(minutes=30))
     rows = {r["send_id"]: r for r in store.ledger()}
@@ -66,7 +87,9 @@ def test_unknown_sends_confirmed_by_events_or_claimed_again(store):
 
     won = store.reclaim_unknown([claims[1].send_id, claims[2].send_id], T0 + timedelta(hours=3), "sendgrid")
     assert set(won) == {claims[1].send_id, claims[2].send_id}
-    assert store.reclaim_unknown([claims[1].send_id], T0 + timedelta(hours=3), "sendgrid") == {}  # taken already
+    assert (
+        store.reclaim_unknown([claims[1].send_id], T0 + timedelta(hours=3), "sendgrid") == {}
+    )  # taken already
     new = won[claims[2].send_id]
     assert new.send_id != claims[2].send_id and new.enrollment_id == enrollments[2]
     store.unclaim_resends({new.send_id: claims[2].send_id})  # never sent: back as it was

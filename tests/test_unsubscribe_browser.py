@@ -4,22 +4,27 @@ then the next real tick sends that lead nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS
+from test_web import (
+    NOW,
+    next_tick_recipients,
+    park_all_but,
+    serve_app,
+    unsubscribe_link,
+    welcomed_and_due_at_next,
+)
 
 from campaign.engine import run_tick
 from campaign.operations import import_file
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT
-from browser_support import CHROMIUM, CHROMIUM_ARGS
-from test_web import NOW, next_tick_recipients, park_all_but, serve_app, unsubscribe_link, welcomed_and_due_at_next
-
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
+    ),
 ]
 
 
@@ -39,12 +44,16 @@ def test_unsubscribe_by_pressing_the_button_in_chromium(make_settings):
         victim_id = live.store.lead_by_email(victim).id
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
             try:
                 page = browser.new_page(viewport={"width": 375, "height": 667}, java_script_enabled=False)
                 response = page.goto(link)
                 assert response is not None and response.status == 200
-                expect(page.get_by_role("heading", level=1)).to_contain_text("Unsubscribe from Fresh Start Ketamine")
+                expect(page.get_by_role("heading", level=1)).to_contain_text(
+                    "Unsubscribe from Fresh Start Ketamine"
+                )
                 button = page.get_by_role("button", name="Unsubscribe")
                 expect(button).to_be_visible()
                 box = button.bounding_box()

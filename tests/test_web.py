@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,6 +28,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from conftest import SECRET
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -42,32 +43,49 @@ from campaign.store import Store, email_hash, enrollments, events, leads
 from campaign.tokens import make_token, read_token
 from campaign.web import BOOKING_SIGNATURE_HEADER, create_app
 from campaign.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidPublicKey
-from conftest import SECRET
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)  # Monday 10:00 in New York
-NEXT = datetime(2026, 3, 5, 15, 0, tzinfo=timezone.utc)  # when New York's second step is due
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # Monday 10:00 in New York
+NEXT = datetime(2026, 3, 5, 15, 0, tzinfo=UTC)  # when New York's second step is due
 
 # A throwaway P-256 key pair, as SendGrid's: the public half as base64 DER SubjectPublicKeyInfo.
 PRIVATE_KEY = ec.generate_private_key(ec.SECP256R1())
-PUBLIC_KEY = base64.b64encode(PRIVATE_KEY.public_key().public_bytes(
-    Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
+PUBLIC_KEY = base64.b64encode(
+    PRIVATE_KEY.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+).decode()
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
 
 # sendgrid-python's own test vector (test/unit/test_eventwebhook.py, shipped in the sendgrid
 # 6.12.5 wheel as site-packages/test/unit/test_eventwebhook.py).
-SG_VECTOR_KEY = ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GR"
-                 "qe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")
-SG_VECTOR_SIGNATURE = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+SG_VECTOR_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GR"
+    "qe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+)
+SG_VECTOR_SIGNATURE = (
+    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+)
 SG_VECTOR_TIMESTAMP = "1600112502"
-SG_VECTOR_PAYLOAD = json.dumps([{
-    "email": "hello@world.com", "event": "dropped", "reason": "Bounced Address",
-    "sg_event_id": "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",
-    "sg_message_id": "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
-    "smtp-id": "<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>", "timestamp": 1600112492,
-}], sort_keys=True, separators=(",", ":")) + "\r\n"
+SG_VECTOR_PAYLOAD = (
+    json.dumps(
+        [
+            {
+                "email": "hello@world.com",
+                "event": "dropped",
+                "reason": "Bounced Address",
+                "sg_event_id": "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",
+                "sg_message_id": "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
+                "smtp-id": "<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>",
+                "timestamp": 1600112492,
+            }
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    + "\r\n"
+)
 
 
 # ---- the live server --------------------------------------------------------------------------
+
 
 @dataclass
 class Live:
@@ -115,8 +133,19 @@ def add_enrolled_lead(store: Store, email: str = "jane@example.com"):
     store.upsert_leads([LeadIn(email=email, first_name="Jane", consent=True)], NOW)
     lead = store.lead_by_email(email)
     campaign = store.campaign("evergreen")
-    store.add_enrollments([{"campaign_id": campaign["id"], "lead_id": lead.id, "audience": "gad",
-                            "audience_version": "v", "enrolled_at": NOW, "state": "active", "next_due_at": NOW}])
+    store.add_enrollments(
+        [
+            {
+                "campaign_id": campaign["id"],
+                "lead_id": lead.id,
+                "audience": "gad",
+                "audience_version": "v",
+                "enrolled_at": NOW,
+                "state": "active",
+                "next_due_at": NOW,
+            }
+        ]
+    )
     return lead
 
 
@@ -128,14 +157,24 @@ def sign(body: bytes, timestamp: int | str | None = None, key=PRIVATE_KEY) -> di
 
 
 def event(kind: str, email: str = "jane@example.com", **extra) -> dict:
-    return {"email": email, "timestamp": int(NOW.timestamp()), "event": kind, "sg_event_id": f"{kind}-{email}",
-            "sg_message_id": "14c5d75ce93.filter0001.16648.5515E0B88.0", "category": ["education"], **extra}
+    return {
+        "email": email,
+        "timestamp": int(NOW.timestamp()),
+        "event": kind,
+        "sg_event_id": f"{kind}-{email}",
+        "sg_message_id": "14c5d75ce93.filter0001.16648.5515E0B88.0",
+        "category": ["education"],
+        **extra,
+    }
 
 
 def post_events(client: httpx.Client, events_: list[dict], **sign_kw) -> httpx.Response:
     body = json.dumps(events_).encode()
-    return client.post("/webhooks/sendgrid", content=body,
-                       headers={"Content-Type": "application/json", **sign(body, **sign_kw)})
+    return client.post(
+        "/webhooks/sendgrid",
+        content=body,
+        headers={"Content-Type": "application/json", **sign(body, **sign_kw)},
+    )
 
 
 def event_count(store: Store) -> int:
@@ -145,11 +184,15 @@ def event_count(store: Store) -> int:
 
 def booking_post(client: httpx.Client, payload: bytes, secret: str = SECRET) -> httpx.Response:
     signature = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
-    return client.post("/webhooks/booking", content=payload,
-                       headers={"Content-Type": "application/json", BOOKING_SIGNATURE_HEADER: signature})
+    return client.post(
+        "/webhooks/booking",
+        content=payload,
+        headers={"Content-Type": "application/json", BOOKING_SIGNATURE_HEADER: signature},
+    )
 
 
 # ---- pages ------------------------------------------------------------------------------------
+
 
 def test_healthz(live):
     with live.client() as client:
@@ -185,7 +228,11 @@ def test_the_buttons_post_unsubscribes_and_offers_a_signed_undo(live):
     stored = live.store.lead_by_email("jane@example.com")
     assert stored.unsubscribed_at is not None
     enrollment = live.store.enrollment_for_lead(lead.id)
-    assert (enrollment["state"], enrollment["exit_reason"], enrollment["next_due_at"]) == ("exited", "unsubscribed", None)
+    assert (enrollment["state"], enrollment["exit_reason"], enrollment["next_due_at"]) == (
+        "exited",
+        "unsubscribed",
+        None,
+    )
     assert not live.store.is_reachable(lead.id)
     undo_token = response.text.split('action="../resubscribe/')[1].split('"')[0]
     assert read_token(undo_token, SECRET, purpose="resubscribe") == lead.public_id
@@ -195,11 +242,17 @@ def test_one_click_post_unsubscribes_without_cookies_and_is_idempotent(live):
     lead = add_enrolled_lead(live.store)
     path = f"/unsubscribe/{make_token(lead.public_id, SECRET)}"
     with httpx.Client(base_url=live.url) as client:  # a mail provider: no cookies, no auth
-        first = client.post(path, content=b"List-Unsubscribe=One-Click",
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        first = client.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         when = live.store.lead_by_email("jane@example.com").unsubscribed_at
-        second = client.post(path, content=b"List-Unsubscribe=One-Click",
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        second = client.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
     assert first.status_code == 200 and second.status_code == 200
     assert when is not None and live.store.lead_by_email("jane@example.com").unsubscribed_at == when
     assert not live.store.is_reachable(lead.id)
@@ -252,7 +305,8 @@ def test_bad_tokens_get_a_friendly_page_and_change_nothing(live, monkeypatch, ki
     with live.client() as client:
         shown = client.get(f"/unsubscribe/{token}")
         posted = client.post(f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
-        undo = client.post(f"/resubscribe/{expired_token(lead.public_id, monkeypatch, 'resubscribe') if kind == 'expired' else token}")
+        undo_token = expired_token(lead.public_id, monkeypatch, "resubscribe") if kind == "expired" else token
+        undo = client.post(f"/resubscribe/{undo_token}")
     assert (shown.status_code, posted.status_code, undo.status_code) == (status, status, status)
     for response in (shown, posted):
         assert "Fresh Start Ketamine" in response.text and "unsubscribe link" in response.text
@@ -273,6 +327,7 @@ def test_a_forgotten_leads_link_still_answers_politely(live):
 
 # ---- the SendGrid Event Webhook ---------------------------------------------------------------
 
+
 def test_a_signed_post_is_stored_normalized_and_linked(live):
     lead = add_enrolled_lead(live.store)
     with live.client() as client:
@@ -280,9 +335,14 @@ def test_a_signed_post_is_stored_normalized_and_linked(live):
     assert response.status_code == 200
     assert response.json()["stored"] == 3 and response.json()["suppressed"] == 1
     with live.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(events.c.event, events.c.raw_event, events.c.lead_id).order_by(events.c.id)).all()
-    assert [tuple(r) for r in rows] == [("delivered", "delivered", lead.id), ("opened", "open", lead.id),
-                                        ("complained", "spamreport", lead.id)]
+        rows = conn.execute(
+            sa.select(events.c.event, events.c.raw_event, events.c.lead_id).order_by(events.c.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("delivered", "delivered", lead.id),
+        ("opened", "open", lead.id),
+        ("complained", "spamreport", lead.id),
+    ]
     assert not live.store.is_reachable(lead.id)
 
 
@@ -304,7 +364,10 @@ def test_every_signature_failure_gets_the_same_403_and_stores_nothing(live):
         "no headers": (body, {}),
     }
     with live.client() as client:
-        answers = {name: client.post("/webhooks/sendgrid", content=b, headers=h) for name, (b, h) in bad_requests.items()}
+        answers = {
+            name: client.post("/webhooks/sendgrid", content=b, headers=h)
+            for name, (b, h) in bad_requests.items()
+        }
         accepted = client.post("/webhooks/sendgrid", content=body, headers=good)
     for name, response in answers.items():
         assert (response.status_code, response.text) == (403, "forbidden"), name
@@ -329,7 +392,12 @@ def test_malformed_body_is_refused_and_loses_nothing_stored(live):
     add_enrolled_lead(live.store)
     with live.client() as client:
         assert post_events(client, [event("delivered")]).status_code == 200
-        for body in (b"", b"{", b'{"event": "open"}', json.dumps([event("open"), {"event": "click"}]).encode()):
+        for body in (
+            b"",
+            b"{",
+            b'{"event": "open"}',
+            json.dumps([event("open"), {"event": "click"}]).encode(),
+        ):
             response = client.post("/webhooks/sendgrid", content=body, headers=sign(body))
             assert response.status_code == 400, body
     assert event_count(live.store) == 1  # the good event stays; nothing of the bad posts is stored
@@ -343,7 +411,9 @@ def test_an_empty_array_is_fine_and_an_empty_unsigned_body_is_not(live):
 
 def test_thousands_of_events_in_one_post_answer_within_seconds(live):
     posted = [event("delivered", email=f"lead{i}@example.com") for i in range(5000)]
-    posted += [event("bounce", email=f"lead{i}@example.com", type="bounce", status="5.1.1") for i in range(1000)]
+    posted += [
+        event("bounce", email=f"lead{i}@example.com", type="bounce", status="5.1.1") for i in range(1000)
+    ]
     with live.client() as client:
         started = time.perf_counter()
         response = post_events(client, posted)
@@ -363,9 +433,8 @@ def test_a_body_over_the_limit_is_refused(live, monkeypatch):
 
 def test_without_a_key_the_webhook_refuses_unless_dev_mode_says_so(make_settings):
     body = json.dumps([event("delivered")]).encode()
-    with serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=None) as no_key:
-        with no_key.client() as client:
-            assert client.post("/webhooks/sendgrid", content=body, headers=sign(body)).status_code == 403
+    with serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=None) as no_key, no_key.client() as client:
+        assert client.post("/webhooks/sendgrid", content=body, headers=sign(body)).status_code == 403
     with serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=None, webhook_insecure_dev=True) as dev:
         with dev.client() as client:
             assert client.post("/webhooks/sendgrid", content=body).status_code == 200
@@ -387,9 +456,15 @@ def test_sendgrids_own_test_vector_verifies_with_the_age_check_relaxed(make_sett
     body = SG_VECTOR_PAYLOAD.encode()
     headers = {SIGNATURE_HEADER: SG_VECTOR_SIGNATURE, TIMESTAMP_HEADER: SG_VECTOR_TIMESTAMP}
     relaxed = int(time.time()) - int(SG_VECTOR_TIMESTAMP) + 3600
-    with serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=SG_VECTOR_KEY,
-                   webhook_max_age_seconds=relaxed) as running, running.client() as client:
-        tampered = client.post("/webhooks/sendgrid", content=body.replace(b"hello@", b"hallo@"), headers=headers)
+    with (
+        serve_app(
+            make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=SG_VECTOR_KEY, webhook_max_age_seconds=relaxed
+        ) as running,
+        running.client() as client,
+    ):
+        tampered = client.post(
+            "/webhooks/sendgrid", content=body.replace(b"hello@", b"hallo@"), headers=headers
+        )
         response = client.post("/webhooks/sendgrid", content=body, headers=headers)
         assert (tampered.status_code, response.status_code) == (403, 200)
         assert response.json()["stored"] == 1
@@ -397,18 +472,31 @@ def test_sendgrids_own_test_vector_verifies_with_the_age_check_relaxed(make_sett
             row = conn.execute(sa.select(events)).mappings().one()
         assert (row["event"], row["raw_event"], row["lead_id"]) == ("rejected", "dropped", None)
         assert running.store.suppressed_hashes([email_hash("hello@world.com", SECRET)])
-    with serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=SG_VECTOR_KEY) as strict, strict.client() as client:
-        assert client.post("/webhooks/sendgrid", content=body, headers=headers).status_code == 403  # 2020: stale
+    with (
+        serve_app(make_settings, SENDGRID_WEBHOOK_PUBLIC_KEY=SG_VECTOR_KEY) as strict,
+        strict.client() as client,
+    ):
+        assert (
+            client.post("/webhooks/sendgrid", content=body, headers=headers).status_code == 403
+        )  # 2020: stale
 
 
 def test_logs_never_carry_an_address(live, caplog):
     add_enrolled_lead(live.store, "secret.lead@example.com")
     caplog.set_level("DEBUG")
     with live.client() as client:
-        post_events(client, [event("spamreport", email="secret.lead@example.com"),
-                             event("bounce", email="unknown.person@example.com", type="bounce", status="5.1.1")])
-        client.post("/webhooks/sendgrid", content=b'[{"event": "open", "email": "secret.lead@example.com"}]',
-                    headers=sign(b'[{"event": "open", "email": "secret.lead@example.com"}]'))
+        post_events(
+            client,
+            [
+                event("spamreport", email="secret.lead@example.com"),
+                event("bounce", email="unknown.person@example.com", type="bounce", status="5.1.1"),
+            ],
+        )
+        client.post(
+            "/webhooks/sendgrid",
+            content=b'[{"event": "open", "email": "secret.lead@example.com"}]',
+            headers=sign(b'[{"event": "open", "email": "secret.lead@example.com"}]'),
+        )
         booking_post(client, b'{"email": "secret.lead@example.com"}')
     assert "sendgrid webhook" in caplog.text and "booking webhook" in caplog.text
     assert "secret.lead" not in caplog.text and "unknown.person" not in caplog.text
@@ -416,13 +504,16 @@ def test_logs_never_carry_an_address(live, caplog):
 
 # ---- the booking webhook ----------------------------------------------------------------------
 
+
 def test_booking_marks_the_lead_booked_and_exits_its_sequences(live):
     lead = add_enrolled_lead(live.store)
     with live.client() as client:
         response = booking_post(client, b'{"email": "Jane@Example.com"}')
     assert (response.status_code, response.json()) == (200, {"ok": True, "lead_found": True})
     with live.store.engine.connect() as conn:
-        booked, booked_at = conn.execute(sa.select(leads.c.booked, leads.c.booked_at).where(leads.c.id == lead.id)).one()
+        booked, booked_at = conn.execute(
+            sa.select(leads.c.booked, leads.c.booked_at).where(leads.c.id == lead.id)
+        ).one()
     assert booked is True and booked_at is not None
     enrollment = live.store.enrollment_for_lead(lead.id)
     assert (enrollment["state"], enrollment["exit_reason"]) == ("exited", "booked")
@@ -435,7 +526,9 @@ def test_booking_refuses_bad_signatures_and_bad_bodies(live):
     with live.client() as client:
         wrong_secret = booking_post(client, payload, secret="not-the-secret")
         unsigned = client.post("/webhooks/booking", content=payload)
-        non_ascii = client.post("/webhooks/booking", content=payload, headers={BOOKING_SIGNATURE_HEADER: "é".encode("latin-1")})
+        non_ascii = client.post(
+            "/webhooks/booking", content=payload, headers={BOOKING_SIGNATURE_HEADER: "é".encode("latin-1")}
+        )
         not_json = booking_post(client, b"email=jane@example.com")
         no_email = booking_post(client, b'{"mail": "jane@example.com"}')
         unknown = booking_post(client, b'{"email": "nobody@example.com"}')
@@ -450,10 +543,13 @@ def test_booking_refuses_everything_under_the_development_secret(make_settings):
 
     with serve_app(make_settings, secret_key=DEV_SECRET_KEY) as running, running.client() as client:
         add_enrolled_lead(running.store)
-        assert booking_post(client, b'{"email": "jane@example.com"}', secret=DEV_SECRET_KEY).status_code == 403
+        assert (
+            booking_post(client, b'{"email": "jane@example.com"}', secret=DEV_SECRET_KEY).status_code == 403
+        )
 
 
 # ---- end to end: whatever way a lead leaves, the next real tick sends it nothing -----------------
+
 
 @dataclass(frozen=True)
 class Ticked:
@@ -469,8 +565,13 @@ def ticked(tmp_path_factory) -> Ticked:
     from campaign.operations import import_file
 
     folder = tmp_path_factory.mktemp("ticked")
-    settings = Settings(database_url=f"sqlite:///{folder / 'campaign.db'}", outbox_dir=folder / "outbox",
-                        secret_key=SECRET, public_url="https://clinic.example.org", content_dir=PROJECT_ROOT)
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'campaign.db'}",
+        outbox_dir=folder / "outbox",
+        secret_key=SECRET,
+        public_url="https://clinic.example.org",
+        content_dir=PROJECT_ROOT,
+    )
     ctx = build_context(settings, now=NOW)
     import_file(ctx.store, settings, PROJECT_ROOT / "audiences" / "sample_leads.csv", NOW)
     run_tick(ctx, NOW)
@@ -484,9 +585,17 @@ def welcomed_and_due_at_next(store: Store, outbox: Path) -> list[str]:
     """Addresses that got a welcome and whose next step is due at NEXT (same audience and time
     zone: if the tick at NEXT sends to one of them, it would send to all of them)."""
     welcomed = {e["to"] for e in read_index(outbox)}
-    query = (sa.select(leads.c.email).join(enrollments, enrollments.c.lead_id == leads.c.id)
-             .where(enrollments.c.state == "active", enrollments.c.next_due_at == NEXT,
-                    enrollments.c.audience == "gad", leads.c.timezone == "America/New_York").order_by(leads.c.id))
+    query = (
+        sa.select(leads.c.email)
+        .join(enrollments, enrollments.c.lead_id == leads.c.id)
+        .where(
+            enrollments.c.state == "active",
+            enrollments.c.next_due_at == NEXT,
+            enrollments.c.audience == "gad",
+            leads.c.timezone == "America/New_York",
+        )
+        .order_by(leads.c.id)
+    )
     with store.engine.connect() as conn:
         found = [e for e in conn.execute(query).scalars() if e in welcomed]
     assert len(found) >= 2, "the sample leads changed: pick another audience for the end-to-end tests"
@@ -497,8 +606,11 @@ def park_all_but(store: Store, addresses: list[str]) -> None:
     """End every other sequence, so the next tick renders two emails instead of eighty (speed only)."""
     with store.engine.begin() as conn:
         pair = sa.select(leads.c.id).where(leads.c.email.in_(addresses))
-        conn.execute(sa.update(enrollments).where(enrollments.c.lead_id.not_in(pair))
-                     .values(state="exited", exit_reason="parked by test", next_due_at=None))
+        conn.execute(
+            sa.update(enrollments)
+            .where(enrollments.c.lead_id.not_in(pair))
+            .values(state="exited", exit_reason="parked by test", next_due_at=None)
+        )
 
 
 @pytest.fixture
@@ -537,20 +649,41 @@ def leave_by(method: str, live: Live, victim: str) -> None:
             assert live.store.is_reachable(live.store.lead_by_email(victim).id)  # GET changed nothing
             response = client.post(path, data={"confirm": "yes"})
         elif method == "one-click":
-            response = client.post(path, content=b"List-Unsubscribe=One-Click",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            response = client.post(
+                path,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         elif method == "sendgrid unsubscribe":
-            response = post_events(client, [event("unsubscribe", victim, send_id=send_id, sg_message_id=sg_message_id)])
+            response = post_events(
+                client, [event("unsubscribe", victim, send_id=send_id, sg_message_id=sg_message_id)]
+            )
         elif method == "spamreport":
-            response = post_events(client, [event("spamreport", victim, send_id=send_id, sg_message_id=sg_message_id)])
+            response = post_events(
+                client, [event("spamreport", victim, send_id=send_id, sg_message_id=sg_message_id)]
+            )
         elif method == "hard bounce":  # through Return-Path: no custom_args
-            response = post_events(client, [event("bounce", victim, sg_message_id=sg_message_id,
-                                                  type="bounce", status="5.1.1", reason="550 5.1.1 no such user")])
+            response = post_events(
+                client,
+                [
+                    event(
+                        "bounce",
+                        victim,
+                        sg_message_id=sg_message_id,
+                        type="bounce",
+                        status="5.1.1",
+                        reason="550 5.1.1 no such user",
+                    )
+                ],
+            )
         elif method == "booking":
             response = booking_post(client, json.dumps({"email": victim}).encode())
         elif method == "forget":
-            result = CliRunner().invoke(_cli_app(), ["forget", victim], env={
-                "CAMPAIGN_DATABASE_URL": live.settings.database_url, "CAMPAIGN_SECRET_KEY": SECRET})
+            result = CliRunner().invoke(
+                _cli_app(),
+                ["forget", victim],
+                env={"CAMPAIGN_DATABASE_URL": live.settings.database_url, "CAMPAIGN_SECRET_KEY": SECRET},
+            )
             assert result.exit_code == 0, result.output
             assert "Forgot 1 lead" in result.output and victim not in result.output
             assert not any(word in result.output.lower() for word in ("gad", "anxiety", "generalized"))
@@ -568,8 +701,9 @@ def _cli_app():
     return app
 
 
-@pytest.mark.parametrize("method", ["page", "one-click", "sendgrid unsubscribe", "spamreport", "hard bounce",
-                                    "booking", "forget"])
+@pytest.mark.parametrize(
+    "method", ["page", "one-click", "sendgrid unsubscribe", "spamreport", "hard bounce", "booking", "forget"]
+)
 def test_after_leaving_the_next_tick_sends_the_lead_nothing(ticked_copy, make_settings, method):
     with serve_app(make_settings) as running:
         victim_id = running.store.lead_by_email(ticked_copy.victim).id
@@ -582,8 +716,11 @@ def test_after_leaving_the_next_tick_sends_the_lead_nothing(ticked_copy, make_se
 
 def test_the_cli_marks_leads_booked(ticked_copy, make_settings):
     settings = make_settings()
-    result = CliRunner().invoke(_cli_app(), ["booked", ticked_copy.victim, "nobody@example.com"], env={
-        "CAMPAIGN_DATABASE_URL": settings.database_url, "CAMPAIGN_SECRET_KEY": SECRET})
+    result = CliRunner().invoke(
+        _cli_app(),
+        ["booked", ticked_copy.victim, "nobody@example.com"],
+        env={"CAMPAIGN_DATABASE_URL": settings.database_url, "CAMPAIGN_SECRET_KEY": SECRET},
+    )
     assert result.exit_code == 1  # one address was not found
     assert "Marked 1 of 2" in result.output and "nobody@example.com" in result.output
     sent = next_tick_recipients(settings)

@@ -16,5 +16,6 @@ from campaign.models import OutboundEmail, SendResult
 class Transport(Protocol):
     name: str
 
-    def send_batch(self, emails: list[OutboundEmail],
-                   before_send: Callable[[str], bool] | None = None) -> list[SendResult]: ...
+    def send_batch(
+        self, emails: list[OutboundEmail], before_send: Callable[[str], bool] | None = None
+    ) -> list[SendResult]: ...

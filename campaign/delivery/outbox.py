@@ -9,7 +9,7 @@ import html
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -24,7 +24,9 @@ def to_mime(email: OutboundEmail, *, date: datetime) -> EmailMessage:
     """multipart/alternative (text first, HTML preferred) with RFC 8058 unsubscribe headers."""
     msg = EmailMessage()
     msg["From"] = Address(display_name=email.from_name, addr_spec=email.from_email)
-    msg["To"] = Address(display_name=email.to_name, addr_spec=email.to_email) if email.to_name else email.to_email
+    msg["To"] = (
+        Address(display_name=email.to_name, addr_spec=email.to_email) if email.to_name else email.to_email
+    )
     if email.reply_to:
         msg["Reply-To"] = email.reply_to
     msg["Subject"] = email.subject
@@ -45,27 +47,48 @@ class OutboxTransport:
 
     def __init__(self, directory: Path, clock: Callable[[], datetime] | None = None):
         self.directory = Path(directory)
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
 
-    def send_batch(self, emails: list[OutboundEmail],
-                   before_send: Callable[[str], bool] | None = None) -> list[SendResult]:
+    def send_batch(
+        self, emails: list[OutboundEmail], before_send: Callable[[str], bool] | None = None
+    ) -> list[SendResult]:
         self.directory.mkdir(parents=True, exist_ok=True)
         results, entries = [], []
         for email in emails:
             if before_send is not None and not before_send(email.send_id):
-                results.append(SendResult(send_id=email.send_id, status=SendStatus.skipped, error="unsubscribed or suppressed before sending"))
+                results.append(
+                    SendResult(
+                        send_id=email.send_id,
+                        status=SendStatus.skipped,
+                        error="unsubscribed or suppressed before sending",
+                    )
+                )
                 continue
             date = self.clock()
             name = f"{date:%Y%m%dT%H%M%S}-{email.send_id}.eml"
             try:
                 (self.directory / name).write_bytes(to_mime(email, date=date).as_bytes())
             except (ValueError, TypeError, OSError) as exc:  # one bad email never sinks the batch
-                results.append(SendResult(send_id=email.send_id, status=SendStatus.failed, error=f"outbox: {exc}"))
+                results.append(
+                    SendResult(send_id=email.send_id, status=SendStatus.failed, error=f"outbox: {exc}")
+                )
                 continue
-            entries.append({"file": name, "date": date.isoformat(), "to": email.to_email,
-                            "subject": email.subject, "send_id": email.send_id, "test": email.is_test})
-            results.append(SendResult(send_id=email.send_id, status=SendStatus.sent, message_id=f"outbox-{email.send_id}"))
+            entries.append(
+                {
+                    "file": name,
+                    "date": date.isoformat(),
+                    "to": email.to_email,
+                    "subject": email.subject,
+                    "send_id": email.send_id,
+                    "test": email.is_test,
+                }
+            )
+            results.append(
+                SendResult(
+                    send_id=email.send_id, status=SendStatus.sent, message_id=f"outbox-{email.send_id}"
+                )
+            )
         if entries:
             with self._lock:
                 with (self.directory / INDEX_JSONL).open("a", encoding="utf-8") as fh:
@@ -85,14 +108,18 @@ def write_index(directory: Path) -> Path:
     """index.html: every email in the outbox, newest last, each linking to its .eml file."""
     rows = "\n".join(
         f"<tr><td>{html.escape(e['date'][:16].replace('T', ' '))}</td><td>{html.escape(e['to'])}</td>"
-        f"<td><a href=\"{html.escape(e['file'])}\">{html.escape(e['subject'])}</a>{' (test)' if e.get('test') else ''}</td></tr>"
-        for e in read_index(directory))
+        f'<td><a href="{html.escape(e["file"])}">{html.escape(e["subject"])}</a>'
+        f"{' (test)' if e.get('test') else ''}</td></tr>"
+        for e in read_index(directory)
+    )
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">\
+<meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Outbox</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2933}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #d9e2ec;padding:.4rem .6rem;text-align:left;font-size:.95rem}}</style></head>
-<body><h1>Outbox</h1><p>Emails written by the outbox transport (times in UTC). Open a .eml file with any mail program.</p>
+<body><h1>Outbox</h1><p>Emails written by the outbox transport (times in UTC). Open a .eml file with any \
+mail program.</p>
 <table><thead><tr><th>Date (UTC)</th><th>To</th><th>Subject</th></tr></thead><tbody>
 {rows}
 </tbody></table></body></html>

@@ -93,9 +93,7 @@ class SendGridPayload:
     def set_to(self, email: str, name: str) -> None:
         # One personalization, one recipient: each lead gets an email of its own, so no lead
         # ever sees another lead's address.
-        self.data["personalizations"][0]["to"] = [
-            self.email_object(email, clean_display_name(name))
-        ]
+        self.data["personalizations"][0]["to"] = [self.email_object(email, clean_display_name(name))]
 
     # -- content ---------------------------------------------------------------------------
 
@@ -217,8 +215,7 @@ def check_limits(payload: dict[str, Any], *, now: float | None = None) -> list[s
         personalizations = []
     elif len(personalizations) > MAX_PERSONALIZATIONS:
         problems.append(
-            f"{len(personalizations)} personalizations; SendGrid allows at most "
-            f"{MAX_PERSONALIZATIONS}"
+            f"{len(personalizations)} personalizations; SendGrid allows at most {MAX_PERSONALIZATIONS}"
         )
 
     recipients = 0
@@ -273,9 +270,7 @@ def check_limits(payload: dict[str, Any], *, now: float | None = None) -> list[s
             problems.append("categories must be a list of strings")
         else:
             if len(categories) > MAX_CATEGORIES:
-                problems.append(
-                    f"{len(categories)} categories; SendGrid allows at most {MAX_CATEGORIES}"
-                )
+                problems.append(f"{len(categories)} categories; SendGrid allows at most {MAX_CATEGORIES}")
             for c in categories:
                 if not isinstance(c, str) or not c:
                     problems.append(f"category {c!r} must be a non-empty string")

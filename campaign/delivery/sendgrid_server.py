@@ -235,16 +235,13 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
     if not isinstance(personalizations, list) or not personalizations:
         errors.append(
             _err(
-                "The personalizations field is required and must have at least one "
-                "personalization.",
+                "The personalizations field is required and must have at least one personalization.",
                 "personalizations",
             )
         )
         personalizations = []
     elif len(personalizations) > 1000:
-        errors.append(
-            _err("The personalizations field must have at most 1000 items.", "personalizations")
-        )
+        errors.append(_err("The personalizations field must have at most 1000 items.", "personalizations"))
 
     recipients = 0
     seen: set[str] = set()
@@ -280,9 +277,7 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         if "custom_args" in p:
             errors += _validate_custom_args(p["custom_args"], f"personalizations.{i}.custom_args")
     if recipients > 1000:
-        errors.append(
-            _err("The total number of recipients must be no more than 1000.", "personalizations")
-        )
+        errors.append(_err("The total number of recipients must be no more than 1000.", "personalizations"))
 
     def _nonempty(s: Any) -> bool:
         return isinstance(s, str) and s != ""
@@ -350,9 +345,7 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         else:
             for name, value in headers.items():
                 if not isinstance(value, str):
-                    errors.append(
-                        _err("Invalid type. Expected: string, given: other.", f"headers.{name}")
-                    )
+                    errors.append(_err("Invalid type. Expected: string, given: other.", f"headers.{name}"))
 
     asm = body.get("asm")
     if asm is not None and not (isinstance(asm, dict) and type(asm.get("group_id")) is int):
@@ -362,8 +355,7 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
     if sandbox is not None and type((sandbox or {}).get("enable")) is not bool:
         errors.append(
             _err(
-                "Invalid type. Expected: boolean, given: "
-                f"{type((sandbox or {}).get('enable')).__name__}.",
+                f"Invalid type. Expected: boolean, given: {type((sandbox or {}).get('enable')).__name__}.",
                 "mail_settings.sandbox_mode.enable",
             )
         )
@@ -508,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the benchmark would spend its time printing
 
     # -- helpers ---------------------------------------------------------------------------
@@ -525,7 +517,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(body)
 
-    def _errors(self, status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> None:
+    def _errors(
+        self, status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None
+    ) -> None:
         self._send_json(status, {"errors": errors}, headers)
 
     def _read_body(self) -> bytes:
@@ -592,7 +586,8 @@ class _Handler(BaseHTTPRequestHandler):
                 matches = [
                     m
                     for m in state.messages
-                    if m.message_id == data.get("message_id") or (data.get("send_id") and m.send_id == data.get("send_id"))
+                    if m.message_id == data.get("message_id")
+                    or (data.get("send_id") and m.send_id == data.get("send_id"))
                 ]
             if not matches or not data.get("url"):
                 return self._errors(400, [_err("need url and a known send_id or message_id", None)])

@@ -28,7 +28,6 @@ import http.client
 import json
 import logging
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -352,9 +351,7 @@ class SendGridTransport:
         while True:
             attempt = self._post(payload)
             if attempt.kind == "sent":
-                return SendResult(
-                    send_id=send_id, status=SendStatus.sent, message_id=attempt.message_id
-                )
+                return SendResult(send_id=send_id, status=SendStatus.sent, message_id=attempt.message_id)
             if attempt.kind == "final":
                 return SendResult(send_id=send_id, status=SendStatus.failed, error=attempt.error)
             if attempt.kind == "unauthorized":
@@ -377,9 +374,7 @@ class SendGridTransport:
             else:  # retry
                 maybe_delivered = maybe_delivered or attempt.maybe_delivered
                 attempts += 1
-                if attempts >= self.max_attempts or (
-                    attempt.maybe_delivered and not self.retry_ambiguous
-                ):
+                if attempts >= self.max_attempts or (attempt.maybe_delivered and not self.retry_ambiguous):
                     return self._gave_up(send_id, attempt, maybe_delivered)
                 # send_id only: never an address or content in logs.
                 log.info("SendGrid send %s: %s; retrying", send_id, attempt.error)
@@ -388,7 +383,9 @@ class SendGridTransport:
                 # Another worker hit a 401: this email was not sent (or may have been).
                 if maybe_delivered:
                     return SendResult(
-                        send_id=send_id, status=SendStatus.unknown, error="stopped after: " + (attempt.error or "")
+                        send_id=send_id,
+                        status=SendStatus.unknown,
+                        error="stopped after: " + (attempt.error or ""),
                     )
                 return None
             self.limiter.acquire()
@@ -418,9 +415,7 @@ class SendGridTransport:
     def _post(self, payload: dict[str, Any]) -> _Attempt:
         """One HTTP call; every outcome, including the client's exceptions, as an _Attempt."""
         try:
-            response = self._client().client.mail.send.post(
-                request_body=payload, timeout=self.timeout
-            )
+            response = self._client().client.mail.send.post(request_body=payload, timeout=self.timeout)
         except _ClientHTTPError as exc:
             return _classify_http_error(exc)
         except urllib.error.URLError as exc:
@@ -428,11 +423,15 @@ class SendGridTransport:
             # request did not (fully) reach the server, so it cannot have been accepted.
             reason = exc.reason
             return _Attempt("retry", error=f"network error before the request was sent: {_describe(reason)}")
-        except (TimeoutError, socket.timeout) as exc:
-            return _Attempt("retry", error=f"timed out waiting for SendGrid: {_describe(exc)}", maybe_delivered=True)
+        except TimeoutError as exc:
+            return _Attempt(
+                "retry", error=f"timed out waiting for SendGrid: {_describe(exc)}", maybe_delivered=True
+            )
         except (OSError, http.client.HTTPException) as exc:
             # Raised while reading the answer: the request went out, the answer did not come.
-            return _Attempt("retry", error=f"connection lost after sending: {_describe(exc)}", maybe_delivered=True)
+            return _Attempt(
+                "retry", error=f"connection lost after sending: {_describe(exc)}", maybe_delivered=True
+            )
         except (TypeError, ValueError) as exc:
             # json.dumps of the payload: our bug, nothing was sent.
             return _Attempt("final", error=f"could not serialize the payload: {exc}")
