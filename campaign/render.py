@@ -63,19 +63,24 @@ def md_escape(value: str) -> str:
 # Words a title keeps in lower case unless they open it (Chicago-style title case).
 _MINOR_WORDS = frozenset(
     ("a", "an", "and", "as", "at", "but", "by", "for", "from", "if", "in", "into", "nor", "of", "off")
-    + ("on", "or", "so", "the", "to", "up", "via", "vs", "with")
+    + ("on", "or", "the", "to", "up", "via", "vs", "with")
 )
 
 
 def title_case(heading: str) -> str:
-    """'What you can ask for' -> 'What You Can Ask For'. Words that already hold a capital
-    (GAD-7, TMS, IV) stay as written."""
+    """'step 1: what you can ask for' -> 'Step 1: What You Can Ask For'. Small words stay lower
+    case inside a title, but not first, last, or after a colon or a full stop; words that already
+    hold a capital (GAD-7, TMS, IV) stay as written; a leading quote mark is skipped."""
     words = heading.split(" ")
     out = []
     for i, word in enumerate(words):
-        minor = word.lower() in _MINOR_WORDS and 0 < i < len(words) - 1
-        keep = minor or not word[:1].islower()
-        out.append(word if keep else word[:1].upper() + word[1:])
+        opens = i == 0 or i == len(words) - 1 or words[i - 1].endswith((":", ".", "?", "!"))
+        letters = word.lstrip("\"'(\u201c\u2018")
+        lead = word[: len(word) - len(letters)]
+        if (letters.lower().strip(",;") in _MINOR_WORDS and not opens) or not letters[:1].islower():
+            out.append(word)
+        else:
+            out.append(lead + letters[:1].upper() + letters[1:])
     return " ".join(out)
 
 

@@ -427,7 +427,8 @@ GLOSSARY = {
     r"\baneurysm\b": r"aneurysm \(a weak spot",
     r"\b(?:HSA|FSA)\b": r"health savings or spending account \(HSA or FSA\)",
     r"\binfusion\b": r"infusion(?:, which means|\s+means|, a slow drip| is a slow drip|: the drug drips)",
-    r"\bintake\b": r"intake visit(?:,| \(| is)[^.]*medical check|intake visit[^.]*\. (?:This|It) is a medical check",
+    r"\bintake\b": r"intake visit(?:,| \(| is)[^.]*medical check"
+    r"|intake visit[^.]*\. (?:This|It) is a medical check",
     r"treatment-resistant": r"two or more",
     r"\boff-label\b": r"(?:not approved|has not approved|not FDA-approved)[^.]*(?:\.[^.]*)?off-label",
 }
@@ -451,7 +452,13 @@ def test_text_part_headings_are_title_case_not_capitals():
     assert title_case("what the studies found") == "What the Studies Found"
     assert title_case("how we track how you are doing") == "How We Track How You Are Doing"
     assert title_case("GAD-7 and TMS, in plain words") == "GAD-7 and TMS, in Plain Words"
-    assert markdown_to_text("## the risks, in plain words\n\nText.\n") == "The Risks, in Plain Words\n\nText.\n"
+    assert title_case("step 1: a first talk") == "Step 1: A First Talk"
+    assert title_case('what "hard to treat" means') == 'What "Hard to Treat" Means'
+    assert title_case("I have tried so much. is this one more thing?") == (
+        "I Have Tried So Much. Is This One More Thing?"
+    )
+    text = markdown_to_text("## the risks, in plain words\n\nText.\n")
+    assert text == "The Risks, in Plain Words\n\nText.\n"
     for name in TEMPLATES:
         for line in body_text(render(name, None, None, "Sam").text).splitlines():
             letters = re.sub(r"[^A-Za-z]", "", line)
