@@ -221,7 +221,7 @@ class Renderer:
         pending = [(body, path)]
         while pending:
             text, where = pending.pop()
-            for name in jinja2.meta.find_referenced_templates(self.env.parse(text)):
+            for name in jinja2.meta.find_referenced_templates(self.env.parse(text, filename=str(where))):
                 if name is None:
                     raise TemplateError(
                         f"{where}: include a partial by its literal name, e.g. "

@@ -99,6 +99,9 @@ def test_a_missing_or_unnamed_partial_is_explained(tmp_path):
     dynamic = partials_folder(tmp_path / "d", '{% include "partials/" ~ first_name %}\n', {})
     with pytest.raises(TemplateError, match="literal name"):
         dynamic.render("x/t", first_name="", unsubscribe_url=UNSUB)
+    broken = partials_folder(tmp_path / "b", '{% include "partials/a.md" %}\n', {"a.md": "{% if %}\n"})
+    with pytest.raises(TemplateError, match=r"partials/a\.md: Jinja syntax error"):
+        broken.render("x/t", first_name="", unsubscribe_url=UNSUB)
 
 
 def test_the_reported_type_and_count_reach_the_body_only(tmp_path):
