@@ -934,7 +934,7 @@ def dev_sendgrid(
 ):
     """Run the project's SendGrid-compatible server on 127.0.0.1 until Ctrl-C: watch a realistic
     run without SendGrid. It accepts POST /v3/mail/send like SendGrid and keeps what it got."""
-    from campaign.delivery.sendgrid_server import main as serve_sendgrid
+    from campaign.devserver import main as serve_sendgrid
 
     shown = port or "PORT"
     console.print(
