@@ -100,17 +100,8 @@ CLI = Actor("cli", "admin", "local")
 # ---- permissions ---------------------------------------------------------------------------
 
 _READ = frozenset({"overview.view", "leads.view", "audiences.view", "content.view", "reports.view"})
-_COORDINATE = frozenset(
-    {
-        "import",
-        "leads.manage",
-        "campaigns.launch",
-        "campaigns.pause",
-        "campaigns.resume",
-        "campaigns.stop",
-        "test_send",
-    }
-)
+_CAMPAIGNS = frozenset({"campaigns.launch", "campaigns.pause", "campaigns.resume", "campaigns.stop"})
+_COORDINATE = _CAMPAIGNS | {"import", "leads.manage", "test_send"}
 _REVIEW = frozenset({"content.approve", "activity.view"})
 _ADMINISTER = frozenset({"users.manage", "tokens.manage"})
 ACTIONS = _READ | _COORDINATE | _REVIEW | _ADMINISTER
@@ -277,6 +268,11 @@ def add_user(
 
 def list_users(accounts: AccountStore) -> list[User]:
     return accounts.users()
+
+
+def has_users(accounts: AccountStore) -> bool:
+    """False on a fresh database: the login page then says how to create the first user."""
+    return accounts.count_users() > 0
 
 
 def disable_user(accounts: AccountStore, email: str, *, now: datetime, actor: Actor = CLI) -> int:

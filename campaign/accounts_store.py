@@ -9,7 +9,7 @@ deletes an audit row. A change and its audit row are written in one transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -148,16 +148,7 @@ def _token(row) -> ApiToken:
 
 
 def _audit_values(entry: AuditEntry) -> dict:
-    return {
-        "at": entry.at,
-        "actor": entry.actor,
-        "role": entry.role,
-        "client": entry.client,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "detail": entry.detail,
-    }
+    return {k: v for k, v in asdict(entry).items() if k != "id"}
 
 
 class AccountStore:

@@ -68,6 +68,7 @@ def test_password_policy_refuses_short_passwords_without_echoing_them(accounts):
     with pytest.raises(AccountError, match="must not be the email"):
         acc.add_user(accounts, "someone.long@example.com", "admin", "Someone.Long@example.com", now=T0)
     assert acc.list_users(accounts) == [] and rows(accounts, audit_log) == []
+    assert not acc.has_users(accounts)
 
 
 def test_add_user_checks_address_role_and_uniqueness(accounts, ann):
@@ -77,7 +78,7 @@ def test_add_user_checks_address_role_and_uniqueness(accounts, ann):
         acc.add_user(accounts, "bo@example.com", "owner", PASSWORD, now=T0)
     with pytest.raises(AccountError, match="already a user ann@example.com"):
         acc.add_user(accounts, "ANN@EXAMPLE.COM", "admin", PASSWORD, now=T0)
-    assert [u.email for u in acc.list_users(accounts)] == [ANN]
+    assert [u.email for u in acc.list_users(accounts)] == [ANN] and acc.has_users(accounts)
 
 
 # ---- login and throttling -----------------------------------------------------------------------
