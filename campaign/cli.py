@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from campaign.cli_accounts import token_app, user_app
 from campaign.progress import terminal_progress
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ audiences_app = typer.Typer(
     help="Show the audiences (rules, steps, lead counts), or check them.", invoke_without_command=True
 )
 app.add_typer(audiences_app, name="audiences")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 
 console = Console()
 err = Console(stderr=True)
