@@ -56,16 +56,19 @@ ACCEPTED_KINDS = frozenset({"processed", "delivered"})
 # When one post ends a lead's sequences for several reasons, the first of these is the exit reason.
 EXIT_PRECEDENCE = ("bounced", "complained", "rejected", "unsubscribed")
 
-# SendGrid's documented `reason`s on a dropped event, casefolded. A drop for our own message or
-# account says nothing about the address: it is reported, never held against the lead.
-CONTENT_DROP_REASONS = frozenset(
-    {"spam content", "invalid smtpapi header", "recipient list over package quota"}
-)
-# A drop for the address: never mail it again. A reason in neither table (or none) suppresses too:
-# mailing an address SendGrid refuses costs reputation, a wrong suppression costs one lead's emails.
-ADDRESS_DROP_REASONS = frozenset(
-    {"invalid", "bounced address", "unsubscribed address", "spam reporting address"}
-)
+# SendGrid's documented `reason`s on a dropped event (casefolded) -> whose problem it is. A drop
+# for the address means never mail it again; a drop for our own message or account ("content")
+# is reported, never held against the lead. A reason not in the table, or none, counts as the
+# address's: mailing an address SendGrid refuses costs reputation, a wrong suppression one lead.
+DROP_REASONS: dict[str, str] = {
+    "invalid": "address",
+    "bounced address": "address",
+    "unsubscribed address": "address",
+    "spam reporting address": "address",
+    "spam content": "content",
+    "invalid smtpapi header": "content",
+    "recipient list over package quota": "content",
+}
 
 # Column widths in the events table (store.events).
 MAX_SEND_ID = 32
@@ -123,7 +126,7 @@ def is_soft_bounce(event: NormalizedEvent) -> bool:
 def is_content_drop(event: NormalizedEvent) -> bool:
     """A drop for our own message (content, headers, quota), not for the recipient's address."""
     reason = (event.drop_reason or "").strip().casefold()
-    return event.kind == "rejected" and reason in CONTENT_DROP_REASONS
+    return event.kind == "rejected" and DROP_REASONS.get(reason, "address") == "content"
 
 
 def suppresses(event: NormalizedEvent) -> bool:

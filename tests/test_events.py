@@ -13,8 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign.events import (
-    ADDRESS_DROP_REASONS,
-    CONTENT_DROP_REASONS,
+    DROP_REASONS,
     EVENT_KINDS,
     EXIT_PRECEDENCE,
     SUPPRESSING_KINDS,
@@ -200,9 +199,9 @@ def test_a_drop_for_an_unknown_reason_suppresses(reason):
     assert not is_content_drop(ev) and suppresses(ev)
 
 
-def test_the_two_drop_tables_do_not_overlap_and_are_lower_case():
-    assert not ADDRESS_DROP_REASONS & CONTENT_DROP_REASONS
-    assert all(r == r.casefold() for r in ADDRESS_DROP_REASONS | CONTENT_DROP_REASONS)
+def test_the_drop_reason_table_is_casefolded_and_says_address_or_content():
+    assert all(r == r.casefold().strip() for r in DROP_REASONS)
+    assert set(DROP_REASONS.values()) == {"address", "content"}
     assert set(EXIT_PRECEDENCE) == SUPPRESSING_KINDS  # every exit reason has its place
 
 
