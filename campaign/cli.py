@@ -650,13 +650,29 @@ def lint(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print problems and grades as one JSON object.")
     ] = False,
+    list_rules: Annotated[
+        bool, typer.Option("--rules", help="List the rules (id, severity, what each checks) and exit.")
+    ] = False,
 ):
     """Lint every email (audience x step), rendered for sample leads including hostile names:
     footer, unsubscribe link, 988 line, privacy of subjects/preheaders/URLs, escaping, promises,
     off-label statement, reading grade (Flesch-Kincaid at most 8), size, links, images.
     Prints each problem with its template file and what to change, and each email's grade.
-    Exits 1 on any error; warnings do not fail."""
-    from campaign.approval import run_lint, sequences_of
+    Exits 1 on any error; warnings do not fail. --rules lists the rules instead."""
+    if list_rules:
+        from campaign.lint import rule_rows
+
+        rows = rule_rows()
+        if as_json:
+            print(json.dumps(rows, indent=1))
+        else:
+            table = Table(*rows[0], title="Lint rules")
+            table.columns[0].no_wrap = True
+            for row in rows:
+                table.add_row(*row.values())
+            console.print(table)
+        return
+    from campaign.lint import run_lint, sequences_of
     from campaign.render import Renderer
 
     s = settings()
@@ -752,7 +768,7 @@ def approve(
     from rich.markup import escape
 
     from campaign.approval import approve as record
-    from campaign.approval import lint_problems_for, run_lint, sequences_of
+    from campaign.lint import lint_problems_for, run_lint, sequences_of
     from campaign.render import Renderer, TemplateError
 
     s = settings()
@@ -934,7 +950,7 @@ def dev_sendgrid(
 ):
     """Run the project's SendGrid-compatible server on 127.0.0.1 until Ctrl-C: watch a realistic
     run without SendGrid. It accepts POST /v3/mail/send like SendGrid and keeps what it got."""
-    from campaign.delivery.sendgrid_server import main as serve_sendgrid
+    from campaign.devserver import main as serve_sendgrid
 
     shown = port or "PORT"
     console.print(

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from campaign.approval import ApprovalState, approval_state, run_lint, sample_unsubscribe_url, sequences_of
+from campaign.approval import ApprovalState, approval_state
+from campaign.lint import run_lint, sample_unsubscribe_url, sequences_of
 
 if TYPE_CHECKING:
     from campaign.audiences import Audience
@@ -356,7 +357,7 @@ def preview_one(
         raise LookupError(
             f"audience {audience!r} has no step {step!r}; steps: {', '.join(s.key for s in found.steps)}"
         )
-    from campaign.approval import lint_problems_for
+    from campaign.lint import lint_problems_for
 
     gallery = build_cards(
         renderer, [found], public_url=settings.public_url, store=store, first_name=first_name
