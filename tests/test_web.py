@@ -714,6 +714,29 @@ def test_after_leaving_the_next_tick_sends_the_lead_nothing(ticked_copy, make_se
     assert ticked_copy.victim not in sent  # ...but not to the lead who left
 
 
+def test_a_drop_for_our_own_content_keeps_the_lead_and_the_next_tick_sends_to_it(ticked_copy, make_settings):
+    """SendGrid dropped the welcome for its content ("Spam Content"): that is about our email,
+    not the lead's address, so nobody is suppressed and the next step still goes out."""
+    victim = ticked_copy.victim
+    with serve_app(make_settings) as running:
+        outbox = running.settings.outbox_dir
+        send_id = next(e["send_id"] for e in read_index(outbox) if e["to"] == victim)
+        drop = event("dropped", victim, send_id=send_id, reason="Spam Content")
+        with running.client() as client:
+            response = post_events(client, [drop])
+        assert response.status_code == 200, response.text
+        counts = response.json()
+        assert (counts["linked"], counts["content_drops"], counts["suppressed"], counts["exited"]) == (
+            1,
+            1,
+            0,
+            0,
+        )
+        assert running.store.is_reachable(running.store.lead_by_email(victim).id)
+        sent = next_tick_recipients(running.settings)
+    assert ticked_copy.control in sent and victim in sent
+
+
 def test_the_cli_marks_leads_booked(ticked_copy, make_settings):
     settings = make_settings()
     result = CliRunner().invoke(
