@@ -296,7 +296,7 @@ def create_app(
 
     async def unsubscribe(request: Request) -> Response:
         # The button's post and RFC 8058's one-click post ("List-Unsubscribe=One-Click") are
-        # handled alike: the signed token in the URL is the whole authority; the body is not read.
+        # handled alike: the signed token in the URL is the whole authority; the body is ignored.
         try:
             public_id = read_token(request.path_params["token"], secret)
         except InvalidToken as exc:
