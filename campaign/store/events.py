@@ -7,7 +7,7 @@ links them to the ledger and leads, and applies those effects in the same transa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -181,33 +181,39 @@ class EventLog(StorePart):
 
     # ---- unsubscribes, bookings, forgetting --------------------------------------------------
 
-    def unsubscribe_lead(self, public_id: str, now: datetime) -> bool:
+    def unsubscribe_lead(self, public_id: str, now: datetime) -> datetime | None:
         """Set unsubscribed_at (the first time only) and exit every active enrollment, in one
-        transaction. False when no lead has this public id (e.g. forgotten since)."""
+        transaction. Returns the lead's unsubscribed_at as stored (this call's or an earlier
+        one's): the undo link names it. None when no lead has this public id (e.g. forgotten)."""
         with self.engine.begin() as conn:
             lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.public_id == public_id)).scalar()
             if lead_id is None:
-                return False
+                return None
             conn.execute(
                 sa.update(leads)
                 .where(leads.c.id == lead_id, leads.c.unsubscribed_at.is_(None))
                 .values(unsubscribed_at=now, updated_at=now)
             )
             exit_active(conn, [lead_id], "unsubscribed")
-        return True
+            return conn.execute(sa.select(leads.c.unsubscribed_at).where(leads.c.id == lead_id)).scalar()
 
-    def resubscribe_lead(self, public_id: str, now: datetime | None = None) -> bool:
-        """Undo unsubscribe_lead: clear unsubscribed_at and reactivate the enrollments that the
-        unsubscribe ended (due at once: the next tick's planner finds the next step and its time).
-        The suppression list is not touched: a bounce or complaint still stops every send."""
-        now = now or datetime.now(UTC)
+    def resubscribe_lead(self, public_id: str, *, unsubscribed_at: datetime, now: datetime) -> bool:
+        """Undo the unsubscribe of `unsubscribed_at` (from the undo link): clear it and reactivate
+        the enrollments that it ended (due at once: the next tick's planner finds the next step
+        and its time). Only while the lead is still unsubscribed since exactly then, so an undo
+        link works once and never after a later change; False otherwise. The suppression list
+        is not touched: a bounce or complaint still stops every send."""
         with self.engine.begin() as conn:
             lead_id = conn.execute(sa.select(leads.c.id).where(leads.c.public_id == public_id)).scalar()
             if lead_id is None:
                 return False
-            conn.execute(
-                sa.update(leads).where(leads.c.id == lead_id).values(unsubscribed_at=None, updated_at=now)
+            undone = conn.execute(
+                sa.update(leads)
+                .where(leads.c.id == lead_id, leads.c.unsubscribed_at == unsubscribed_at)
+                .values(unsubscribed_at=None, updated_at=now)
             )
+            if undone.rowcount != 1:
+                return False
             conn.execute(
                 sa.update(enrollments)
                 .where(
