@@ -80,16 +80,22 @@ def load_audiences_or_fail(s):
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="CSV export of the lead form.")],
+    path: Annotated[
+        Path, typer.Argument(help="CSV (comma, semicolon or tab) or .xlsx export of the lead form.")
+    ],
     column: Annotated[
         list[str] | None,
         typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.'),
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Where to write rejected rows (default: <file>.rejected.csv)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ):
-    """Import leads from a CSV file (an upsert: importing the same file twice changes nothing).
+    """Import leads from a CSV or .xlsx file (an upsert: the same file twice changes nothing).
 
-    Rows without a valid email go to <file>.rejected.csv with the reason; the rest import.
+    Rows without a valid email go to <file>.rejected.csv (or --rejects) with the reason; the rest import.
     """
     from campaign.leads import ImportFileError, parse_column_overrides
     from campaign.operations import import_file
@@ -99,14 +105,14 @@ def import_(
     except ValueError as exc:
         fail(str(exc))
     s = settings()
-    store = store_for(s)
     try:
         with terminal_progress(f"Importing {path.name}", enabled=not as_json):
-            summary = import_file(store, s, path, datetime.now(UTC), overrides=overrides)
+            # The store opens only once there are leads to write: a failed import creates no database.
+            summary = import_file(
+                lambda: store_for(s), s, path, datetime.now(UTC), overrides=overrides, rejects_path=rejects
+            )
     except ImportFileError as exc:
         fail(f"{exc}\nNothing was imported.")
-    finally:
-        store.close()
     if as_json:
         print(json.dumps(summary.as_dict()))
         return
