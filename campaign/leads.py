@@ -258,6 +258,11 @@ def _xlsx_rows(data: bytes, *, filename: str) -> tuple[Rows, list[str]]:
                 cells = [_cell_text(v) for v in values]
                 if any(c.strip() for c in cells):  # Excel keeps formatted empty rows: skip them
                     yield number, cells
+        except Exception as exc:  # a damaged sheet fails in openpyxl's XML parsing, in many ways
+            raise ImportFileError(
+                f"{filename}: cannot read the workbook's first sheet ({type(exc).__name__}); "
+                "save it again from Excel, or as CSV UTF-8"
+            ) from None
         finally:
             workbook.close()
 
