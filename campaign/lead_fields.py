@@ -251,6 +251,7 @@ US_STATE_NAMES = {
 }
 # Any letter case: "america/chicago" is what a person typing it means.
 _TIMEZONES = {name.casefold(): name for name in available_timezones()}
+_TIMEZONE_NAMES = frozenset(_TIMEZONES.values())
 # "=?" and "?=" delimit an RFC 2047 encoded word; no real name holds one (see clean_name).
 _ENCODED_WORD_MARK = re.compile(r"=\?|\?=")
 
@@ -340,8 +341,11 @@ def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[s
 
 def timezone_problem(values: dict[str, str], default: str) -> str | None:
     """What to tell the user when a row names a time zone that does not exist, else None."""
-    given = clean_text(values.get("timezone"), 64)
-    if not given or canonical_timezone(given):
+    raw = values.get("timezone") or ""
+    if raw in _TIMEZONE_NAMES or not raw.strip():  # the usual cases, checked without cleaning
+        return None
+    given = clean_text(raw, 64)
+    if canonical_timezone(given):
         return None
     used, state = resolve_timezone(given, values.get("state"), default)
     source = f"the state {state}'s" if state in US_STATE_TZ else "the clinic's"
