@@ -316,8 +316,8 @@ def map_headers(
             )
         if len(chosen) > 1:
             warnings.append(
-                f"{filename}: {_describe(headers, chosen)} all give {name}; each row uses the first "
-                "of them that is not empty, left to right"
+                f"{filename}: {_describe(headers, chosen)} {'both' if len(chosen) == 2 else 'all'} "
+                f"give {name}; each row uses the first of them that is not empty, left to right"
             )
         columns[name] = chosen
     return columns, warnings

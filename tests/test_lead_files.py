@@ -145,14 +145,14 @@ def test_repeated_headers_warn_and_use_the_first_value_that_is_not_empty():
     ]
     assert [(r.row_number, r.reason) for r in parsed.rejected] == [(5, "email is empty")]
     (warning,) = parsed.warnings
-    assert "column 1 'Email' and column 3 'Email' all give email" in warning
+    assert "column 1 'Email' and column 3 'Email' both give email" in warning
     assert "first of them that is not empty" in warning
 
 
 def test_two_aliases_of_one_field_behave_like_a_repeated_header():
     parsed = parse("E-mail,Email Address\n,ann@example.com\n")
     assert [lead.email for _, lead in parsed.leads] == ["ann@example.com"]
-    assert "column 1 'E-mail' and column 2 'Email Address' all give email" in parsed.warnings[0]
+    assert "column 1 'E-mail' and column 2 'Email Address' both give email" in parsed.warnings[0]
 
 
 def test_a_column_override_beats_an_alias_and_says_so():
