@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
+from campaign.csv_export import csv_text
 from campaign.lead_fields import FIELDS, HEADER_ALIASES, header_key, parse_row, row_email, timezone_problem
 from campaign.models import LeadIn
 
@@ -350,19 +351,13 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
 # ---- rejects ------------------------------------------------------------------------------------
 
 
-def spreadsheet_safe(cell: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP: prefix a single quote)."""
-    text = str(cell)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:
-    """row_number, reason, then the row as written; every cell safe to open in a spreadsheet."""
-    out = io.StringIO()
-    # CRLF as RFC 4180 says; it also makes Python 3.11's writer quote a cell holding a lone CR.
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([spreadsheet_safe(c) for c in ("row_number", "reason", *headers)])
-    for row in rejected:
-        cells = list(row.cells) + [""] * (len(headers) - len(row.cells))
-        writer.writerow([spreadsheet_safe(c) for c in (row.row_number, row.reason, *cells)])
-    return out.getvalue()
+    """row_number, reason, then the row as written. The rows echo the form's raw answers: the
+    shared writer keeps formulas inert."""
+    return csv_text(
+        ["row_number", "reason", *headers],
+        (
+            [row.row_number, row.reason, *row.cells, *[""] * (len(headers) - len(row.cells))]
+            for row in rejected
+        ),
+    )

@@ -265,6 +265,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     @functools.cached_property
     def _reachable_sql(self) -> tuple[str, tuple[str, ...] | None]:
         compiled = _REACHABLE.compile(dialect=self.engine.dialect)

@@ -61,23 +61,3 @@ class WebhookVerifier:
             good = False
         if not good:
             raise SignatureRejected()
-
-
-def verify_signature(
-    public_key_b64: str,
-    body: bytes,
-    signature: str | None,
-    timestamp: str | None,
-    *,
-    max_age: int = DEFAULT_MAX_AGE,
-    now: float | None = None,
-) -> bool:
-    """One-shot form: True for a good, fresh signature. A bad key counts as a bad signature."""
-    try:
-        verifier = WebhookVerifier(
-            public_key_b64, max_age=max_age, clock=(lambda: now) if now is not None else time.time
-        )
-        verifier.verify(body, signature, timestamp)
-        return True
-    except (InvalidPublicKey, SignatureRejected):
-        return False

@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 from sendgrid_fixtures import KEY
 
-from campaign.delivery.sendgrid_server import Faults
 from campaign.delivery.sendgrid_transport import SendGridTransport, SendGridUnauthorized
+from campaign.devserver import Faults
 from campaign.engine import due_batches, enroll_new, outbound, run_tick
 from campaign.events import parse_events
 from campaign.models import AnxietyType, LeadIn

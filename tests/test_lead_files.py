@@ -15,6 +15,7 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
+from campaign.app.leads import import_file
 from campaign.cli import app
 from campaign.leads import (
     SHOWN_ROWS,
@@ -23,7 +24,6 @@ from campaign.leads import (
     parse_lead_file,
     rejected_csv,
 )
-from campaign.operations import import_file
 from campaign.runtime import open_store
 
 runner = CliRunner()
@@ -223,7 +223,7 @@ def test_names_are_stored_without_encoded_words_or_line_breaks(raw, stored):
 
 
 def test_the_rejected_rows_file_never_holds_a_formula():
-    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "\r=cmd"]
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["Email", "=Name", "Note"])

@@ -14,7 +14,6 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid_fixtures import KEY, make_email, webhook_receiver
 
 from campaign.delivery.payload import build_payload
-from campaign.delivery.sendgrid_server import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.delivery.sendgrid_transport import (
     BatchStopped,
     DeliveryError,
@@ -24,6 +23,7 @@ from campaign.delivery.sendgrid_transport import (
     TooManyFailures,
     _classify_http_error,
 )
+from campaign.devserver import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.models import SendStatus
 from campaign.settings import Settings
 

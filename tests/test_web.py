@@ -562,7 +562,7 @@ class Ticked:
 def ticked(tmp_path_factory) -> Ticked:
     """The real sample leads imported and a first real tick run (once per module; each test
     gets a copy of the database and outbox)."""
-    from campaign.operations import import_file
+    from campaign.app.leads import import_file
 
     folder = tmp_path_factory.mktemp("ticked")
     settings = Settings(
