@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
-from campaign.accounts_store import (
+from campaign.store.accounts import (
     ROLES,
     AccountStore,
     ApiToken,

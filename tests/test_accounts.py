@@ -21,7 +21,7 @@ from campaign.accounts import (
     Unauthorized,
     allowed,
 )
-from campaign.accounts_store import api_tokens, audit_log, console_sessions, users
+from campaign.store.accounts import api_tokens, audit_log, console_sessions, users
 
 T0 = utc(2026, 3, 2, 14, 0)
 PASSWORD = "correct horse battery staple"

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from campaign import accounts as acc
-from campaign.accounts_store import AccountStore, users
 from campaign.cli import app
 from campaign.store import Store
+from campaign.store.accounts import AccountStore, users
 
 runner = CliRunner()
 PASSWORD = "a long enough passphrase"

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from campaign.store import UTCDateTime, metadata
+from campaign.store.tables import UTCDateTime, metadata
 
 ROLES = ("coordinator", "reviewer", "admin")
 
