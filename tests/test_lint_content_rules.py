@@ -326,3 +326,17 @@ def test_no_invitation_needs_no_notice(clinic):
     text = "Hi Sam,\n\nAbout replies: we read them.\n----\nfooter 988 911\n"
     email = RenderedEmail(subject="A note", preheader="A note", html="<html></html>", text=text)
     assert "reply-notice" not in {p.rule for p in lint_email(email, template="t", clinic=clinic)}
+
+
+# --- the README ----------------------------------------------------------------------------------
+
+
+def test_the_readme_lists_every_rule_and_the_hand_checks():
+    from campaign.lint import registered
+    from campaign.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    rules = readme.split("### Content rules", 1)[1].split("\n### ", 1)[0]
+    missing = [rule.id for rule in registered() if f"`{rule.id}`" not in rules]
+    assert missing == [], f"README 'Content rules' does not list {missing}"
+    assert "### What a reviewer must check by hand" in readme

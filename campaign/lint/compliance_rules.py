@@ -133,6 +133,7 @@ def missing_reply_notice(ctx: EmailContext) -> list[str]:
     missing = []
     if not any(_REPLY_WORD.search(s) and _READ_WORD.search(s) for s in sentences):
         missing.append("who reads replies (e.g. 'a person on our care team reads replies')")
+    # The clinic's own office hours, spelled out, count too (clinic.yaml may not have the field).
     office_hours = (getattr(ctx.clinic, "office_hours", None) or "").strip()
     if not (_WHEN.search(ctx.body) or (office_hours and office_hours in ctx.body)):
         missing.append("when they are read (office hours, from clinic.yaml)")
@@ -169,8 +170,8 @@ _EXPLAINED_AFTER = re.compile(
     r"\(|\bwhich\s+(?:is|are|means)\b|\bthat\s+is\b|\bmeans?\b|\bmeaning\b|\s[—–]\s|\s-\s|:", re.I
 )
 _EXPLAINED_RIGHT_AFTER = re.compile(
-    # one word may sit between: "a placebo group, a group given a dummy dose"
-    r"^\)?(?:\s+\w+)?(?:\s+(?:is|are)\s+(?:a|an|the|when|how|what|one|called)\b|,\s+(?:a|an|the|or|which|who|one)\b)",
+    r"^\)?(?:\s+\w+)?"  # one word may sit between: "a placebo group, a group given a dummy dose"
+    r"(?:\s+(?:is|are)\s+(?:a|an|the|when|how|what|one|called)\b|,\s+(?:a|an|the|or|which|who|one)\b)",
     re.I,
 )
 # "... called the GAD-7", "a dummy dose (a placebo)": the plain words come first.
@@ -219,7 +220,7 @@ def glossary(ctx: EmailContext) -> Messages:
             f"the email uses {word!r} without explaining it; explain it where it first appears (e.g. "
             f"'{word} (a ...)', 'a ... called {word}', '{word}, which is ...') or use a plain word"
         )
-    jargon = [m for m in dict.fromkeys(w.lower() for w in term_pattern(JARGON).findall(ctx.body))]
+    jargon = list(dict.fromkeys(" ".join(w.lower().split()) for w in term_pattern(JARGON).findall(ctx.body)))
     if jargon:
         yield (
             f"the email uses jargon ({', '.join(short(w, 30) for w in jargon)}); say it in plain words "
