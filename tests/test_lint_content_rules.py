@@ -6,6 +6,8 @@ text-heading-caps, reply-notice. The harness (real layouts, lint_templates end t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from test_lint import GOOD_BODY, assert_only, errors, lint_one, md, seeds
 
@@ -120,8 +122,9 @@ def test_treatment_word_in_the_opening_lines(tmp_path, clinic):
 
 @seeds("lock-screen")
 def test_banner_that_names_the_treatment(tmp_path, clinic):
-    def banner(mjml: str) -> str:
-        return mjml.replace(">Fresh Start</mj-text>", ">Fresh Start Ketamine</mj-text>", 1)
+    def banner(mjml: str) -> str:  # whatever the layout's banner says (a name, display_name)
+        pattern = r'(<mj-text color="#ffffff"[^>]*>)[^<]*(</mj-text>)'
+        return re.sub(pattern, r"\1Fresh Start Ketamine\2", mjml, count=1)
 
     problems, _ = lint_one(tmp_path, clinic, mjml=banner)
     assert_only(problems, "lock-screen")
