@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -72,6 +73,13 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.filters["when"] = self.when
+
+    def when(self, moment: datetime | None) -> str:
+        """A time as the clinic reads it (its time zone), to the minute."""
+        if moment is None:
+            return "-"
+        return moment.astimezone(ZoneInfo(self.settings.clinic.timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
     def page(self, template: str, status: int = 200, **values) -> HTMLResponse:
         """A page in the base layout. The layout's own values default to a logged-out visitor."""
