@@ -94,7 +94,7 @@ def transport_for(host: str, concurrency: int):
 
 def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     """Render and post the same emails: no ledger, no planning, no Prefect."""
-    from campaign.engine import outbound
+    from campaign.compose import outbound
     from campaign.runtime import build_context
     from campaign.store import Claim
 

@@ -46,13 +46,12 @@ def settings():
 
 
 def parse_when(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
+    from campaign.clock import parse_when as parse
+
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--now {value!r} is not an ISO 8601 time; write it like 2026-03-02T14:00:00-05:00")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse(value)
+    except ValueError as exc:
+        fail(f"--now {exc}")
 
 
 def store_for(s):
@@ -222,27 +221,16 @@ def tick(
 ):
     """Enroll new leads, then send every step due at NOW (a Prefect flow run)."""
     parse_when(now)
-    from campaign.campaigns import PreflightFailed, is_live, live_preflight
-    from campaign.delivery.sendgrid_transport import SendGridUnauthorized
+    from campaign.campaigns import PreflightFailed
+    from campaign.delivery import Unauthorized
     from flows.tick import tick as tick_flow
 
-    s = settings()
-    if is_live(s):  # checked here too, so a refusal is one message rather than a flow-run traceback
-        store = store_for(s)
-        try:
-            problems = live_preflight(
-                s, store, [st.template for a in load_audiences_or_fail(s) for st in a.steps]
-            )
-        finally:
-            store.close()
-        if problems:
-            fail(f"{PreflightFailed(problems)}\nNothing was sent.", code=1)
     try:
         with terminal_progress("Ticking (enrollments looked at)", enabled=not as_json):
             summary = tick_flow(now=now)
-    except PreflightFailed as exc:
+    except PreflightFailed as exc:  # the flow's own preflight of a live send
         fail(f"{exc}\nNothing was sent.", code=1)
-    except SendGridUnauthorized:
+    except Unauthorized:
         fail(
             "SendGrid refused the API key (401). The tick stopped at once; unsent emails wait for the next "
             "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).",
@@ -351,7 +339,7 @@ def launch(
 ):
     """Create a campaign over some audiences. A live one (SendGrid, not sandbox) must pass the
     preflight: lint clean, content approved, and the settings a live send needs."""
-    from campaign.campaigns import CampaignError, live_preflight
+    from campaign.campaigns import CampaignError, is_live, live_preflight
     from campaign.campaigns import launch as launch_campaign
 
     s = settings()
@@ -359,7 +347,7 @@ def launch(
     names = [a.strip() for a in audiences.split(",") if a.strip()]
     store = store_for(s)
     try:
-        live = s.sendgrid_api_key is not None and not (sandbox or s.sandbox)
+        live = is_live(s) and not sandbox
         templates = [st.template for a in found if a.name in names for st in a.steps]
         problems = live_preflight(s, store, templates)
         if problems and live:
@@ -962,7 +950,8 @@ def test_send(
     claim, a random send id. Exit 1 when it was not sent."""
     from email_validator import EmailNotValidError, validate_email
 
-    from campaign.engine import make_test_email
+    from campaign.compose import make_test_email
+    from campaign.delivery import BatchStopped
     from campaign.render import Renderer, TemplateError
     from campaign.runtime import make_transport, transport_label
 
@@ -985,9 +974,7 @@ def test_send(
     transport = make_transport(s)
     try:
         [result] = transport.send_batch([email])
-    except Exception as exc:  # the transport's stops (a refused key): say why, exit 1
-        if not hasattr(exc, "not_sent"):
-            raise
+    except BatchStopped as exc:  # the transport's stops (a refused key): say why, exit 1
         fail(str(exc), code=1)
     if result.status.value != "sent":
         fail(f"test email not sent ({result.status.value}): {result.error}", code=1)
