@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=100_000)
     args = parser.parse_args()
 
+    from campaign.app.leads import import_file
     from campaign.engine import due_batches, enroll_new
-    from campaign.operations import import_file
     from campaign.runtime import build_context
     from campaign.sample import sample_csv
     from campaign.settings import Settings

@@ -31,15 +31,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from campaign.audiences import Audience
-    from campaign.lint import Problem
     from campaign.render import Renderer
     from campaign.store import Store
 
 LAYOUT_FILES = ("layout.mjml", "layout.txt")
-# Hosts where a plain-http unsubscribe link is fine (local development); lint flags any other.
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-PLACEHOLDER_TOKEN = "preview-placeholder-token"
 MAX_REVIEWER_CHARS = 200
 
 
@@ -151,7 +146,7 @@ def approve(
     store: Store, renderer: Renderer, template_names: Iterable[str], *, by: str, now: datetime | None = None
 ) -> list[Approved]:
     """Record `by`'s sign-off of each template's current content. No lint here: the CLI runs
-    lint first (see `lint_problems_for`). Raises ValueError for a blank or overlong reviewer
+    lint first (see `campaign.lint.lint_problems_for`). Raises ValueError for a blank or overlong reviewer
     name, and TemplateError/OSError when a template cannot be read (nothing is recorded then)."""
     reviewer = " ".join((by or "").split())
     if not reviewer:
@@ -170,38 +165,3 @@ def approve(
             state = approval_state(store, renderer, [name])[name]
             done.append(Approved(name, hashes[name], False, state.by or reviewer, state.at or now))
     return done
-
-
-# ---- shared helpers for lint, approve and preview ----------------------------------------------
-
-
-def sequences_of(audiences: Iterable[Audience]) -> dict[str, list[tuple[str, str]]]:
-    """{audience: [(step key, template name), ...]} in send order: what lint_templates takes."""
-    return {a.name: [(s.key, s.template) for s in a.steps] for a in audiences}
-
-
-def sample_unsubscribe_url(public_url: str) -> str:
-    """An unsubscribe link for previews and lint: the real shape, a placeholder token (never a
-    lead's real token, so a preview file can be shared without unsubscribing anyone)."""
-    return f"{public_url.rstrip('/')}/unsubscribe/{PLACEHOLDER_TOKEN}"
-
-
-def run_lint(
-    renderer: Renderer, sequences: dict[str, list[tuple[str, str]]], *, public_url: str
-) -> tuple[list[Problem], dict[str, float]]:
-    """lint_templates with the sample unsubscribe link; plain http is allowed for it only on a
-    local host (the development default http://localhost:8000)."""
-    from campaign.lint import lint_templates
-
-    return lint_templates(
-        renderer, sequences, unsubscribe_url=sample_unsubscribe_url(public_url), allow_http_hosts=LOCAL_HOSTS
-    )
-
-
-def lint_problems_for(
-    problems: Iterable[Problem], template_names: Iterable[str], *, audience: str, whole_audience: bool
-) -> list[Problem]:
-    """The problems that concern these templates; sequence-wide problems (named after the
-    audience) count only when the whole audience is being approved."""
-    names = set(template_names)
-    return [p for p in problems if p.template in names or (whole_audience and p.template == audience)]

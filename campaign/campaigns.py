@@ -43,6 +43,15 @@ def slugify(name: str) -> str:
     return slug[:64]
 
 
+def health_words_in_name(name: str) -> list[str]:
+    """Condition and treatment words in a campaign name (the subject rule's list), also where
+    they touch digits or run together in camel case ("Ketamine2026", "SocialAnxiety")."""
+    from campaign.lint import DEFAULT_HEALTH_TERMS, find_terms
+
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", " ", name)
+    return find_terms(spaced, DEFAULT_HEALTH_TERMS)
+
+
 def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[str]) -> Preflight:
     """What a live send needs. Every problem at once, each with what to do."""
     problems = [f"lint: {e}" for e in lint_errors]
@@ -115,6 +124,14 @@ def live_preflight(settings: Settings, store: Store, template_names: list[str]) 
     ).problems
 
 
+def live_tick_problems(settings: Settings, store: Store, audiences: list[Audience]) -> list[str]:
+    """What stops a tick of every audience: nothing when the send is not live (the store is
+    not even read), else the live preflight of every step's template."""
+    if not is_live(settings):
+        return []
+    return live_preflight(settings, store, [step.template for a in audiences for step in a.steps])
+
+
 class PreflightFailed(RuntimeError):
     def __init__(self, problems: list[str]):
         super().__init__("a live send is refused until these are fixed:\n  - " + "\n  - ".join(problems))
@@ -136,6 +153,13 @@ def launch(
     if unknown or not audience_names:
         raise CampaignError(
             f"unknown audience(s) {unknown or '(none given)'}; choose from {', '.join(known)}"
+        )
+    found = health_words_in_name(name)
+    if found:
+        raise CampaignError(
+            f"campaign name {name!r} contains {', '.join(repr(w) for w in found)}: campaign names show in "
+            "status, reports, Prefect and logs that others read, so they must not name a condition or a "
+            "treatment; name it by season or purpose instead, e.g. 'Spring 2026' or 'Newsletter signups'"
         )
     slug = slugify(name)
     if store.campaign(slug) is not None:
@@ -211,12 +235,14 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
 __all__ = [
     "CampaignError",
     "EVERGREEN",
+    "health_words_in_name",
     "Preflight",
     "PreflightFailed",
     "change_state",
     "is_live",
     "launch",
     "live_preflight",
+    "live_tick_problems",
     "preflight",
     "slugify",
     "status",

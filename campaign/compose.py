@@ -38,9 +38,11 @@ def outbound(
         preheader=content.preheader,
         html=content.html,
         text=content.text,
-        # The category is the campaign's slug: ESP metadata never names an audience.
         unsubscribe_url=url,
-        category=campaign["slug"],
+        # Opaque: ESP metadata names no audience, and not the campaign's name either (names
+        # of campaigns launched before names were checked may hold condition words). Events
+        # link to sends by send id, never by category.
+        category=f"campaign-{campaign['id']}",
         sandbox=campaign["sandbox"],
     )
 

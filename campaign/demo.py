@@ -78,10 +78,7 @@ def sendgrid_server_process(api_key: str = DEMO_SENDGRID_KEY):
     """The project's SendGrid-compatible server in a child process on a free 127.0.0.1 port
     (a process of its own: sharing the GIL with the sender would halve the throughput).
     Yields its base URL; stops it on exit."""
-    code = (
-        "from campaign.delivery.sendgrid_server import main; "
-        f"main(port=0, api_key={api_key!r}, host='127.0.0.1')"
-    )
+    code = f"from campaign.devserver import main; main(port=0, api_key={api_key!r}, host='127.0.0.1')"
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

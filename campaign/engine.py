@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience, match_audience
-from campaign.campaigns import PreflightFailed, is_live, live_preflight
+from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.events import ACCEPTED_KINDS
 from campaign.models import SendResult, SendStatus
@@ -239,11 +239,9 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     reconcile unknown sends, enroll new leads, and send the due steps batch by batch.
 
     `run(step, *args)` runs each step: `plain` calls it, the Prefect flow submits a task."""
-    if is_live(ctx.settings):
-        templates = [step.template for audience in ctx.audiences for step in audience.steps]
-        problems = live_preflight(ctx.settings, ctx.store, templates)
-        if problems:
-            raise PreflightFailed(problems)
+    problems = live_tick_problems(ctx.settings, ctx.store, ctx.audiences)
+    if problems:
+        raise PreflightFailed(problems)
     report = run(reconcile_unknown, ctx, now)
     report.merge(run(enroll_new, ctx, now))
     for batch in due_batches(ctx, now):

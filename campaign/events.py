@@ -12,6 +12,9 @@ it as it came). Quirks handled here, each where it matters:
 - ``bounce`` covers both hard bounces and ``type: "blocked"`` (the receiver refused for now:
   reputation, content, rate). Only a hard bounce suppresses; a blocked or soft (4.x.x status)
   bounce does not.
+- ``dropped`` is read through its ``reason`` (as anymail does): a drop for the address (invalid,
+  bounced, unsubscribed, spam-reporting) suppresses; a drop for our own message ("Spam Content",
+  "Invalid SMTPAPI header", the account's quota) does not, and is reported instead.
 - Unknown event types (SendGrid adds some from time to time) are kept with kind ``unknown``
   rather than refused: a refusal would make SendGrid retry the whole batch for 24 hours.
 """
@@ -21,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from campaign.models import SendStatus
 
 UTC = UTC
 
@@ -48,6 +53,22 @@ UNKNOWN = "unknown"
 SUPPRESSING_KINDS = frozenset({"bounced", "rejected", "complained", "unsubscribed"})
 # Kinds that prove SendGrid accepted the message: an 'unknown' ledger row was really sent.
 ACCEPTED_KINDS = frozenset({"processed", "delivered"})
+# When one post ends a lead's sequences for several reasons, the first of these is the exit reason.
+EXIT_PRECEDENCE = ("bounced", "complained", "rejected", "unsubscribed")
+
+# SendGrid's documented `reason`s on a dropped event (casefolded) -> whose problem it is. A drop
+# for the address means never mail it again; a drop for our own message or account ("content")
+# is reported, never held against the lead. A reason not in the table, or none, counts as the
+# address's: mailing an address SendGrid refuses costs reputation, a wrong suppression one lead.
+DROP_REASONS: dict[str, str] = {
+    "invalid": "address",
+    "bounced address": "address",
+    "unsubscribed address": "address",
+    "spam reporting address": "address",
+    "spam content": "content",
+    "invalid smtpapi header": "content",
+    "recipient list over package quota": "content",
+}
 
 # Column widths in the events table (store.events).
 MAX_SEND_ID = 32
@@ -74,6 +95,7 @@ class NormalizedEvent:
     send_id: str | None  # our custom_args send_id, when it came back
     bounce_type: str | None  # "bounce" or "blocked" on bounce events
     status: str | None  # the SMTP enhanced status code on bounces, e.g. "5.1.1"
+    drop_reason: str | None  # why SendGrid dropped it, on dropped events, e.g. "Bounced Address"
     raw: dict = field(compare=False, repr=False)  # the event exactly as SendGrid sent it
 
     @property
@@ -101,10 +123,18 @@ def is_soft_bounce(event: NormalizedEvent) -> bool:
     return event.bounce_type == "blocked" or bool(event.status and event.status.startswith("4"))
 
 
+def is_content_drop(event: NormalizedEvent) -> bool:
+    """A drop for our own message (content, headers, quota), not for the recipient's address."""
+    reason = (event.drop_reason or "").strip().casefold()
+    return event.kind == "rejected" and DROP_REASONS.get(reason, "address") == "content"
+
+
 def suppresses(event: NormalizedEvent) -> bool:
     """Whether this event means: never mail this address again."""
     if event.kind == "bounced":
         return not is_soft_bounce(event)
+    if is_content_drop(event):
+        return False
     return event.kind in SUPPRESSING_KINDS
 
 
@@ -151,6 +181,7 @@ def normalize(raw: Any, position: int = 0) -> NormalizedEvent:
         send_id=_optional_str(raw, "send_id", MAX_SEND_ID),
         bounce_type=_optional_str(raw, "type", 32) if event == "bounce" else None,
         status=_optional_str(raw, "status", 32) if event == "bounce" else None,
+        drop_reason=_optional_str(raw, "reason", 200) if event == "dropped" else None,
         raw=raw,
     )
 
@@ -183,6 +214,61 @@ class RecordedEvents:
     settled: int = 0  # 'unknown' ledger rows now known to be sent
     suppressed: int = 0  # distinct addresses put on the suppression list by this post
     exited: int = 0  # enrollments ended by this post
+    content_drops: int = 0  # drops for our own message ("Spam Content" ...): nobody suppressed
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+# ---- what events do ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkedEvent:
+    """An event this post stored, with what the store tied it to."""
+
+    event: NormalizedEvent
+    lead_id: int | None = None  # the lead with this address, else the ledger row's lead
+    send_id: str | None = None  # the ledger row (by custom_args send_id, else message id and address)
+    send_status: str | None = None  # that row's status when the event came
+    send_message_id: str | None = None  # that row's message id
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a batch of new events does; campaign.store applies it in the same transaction."""
+
+    settle: dict[str, str | None] = field(default_factory=dict)  # 'unknown' send id -> message id
+    suppress: dict[str, str] = field(default_factory=dict)  # address -> suppression reason
+    exit: dict[int, str] = field(default_factory=dict)  # lead id -> why its active sequences end
+    unsubscribe: frozenset[int] = frozenset()  # leads whose unsubscribed_at is set
+    content_drops: int = 0  # drops for our own message: reported, nobody suppressed
+
+
+def effects(linked: Iterable[LinkedEvent]) -> Effects:
+    """Every consequence of these events, decided in one place:
+
+    - processed / delivered for an 'unknown' ledger row: the request did reach SendGrid (sent);
+    - a suppressing event (hard bounce, address drop, spam report, unsubscribe) puts the address
+      on the suppression list (known lead or not) and ends the lead's active sequences, with
+      the event's kind as the reason; an unsubscribe also marks the lead unsubscribed;
+    - a drop for our own message is counted, and changes nothing for the lead.
+    """
+    settle: dict[str, str | None] = {}
+    suppress: dict[str, str] = {}
+    exits: dict[int, str] = {}
+    unsubscribed: set[int] = set()
+    content_drops = 0
+    for item in linked:
+        ev = item.event
+        if ev.kind in ACCEPTED_KINDS and item.send_id and item.send_status == SendStatus.unknown.value:
+            settle.setdefault(item.send_id, item.send_message_id or ev.message_id)
+        content_drops += is_content_drop(ev)
+        if not suppresses(ev):
+            continue
+        suppress.setdefault(ev.email, ev.raw_event[:32])  # the column is 32 wide
+        if item.lead_id is not None:
+            exits[item.lead_id] = min(exits.get(item.lead_id, ev.kind), ev.kind, key=EXIT_PRECEDENCE.index)
+            if ev.kind == "unsubscribed":
+                unsubscribed.add(item.lead_id)
+    return Effects(settle, suppress, exits, frozenset(unsubscribed), content_drops)

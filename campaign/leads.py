@@ -16,6 +16,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from campaign.csv_export import csv_text
 from campaign.models import AnxietyType, LeadIn
 
 FIELDS = (
@@ -505,9 +506,8 @@ def _row_email(values: dict[str, str]) -> str:
 
 
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["row_number", "reason", *headers])
-    for row in rejected:
-        writer.writerow([row.row_number, row.reason, *(row.original.get(h, "") for h in headers)])
-    return out.getvalue()
+    # Rejected rows echo the form's raw answers: the shared writer keeps formulas inert.
+    return csv_text(
+        ["row_number", "reason", *headers],
+        ([row.row_number, row.reason, *(row.original.get(h, "") for h in headers)] for row in rejected),
+    )

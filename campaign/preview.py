@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from campaign.approval import ApprovalState, approval_state, run_lint, sample_unsubscribe_url, sequences_of
+from campaign.approval import ApprovalState, approval_state
+from campaign.lint import run_lint, sample_unsubscribe_url, sequences_of
 
 if TYPE_CHECKING:
     from campaign.audiences import Audience
@@ -313,10 +314,22 @@ def _renderer_and_audiences(settings: Settings):
     return Renderer(settings.templates_dir, settings.clinic), load_audiences(settings.audiences_dir)
 
 
+@dataclass(frozen=True)
+class WrittenGallery:
+    index: Path
+    cards: int  # emails written, one page each and one card each in the index
+    drafts: int  # of those, not approved in their current form
+
+
 def write_gallery(settings: Settings, out_dir: Path, *, store: Store | None = None) -> Path:
+    """Write the gallery (see write_gallery_counted); returns the index path."""
+    return write_gallery_counted(settings, out_dir, store=store).index
+
+
+def write_gallery_counted(settings: Settings, out_dir: Path, *, store: Store | None = None) -> WrittenGallery:
     """Write ``out_dir/index.html`` (self-contained) and ``out_dir/<audience>/<step>.html``.
-    ``store`` gives the approval states; without one every email shows DRAFT. Returns the
-    index path. Raises AudienceFileError when the audience files are invalid."""
+    ``store`` gives the approval states; without one every email shows DRAFT. Raises
+    AudienceFileError when the audience files are invalid."""
     renderer, audiences = _renderer_and_audiences(settings)
     gallery = build_cards(renderer, audiences, public_url=settings.public_url, store=store)
     out_dir = Path(out_dir)
@@ -335,7 +348,8 @@ def write_gallery(settings: Settings, out_dir: Path, *, store: Store | None = No
         )
     index = out_dir / "index.html"
     index.write_text(gallery_html(gallery, settings.clinic.name), encoding="utf-8")
-    return index
+    drafts = sum(1 for card in gallery.cards if not card.state.approved)
+    return WrittenGallery(index, len(gallery.cards), drafts)
 
 
 def preview_one(
@@ -356,7 +370,7 @@ def preview_one(
         raise LookupError(
             f"audience {audience!r} has no step {step!r}; steps: {', '.join(s.key for s in found.steps)}"
         )
-    from campaign.approval import lint_problems_for
+    from campaign.lint import lint_problems_for
 
     gallery = build_cards(
         renderer, [found], public_url=settings.public_url, store=store, first_name=first_name

@@ -7,14 +7,13 @@ as one self-contained HTML page with an SVG funnel chart per audience.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from campaign.csv_export import csv_text
 from campaign.store import Store
 
 COUNTS = (
@@ -129,12 +128,7 @@ def to_json(report: Report) -> str:
 
 
 def to_csv(report: Report) -> str:
-    out = io.StringIO()
-    columns = ["campaign", "audience", "step", *COUNTS, *RATES]
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(report.rows)
-    return out.getvalue()
+    return csv_text(["campaign", "audience", "step", *COUNTS, *RATES], report.rows)
 
 
 def pct(value: float | None) -> str:

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = Field(None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
     webhook_max_age_seconds: int = Field(300, ge=1)  # older signed posts are refused (replays)
     webhook_insecure_dev: bool = False
+    # Request bodies larger than these are refused with 413 before they are read whole.
+    # SendGrid posts events in batches of about 768 KB: 8 MB leaves ample room.
+    sendgrid_max_body_bytes: int = Field(8 * 1024 * 1024, ge=1)  # CAMPAIGN_SENDGRID_MAX_BODY_BYTES
+    # Every other post (unsubscribe, undo, booking webhook) is a few hundred bytes.
+    max_body_bytes: int = Field(64 * 1024, ge=1)  # CAMPAIGN_MAX_BODY_BYTES
     # Sending through SendGrid (issue 3).
     # A campaign pauses after this many failed or unknown sends in a row (CAMPAIGN_MAX_CONSECUTIVE_FAILURES).
     max_consecutive_failures: int = Field(20, ge=1)

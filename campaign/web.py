@@ -9,6 +9,10 @@
     POST /webhooks/sendgrid            SendGrid's signed Event Webhook
     POST /webhooks/booking             {"email": ...} signed with HMAC-SHA256(CAMPAIGN_SECRET_KEY)
 
+Every request body is capped before it is read whole (413 past CAMPAIGN_SENDGRID_MAX_BODY_BYTES
+for the SendGrid webhook, CAMPAIGN_MAX_BODY_BYTES for the rest): an unsigned post of any size
+costs at most that much memory.
+
 Pages are plain HTML: no JavaScript, no cookies, no third-party anything. Tokens name a lead
 by its opaque public id only. Logs carry counts, never an address.
 """
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -33,15 +38,13 @@ from starlette.routing import Route
 from campaign.events import MalformedEvents, parse_events
 from campaign.settings import DEV_SECRET_KEY, Clinic, Settings
 from campaign.store import Store
-from campaign.tokens import InvalidToken, make_token, read_token
+from campaign.tokens import InvalidToken, make_token, make_undo_token, read_token, read_undo_token
 from campaign.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected, WebhookVerifier
 
 log = logging.getLogger("campaign.web")
 
 BOOKING_SIGNATURE_HEADER = "X-Campaign-Signature"
-RESUBSCRIBE_MAX_AGE = 30 * 24 * 3600  # the undo offered on the confirmation page
-MAX_SENDGRID_BODY = 32 * 1024 * 1024  # thousands of events fit many times over
-MAX_BOOKING_BODY = 64 * 1024
+SENDGRID_WEBHOOK_PATH = "/webhooks/sendgrid"
 
 # The token is in the URL: never send it on as a Referer; never cache; never frame.
 PAGE_HEADERS = {
@@ -171,21 +174,72 @@ reply to that email and ask, or call us at {e(clinic.phone)}.</p>""",
     )
 
 
+def used_undo_page(clinic: Clinic) -> HTMLResponse:
+    e = html.escape
+    return render_page(
+        clinic,
+        "This link was already used",
+        f"""<h1>This link was already used</h1>
+<p>An undo link works once, and only until your email choice changes again. Your latest choice \
+stands.</p>
+<p>To change it, use the link in the most recent email you got from us, reply to that email, or call
+us at {e(clinic.phone)}.</p>""",
+        status=410,
+    )
+
+
 # ---- helpers ----------------------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    parts, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
+class BodyLimit:
+    """ASGI middleware: reads each request body with a size limit before the app sees it.
+
+    A Content-Length over the limit is refused at once, before a byte of the body is read; a
+    chunked body is refused as soon as it passes the limit. The app then gets the body as read.
+    The 413 closes the connection: the rest of the body is never read."""
+
+    def __init__(self, app, limit_for: Callable[[str], int]):
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        limit = self.limit_for(path)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        # len() first: int() of thousands of digits is slow, or raises past 4,300.
+        if declared.isdigit() and (len(declared) > 15 or int(declared) > limit):
+            await too_large(scope, receive, send)
+            return
+        parts, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left: nothing to answer
+            size += len(message.get("body", b""))
+            if size > limit:
+                await too_large(scope, receive, send)
+                return
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body, delivered = b"".join(parts), False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: only http.disconnect is left
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def too_large(scope, receive, send) -> None:
+    response = PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
+    await response(scope, receive, send)
 
 
 FORBIDDEN = "forbidden"
@@ -233,44 +287,43 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    def lead_of(token: str, purpose: str, max_age: int | None = None) -> str:
-        kwargs = {"max_age": max_age} if max_age else {}
-        return read_token(token, secret, purpose=purpose, **kwargs)
-
     async def unsubscribe_form(request: Request) -> Response:
         try:
-            lead_of(request.path_params["token"], "unsubscribe")
+            read_token(request.path_params["token"], secret)
         except InvalidToken as exc:
             return bad_link_page(clinic, exc.expired)
         return confirm_page(clinic)  # GET changes nothing
 
     async def unsubscribe(request: Request) -> Response:
         # The button's post and RFC 8058's one-click post ("List-Unsubscribe=One-Click") are
-        # handled alike: the signed token in the URL is the whole authority; the body is not read.
+        # handled alike: the signed token in the URL is the whole authority; the body is ignored.
         try:
-            public_id = lead_of(request.path_params["token"], "unsubscribe")
+            public_id = read_token(request.path_params["token"], secret)
         except InvalidToken as exc:
             return bad_link_page(clinic, exc.expired)
-        found = await run_in_threadpool(db.unsubscribe_lead, public_id, clock())
-        log.info("unsubscribe: %s", "done" if found else "no such lead (forgotten?)")
+        unsubscribed_at = await run_in_threadpool(db.unsubscribe_lead, public_id, clock())
+        log.info("unsubscribe: %s", "done" if unsubscribed_at else "no such lead (forgotten?)")
+        # The undo names this unsubscribe: it stops working at the lead's next change.
         return unsubscribed_page(
-            clinic, make_token(public_id, secret, purpose="resubscribe") if found else None
+            clinic, make_undo_token(public_id, unsubscribed_at, secret) if unsubscribed_at else None
         )
 
     async def resubscribe(request: Request) -> Response:
         try:
-            public_id = lead_of(request.path_params["token"], "resubscribe", RESUBSCRIBE_MAX_AGE)
+            public_id, unsubscribed_at = read_undo_token(request.path_params["token"], secret)
         except InvalidToken as exc:
             return bad_link_page(clinic, exc.expired)
-        if not await run_in_threadpool(db.resubscribe_lead, public_id, clock()):
-            return bad_link_page(clinic, expired=False)
+        undone = await run_in_threadpool(
+            db.resubscribe_lead, public_id, unsubscribed_at=unsubscribed_at, now=clock()
+        )
+        if not undone:
+            log.info("resubscribe: refused (used, or the lead changed since)")
+            return used_undo_page(clinic)
         log.info("resubscribe: done")
         return resubscribed_page(clinic, make_token(public_id, secret, purpose="unsubscribe"))
 
     async def sendgrid_webhook(request: Request) -> Response:
-        body = await read_body(request, MAX_SENDGRID_BODY)
-        if body is None:
-            return PlainTextResponse("too large", status_code=413)
+        body = await request.body()  # BodyLimit has capped it
         # Signature first, over the raw bytes; JSON is parsed only after it holds.
         if verifier is not None:
             try:
@@ -293,9 +346,7 @@ def create_app(
         return JSONResponse(counts.as_dict())
 
     async def booking_webhook(request: Request) -> Response:
-        body = await read_body(request, MAX_BOOKING_BODY)
-        if body is None:
-            return PlainTextResponse("too large", status_code=413)
+        body = await request.body()  # BodyLimit has capped it
         if dev_secret and not settings.webhook_insecure_dev:
             return forbidden()
         given = request.headers.get(BOOKING_SIGNATURE_HEADER, "").strip().lower()
@@ -313,6 +364,11 @@ def create_app(
         log.info("booking webhook: %s", "lead marked booked" if found else "no lead with that address")
         return JSONResponse({"ok": True, "lead_found": found})
 
+    def body_limit(path: str) -> int:
+        if path == SENDGRID_WEBHOOK_PATH:
+            return settings.sendgrid_max_body_bytes
+        return settings.max_body_bytes
+
     @asynccontextmanager
     async def lifespan(app: Starlette):
         yield
@@ -325,9 +381,10 @@ def create_app(
             Route("/unsubscribe/{token}", unsubscribe_form, methods=["GET"]),
             Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
             Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
-            Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            Route(SENDGRID_WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
             Route("/webhooks/booking", booking_webhook, methods=["POST"]),
         ],
+        middleware=[Middleware(BodyLimit, limit_for=body_limit)],
         lifespan=lifespan,
     )
     app.state.store = db

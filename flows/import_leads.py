@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from campaign.operations import import_file
+from campaign.app.leads import import_file
 from campaign.runtime import open_store
 from campaign.settings import get_settings
 

@@ -115,7 +115,7 @@ def sendgrid_server():
     """The project's SendGrid-compatible server on loopback, one per test module."""
     from sendgrid_fixtures import KEY
 
-    from campaign.delivery.sendgrid_server import running_server
+    from campaign.devserver import running_server
 
     with running_server(api_key=KEY) as srv:
         yield srv
@@ -126,7 +126,7 @@ def sg(sendgrid_server):
     """That server with no messages, no faults and the test key."""
     from sendgrid_fixtures import KEY
 
-    from campaign.delivery.sendgrid_server import Faults
+    from campaign.devserver import Faults
 
     sendgrid_server.reset()
     sendgrid_server.set_faults(Faults())

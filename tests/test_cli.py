@@ -115,3 +115,72 @@ def test_timeline_for_unknown_and_known_lead(env, tmp_path):
     assert result.exit_code == 0 and "social" in result.output and "questions" in result.output
     assert "-07:00" in result.output or "-08:00" in result.output  # the lead's own clock
     assert runner.invoke(app, ["timeline", "nobody@example.com"]).exit_code == 1
+
+
+FORMULA_LEADS = (
+    "Email,First Name,Consent\n"
+    "=1+1@example.com,Eq,yes\n"
+    "-2+3@example.com,Minus,yes\n"
+    "+sum@example.com,Plus,yes\n"
+    "ann@example.com,Ann,yes\n"
+    'not-an-address,"@SUM(A1)",yes\n'
+)
+
+
+def test_csv_output_keeps_formula_looking_cells_inert(env, tmp_path):
+    """Leads typed by strangers: a cell a spreadsheet would run gets a leading quote in every
+    CSV the CLI writes (the listing and the rejected rows); JSON keeps the value as it is."""
+    import csv
+    import io
+
+    path = tmp_path / "leads.csv"
+    path.write_text(FORMULA_LEADS)
+    assert runner.invoke(app, ["import", str(path)]).exit_code == 0
+    listed = runner.invoke(app, ["leads", "--format", "csv"])
+    assert listed.exit_code == 0, listed.output
+    emails = {r["email"] for r in csv.DictReader(io.StringIO(listed.stdout))}
+    assert emails == {"'=1+1@example.com", "'-2+3@example.com", "'+sum@example.com", "ann@example.com"}
+    as_json = json.loads(runner.invoke(app, ["leads", "--json"]).stdout)
+    assert "=1+1@example.com" in {r["email"] for r in as_json}
+    [rejected] = list(csv.DictReader(io.StringIO((tmp_path / "leads.rejected.csv").read_text())))
+    assert rejected["First Name"] == "'@SUM(A1)" and rejected["Email"] == "not-an-address"
+
+
+def test_json_is_an_alias_of_format_json_and_the_choice_is_checked(env, tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Consent,Anxiety,State\nann@example.com,yes,social,CA\nbob@example.com,no,,\n")
+    runner.invoke(app, ["import", str(path)])
+    for command in (["leads"], ["status"], ["audiences"], ["timeline", "ann@example.com"]):
+        alias = runner.invoke(app, [*command, "--json"])
+        spelled = runner.invoke(app, [*command, "--format", "json"])
+        assert alias.exit_code == 0 and spelled.exit_code == 0, (command, alias.output, spelled.output)
+        assert json.loads(alias.stdout) == json.loads(spelled.stdout), command
+    conflicting = runner.invoke(app, ["leads", "--json", "--format", "csv"])
+    assert conflicting.exit_code == 2 and "--json" in conflicting.output
+    assert runner.invoke(app, ["status", "--format", "xml"]).exit_code == 2
+    assert runner.invoke(app, ["report", "--format", "pdf"]).exit_code == 2
+
+
+def test_every_listing_command_writes_csv(env, tmp_path):
+    import csv
+    import io
+
+    def rows(*args):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, (args, result.output)
+        return list(csv.DictReader(io.StringIO(result.stdout)))
+
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Consent,Anxiety,State\nann@example.com,yes,social,CA\nbad,yes,,\n")
+    [summary] = rows("import", str(path), "--format", "csv")
+    assert (summary["new"], summary["rejected"]) == ("1", "1") and summary["rejected_file"]
+    audiences = {r["audience"]: r for r in rows("audiences", "--format", "csv")}
+    assert "welcome (0)" in audiences["social"]["steps"] and audiences["social"]["leads"] == "0"
+    timeline = rows("timeline", "ann@example.com", "--format", "csv", "--days", "3")
+    assert timeline and timeline[0]["step"] == "welcome" and all(int(r["day"]) <= 3 for r in timeline)
+    status = rows("status", "--format", "csv")
+    assert status[0]["campaign"] == "evergreen" and status[0]["state"] == "active"
+    problems = rows("lint", "--format", "csv")
+    assert all(r["severity"] in ("error", "warning") and ".md" in r["file"] for r in problems)
+    report = runner.invoke(app, ["report", "--format", "csv"])
+    assert report.exit_code == 0 and report.stdout.startswith("campaign,audience,step,enrolled,sent")

@@ -15,8 +15,8 @@ from sendgrid_fixtures import KEY
 
 from campaign.compose import outbound
 from campaign.delivery import Unauthorized
-from campaign.delivery.sendgrid_server import Faults
 from campaign.delivery.sendgrid_transport import SendGridTransport
+from campaign.devserver import Faults
 from campaign.engine import due_batches, enroll_new, run_tick
 from campaign.events import parse_events
 from campaign.models import AnxietyType, LeadIn
@@ -259,15 +259,15 @@ def test_an_unknown_send_waits_for_the_send_window_and_skips_a_lead_who_left(mak
     assert per_address(sg) == Counter({"lead0@example.com": 1})
 
 
-def test_category_is_the_campaign_slug_and_a_sandbox_campaign_sends_in_sandbox(sg, settings):
-    """ESP metadata names the campaign, never the audience; a --sandbox campaign reaches
-    SendGrid in sandbox mode (validated, not delivered)."""
+def test_category_is_opaque_and_a_sandbox_campaign_sends_in_sandbox(sg, settings):
+    """ESP metadata names the campaign by its id only, never its name or the audience; a
+    --sandbox campaign reaches SendGrid in sandbox mode (validated, not delivered)."""
     from campaign.campaigns import launch
 
     live = settings.model_copy(update={"sendgrid_api_key": SecretStr(KEY), "sendgrid_api_host": sg.url})
     ctx = build_context(live, now=MONDAY_10)
     ctx.store.set_campaign_state("evergreen", "paused")
-    launch(
+    spring = launch(
         ctx.store,
         ctx.audiences,
         name="Spring Push",
@@ -295,7 +295,7 @@ def test_category_is_the_campaign_slug_and_a_sandbox_campaign_sends_in_sandbox(s
     report = run_tick(ctx, MONDAY_10)
     assert sum(report.sent.values()) == 2
     [message] = sg.messages  # the sandbox email is answered 200 and not recorded as delivered
-    assert message.payload["categories"] == ["spring-push"]
+    assert message.payload["categories"] == [f"campaign-{spring['id']}"]
     assert "gad" not in json.dumps(message.payload["categories"]) + json.dumps(message.payload["custom_args"])
     assert sg.counters.sandbox == 1
 

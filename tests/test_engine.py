@@ -8,11 +8,11 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from campaign.app.leads import import_file, lead_rows
 from campaign.delivery.outbox import read_index
 from campaign.demo import simulate
 from campaign.engine import run_tick
 from campaign.models import AnxietyType, LeadIn
-from campaign.operations import import_file, lead_rows
 from campaign.runtime import build_context
 from campaign.schedule import in_window
 from campaign.settings import PROJECT_ROOT

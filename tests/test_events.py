@@ -1,6 +1,6 @@
-"""SendGrid events: the pure normalization (literal SendGrid JSON in, every field checked), then
-what the store does with them on SQLite and PostgreSQL (dedupe, ledger links, suppression,
-forgetting)."""
+"""SendGrid events: the pure normalization (literal SendGrid JSON in, every field checked), what
+each event does (the pure `effects`, no database), then the store applying them on SQLite and
+PostgreSQL (dedupe, ledger links, suppression, forgetting)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ import pytest
 import sqlalchemy as sa
 
 from campaign.events import (
+    DROP_REASONS,
     EVENT_KINDS,
+    EXIT_PRECEDENCE,
+    SUPPRESSING_KINDS,
+    Effects,
+    LinkedEvent,
     MalformedEvents,
     dedupe_key,
+    effects,
+    is_content_drop,
     message_id_of,
     normalize,
     parse_events,
@@ -56,6 +63,12 @@ RAW_TYPES = [
     ("bounce", {"reason": "550 blocked by policy", "status": "5.7.1", "type": "blocked"}, "bounced", False),
     ("bounce", {"reason": "452 mailbox full", "status": "4.2.2", "type": "bounce"}, "bounced", False),
     ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "rejected", True),
+    ("dropped", {"reason": "Invalid"}, "rejected", True),
+    ("dropped", {"reason": "Unsubscribed Address"}, "rejected", True),
+    ("dropped", {"reason": "Spam Reporting Address"}, "rejected", True),
+    ("dropped", {"reason": "Spam Content"}, "rejected", False),
+    ("dropped", {"reason": "Invalid SMTPAPI header"}, "rejected", False),
+    ("dropped", {"reason": "Recipient List over Package Quota"}, "rejected", False),
     ("open", {"useragent": "Mozilla/5.0", "ip": "255.255.255.255"}, "opened", False),
     (
         "click",
@@ -73,7 +86,7 @@ RAW_TYPES = [
 @pytest.mark.parametrize(
     "raw_type, extra, kind, suppressing",
     RAW_TYPES,
-    ids=[f"{r[0]}-{r[1].get('type', '')}{r[1].get('status', '')}" for r in RAW_TYPES],
+    ids=[f"{r[0]}-{r[1].get('type', '')}{r[1].get('status', '')}{r[1].get('reason', '')}" for r in RAW_TYPES],
 )
 def test_each_sendgrid_type_normalizes_to_its_kind(raw_type, extra, kind, suppressing):
     raw = sendgrid_event(raw_type, **extra)
@@ -168,7 +181,28 @@ def test_an_unknown_event_type_is_kept_and_does_nothing():
 def test_bounce_fields_are_read_only_on_bounces():
     ev = normalize(sendgrid_event("dropped", type="blocked", status="4.0.0"))
     assert (ev.bounce_type, ev.status) == (None, None)
-    assert suppresses(ev)  # a dropped event suppresses whatever its other fields say
+    assert suppresses(ev)  # a drop without a reason suppresses whatever its other fields say
+
+
+def test_the_drop_reason_is_read_only_on_drops_and_in_any_letter_case():
+    assert normalize(sendgrid_event("dropped", reason="Spam Content")).drop_reason == "Spam Content"
+    bounce = normalize(sendgrid_event("bounce", reason="Spam Content", type="bounce", status="5.1.1"))
+    assert bounce.drop_reason is None and suppresses(bounce)
+    shouting = normalize(sendgrid_event("dropped", reason="  SPAM CONTENT "))
+    assert is_content_drop(shouting) and not suppresses(shouting)
+
+
+@pytest.mark.parametrize("reason", [None, "", "Some reason SendGrid added later", 12])
+def test_a_drop_for_an_unknown_reason_suppresses(reason):
+    """Mailing an address SendGrid refuses costs reputation: when in doubt, suppress."""
+    ev = normalize(sendgrid_event("dropped", reason=reason))
+    assert not is_content_drop(ev) and suppresses(ev)
+
+
+def test_the_drop_reason_table_is_casefolded_and_says_address_or_content():
+    assert all(r == r.casefold().strip() for r in DROP_REASONS)
+    assert set(DROP_REASONS.values()) == {"address", "content"}
+    assert set(EXIT_PRECEDENCE) == SUPPRESSING_KINDS  # every exit reason has its place
 
 
 @pytest.mark.parametrize(
@@ -214,6 +248,118 @@ def test_parse_events_reads_an_array():
     body = json.dumps([sendgrid_event("processed"), sendgrid_event("delivered")]).encode()
     assert [e.kind for e in parse_events(body)] == ["processed", "delivered"]
     assert parse_events(b"[]") == []
+
+
+# ---- what events do (pure) --------------------------------------------------------------------
+
+
+def linked(raw_type: str, lead_id: int | None = 7, send_status: str | None = "sent", **extra) -> LinkedEvent:
+    """One event as the store hands it to `effects`: tied to lead 7 and its ledger row 'S1'."""
+    ev = normalize(sendgrid_event(raw_type, email="jane@example.com", **extra))
+    if send_status is None:
+        return LinkedEvent(ev, lead_id=lead_id)
+    return LinkedEvent(ev, lead_id, "S1", send_status, "14c5d75ce93")
+
+
+NOTHING = Effects()
+
+EFFECTS = [
+    # raw type, extra fields, what it does (lead 7, address jane@example.com)
+    ("processed", {}, NOTHING),
+    ("delivered", {}, NOTHING),
+    ("deferred", {"response": "400 try again later"}, NOTHING),
+    ("open", {}, NOTHING),
+    ("click", {"url": "https://example.org/"}, NOTHING),
+    ("group_resubscribe", {"asm_group_id": 10}, NOTHING),
+    ("machine_opened", {}, NOTHING),
+    ("bounce", {"type": "blocked", "status": "5.7.1"}, NOTHING),
+    ("bounce", {"type": "bounce", "status": "4.2.2"}, NOTHING),
+    (
+        "bounce",
+        {"type": "bounce", "status": "5.1.1"},
+        Effects(suppress={"jane@example.com": "bounce"}, exit={7: "bounced"}),
+    ),
+    ("spamreport", {}, Effects(suppress={"jane@example.com": "spamreport"}, exit={7: "complained"})),
+    (
+        "unsubscribe",
+        {},
+        Effects(
+            suppress={"jane@example.com": "unsubscribe"}, exit={7: "unsubscribed"}, unsubscribe=frozenset({7})
+        ),
+    ),
+    (
+        "group_unsubscribe",
+        {"asm_group_id": 10},
+        Effects(
+            suppress={"jane@example.com": "group_unsubscribe"},
+            exit={7: "unsubscribed"},
+            unsubscribe=frozenset({7}),
+        ),
+    ),
+    *[
+        (
+            "dropped",
+            {"reason": reason},
+            Effects(suppress={"jane@example.com": "dropped"}, exit={7: "rejected"}),
+        )
+        for reason in ("Invalid", "Bounced Address", "Unsubscribed Address", "Spam Reporting Address", None)
+    ],
+    *[
+        ("dropped", {"reason": reason}, Effects(content_drops=1))
+        for reason in ("Spam Content", "Invalid SMTPAPI header", "Recipient List over Package Quota")
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "raw_type, extra, expected",
+    EFFECTS,
+    ids=[f"{r[0]}-{r[1].get('type', '')}{r[1].get('status', '')}{r[1].get('reason', '')}" for r in EFFECTS],
+)
+def test_what_each_event_does(raw_type, extra, expected):
+    assert effects([linked(raw_type, **extra)]) == expected
+
+
+def test_accepted_events_settle_only_unknown_ledger_rows():
+    assert effects([linked("processed", send_status="unknown")]).settle == {"S1": "14c5d75ce93"}
+    assert effects([linked("delivered", send_status="unknown")]).settle == {"S1": "14c5d75ce93"}
+    for status in ("sent", "claimed", "failed"):
+        assert effects([linked("delivered", send_status=status)]).settle == {}
+    assert effects([linked("open", send_status="unknown")]).settle == {}
+    assert effects([linked("delivered", send_status=None)]).settle == {}  # not tied to the ledger
+
+
+def test_a_settled_row_without_a_message_id_takes_the_events():
+    ev = normalize(sendgrid_event("processed"))
+    assert effects([LinkedEvent(ev, 7, "S1", "unknown", None)]).settle == {"S1": "14c5d75ce93"}
+
+
+def test_an_unknown_address_is_suppressed_without_a_lead_to_exit():
+    done = effects([linked("spamreport", lead_id=None, send_status=None)])
+    assert done == Effects(suppress={"jane@example.com": "spamreport"})
+
+
+def test_several_reasons_for_one_lead_give_one_exit_in_a_fixed_order():
+    posted = [
+        linked("unsubscribe"),
+        linked("spamreport", sg_event_id="s"),
+        linked("dropped", sg_event_id="d"),
+    ]
+    for order in (posted, posted[::-1]):
+        done = effects(order)
+        assert done.exit == {7: "complained"} and done.unsubscribe == frozenset({7})
+    # the address keeps the first reason it was suppressed for
+    assert effects(posted).suppress == {"jane@example.com": "unsubscribe"}
+    assert effects(posted[::-1]).suppress == {"jane@example.com": "dropped"}
+
+
+def test_content_drops_are_counted_and_touch_nobody():
+    posted = [
+        linked("dropped", reason="Spam Content", sg_event_id="a"),
+        linked("dropped", reason="Invalid SMTPAPI header", sg_event_id="b", lead_id=8),
+        linked("open", sg_event_id="c"),
+    ]
+    assert effects(posted) == Effects(content_drops=2)
 
 
 # ---- the store --------------------------------------------------------------------------------
@@ -365,6 +511,21 @@ def test_other_events_leave_the_lead_reachable(store, raw_type, extra):
     assert (counts.stored, counts.suppressed, counts.exited) == (1, 0, 0)
     assert store.is_reachable(lead.id)
     assert store.enrollment_for_lead(lead.id)["state"] == "active"
+
+
+def test_a_content_drop_is_stored_and_reported_and_the_lead_stays(store):
+    lead, send_id = enrolled_send(store, "jane@example.com", SendStatus.sent, "14c5d75ce93")
+    dropped = sendgrid_event("dropped", email="jane@example.com", send_id=send_id, reason="Spam Content")
+    counts = store.record_events([normalize(dropped)], NOW)
+    assert (counts.stored, counts.linked, counts.content_drops) == (1, 1, 1)
+    assert (counts.suppressed, counts.exited) == (0, 0)
+    (row,) = stored_events(store)
+    assert (row["event"], row["raw"]["reason"]) == ("rejected", "Spam Content")
+    assert store.is_reachable(lead.id) and store.is_reachable(lead.id, "jane@example.com")
+    assert store.enrollment_for_lead(lead.id)["state"] == "active"
+    assert store.lead_by_email("jane@example.com").unsubscribed_at is None
+    # the same drop replayed is a duplicate, not a second report
+    assert store.record_events([normalize(dropped)], NOW).content_drops == 0
 
 
 def test_events_for_unknown_addresses_are_kept_and_still_suppress(store):

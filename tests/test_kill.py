@@ -18,8 +18,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from campaign.delivery.sendgrid_server import Faults, running_server
 from campaign.delivery.sendgrid_transport import SendGridTransport
+from campaign.devserver import Faults, running_server
 from campaign.engine import run_tick
 from campaign.events import parse_events
 from campaign.models import AnxietyType, LeadIn

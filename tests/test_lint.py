@@ -2,15 +2,19 @@
 
 Each rule test writes a small templates folder (the real layouts, possibly with one seeded
 defect, plus one .md) into tmp_path, lints it end to end with lint_templates, and checks that
-the errors reported are exactly that rule.
+the errors reported are exactly that rule. ``@seeds(RULE)`` marks such a test: every registered
+rule needs one, and the test fails unless it asserts that rule.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from campaign import lint
 from campaign.lint import (
@@ -23,6 +27,7 @@ from campaign.lint import (
     lint_email,
     lint_sequence,
     lint_templates,
+    registered,
     url_health_terms,
 )
 from campaign.models import RenderedEmail
@@ -80,6 +85,28 @@ def lint_one(tmp_path, clinic, text: str | None = None, *, mjml=None, txt=None, 
     return problems, grades
 
 
+# rule id -> the seeded bad-template tests that exercise it (filled as the tests are defined)
+SEEDED: dict[str, list[str]] = {}
+_asserted_rules: list[str] = []  # the rules the running test has asserted
+
+
+def seeds(rule: str):
+    """Mark a test as a seeded bad-template test of ``rule``; it fails unless it asserts it."""
+
+    def decorate(test):
+        SEEDED.setdefault(rule, []).append(test.__name__)
+
+        @functools.wraps(test)
+        def checked(*args, **kwargs):
+            _asserted_rules.clear()
+            test(*args, **kwargs)
+            assert rule in _asserted_rules, f"{test.__name__} never asserted its rule {rule!r}"
+
+        return checked
+
+    return decorate
+
+
 def error_rules(problems: list[Problem]) -> set[str]:
     return {p.rule for p in errors(problems)}
 
@@ -88,6 +115,13 @@ def assert_only(problems: list[Problem], rule: str) -> None:
     assert error_rules(problems) == {rule}, "\n".join(map(str, problems))
     for p in errors(problems):
         assert p.message and p.template
+    _asserted_rules.append(rule)
+
+
+def assert_reported(problems: list[Problem], rule: str, severity: str = "error") -> None:
+    """``rule`` is among the problems of this severity (other rules may fire too)."""
+    assert rule in {p.rule for p in problems if p.severity == severity}, "\n".join(map(str, problems))
+    _asserted_rules.append(rule)
 
 
 # --- the baseline ------------------------------------------------------------------------------
@@ -102,22 +136,26 @@ def test_the_seed_email_is_clean(tmp_path, clinic):
 # --- present: footer, unsubscribe, crisis line, subject, preheader ------------------------------
 
 
+@seeds("clinic-name")
 def test_clinic_name_missing(tmp_path, clinic):
     drop = lambda s: s.replace("{{ clinic.name }}", "Our clinic")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "clinic-name")
 
 
+@seeds("postal-address")
 def test_postal_address_missing(tmp_path, clinic):
     drop = lambda s: s.replace("{{ clinic.postal_address }}", "")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "postal-address")
 
 
+@seeds("postal-address")
 def test_postal_address_missing_from_text_part_only(tmp_path, clinic):
     problems, _ = lint_one(tmp_path, clinic, txt=lambda s: s.replace("{{ clinic.postal_address }}", ""))
     assert_only(problems, "postal-address")
     assert "text part" in errors(problems)[0].message
 
 
+@seeds("unsubscribe-link")
 def test_unsubscribe_link_missing(tmp_path, clinic):
     problems, _ = lint_one(
         tmp_path,
@@ -130,6 +168,7 @@ def test_unsubscribe_link_missing(tmp_path, clinic):
     assert_only(problems, "unsubscribe-link")
 
 
+@seeds("crisis-line")
 def test_crisis_line_missing(tmp_path, clinic):
     drop = lambda s: s.replace("<strong>988</strong>", "a crisis line").replace(
         "text 988", "text a crisis line"
@@ -137,31 +176,36 @@ def test_crisis_line_missing(tmp_path, clinic):
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "crisis-line")
 
 
+@seeds("disclaimer")
 def test_disclaimer_missing(tmp_path, clinic):
     drop = lambda s: s.replace("It is not medical advice. ", "")
     assert_only(lint_one(tmp_path, clinic, mjml=drop, txt=drop)[0], "disclaimer")
 
 
+@seeds("subject-missing")
 def test_subject_missing(tmp_path, clinic):
     text = md('subject: "{{ \'\' }}"\npreheader: "A plain note with no news."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "subject-missing")
 
 
+@seeds("subject-too-long")
 def test_subject_too_long(tmp_path, clinic):
     text = md(f'subject: "{"A calm and plain note " * 4}"\npreheader: "A plain note with no news."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "subject-too-long")
 
 
+@seeds("preheader-missing")
 def test_preheader_missing(tmp_path, clinic):
     text = md('subject: "A short note"\npreheader: "{{ \'\' }}"')
     assert_only(lint_one(tmp_path, clinic, text)[0], "preheader-missing")
 
 
+@seeds("preheader-too-long")
 def test_preheader_too_long_is_a_warning(tmp_path, clinic):
     text = md(f'subject: "A short note"\npreheader: "{"A calm and plain note. " * 8}"')
     problems, _ = lint_one(tmp_path, clinic, text)
     assert errors(problems) == []
-    assert "preheader-too-long" in {p.rule for p in problems if p.severity == "warning"}
+    assert_reported(problems, "preheader-too-long", "warning")
 
 
 # --- absent: health words, names, hostile input, promises ---------------------------------------
@@ -178,22 +222,26 @@ def test_preheader_too_long_is_a_warning(tmp_path, clinic):
         "Fear of people",
     ],
 )
+@seeds("health-in-subject")
 def test_health_term_in_subject(tmp_path, clinic, subject):
     text = md(f'subject: "{subject}"\npreheader: "A plain note with no news."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "health-in-subject")
 
 
+@seeds("health-in-subject")
 def test_clinic_name_in_subject_leaks_the_treatment(tmp_path, clinic):
     # "Fresh Start Ketamine" names the treatment: keep {{ clinic.name }} out of subjects.
     text = md('subject: "News from {{ clinic.name }}"\npreheader: "A plain note with no news."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "health-in-subject")
 
 
+@seeds("health-in-preheader")
 def test_health_term_in_preheader(tmp_path, clinic):
     text = md('subject: "A short note"\npreheader: "Some ideas about your worry."')
     assert_only(lint_one(tmp_path, clinic, text)[0], "health-in-preheader")
 
 
+@seeds("name-in-subject")
 def test_name_in_subject(tmp_path, clinic):
     text = md('subject: "A note for {{ first_name }}"\npreheader: "A plain note with no news."')
     problems, _ = lint_one(tmp_path, clinic, text)
@@ -205,16 +253,19 @@ def test_name_in_subject(tmp_path, clinic):
     assert_only(problems, "name-in-subject")
 
 
+@seeds("health-in-url")
 def test_health_word_in_url(tmp_path, clinic):
     body = GOOD_BODY + "\nRead [more](https://freshstartketamine.example/social-anxiety).\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "health-in-url")
 
 
+@seeds("health-in-url")
 def test_audience_in_url_query(tmp_path, clinic):
     body = GOOD_BODY + "\nRead [more](https://freshstartketamine.example/learn?a=treatment_resistant).\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "health-in-url")
 
 
+@seeds("health-in-url")
 def test_audience_in_unsubscribe_url(tmp_path, clinic):
     problems, _ = lint_one(
         tmp_path, clinic, unsubscribe_url="https://freshstartketamine.example/unsubscribe/gad/tok-123"
@@ -222,6 +273,7 @@ def test_audience_in_unsubscribe_url(tmp_path, clinic):
     assert_only(problems, "health-in-url")
 
 
+@seeds("unescaped-input")
 def test_unescaped_hostile_input(tmp_path, clinic):
     # A layout that marks a lead-derived value safe lets '<script>' from a name through.
     text = md(
@@ -252,6 +304,7 @@ def test_attribute_breakout_is_caught():
     assert "unescaped-input" in rules
 
 
+@seeds("unrendered-jinja")
 def test_unrendered_jinja(tmp_path, clinic):
     body = GOOD_BODY + "\nYour code is {% raw %}{{ code }}{% endraw %}.\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "unrendered-jinja")
@@ -271,6 +324,7 @@ def test_a_name_that_looks_like_jinja_is_not_a_leftover(tmp_path, clinic):
         "The change is permanent.",
     ],
 )
+@seeds("promise")
 def test_promise(tmp_path, clinic, phrase):
     body = GOOD_BODY + f"\n{phrase}\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "promise")
@@ -279,6 +333,7 @@ def test_promise(tmp_path, clinic, phrase):
 # --- reading grade, size ----------------------------------------------------------------------
 
 
+@seeds("reading-grade")
 def test_reading_grade(tmp_path, clinic):
     body = GOOD_BODY + (
         "\nPharmacological interventions targeting glutamatergic neurotransmission demonstrate "
@@ -299,9 +354,22 @@ def test_reading_grade_ignores_the_footer():
     assert lint.reading_grade(text) < 3
 
 
+@seeds("html-size")
 def test_html_size(tmp_path, clinic):
     body = GOOD_BODY + "\n" + "We sat down. " * 9_000 + "\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body), hostile_names=[""])[0], "html-size")
+
+
+def test_html_size_counts_utf8_bytes_and_warns_near_the_limit(clinic):
+    def size_rules(html: str) -> set[tuple[str, str]]:
+        email = RenderedEmail(subject="A note", preheader="A note", html=html, text="A note.\n")
+        problems = lint_email(email, template="t", clinic=clinic)
+        return {(p.rule, p.severity) for p in problems if p.rule == "html-size"}
+
+    assert size_rules("x" * 89_000) == set()
+    assert size_rules("x" * 95_000) == {("html-size", "warning")}
+    # Bytes, not characters: 34,000 three-byte characters are 102,000 bytes.
+    assert size_rules("€" * 34_000) == {("html-size", "error")}
 
 
 # --- links and HTML structure -------------------------------------------------------------------
@@ -316,11 +384,13 @@ def test_html_size(tmp_path, clinic):
         "ftp://freshstartketamine.example/file",
     ],
 )
+@seeds("insecure-link")
 def test_insecure_or_relative_link(tmp_path, clinic, url):
     body = GOOD_BODY + f"\nSee [our page]({url}).\n"
     assert_only(lint_one(tmp_path, clinic, md(body=body))[0], "insecure-link")
 
 
+@seeds("insecure-link")
 def test_local_http_unsubscribe_only_when_allowed(tmp_path, clinic):
     local = "http://localhost:8000/unsubscribe/tok-123"
     assert_only(lint_one(tmp_path / "a", clinic, unsubscribe_url=local)[0], "insecure-link")
@@ -343,6 +413,7 @@ def test_local_http_unsubscribe_only_when_allowed(tmp_path, clinic):
     assert_only(problems, "insecure-link")
 
 
+@seeds("img-alt")
 def test_img_without_alt(tmp_path, clinic):
     mjml = lambda s: s.replace(
         '<mj-section background-color="#fff7e6"',
@@ -353,12 +424,14 @@ def test_img_without_alt(tmp_path, clinic):
     assert_only(lint_one(tmp_path, clinic, mjml=mjml)[0], "img-alt")
 
 
+@seeds("html-lang")
 def test_html_lang_missing(tmp_path, clinic):
     assert_only(
         lint_one(tmp_path, clinic, mjml=lambda s: s.replace('<mjml lang="en">', "<mjml>"))[0], "html-lang"
     )
 
 
+@seeds("table-role")
 def test_table_without_role(tmp_path, clinic):
     mjml = lambda s: s.replace(
         "<mj-raw>{% endif %}</mj-raw>", "<mj-raw>{% endif %}<table><tr><td>x</td></tr></table></mj-raw>"
@@ -366,9 +439,10 @@ def test_table_without_role(tmp_path, clinic):
     assert_only(lint_one(tmp_path, clinic, mjml=mjml)[0], "table-role")
 
 
+@seeds("render")
 def test_render_error_becomes_a_problem(tmp_path, clinic):
     problems, _ = lint_one(tmp_path, clinic, "No front matter here.\n")
-    assert "render" in error_rules(problems)
+    assert_reported(problems, "render")
     assert "front matter" in next(p.message for p in problems if p.rule == "render")
 
 
@@ -387,6 +461,7 @@ def _seeded_sequence(tmp_path, clinic, edit):
     )[0]
 
 
+@seeds("off-label")
 def test_off_label_missing_from_ketamine_step(tmp_path, clinic):
     def edit(step, text):
         return (
@@ -400,6 +475,7 @@ def test_off_label_missing_from_ketamine_step(tmp_path, clinic):
     assert [p.template for p in errors(problems)] == ["s/ketamine"]
 
 
+@seeds("off-label")
 def test_off_label_missing_everywhere(tmp_path, clinic):
     def edit(step, text):
         return (
@@ -413,6 +489,7 @@ def test_off_label_missing_everywhere(tmp_path, clinic):
     assert {p.template for p in errors(problems)} == {"s", "s/ketamine", "s/treatment"}
 
 
+@seeds("side-effects")
 def test_side_effects_missing(tmp_path, clinic):
     problems = _seeded_sequence(
         tmp_path, clinic, lambda step, text: text.replace("## Side effects", "## How it may feel")
@@ -420,6 +497,7 @@ def test_side_effects_missing(tmp_path, clinic):
     assert_only(problems, "side-effects")
 
 
+@seeds("intake")
 def test_intake_missing(tmp_path, clinic):
     problems = _seeded_sequence(
         tmp_path,
@@ -483,6 +561,44 @@ def test_hostile_names_cover_the_cases():
     assert "<script>alert(1)</script>" in HOSTILE_NAMES and "" in HOSTILE_NAMES
     assert any(len(n) >= 200 for n in HOSTILE_NAMES)
     assert {"José", "Зоя", "李小龙", "محمد"} <= set(HOSTILE_NAMES)
+
+
+# --- the registry ----------------------------------------------------------------------------------
+
+
+def test_every_registered_rule_has_a_seeded_bad_template_test():
+    # A new rule needs a test marked @seeds(its id) that makes it fire on a bad template.
+    assert set(SEEDED) == {rule.id for rule in registered()}
+
+
+def test_registered_rules_are_described():
+    rules = registered()
+    assert len({r.id for r in rules}) == len(rules)
+    for rule in rules:
+        assert rule.severity in ("error", "warning") and rule.scope in ("email", "sequence", "render")
+        assert rule.description and "\n" not in rule.description and len(rule.description) <= 100
+    assert {r.id for r in registered("sequence")} == {"off-label", "side-effects", "intake"}
+
+
+def test_a_rule_id_registers_once():
+    with pytest.raises(ValueError, match="twice"):
+        lint.email_rule("clinic-name", "again")(lambda ctx: [])
+
+
+def test_cli_lists_the_rules():
+    from campaign.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["lint", "--rules"])
+    assert shown.exit_code == 0, shown.output
+    for rule in registered():
+        assert rule.id in shown.output  # descriptions wrap in the table; the JSON has them whole
+    as_json = runner.invoke(app, ["lint", "--rules", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.output)
+    assert [(row["id"], row["description"]) for row in rows] == [(r.id, r.description) for r in registered()]
+    assert {row["id"]: row["severity"] for row in rows}["preheader-too-long"] == "warning"
+    assert all(set(row) == {"id", "severity", "scope", "description"} for row in rows)
 
 
 # --- the shipped emails ------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, distinct_colours
 from conftest import utc
 from typer.testing import CliRunner
 
-from campaign.approval import PLACEHOLDER_TOKEN, approve
+from campaign.approval import approve
 from campaign.audiences import load_audiences
 from campaign.cli import app
+from campaign.lint import PLACEHOLDER_TOKEN
 from campaign.preview import preview_one, single_html, write_gallery
 from campaign.render import Renderer
 from campaign.settings import PROJECT_ROOT

@@ -12,8 +12,8 @@ from sendgrid_fixtures import make_email
 from typer.testing import CliRunner
 
 from campaign.cli import app
-from campaign.delivery.sendgrid_server import running_server
 from campaign.delivery.sendgrid_transport import SendGridTransport
+from campaign.devserver import running_server
 
 KEY = "SG.cli-key"
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""build_payload / check_limits / html_size_warning: pure functions, asserted as dicts."""
+"""build_payload / check_limits: pure functions, asserted as dicts."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import pytest
 from sendgrid_fixtures import make_email
 
 from campaign.delivery.payload import (
-    GMAIL_CLIP_BYTES,
     build_payload,
     check_limits,
     clean_display_name,
-    html_size_warning,
 )
 from campaign.models import AnxietyType
 
@@ -205,11 +203,3 @@ def test_send_at_more_than_72_hours_ahead_is_reported():
 def test_message_over_30_mb_is_reported():
     payload = build_payload(make_email(html="x" * (30 * 1024 * 1024)))
     assert any("30 MB" in p for p in check_limits(payload))
-
-
-def test_html_size_warning_at_gmail_clip_size():
-    assert html_size_warning("x" * GMAIL_CLIP_BYTES) is None
-    warning = html_size_warning("x" * (GMAIL_CLIP_BYTES + 1))
-    assert warning and "102 KB" in warning
-    # Bytes, not characters: 40,000 three-byte characters are 120 KB.
-    assert html_size_warning("€" * 40_000) is not None

@@ -16,7 +16,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid_fixtures import make_email, webhook_receiver
 
 from campaign.delivery.payload import build_payload
-from campaign.delivery.sendgrid_server import (
+from campaign.devserver import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Faults,
@@ -308,7 +308,7 @@ def test_events_can_be_posted_over_the_dev_api(sg):
 
 
 def test_main_serves_and_prints_url_and_keys():
-    code = "from campaign.delivery.sendgrid_server import main; main(0, 'SG.cli-key')"
+    code = "from campaign.devserver import main; main(0, 'SG.cli-key')"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

@@ -15,12 +15,12 @@ from sendgrid_fixtures import KEY, make_email, webhook_receiver
 
 from campaign.delivery import BatchStopped, DeliveryError, TooManyFailures, Unauthorized
 from campaign.delivery.payload import build_payload
-from campaign.delivery.sendgrid_server import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.delivery.sendgrid_transport import (
     RateLimitPause,
     SendGridTransport,
     _classify_http_error,
 )
+from campaign.devserver import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.models import SendStatus
 from campaign.settings import Settings
 

@@ -120,3 +120,24 @@ def test_add_enrollments_counts_only_new_rows(store):
     ]
     assert store.add_enrollments(rows[:1]) == 1
     assert store.add_enrollments(rows) == 1  # the first is already there
+
+
+def test_the_store_is_a_context_manager_that_closes_its_connections(database_url):
+    from campaign.store import Store
+
+    with Store.open(database_url, secret_key="k") as store:
+        assert store.lead_by_email("a@example.com") is None
+        pool = store.engine.pool
+        assert pool.checkedin() >= 1  # the query's connection went back to the pool, still open
+    assert pool.checkedin() == 0  # closed on the way out
+
+    try:
+        with Store.open(database_url, secret_key="k") as store:
+            store.lead_by_email("a@example.com")
+            pool = store.engine.pool
+            raise KeyError("boom")
+    except KeyError:
+        pass  # the error is not swallowed...
+    else:
+        raise AssertionError("the store swallowed the error")
+    assert pool.checkedin() == 0  # ...and the store is closed anyway

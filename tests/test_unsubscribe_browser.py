@@ -15,8 +15,8 @@ from test_web import (
     welcomed_and_due_at_next,
 )
 
+from campaign.app.leads import import_file
 from campaign.engine import run_tick
-from campaign.operations import import_file
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT
 

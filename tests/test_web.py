@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,7 +40,7 @@ from campaign.models import LeadIn
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT, Settings
 from campaign.store import Store, email_hash, enrollments, events, leads
-from campaign.tokens import make_token, read_token
+from campaign.tokens import make_token, make_undo_token, read_token, read_undo_token
 from campaign.web import BOOKING_SIGNATURE_HEADER, create_app
 from campaign.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidPublicKey
 
@@ -235,7 +235,7 @@ def test_the_buttons_post_unsubscribes_and_offers_a_signed_undo(live):
     )
     assert not live.store.is_reachable(lead.id)
     undo_token = response.text.split('action="../resubscribe/')[1].split('"')[0]
-    assert read_token(undo_token, SECRET, purpose="resubscribe") == lead.public_id
+    assert read_undo_token(undo_token, SECRET) == (lead.public_id, stored.unsubscribed_at)
 
 
 def test_one_click_post_unsubscribes_without_cookies_and_is_idempotent(live):
@@ -423,12 +423,11 @@ def test_thousands_of_events_in_one_post_answer_within_seconds(live):
     assert event_count(live.store) == 6000
 
 
-def test_a_body_over_the_limit_is_refused(live, monkeypatch):
-    monkeypatch.setattr("campaign.web.MAX_SENDGRID_BODY", 1000)
+def test_a_body_over_the_limit_is_refused(make_settings):
     body = json.dumps([event("delivered", email=f"lead{i}@example.com") for i in range(20)]).encode()
-    with live.client() as client:
+    with serve_app(make_settings, sendgrid_max_body_bytes=1000) as running, running.client() as client:
         response = client.post("/webhooks/sendgrid", content=body, headers=sign(body))
-    assert response.status_code == 413 and event_count(live.store) == 0
+        assert response.status_code == 413 and event_count(running.store) == 0
 
 
 def test_without_a_key_the_webhook_refuses_unless_dev_mode_says_so(make_settings):
@@ -562,7 +561,7 @@ class Ticked:
 def ticked(tmp_path_factory) -> Ticked:
     """The real sample leads imported and a first real tick run (once per module; each test
     gets a copy of the database and outbox)."""
-    from campaign.operations import import_file
+    from campaign.app.leads import import_file
 
     folder = tmp_path_factory.mktemp("ticked")
     settings = Settings(
@@ -714,6 +713,29 @@ def test_after_leaving_the_next_tick_sends_the_lead_nothing(ticked_copy, make_se
     assert ticked_copy.victim not in sent  # ...but not to the lead who left
 
 
+def test_a_drop_for_our_own_content_keeps_the_lead_and_the_next_tick_sends_to_it(ticked_copy, make_settings):
+    """SendGrid dropped the welcome for its content ("Spam Content"): that is about our email,
+    not the lead's address, so nobody is suppressed and the next step still goes out."""
+    victim = ticked_copy.victim
+    with serve_app(make_settings) as running:
+        outbox = running.settings.outbox_dir
+        send_id = next(e["send_id"] for e in read_index(outbox) if e["to"] == victim)
+        drop = event("dropped", victim, send_id=send_id, reason="Spam Content")
+        with running.client() as client:
+            response = post_events(client, [drop])
+        assert response.status_code == 200, response.text
+        counts = response.json()
+        assert (counts["linked"], counts["content_drops"], counts["suppressed"], counts["exited"]) == (
+            1,
+            1,
+            0,
+            0,
+        )
+        assert running.store.is_reachable(running.store.lead_by_email(victim).id)
+        sent = next_tick_recipients(running.settings)
+    assert ticked_copy.control in sent and victim in sent
+
+
 def test_the_cli_marks_leads_booked(ticked_copy, make_settings):
     settings = make_settings()
     result = CliRunner().invoke(
@@ -725,3 +747,162 @@ def test_the_cli_marks_leads_booked(ticked_copy, make_settings):
     assert "Marked 1 of 2" in result.output and "nobody@example.com" in result.output
     sent = next_tick_recipients(settings)
     assert ticked_copy.control in sent and ticked_copy.victim not in sent
+
+
+# ---- hardening (issue 13): malformed signature headers, body limits, single-use undo ----------
+
+
+def test_malformed_signature_headers_get_the_same_403(live):
+    body = json.dumps([event("delivered")]).encode()
+    good = sign(body)
+    malformed = {
+        "timestamp of thousands of digits": {**good, TIMESTAMP_HEADER: "9" * 5000},
+        "timestamp too big for a float": {**good, TIMESTAMP_HEADER: "9" * 400},
+        "timestamp of twenty digits": {**good, TIMESTAMP_HEADER: "1" * 20},
+        "timestamp with a sign": {**good, TIMESTAMP_HEADER: "-" + good[TIMESTAMP_HEADER]},
+        "timestamp with spaces inside": {**good, TIMESTAMP_HEADER: "17 00000000"},
+        "empty timestamp": {**good, TIMESTAMP_HEADER: ""},
+        "signature of thousands of characters": {**good, SIGNATURE_HEADER: "A" * 8000},
+        "signature with padding inside": {**good, SIGNATURE_HEADER: good[SIGNATURE_HEADER][:40] + "=="},
+        "signature missing its padding": {**good, SIGNATURE_HEADER: "QUJD" * 20 + "QQ"},
+        "signature with non-base64 bytes": {**good, SIGNATURE_HEADER: "é" + good[SIGNATURE_HEADER]},
+        "empty signature": {**good, SIGNATURE_HEADER: ""},
+    }
+    with live.client() as client:
+        answers = {}
+        for name, headers in malformed.items():
+            encoded = {k: v.encode("latin-1") for k, v in headers.items()}
+            answers[name] = client.post("/webhooks/sendgrid", content=body, headers=encoded)
+        accepted = client.post("/webhooks/sendgrid", content=body, headers=good)
+    for name, response in answers.items():
+        assert (response.status_code, response.text) == (403, "forbidden"), name
+    assert accepted.status_code == 200 and event_count(live.store) == 1
+
+
+def raw_post(url: str, path: str, head: dict[str, str], body: bytes = b"", timeout: float = 5) -> int:
+    """POST over a bare socket, sending only `body` (however much the headers promise), and
+    return the status the server answers with. A server that waits for the rest times out."""
+    host, port = urlparse(url).hostname, urlparse(url).port
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in head.items())]
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = conn.recv(4096)  # socket.timeout when the server waits for the body
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def chunked(size: int, piece: int = 16 * 1024) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (piece, b"[" * piece) for _ in range(size // piece)]
+    return b"".join(parts)  # no final 0-size chunk: the post is not over
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(live):
+    lead = add_enrolled_lead(live.store)
+    thirty_mb = str(30 * 1024 * 1024)
+    unsubscribe = f"/unsubscribe/{make_token(lead.public_id, SECRET)}"
+    for path in ("/webhooks/sendgrid", "/webhooks/booking", unsubscribe, f"/resubscribe/{lead.public_id}"):
+        status = raw_post(live.url, path, {"Content-Length": thirty_mb, "Content-Type": "application/json"})
+        assert status == 413, path
+    over_form_limit = str(live.settings.max_body_bytes + 1)
+    assert raw_post(live.url, unsubscribe, {"Content-Length": over_form_limit}) == 413
+    assert live.store.is_reachable(lead.id)  # the refused one-click post changed nothing
+    assert event_count(live.store) == 0
+
+
+def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(make_settings):
+    with serve_app(make_settings, sendgrid_max_body_bytes=64 * 1024) as running:
+        lead = add_enrolled_lead(running.store)
+        head = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+        assert raw_post(running.url, "/webhooks/sendgrid", head, chunked(96 * 1024)) == 413
+        unsubscribe = f"/unsubscribe/{make_token(lead.public_id, SECRET)}"
+        assert (
+            raw_post(running.url, unsubscribe, head, chunked(running.settings.max_body_bytes + 32 * 1024))
+            == 413
+        )
+        assert running.store.is_reachable(lead.id) and event_count(running.store) == 0
+        with running.client() as client:  # under the limit, chunked or not, all is as before
+            body = json.dumps([event("delivered")]).encode()
+            streamed = client.post(
+                "/webhooks/sendgrid", content=iter([body[:10], body[10:]]), headers=sign(body)
+            )
+            assert streamed.status_code == 200 and event_count(running.store) == 1
+
+
+def test_the_body_limits_are_settings_with_generous_defaults():
+    defaults = Settings()
+    assert defaults.sendgrid_max_body_bytes == 8 * 1024 * 1024
+    assert defaults.max_body_bytes == 64 * 1024
+
+
+def undo_path_of(page: httpx.Response) -> str:
+    return "/resubscribe/" + page.text.split('action="../resubscribe/')[1].split('"')[0]
+
+
+def unsubscribe_path_of(page: httpx.Response) -> str:
+    return "/unsubscribe/" + page.text.split('action="../unsubscribe/')[1].split('"')[0]
+
+
+def test_an_undo_link_works_once(live):
+    lead = add_enrolled_lead(live.store)
+    with live.client() as client:
+        undo = undo_path_of(client.post(f"/unsubscribe/{make_token(lead.public_id, SECRET)}"))
+        assert client.post(undo).status_code == 200
+        again = client.post(undo)
+    assert again.status_code == 410 and "already used" in again.text and "<form" not in again.text
+    assert "Fresh Start Ketamine" in again.text and lead.public_id not in again.text
+    assert live.store.is_reachable(lead.id)
+
+
+def test_an_old_undo_link_is_refused_after_a_later_unsubscribe(live):
+    lead = add_enrolled_lead(live.store)
+    with live.client() as client:
+        first_undo = undo_path_of(client.post(f"/unsubscribe/{make_token(lead.public_id, SECRET)}"))
+        resubscribed = client.post(first_undo)
+        assert resubscribed.status_code == 200
+        second = client.post(unsubscribe_path_of(resubscribed))  # "Changed your mind?"
+        assert "You are unsubscribed" in second.text
+        stale = client.post(first_undo)
+        assert stale.status_code == 410 and "already used" in stale.text
+        assert live.store.lead_by_email("jane@example.com").unsubscribed_at is not None
+        assert not live.store.is_reachable(lead.id)
+        assert client.post(undo_path_of(second)).status_code == 200  # the newest undo still works
+    assert live.store.is_reachable(lead.id)
+
+
+def test_an_undo_link_dies_when_sendgrid_reports_a_new_unsubscribe(live):
+    lead = add_enrolled_lead(live.store)
+    with live.client() as client:
+        undo = undo_path_of(client.post(f"/unsubscribe/{make_token(lead.public_id, SECRET)}"))
+        assert client.post(undo).status_code == 200
+        assert post_events(client, [event("unsubscribe")]).status_code == 200
+        assert client.post(undo).status_code == 410
+    assert not live.store.is_reachable(lead.id)
+
+
+def test_an_undo_link_of_the_old_format_is_refused(live):
+    lead = add_enrolled_lead(live.store)
+    old_style = make_token(lead.public_id, SECRET, purpose="resubscribe")  # the bare public id
+    with live.client() as client:
+        client.post(f"/unsubscribe/{make_token(lead.public_id, SECRET)}")
+        refused = client.post(f"/resubscribe/{old_style}")
+    assert refused.status_code == 400 and "<form" not in refused.text
+    assert not live.store.is_reachable(lead.id)
+
+
+def test_resubscribe_needs_the_very_unsubscribe_it_undoes(store):
+    """On SQLite and PostgreSQL alike: the stamp in the undo link round-trips to the microsecond."""
+    lead = add_enrolled_lead(store)
+    first = store.unsubscribe_lead(lead.public_id, datetime(2026, 3, 2, 15, 0, 0, 123456, tzinfo=UTC))
+    assert store.unsubscribe_lead(lead.public_id, NEXT) == first  # the first time counts
+    token = make_undo_token(lead.public_id, first, SECRET)
+    public_id, since = read_undo_token(token, SECRET)
+    assert (public_id, since) == (lead.public_id, first)
+    assert not store.resubscribe_lead(public_id, unsubscribed_at=since + timedelta(microseconds=1), now=NEXT)
+    assert store.resubscribe_lead(public_id, unsubscribed_at=since, now=NEXT)
+    assert store.is_reachable(lead.id) and store.enrollment_for_lead(lead.id)["state"] == "active"
+    assert not store.resubscribe_lead(public_id, unsubscribed_at=since, now=NEXT)  # used
+    assert store.unsubscribe_lead("no-such-lead", NEXT) is None

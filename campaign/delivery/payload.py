@@ -24,9 +24,6 @@ MAX_RECIPIENTS = 1000  # to + cc + bcc over all personalizations
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_SEND_AT_AHEAD_S = 72 * 3600
-# Gmail clips an HTML body a little over 102 KB and hides the rest (unsubscribe link included)
-# behind "[Message clipped] View entire message".
-GMAIL_CLIP_BYTES = 102 * 1024
 
 TEST_CATEGORY = "test"
 
@@ -319,14 +316,3 @@ def _check_custom_args(custom_args: Any, where: str) -> list[str]:
     if size >= MAX_CUSTOM_ARGS_BYTES:
         problems.append(f"{where} is {size:,} bytes; SendGrid's limit is 10,000")
     return problems
-
-
-def html_size_warning(html: str) -> str | None:
-    """A warning when Gmail would clip this HTML body (over ~102 KB), else None."""
-    size = len(html.encode("utf-8"))
-    if size > GMAIL_CLIP_BYTES:
-        return (
-            f"HTML body is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides "
-            "the rest, including the unsubscribe link"
-        )
-    return None

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import campaign.store.accounts  # noqa: F401  (puts the account tables on the same metadata)
 from campaign.store import metadata
 
 config = context.config

@@ -1,4 +1,4 @@
-"""Use cases shared by the CLI and the flows: thin sequences of library calls, no rules."""
+"""Lead use cases: import a CSV, the leads overview, one lead's timeline, booked, forget."""
 
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ def import_file(
     return summary
 
 
+LEAD_COLUMNS = ("email", "audience", "status", "steps_sent", "next_step", "next_at")
+
+
 def lead_rows(store: Store, audiences: list[Audience], chunk: int = 1000) -> list[dict]:
     """One row per lead: email, audience, status, steps sent, next step and its time."""
     rows, pending = [], []
@@ -125,8 +128,21 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
     return rows
 
 
-def lead_timeline(store: Store, settings: Settings, email: str, now: datetime) -> tuple[str, list[dict]]:
-    """The audience and when each step would go to this lead (sent steps from the ledger)."""
+@dataclass
+class Timeline:
+    email: str
+    audience: str
+    steps: list[dict]  # step, day, at (the lead's local time), status
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lead_timeline(
+    store: Store, settings: Settings, email: str, now: datetime, *, max_day: int | None = None
+) -> Timeline:
+    """When each step went or would go to this lead (sent steps from the ledger), up to
+    `max_day` days after enrollment. Raises LookupError for an unknown lead or no audience."""
     lead = store.lead_by_email(email)
     if lead is None:
         raise LookupError(f"no lead with the address {email!r}; check the spelling or import it first")
@@ -169,4 +185,17 @@ def lead_timeline(store: Store, settings: Settings, email: str, now: datetime) -
                 "status": "planned" if enrollment else "if enrolled now",
             }
         )
-    return audience.name, rows
+    if max_day is not None:
+        rows = [r for r in rows if r["day"] <= max_day]
+    return Timeline(email=email, audience=audience.name, steps=rows)
+
+
+def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:
+    """Stop the sequences of leads who booked; returns the addresses that are no lead."""
+    return [email for email in emails if not store.mark_booked(email, now)]
+
+
+def forget_lead(store: Store, email: str, now: datetime) -> dict[str, int]:
+    """Delete everything held about an address, keeping a keyed hash on the suppression list.
+    Returns how many leads, enrollments, sends and events were deleted."""
+    return store.forget_lead(email, now)

@@ -1,0 +1,167 @@
+"""Lead commands: import, leads, timeline, booked, forget."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from campaign.cli.base import app, console, err, fail, load_audiences_or_fail, settings, store_for
+from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
+from campaign.progress import terminal_progress
+
+IMPORT_COLUMNS = ("file", "new", "updated", "unchanged", "rejected", "rejected_file", "warnings")
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="CSV export of the lead form.")],
+    column: Annotated[
+        list[str] | None,
+        typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.'),
+    ] = None,
+    output_format: FormatOption = Format.table,
+    as_json: JsonOption = False,
+):
+    """Import leads from a CSV file (an upsert: importing the same file twice changes nothing).
+
+    Rows without a valid email go to <file>.rejected.csv with the reason; the rest import.
+    """
+    from campaign.app.leads import import_file
+    from campaign.leads import ImportFileError, parse_column_overrides
+
+    output_format = chosen(output_format, as_json)
+    try:
+        overrides = parse_column_overrides(column or [])
+    except ValueError as exc:
+        fail(str(exc))
+    s = settings()
+    with store_for(s) as store:
+        try:
+            with terminal_progress(f"Importing {path.name}", enabled=output_format is Format.table):
+                summary = import_file(store, s, path, datetime.now(UTC), overrides=overrides)
+        except ImportFileError as exc:
+            fail(f"{exc}\nNothing was imported.")
+
+    def show() -> None:
+        for warning in summary.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(
+            f"Imported {path}: [bold]{summary.new}[/] new, {summary.updated} updated, "
+            f"{summary.unchanged} unchanged, {summary.rejected} rejected.",
+            highlight=False,
+        )
+        if summary.rejected_file:
+            console.print(f"Rejected rows and reasons: {summary.rejected_file}", highlight=False)
+
+    data = summary.as_dict()
+    row = {**data, "warnings": "; ".join(summary.warnings)}
+    emit(output_format, rows=[row], columns=IMPORT_COLUMNS, data=data, table=show)
+
+
+@app.command()
+def leads(output_format: FormatOption = Format.table, as_json: JsonOption = False):
+    """One row per lead: email, audience, status, steps sent, next step and its time."""
+    from campaign.app.leads import LEAD_COLUMNS, lead_rows
+
+    output_format = chosen(output_format, as_json)
+    s = settings()
+    found = load_audiences_or_fail(s)
+    with store_for(s) as store:
+        rows = lead_rows(store, found)
+
+    def show() -> None:
+        table = Table("email", "audience", "status", "sent", "next step", "next at (lead's time)")
+        for r in rows:
+            table.add_row(
+                r["email"], r["audience"], r["status"], str(r["steps_sent"]), r["next_step"], r["next_at"]
+            )
+        console.print(table)
+        console.print(f"{len(rows)} leads")
+
+    emit(output_format, rows=rows, columns=LEAD_COLUMNS, table=show)
+
+
+@app.command()
+def timeline(
+    email: Annotated[str, typer.Argument(help="The lead's email address.")],
+    days: Annotated[int, typer.Option(help="Show steps up to this many days after enrollment.")] = 60,
+    output_format: FormatOption = Format.table,
+    as_json: JsonOption = False,
+):
+    """The date and time (in the lead's time zone) each step goes, or would go, to this lead."""
+    from campaign.app.leads import lead_timeline
+
+    output_format = chosen(output_format, as_json)
+    s = settings()
+    with store_for(s) as store:
+        try:
+            found = lead_timeline(store, s, email, datetime.now(UTC), max_day=days)
+        except LookupError as exc:
+            fail(str(exc), code=1)
+
+    def show() -> None:
+        table = Table(
+            "step", "day", "when (lead's local time)", "status", title=f"{email} · audience {found.audience}"
+        )
+        for r in found.steps:
+            table.add_row(r["step"], str(r["day"]), r["at"], r["status"])
+        console.print(table)
+
+    emit(
+        output_format,
+        rows=found.steps,
+        columns=("step", "day", "at", "status"),
+        data=found.as_dict(),
+        table=show,
+    )
+
+
+@app.command()
+def booked(
+    emails: Annotated[list[str], typer.Argument(help="Addresses of leads who booked a consultation.")],
+):
+    """Mark leads as booked: their sequences stop (reason "booked")."""
+    from campaign.app.leads import mark_booked
+
+    with store_for(settings()) as store:
+        missing = mark_booked(store, emails, datetime.now(UTC))
+    console.print(
+        f"Marked {len(emails) - len(missing)} of {len(emails)} lead(s) booked; their sequences stopped.",
+        highlight=False,
+    )
+    for email in missing:
+        err.print(f"[yellow]not found:[/] {email}", highlight=False)
+    if missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def forget(
+    email: Annotated[str, typer.Argument(help="The address to forget.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+):
+    """Delete everything held about an address (lead, enrollments, sends, events); keep only a
+    keyed hash on the suppression list so it is never emailed again. Asks first on a terminal."""
+    from campaign.app.leads import forget_lead
+
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Delete this lead and everything about it? This cannot be undone", abort=True)
+    with store_for(settings()) as store:
+        counts = forget_lead(store, email, datetime.now(UTC))
+    if counts["leads"]:
+        console.print(
+            f"Forgot 1 lead: deleted {counts['enrollments']} enrollment(s), {counts['sends']} send(s), "
+            f"{counts['events']} event(s).",
+            highlight=False,
+        )
+    else:
+        console.print(f"No lead with that address; deleted {counts['events']} event(s).", highlight=False)
+    console.print(
+        "Only a keyed hash of the address is kept, on the suppression list: it will never be emailed again.",
+        highlight=False,
+    )

@@ -1,0 +1,30 @@
+"""The web app command: serve."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from campaign.cli.base import app, fail, settings
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+):
+    """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks."""
+    import uvicorn
+
+    from campaign.web import create_app
+    from campaign.webhook_signature import InvalidPublicKey
+
+    try:
+        web_app = create_app(settings())
+    except InvalidPublicKey as exc:
+        fail(str(exc))
+    # No access log: unsubscribe URLs carry tokens, and a log reader could replay them.
+    uvicorn.run(web_app, host=host, port=port, proxy_headers=True, access_log=False)

@@ -1,0 +1,153 @@
+"""The dev server's shared state: fault settings, what it accepted, counters.
+
+Faults are drawn from a seeded generator in arrival order, so a sequential client sees the
+same faults on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+DEFAULT_API_KEY = "SG.dev-key"
+MAIL_SEND_PATH = "/v3/mail/send"
+MAX_BODY_BYTES = 30 * 1024 * 1024
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What goes wrong, and how often. Rates are probabilities per request in [0, 1].
+
+    Decisions are drawn from ``random.Random(seed)`` in arrival order, so a sequential client
+    sees the same faults on every run.
+    """
+
+    latency_ms: float = 0.0
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_502: float = 0.0
+    rate_503: float = 0.0
+    reset_before_body: float = 0.0  # close the connection without reading the request
+    reset_after_body: float = 0.0  # read the request, record nothing, close without answer
+    hang: float = 0.0  # read the request, record nothing, never answer
+    rate_limit_reset_s: int = 1  # X-RateLimit-Reset = now + this (whole seconds, like SendGrid)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Faults:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedMessage:
+    message_id: str
+    payload: dict[str, Any]
+    received_at: float
+
+    @property
+    def send_id(self) -> str | None:
+        return (self.payload.get("custom_args") or {}).get("send_id")
+
+    @property
+    def to_emails(self) -> list[str]:
+        return [r["email"] for p in self.payload["personalizations"] for r in p.get("to", [])]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "received_at": self.received_at,
+            "payload": self.payload,
+        }
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    accepted: int = 0
+    sandbox: int = 0
+    unauthorized: int = 0
+    invalid: int = 0
+    too_large: int = 0
+    forbidden: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+class ServerState:
+    """Everything the handler threads share, behind one lock."""
+
+    def __init__(
+        self,
+        api_key: str,
+        faults: Faults,
+        max_body_bytes: int,
+        verified_senders: frozenset[str] | None = None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
+        self.verified_senders = verified_senders
+        self.messages: list[RecordedMessage] = []
+        self.counters = Counters()
+        self.stopping = threading.Event()
+        self.private_key = ec.generate_private_key(ec.SECP256R1())
+        self.set_faults(faults)
+
+    def set_faults(self, faults: Faults) -> None:
+        with self.lock:
+            self.faults = faults
+            self.rng = Random(faults.seed)
+
+    def draw_fault(self) -> str | None:
+        """One decision per request, from the seeded generator, in a fixed order."""
+        with self.lock:
+            self.counters.requests += 1
+            f = self.faults
+            for name, rate in (
+                ("hang", f.hang),
+                ("reset_before_body", f.reset_before_body),
+                ("reset_after_body", f.reset_after_body),
+                ("429", f.rate_429),
+                ("500", f.rate_500),
+                ("502", f.rate_502),
+                ("503", f.rate_503),
+            ):
+                # Always draw, even at rate 0, so changing one rate does not shift the others.
+                if self.rng.random() < rate:
+                    self.counters.faults[name] = self.counters.faults.get(name, 0) + 1
+                    return name
+            return None
+
+    def record(self, payload: dict[str, Any]) -> RecordedMessage:
+        # SendGrid's X-Message-Id: 22 characters of URL-safe base64 (16 random bytes).
+        msg = RecordedMessage(secrets.token_urlsafe(16), payload, time.time())
+        with self.lock:
+            self.messages.append(msg)
+            self.counters.accepted += 1
+        return msg
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.counters = Counters()
+            self.rng = Random(self.faults.seed)

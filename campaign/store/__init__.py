@@ -1,0 +1,205 @@
+"""The campaign store: the only package that talks SQL.
+
+SQLite by default, PostgreSQL by URL; schema changes go through Alembic (campaign/migrations).
+`Store` is the one entry point. Each area's queries live in their own part over one shared
+engine, and Store's methods are those parts' methods:
+
+  tables       the schema, address hashes, ids
+  leads        the import upsert, reads by address, the suppression list, is_reachable
+  enrollments  who is in which sequence, what is due
+  ledger       claims and settlements, one row per (enrollment, step): at most one email each
+  events       webhook events and their effects, unsubscribe, booked, forget
+  campaigns    campaigns and their state, approvals
+  reports      reads for the CLI, reports and the demo
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from campaign.store.campaigns import Campaigns
+from campaign.store.enrollments import DueEnrollment, Enrollments
+from campaign.store.events import EventLog
+from campaign.store.leads import ImportCounts, Leads
+from campaign.store.ledger import Claim, Ledger, UnknownSend
+from campaign.store.reports import Reports
+from campaign.store.tables import (
+    ALL_AUDIENCES,
+    EVERGREEN,
+    approvals,
+    campaigns,
+    email_hash,
+    enrollments,
+    events,
+    leads,
+    metadata,
+    new_public_id,
+    new_send_id,
+    sends,
+    suppressions,
+)
+
+__all__ = [
+    "ALL_AUDIENCES",
+    "EVERGREEN",
+    "Claim",
+    "DueEnrollment",
+    "ImportCounts",
+    "Store",
+    "UnknownSend",
+    "alembic_config",
+    "approvals",
+    "campaigns",
+    "email_hash",
+    "enrollments",
+    "events",
+    "leads",
+    "metadata",
+    "new_public_id",
+    "new_send_id",
+    "sends",
+    "suppressions",
+]
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (the web app) never block the tick
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class _PartMethod:
+    """A Store method that is one part's method: `store.claim(...)` runs `store._ledger.claim(...)`."""
+
+    def __init__(self, part: str, method: Callable):
+        self.part = part
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+        self.__wrapped__ = method  # help() and inspect.signature show the part's signature
+
+    def __get__(self, store, owner=None):
+        if store is None:
+            return self
+        return getattr(getattr(store, self.part), self.name)
+
+
+class Store:
+    """One database. `Store.open(url)` migrates it to the latest schema first; a context manager
+    (`with open_store(settings) as store:`) closes it at the end."""
+
+    def __init__(self, engine: sa.Engine, secret_key: str):
+        self.engine = engine
+        self.secret_key = secret_key
+        self._leads = Leads(engine, secret_key)
+        self._enrollments = Enrollments(engine, secret_key)
+        self._ledger = Ledger(engine, secret_key)
+        self._events = EventLog(engine, secret_key)
+        self._campaigns = Campaigns(engine, secret_key)
+        self._reports = Reports(engine, secret_key)
+
+    @classmethod
+    def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, future=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", sqlite_pragmas)
+        store = cls(engine, secret_key)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        from alembic import command
+
+        cfg = alembic_config(str(self.engine.url.render_as_string(hide_password=False)))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        self.ensure_evergreen(datetime.now(UTC))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # ---- leads and the suppression list ------------------------------------------------------
+    upsert_leads = _PartMethod("_leads", Leads.upsert_leads)
+    lead_by_email = _PartMethod("_leads", Leads.lead_by_email)
+    unenrolled_leads = _PartMethod("_leads", Leads.unenrolled_leads)
+    suppressed_hashes = _PartMethod("_leads", Leads.suppressed_hashes)
+    is_reachable = _PartMethod("_leads", Leads.is_reachable)
+    suppress = _PartMethod("_leads", Leads.suppress)
+
+    # ---- enrollments -------------------------------------------------------------------------
+    add_enrollments = _PartMethod("_enrollments", Enrollments.add_enrollments)
+    enrolled_audiences = _PartMethod("_enrollments", Enrollments.enrolled_audiences)
+    refresh_sequence_version = _PartMethod("_enrollments", Enrollments.refresh_sequence_version)
+    due_enrollments = _PartMethod("_enrollments", Enrollments.due_enrollments)
+    enrollments_by_id = _PartMethod("_enrollments", Enrollments.enrollments_by_id)
+    update_enrollments = _PartMethod("_enrollments", Enrollments.update_enrollments)
+
+    # ---- the send ledger ---------------------------------------------------------------------
+    claim = _PartMethod("_ledger", Ledger.claim)
+    settle = _PartMethod("_ledger", Ledger.settle)
+    mark_emailed = _PartMethod("_ledger", Ledger.mark_emailed)
+    release = _PartMethod("_ledger", Ledger.release)
+    mark_stale_claims_unknown = _PartMethod("_ledger", Ledger.mark_stale_claims_unknown)
+    confirm_unknown_from_events = _PartMethod("_ledger", Ledger.confirm_unknown_from_events)
+    unknown_sends = _PartMethod("_ledger", Ledger.unknown_sends)
+    reclaim_unknown = _PartMethod("_ledger", Ledger.reclaim_unknown)
+    unclaim_resends = _PartMethod("_ledger", Ledger.unclaim_resends)
+
+    # ---- events, unsubscribes, bookings, forgetting ------------------------------------------
+    record_events = _PartMethod("_events", EventLog.record_events)
+    unsubscribe_lead = _PartMethod("_events", EventLog.unsubscribe_lead)
+    resubscribe_lead = _PartMethod("_events", EventLog.resubscribe_lead)
+    mark_booked = _PartMethod("_events", EventLog.mark_booked)
+    forget_lead = _PartMethod("_events", EventLog.forget_lead)
+
+    # ---- campaigns and approvals -------------------------------------------------------------
+    ensure_evergreen = _PartMethod("_campaigns", Campaigns.ensure_evergreen)
+    campaign = _PartMethod("_campaigns", Campaigns.campaign)
+    campaigns = _PartMethod("_campaigns", Campaigns.campaigns)
+    active_campaigns = _PartMethod("_campaigns", Campaigns.active_campaigns)
+    create_campaign = _PartMethod("_campaigns", Campaigns.create_campaign)
+    set_campaign_state = _PartMethod("_campaigns", Campaigns.set_campaign_state)
+    pause_campaigns = _PartMethod("_campaigns", Campaigns.pause_campaigns)
+    record_approval = _PartMethod("_campaigns", Campaigns.record_approval)
+    approvals_for = _PartMethod("_campaigns", Campaigns.approvals_for)
+
+    # ---- reads for the CLI and reports -------------------------------------------------------
+    campaign_status = _PartMethod("_reports", Reports.campaign_status)
+    report_facts = _PartMethod("_reports", Reports.report_facts)
+    enrollment_counts = _PartMethod("_reports", Reports.enrollment_counts)
+    lead_overview = _PartMethod("_reports", Reports.lead_overview)
+    sends_of = _PartMethod("_reports", Reports.sends_of)
+    sent_keys = _PartMethod("_reports", Reports.sent_keys)
+    enrollment_for_lead = _PartMethod("_reports", Reports.enrollment_for_lead)
+    audience_counts = _PartMethod("_reports", Reports.audience_counts)
+    send_matrix = _PartMethod("_reports", Reports.send_matrix)
+    ledger = _PartMethod("_reports", Reports.ledger)
+    next_due_at = _PartMethod("_reports", Reports.next_due_at)

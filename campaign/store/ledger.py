@@ -1,0 +1,242 @@
+"""The send ledger: one row per (enrollment, step), claimed before the HTTP call and settled after.
+
+Claims are single atomic INSERT ... ON CONFLICT DO NOTHING statements, so parallel workers and
+retried runs can never create a second ledger row for an (enrollment, step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from campaign.models import SendResult, SendStatus
+from campaign.store.base import StorePart
+from campaign.store.tables import campaigns, enrollments, events, leads, new_send_id, sends
+
+
+@dataclass(frozen=True)
+class Claim:
+    send_id: str
+    enrollment_id: int
+    step_key: str
+
+
+@dataclass(frozen=True)
+class UnknownSend:
+    send_id: str
+    enrollment_id: int
+    step_key: str
+    claimed_at: datetime
+
+
+class Ledger(StorePart):
+    def claim(self, wanted: list[tuple[int, str]], now: datetime, transport: str) -> list[Claim]:
+        """Write ledger rows for (enrollment_id, step_key) pairs. One statement; a pair that
+        already has a row (another worker, an earlier run) is silently not claimed."""
+        if not wanted:
+            return []
+        rows = [
+            {
+                "send_id": new_send_id(),
+                "enrollment_id": e,
+                "step_key": k,
+                "status": SendStatus.claimed.value,
+                "transport": transport,
+                "claimed_at": now,
+            }
+            for e, k in wanted
+        ]
+        # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+        # from one cached compiled statement, instead of compiling a new 200-row VALUES each batch.
+        stmt = (
+            self.insert(sends)
+            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_key"])
+            .returning(sends.c.send_id, sends.c.enrollment_id, sends.c.step_key)
+        )
+        with self.engine.begin() as conn:
+            return [Claim(*row) for row in conn.execute(stmt, rows)]
+
+    def settle(self, results: list[SendResult], now: datetime) -> None:
+        if not results:
+            return
+        stmt = (
+            sa.update(sends)
+            .where(sends.c.send_id == sa.bindparam("b_send_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                message_id=sa.bindparam("b_message_id"),
+                error=sa.bindparam("b_error"),
+                settled_at=now,
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "b_send_id": r.send_id,
+                        "b_status": r.status.value,
+                        "b_message_id": r.message_id,
+                        "b_error": r.error,
+                    }
+                    for r in results
+                ],
+            )
+
+    def mark_emailed(self, lead_ids: list[int], now: datetime) -> None:
+        if lead_ids:
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
+
+    def release(self, send_ids: Iterable[str]) -> int:
+        """Delete claims whose email was never sent (not attempted, or refused before delivery):
+        the step is due again at the next tick. Only rows still 'claimed' are touched."""
+        ids = list(send_ids)
+        released = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                released += conn.execute(
+                    sa.delete(sends).where(
+                        sends.c.send_id.in_(ids[i : i + 500]), sends.c.status == SendStatus.claimed.value
+                    )
+                ).rowcount
+        return released
+
+    def mark_stale_claims_unknown(self, cutoff: datetime, now: datetime) -> int:
+        """Claims still 'claimed' from before `cutoff` belong to a run that died mid-send: the
+        request may have reached the ESP. Mark them 'unknown' and count the gap for their leads
+        from the claim (last_email_at raised to claimed_at), so no next step comes too soon."""
+        stale = (
+            sa.select(sends.c.send_id, sends.c.claimed_at, enrollments.c.lead_id)
+            .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+            .where(sends.c.status == SendStatus.claimed.value, sends.c.claimed_at < cutoff)
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(stale).all()
+            if not rows:
+                return 0
+            conn.execute(
+                sa.update(sends)
+                .where(
+                    sends.c.send_id == sa.bindparam("b_send_id"), sends.c.status == SendStatus.claimed.value
+                )
+                .values(
+                    status=SendStatus.unknown.value,
+                    settled_at=now,
+                    error="the sending run stopped before it settled this send",
+                ),
+                [{"b_send_id": r.send_id} for r in rows],
+            )
+            latest: dict[int, datetime] = {}
+            for r in rows:
+                latest[r.lead_id] = max(latest.get(r.lead_id, r.claimed_at), r.claimed_at)
+            conn.execute(
+                sa.update(leads)
+                .where(
+                    leads.c.id == sa.bindparam("b_lead"),
+                    sa.or_(leads.c.last_email_at.is_(None), leads.c.last_email_at < sa.bindparam("b_at")),
+                )
+                .values(last_email_at=sa.bindparam("b_at")),
+                [{"b_lead": k, "b_at": v} for k, v in latest.items()],
+            )
+        return len(rows)
+
+    def confirm_unknown_from_events(self, kinds: Iterable[str], now: datetime) -> int:
+        """'unknown' sends with a stored event of one of `kinds` (processed, delivered) for their
+        send_id did reach the ESP: mark them 'sent' (message id from the event when missing)."""
+        kinds = list(kinds)
+        query = (
+            sa.select(sends.c.send_id, sends.c.message_id, events.c.raw)
+            .join(events, events.c.send_id == sends.c.send_id)
+            .where(sends.c.status == SendStatus.unknown.value, events.c.event.in_(kinds))
+        )
+        with self.engine.begin() as conn:
+            found: dict[str, str | None] = {}
+            for send_id, message_id, raw in conn.execute(query):
+                sg = (raw or {}).get("sg_message_id") if isinstance(raw, dict) else None
+                found.setdefault(
+                    send_id, message_id or (sg.split(".", 1)[0] if isinstance(sg, str) else None)
+                )
+            if not found:
+                return 0
+            conn.execute(
+                sa.update(sends)
+                .where(
+                    sends.c.send_id == sa.bindparam("b_send_id"), sends.c.status == SendStatus.unknown.value
+                )
+                .values(
+                    status=SendStatus.sent.value,
+                    message_id=sa.bindparam("b_message_id"),
+                    settled_at=now,
+                    error=None,
+                ),
+                [{"b_send_id": k, "b_message_id": v} for k, v in found.items()],
+            )
+        return len(found)
+
+    def unknown_sends(self, claimed_before: datetime) -> list[UnknownSend]:
+        """'unknown' sends claimed before `claimed_before`, in active campaigns, oldest first."""
+        query = (
+            sa.select(sends.c.send_id, sends.c.enrollment_id, sends.c.step_key, sends.c.claimed_at)
+            .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+            .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+            .where(
+                sends.c.status == SendStatus.unknown.value,
+                sends.c.claimed_at < claimed_before,
+                campaigns.c.state == "active",
+            )
+            .order_by(sends.c.claimed_at, sends.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [UnknownSend(*row) for row in conn.execute(query)]
+
+    def reclaim_unknown(self, send_ids: Iterable[str], now: datetime, transport: str) -> dict[str, Claim]:
+        """Claim 'unknown' rows again for a resend: the same ledger row with a new send_id,
+        status 'claimed', attempts + 1. Returns {old send_id: new claim} for the rows this call
+        won (a row another worker reclaimed first is left to it)."""
+        won: dict[str, Claim] = {}
+        with self.engine.begin() as conn:
+            for old in send_ids:
+                new = new_send_id()
+                row = conn.execute(
+                    sa.update(sends)
+                    .where(
+                        sends.c.send_id == old,
+                        sends.c.status == SendStatus.unknown.value,
+                    )
+                    .values(
+                        send_id=new,
+                        status=SendStatus.claimed.value,
+                        attempts=sends.c.attempts + 1,
+                        claimed_at=now,
+                        settled_at=None,
+                        message_id=None,
+                        transport=transport,
+                        error=f"resend of {old}",
+                    )
+                    .returning(sends.c.enrollment_id, sends.c.step_key)
+                ).first()
+                if row is not None:
+                    won[old] = Claim(new, row.enrollment_id, row.step_key)
+        return won
+
+    def unclaim_resends(self, new_to_old: dict[str, str]) -> None:
+        """Undo reclaim_unknown for resends that were never sent: back to 'unknown' with the old
+        send_id (its events may still come) and the old attempt count."""
+        if not new_to_old:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(sends)
+                .where(sends.c.send_id == sa.bindparam("b_new"), sends.c.status == SendStatus.claimed.value)
+                .values(
+                    send_id=sa.bindparam("b_old"),
+                    status=SendStatus.unknown.value,
+                    attempts=sends.c.attempts - 1,
+                    error=None,
+                ),
+                [{"b_new": n, "b_old": o} for n, o in new_to_old.items()],
+            )

@@ -1,0 +1,208 @@
+"""Reads for the CLI, the reports and the demo: counts, the funnel's facts, one lead's history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from campaign.store.base import StorePart
+from campaign.store.tables import campaigns, enrollments, events, leads, sends
+
+
+class Reports(StorePart):
+    def campaign_status(self, campaign_id: int, now: datetime, day_start: datetime) -> dict:
+        """Counts for `campaign status`: enrollments per audience and state, sends per step and
+        status, sent since day_start, due in the next 24 hours."""
+        e, s = enrollments, sends
+        mine = e.c.campaign_id == campaign_id
+        with self.engine.connect() as conn:
+            per_audience = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(e.c.audience, e.c.state, sa.func.count().label("n"))
+                    .where(mine)
+                    .group_by(e.c.audience, e.c.state)
+                ).mappings()
+            ]
+            per_step = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(e.c.audience, s.c.step_key, s.c.status, sa.func.count().label("n"))
+                    .join(e, e.c.id == s.c.enrollment_id)
+                    .where(mine)
+                    .group_by(e.c.audience, s.c.step_key, s.c.status)
+                ).mappings()
+            ]
+            sent_today = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(s.join(e, e.c.id == s.c.enrollment_id))
+                .where(mine, s.c.status == "sent", s.c.settled_at >= day_start)
+            ).scalar()
+            due_24h = conn.execute(
+                sa.select(sa.func.count()).where(
+                    mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24)
+                )
+            ).scalar()
+        return {
+            "per_audience": per_audience,
+            "per_step": per_step,
+            "sent_today": sent_today,
+            "due_24h": due_24h,
+        }
+
+    def report_facts(self) -> Iterator[dict]:
+        """One row per ledger row: campaign, audience, step, status, when; the lead's booking and
+        unsubscribe times; and the kinds of events linked to it (streamed)."""
+        e, s, l = enrollments, sends, leads
+        query = (
+            sa.select(
+                campaigns.c.slug.label("campaign"),
+                e.c.audience,
+                s.c.step_key,
+                s.c.status,
+                s.c.send_id,
+                s.c.claimed_at,
+                e.c.lead_id,
+                e.c.id.label("enrollment_id"),
+                l.c.booked_at,
+                l.c.unsubscribed_at,
+            )
+            .join(e, e.c.id == s.c.enrollment_id)
+            .join(l, l.c.id == e.c.lead_id)
+            .join(campaigns, campaigns.c.id == e.c.campaign_id)
+            .order_by(e.c.id, s.c.claimed_at, s.c.id)
+        )
+        with self.engine.connect() as conn:
+            kinds: dict[str, set[str]] = {}
+            for send_id, kind in conn.execute(
+                sa.select(events.c.send_id, events.c.event).where(events.c.send_id.is_not(None))
+            ):
+                kinds.setdefault(send_id, set()).add(kind)
+            for row in conn.execution_options(yield_per=2000).execute(query).mappings():
+                yield {**row, "events": kinds.get(row["send_id"], set())}
+
+    def enrollment_counts(self) -> dict[tuple[str, str], int]:
+        """(campaign slug, audience) -> enrollments."""
+        query = (
+            sa.select(campaigns.c.slug, enrollments.c.audience, sa.func.count())
+            .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+            .group_by(campaigns.c.slug, enrollments.c.audience)
+        )
+        with self.engine.connect() as conn:
+            return {(c, a): n for c, a, n in conn.execute(query)}
+
+    def lead_overview(self) -> Iterator[dict]:
+        """One row per lead with its latest enrollment and ledger counts (streamed)."""
+        sent_count = (
+            sa.select(sa.func.count())
+            .where(sends.c.enrollment_id == enrollments.c.id, sends.c.status == "sent")
+            .scalar_subquery()
+        )
+        last_key = (
+            sa.select(sends.c.step_key)
+            .where(sends.c.enrollment_id == enrollments.c.id)
+            .order_by(sends.c.claimed_at.desc(), sends.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(
+                leads.c.id,
+                leads.c.email,
+                leads.c.consent,
+                leads.c.booked,
+                leads.c.unsubscribed_at,
+                leads.c.timezone,
+                enrollments.c.id.label("enrollment_id"),
+                enrollments.c.audience,
+                enrollments.c.state.label("enrollment_state"),
+                enrollments.c.exit_reason,
+                enrollments.c.next_due_at,
+                enrollments.c.enrolled_at,
+                sent_count.label("steps_sent"),
+                last_key.label("last_step"),
+            )
+            .select_from(leads.outerjoin(enrollments, enrollments.c.lead_id == leads.c.id))
+            .order_by(leads.c.id, enrollments.c.id)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query).mappings():
+                yield dict(row)
+
+    def sends_of(self, enrollment_ids: list[int]) -> dict[int, dict[str, dict]]:
+        """enrollment id -> step key -> its ledger row (status, claimed_at), in one query."""
+        found: dict[int, dict[str, dict]] = {i: {} for i in enrollment_ids}
+        if enrollment_ids:
+            query = sa.select(
+                sends.c.enrollment_id, sends.c.step_key, sends.c.status, sends.c.claimed_at
+            ).where(sends.c.enrollment_id.in_(enrollment_ids))
+            with self.engine.connect() as conn:
+                for row in conn.execute(query).mappings():
+                    found[row["enrollment_id"]][row["step_key"]] = dict(row)
+        return found
+
+    def sent_keys(self, enrollment_id: int) -> set[str]:
+        return set(self.sends_of([enrollment_id])[enrollment_id])
+
+    def enrollment_for_lead(self, lead_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(enrollments)
+                    .where(enrollments.c.lead_id == lead_id)
+                    .order_by(enrollments.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def audience_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    sa.select(enrollments.c.audience, sa.func.count()).group_by(enrollments.c.audience)
+                ).all()
+            )
+
+    def send_matrix(self, statuses: tuple[str, ...] = ("sent",)) -> dict[tuple[str, str], int]:
+        """(audience, step) -> number of ledger rows in the given statuses."""
+        query = (
+            sa.select(enrollments.c.audience, sends.c.step_key, sa.func.count())
+            .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+            .where(sends.c.status.in_(statuses))
+            .group_by(enrollments.c.audience, sends.c.step_key)
+        )
+        with self.engine.connect() as conn:
+            return {(a, s): n for a, s, n in conn.execute(query)}
+
+    def ledger(self) -> list[dict]:
+        query = (
+            sa.select(
+                sends.c.send_id,
+                sends.c.step_key,
+                sends.c.status,
+                sends.c.claimed_at,
+                sends.c.settled_at,
+                sends.c.message_id,
+                enrollments.c.audience,
+                enrollments.c.lead_id,
+                leads.c.email,
+                leads.c.timezone,
+            )
+            .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
+            .join(leads, leads.c.id == enrollments.c.lead_id)
+            .order_by(sends.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest time any active enrollment is due (the demo jumps its clock there)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(enrollments.c.next_due_at)).where(enrollments.c.state == "active")
+            ).scalar()

@@ -1,0 +1,164 @@
+"""The schema: every table, and the small helpers their keys need (ids, the keyed address hash).
+
+Schema changes go through Alembic (campaign/migrations), whose env.py reads `metadata` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, paused, stopped
+    sa.Column("audiences", sa.Text, nullable=False),  # comma-separated audience names
+    sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("starts_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("paused_reason", sa.Text, nullable=True),
+    sa.Column("versions", sa.Text, nullable=True),  # JSON: audience -> sequence version at launch
+)
+
+leads = sa.Table(
+    "leads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("first_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("last_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("anxiety_type", sa.String(32), nullable=False, server_default="unspecified"),
+    sa.Column("prior_treatments", sa.Integer, nullable=True),
+    sa.Column("consent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(40), nullable=False, server_default=""),
+    sa.Column("source", sa.String(100), nullable=False, server_default=""),
+    sa.Column("booked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("booked_at", UTCDateTime, nullable=True),
+    sa.Column("unsubscribed_at", UTCDateTime, nullable=True),
+    sa.Column("last_email_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    # A keyed hash of the address, never the address: forgetting a lead keeps only this.
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id"), nullable=False),
+    sa.Column("lead_id", sa.Integer, sa.ForeignKey("leads.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("audience", sa.String(64), nullable=False),
+    sa.Column("audience_version", sa.String(16), nullable=False),
+    sa.Column("enrolled_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, finished, exited
+    sa.Column("exit_reason", sa.String(32), nullable=True),
+    sa.Column("next_due_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
+    sa.Index("ix_enrollments_due", "state", "next_due_at"),
+)
+
+sends = sa.Table(
+    "sends",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("send_id", sa.String(32), nullable=False, unique=True),  # random; goes to the ESP
+    sa.Column(
+        "enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("step_key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("transport", sa.String(16), nullable=False, server_default=""),
+    sa.Column("claimed_at", UTCDateTime, nullable=False),
+    sa.Column("settled_at", UTCDateTime, nullable=True),
+    sa.Column("message_id", sa.String(128), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
+    sa.Index("ix_sends_status", "status", "claimed_at"),
+    sa.Index("ix_sends_message_id", "message_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dedupe_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("sg_event_id", sa.String(128), nullable=True, unique=True),
+    sa.Column("send_id", sa.String(32), nullable=True, index=True),
+    sa.Column(
+        "lead_id", sa.Integer, sa.ForeignKey("leads.id", ondelete="CASCADE"), nullable=True, index=True
+    ),
+    sa.Column("email_hash", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),  # normalized kind
+    sa.Column("raw_event", sa.String(32), nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("template", sa.String(200), nullable=False),  # e.g. gad/welcome
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("approved_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("template", "content_hash", name="uq_approval_template_hash"),
+)
+
+EVERGREEN = "evergreen"
+ALL_AUDIENCES = "*"
+
+
+def new_public_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_send_id() -> str:
+    return secrets.token_hex(16)
+
+
+def email_hash(email: str, key: str) -> str:
+    """Keyed hash for the suppression list: lets us recognise an address without keeping it."""
+    return hmac.new(key.encode(), email.strip().casefold().encode(), hashlib.sha256).hexdigest()
