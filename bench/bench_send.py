@@ -107,10 +107,10 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     while batch := ctx.store.due_enrollments(campaign_ids, NOW, after, 1000):
         after = batch[-1].enrollment_id
         dues.extend(batch)
+    evergreen = ctx.store.campaign("evergreen")  # outbound() reads its id and sandbox flag
     ctx.store.close()
     transport = transport_for(host, concurrency)
     started = time.perf_counter()
-    evergreen = {"slug": "evergreen", "sandbox": False}
     emails = [
         outbound(
             ctx,
