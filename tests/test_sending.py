@@ -105,23 +105,20 @@ def test_no_limit_never_stops():
 # -- the same policy for the outbox ---------------------------------------------------------
 
 
-def unwritable(i: int) -> LeadIn:
-    # A line break in a name cannot go in a header: the outbox fails this email (a real failure).
-    return LeadIn(email=f"bad{i}@example.com", first_name="Ann\nMarie", consent=True)
-
-
 def test_the_outbox_gets_the_same_pause_after_failures(make_settings):
-    settings = make_settings(max_consecutive_failures=3)
+    # An unencoded international domain cannot go in the List-Unsubscribe header (printable
+    # ASCII only): the outbox fails every email, a real failure of its own.
+    settings = make_settings(max_consecutive_failures=3, public_url="https://klinik-müller.example")
     ctx = build_context(settings, now=MONDAY_10)
-    ctx.store.upsert_leads([unwritable(i) for i in range(5)], MONDAY_10)
-    ctx.store.upsert_leads([LeadIn(email=f"ok{i}@example.com", consent=True) for i in range(5)], MONDAY_10)
+    ctx.store.upsert_leads([LeadIn(email=f"lead{i}@example.com", consent=True) for i in range(8)], MONDAY_10)
 
     report = run_tick(ctx, MONDAY_10)
     campaign = ctx.store.campaign("evergreen")
     assert campaign["state"] == "paused"
     assert "paused after 3 consecutive send failures (last: outbox:" in campaign["paused_reason"]
+    assert "List-Unsubscribe" in campaign["paused_reason"]
     assert report.paused and sum(report.failed.values()) == 3
-    # The batch stopped at the third failure: what came after it was released, not written.
+    # The batch stopped at the third failure: the five after it were released, not attempted.
     assert Counter(row["status"] for row in ctx.store.ledger()) == Counter(failed=3)
     assert list(settings.outbox_dir.glob("*.eml")) == []
 
