@@ -19,6 +19,8 @@ from campaign.models import LeadIn, SendWindow, Step
 
 RULE_FIELDS = {"anxiety_type", "prior_treatments", "consent", "state", "source", "timezone", "booked"}
 OPERATORS = {"equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "is_blank"}
+# Never two emails to one lead closer than this, unless the audience file sets min_gap_hours.
+DEFAULT_MIN_GAP_HOURS = 48
 
 
 class AudienceFileError(ValueError):
@@ -46,7 +48,7 @@ class Audience(BaseModel):
     match: dict[str, Any] | Literal["all"]
     steps: tuple[Step, ...]
     send_window: SendWindow = SendWindow()
-    min_gap_hours: float = Field(48, ge=0)
+    min_gap_hours: float = Field(DEFAULT_MIN_GAP_HOURS, ge=0)
 
     @property
     def min_gap(self) -> timedelta:
@@ -79,7 +81,7 @@ class AudienceFile(BaseModel):
     match: dict[str, Any] | Literal["all"]
     steps: list[StepSpec] = Field(min_length=1)
     send_window: SendWindow = SendWindow()
-    min_gap_hours: float = Field(48, ge=0)
+    min_gap_hours: float = Field(DEFAULT_MIN_GAP_HOURS, ge=0)
 
     @field_validator("match")
     @classmethod

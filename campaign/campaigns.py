@@ -150,6 +150,14 @@ def lint_errors(settings: Settings, template_names: list[str], renderer=None) ->
     return [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
 
 
+def live_tick_problems(settings: Settings, store: Store, audiences: list[Audience]) -> list[str]:
+    """What stops a tick of every audience: nothing when the send is not live (the store is
+    not even read), else the live preflight of every step's template."""
+    if not is_live(settings):
+        return []
+    return live_preflight(settings, store, [step.template for a in audiences for step in a.steps])
+
+
 class PreflightFailed(RuntimeError):
     def __init__(self, problems: list[str]):
         super().__init__("a live send is refused until these are fixed:\n  - " + "\n  - ".join(problems))
@@ -261,6 +269,7 @@ __all__ = [
     "launch",
     "lint_errors",
     "live_preflight",
+    "live_tick_problems",
     "preflight",
     "slugify",
     "status",

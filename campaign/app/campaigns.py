@@ -1,5 +1,5 @@
-"""Campaign use cases: launch (with the live-send preflight), the problems that stop a live
-tick, and the results report of one campaign or all."""
+"""Campaign use cases: launch (with the live-send preflight), and the results report of one
+campaign or all. (The tick runs its own preflight: campaign.engine.run_tick.)"""
 
 from __future__ import annotations
 
@@ -51,17 +51,6 @@ def launch_campaign(
         now=now,
     )
     return Launched(campaign, problems)
-
-
-def live_send_problems(settings: Settings, audiences: list[Audience]) -> list[str]:
-    """What stops a live tick of every audience; empty, without opening the database, when the
-    send is not live."""
-    if not is_live(settings):
-        return []
-    from campaign.runtime import open_store
-
-    with open_store(settings) as store:
-        return live_preflight(settings, store, [st.template for a in audiences for st in a.steps])
 
 
 def campaign_report(store: Store, audiences: list[Audience], campaign: str | None, now: datetime) -> Report:

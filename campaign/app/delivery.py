@@ -32,7 +32,8 @@ def send_test_email(
     step, UnsentTestEmail when it was not sent."""
     from email_validator import EmailNotValidError, validate_email
 
-    from campaign.engine import make_test_email
+    from campaign.compose import make_test_email
+    from campaign.delivery import BatchStopped
     from campaign.render import Renderer, TemplateError
     from campaign.runtime import make_transport, transport_label
 
@@ -51,9 +52,7 @@ def send_test_email(
     transport = make_transport(settings)
     try:
         [result] = transport.send_batch([email])
-    except Exception as exc:  # the transport's stops (a refused key) carry not_sent: say why
-        if not hasattr(exc, "not_sent"):
-            raise
+    except BatchStopped as exc:  # the transport's stops (a refused key): say why
         raise UnsentTestEmail(str(exc)) from None
     if result.status.value != "sent":
         raise UnsentTestEmail(f"test email not sent ({result.status.value}): {result.error}")
