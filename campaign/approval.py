@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,6 +251,12 @@ def changes_since(approved: Sequence[tuple[str, str]], current: Sequence[tuple[s
             if line.startswith(("---", "+++")):
                 continue
             kind = {"@": "hunk", "+": "add", "-": "remove"}.get(line[:1], "same")
-            lines.append(DiffLine(kind, line if kind == "hunk" else line[1:]))
+            lines.append(DiffLine(kind, _where(line) if kind == "hunk" else line[1:]))
         diffs.append(FileDiff(name, lines))
     return diffs
+
+
+def _where(hunk: str) -> str:
+    """A hunk header ("@@ -3,6 +3,8 @@") in words: where the changed lines are now."""
+    found = re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", hunk)
+    return f"From line {max(int(found.group(1)), 1)} of the current file:" if found else hunk

@@ -166,10 +166,8 @@ def test_after_an_edit_the_page_shows_a_line_diff_against_the_approved_text(
     page = reviewer.get(WELCOME)
     assert "changed since" in page.text and APPROVE_BUTTON in page.text
     assert "<code>gad/welcome.md</code>" in page.text
-    assert re.search(
-        r'<span class="add"><span class="sign">added   </span>A brand new opening line', page.text
-    )
-    removed = re.search(r'<span class="remove"><span class="sign">removed </span>([^<]*)</span>', page.text)
+    assert re.search(r'<span class="add"><span class="sign">added</span>A brand new opening line', page.text)
+    removed = re.search(r'<span class="remove"><span class="sign">removed</span>([^<]*)</span>', page.text)
     assert removed and removed.group(1).strip() in first_line.replace("'", "&#39;").replace('"', "&#34;")
     assert "layout.mjml" not in page.text  # unchanged files are not listed
     assert ">Draft</span>" in reviewer.get("/console/content").text
@@ -211,3 +209,68 @@ def test_unknown_emails_are_a_friendly_404(content_console):
         client.post_form("/console/content/gad/nope/approve", {"attest": "yes"}, page=WELCOME).status_code
         == 404
     )
+
+
+def test_changes_since_lists_only_changed_files_line_by_line():
+    from campaign.approval import DiffLine, FileDiff, approved_parts, changes_since
+
+    approved = [("a.md", "one\ntwo\nthree\n"), ("layout.txt", "footer\n"), ("gone.txt", "x\n")]
+    current = [("a.md", "one\n2\nthree\n"), ("layout.txt", "footer\n"), ("new.txt", "y\n")]
+    assert changes_since(approved, current) == [
+        FileDiff(
+            "a.md",
+            [
+                DiffLine("hunk", "From line 1 of the current file:"),
+                DiffLine("same", "one"),
+                DiffLine("remove", "two"),
+                DiffLine("add", "2"),
+                DiffLine("same", "three"),
+            ],
+        ),
+        FileDiff("new.txt", [DiffLine("hunk", "From line 1 of the current file:"), DiffLine("add", "y")]),
+        FileDiff("gone.txt", [DiffLine("hunk", "From line 1 of the current file:"), DiffLine("remove", "x")]),
+    ]
+    assert changes_since(current, current) == []
+    assert approved_parts(None) is None and approved_parts(json.dumps(approved)) == approved
+
+
+def test_the_0007_migration_matches_the_schema_and_downgrades(store, database_url):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from campaign.store import alembic_config, metadata
+
+    def approval_diffs() -> list:
+        with store.engine.connect() as conn:
+            found = compare_metadata(MigrationContext.configure(conn), metadata)
+        return [d for d in found if "approvals" in repr(d)]
+
+    def columns() -> set[str]:
+        return {c["name"] for c in sa.inspect(store.engine).get_columns("approvals")}
+
+    assert {"approved_role", "source_text"} <= columns() and approval_diffs() == []
+    store.record_approval("gad/welcome", "a" * 64, "Dr. Lee", START, role="reviewer", source_text="[]")
+    cfg = alembic_config(database_url)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005_console")
+    assert not {"approved_role", "source_text"} & columns()
+    store.migrate()
+    assert approval_diffs() == []
+    kept = store.approval_record("gad/welcome")
+    assert (kept["approved_by"], kept["approved_role"], kept["source_text"]) == ("Dr. Lee", "", None)
+
+
+def test_approving_again_keeps_the_first_sign_off_and_fills_in_a_missing_text(store):
+    from campaign.approval import approve
+    from campaign.settings import get_settings
+
+    s = get_settings()
+    renderer = Renderer(s.templates_dir, s.clinic)
+    current = content_hash(renderer, "gad/welcome")
+    store.record_approval("gad/welcome", current, "Dr. Old", START)  # no text kept
+    [again] = approve(store, renderer, ["gad/welcome"], by="Dr. New", role="reviewer", now=START)
+    assert not again.new and again.by == "Dr. Old"
+    kept = store.approval_record("gad/welcome", current)
+    assert kept["approved_by"] == "Dr. Old" and json.loads(kept["source_text"])[0][0] == "gad/welcome.md"
