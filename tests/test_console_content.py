@@ -64,7 +64,11 @@ def test_one_email_shows_both_widths_text_part_and_lint(content_console):
     frames = re.findall(r'<iframe class="email-frame" src="([^"]+)"[^>]*width="(\d+)"', page.text)
     assert frames == [(WELCOME + "/email.html", "377"), (WELCOME + "/email.html", "642")]
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
-    assert '<pre class="text-part">' in page.text and "Sam" in page.text
+    assert (
+        '<pre class="text-part" tabindex="0" role="region" aria-label="The text part of the email">'
+        in page.text
+        and "Sam" in page.text
+    )
     assert "Flesch-Kincaid" in page.text
     assert "never approved" in page.text
     assert "frame-src 'self'" in page.headers["content-security-policy"]

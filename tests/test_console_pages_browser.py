@@ -1,6 +1,7 @@
 """The content, campaigns and reports pages in Debian's chromium: a reviewer approves an email
 (a coordinator has no button and its POST gets 403), a coordinator launches after the checklist,
-and the report shows the numbers of `campaign report --format json`. No page breaks its CSP."""
+and the report shows the numbers of `campaign report --format json`. No page breaks its CSP,
+and axe-core finds no serious or critical violation on any of these pages."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 from console_pages_support import NAMED_REVIEWER, audit_actions, populate
 from console_support import EMAILS, PASSWORD
+from test_console_browser import serious_violations
 from test_console_reports import cli_report
 
 from campaign.report import COUNTS
@@ -58,11 +60,18 @@ def test_approve_launch_and_report_in_chromium(content_console, monkeypatch):
             expect(frame.locator("body")).to_contain_text("Sam")
             phone = reviewer.locator("iframe.email-frame").first.bounding_box()
             assert phone and 370 <= phone["width"] <= 380
+            accessibility = {"content email": serious_violations(reviewer)}
             button = reviewer.get_by_role("button", name="Approve this email")
             button.click()  # the box is not ticked yet: the browser keeps the form
             expect(reviewer).to_have_url(content_console.url + WELCOME)
-            reviewer.get_by_label("I reviewed this email for medical accuracy.").check()
-            button.click()
+            # By keyboard: tick the attestation, Tab to the button, Enter.
+            reviewer.get_by_label("I reviewed this email for medical accuracy.").focus()
+            reviewer.keyboard.press("Space")
+            reviewer.keyboard.press("Tab")
+            assert (
+                reviewer.evaluate("() => document.activeElement.textContent.trim()") == "Approve this email"
+            )
+            reviewer.keyboard.press("Enter")
             expect(reviewer.get_by_role("status")).to_contain_text("Approved.")
             expect(reviewer.locator("dd.state")).to_contain_text("Dr. Jane Lee (reviewer)")
 
@@ -75,6 +84,7 @@ def test_approve_launch_and_report_in_chromium(content_console, monkeypatch):
             checklist = coordinator.locator("ul.checklist > li")
             expect(checklist).to_have_count(7)
             expect(checklist.filter(has_text="Every email approved")).to_contain_text("not yet")
+            accessibility["launch checklist"] = serious_violations(coordinator)
             coordinator.get_by_role("button", name="Confirm and launch Spring 2026").click()
             expect(coordinator.get_by_role("status")).to_contain_text("Launched spring-2026.")
             expect(coordinator.get_by_role("heading", name="Spring 2026 active")).to_be_visible()
@@ -89,9 +99,19 @@ def test_approve_launch_and_report_in_chromium(content_console, monkeypatch):
                 cells = section.locator(f'tr[data-step="{row["step"]}"] td[data-count]')
                 assert cells.all_inner_texts() == [str(row[k]) for k in COUNTS], row
             assert any(row["sent"] for row in expected)
+            for name, path in (
+                ("reports", "/console/reports"),
+                ("content", "/console/content"),
+                ("campaigns", "/console/campaigns"),
+                ("stop", "/console/campaigns/spring-2026/stop"),
+            ):
+                assert coordinator.goto(path).status == 200, path
+                accessibility[name] = serious_violations(coordinator)
             coordinator_context.close()
         finally:
             browser.close()
     assert violations == []
+    assert accessibility == dict.fromkeys(accessibility, [])
+    assert len(accessibility) == 6
     assert [e.object_id for e in audit_actions(content_console, "content.approve")] == ["gad/welcome"]
     assert [e.object_id for e in audit_actions(content_console, "campaign.launch")] == ["spring-2026"]
