@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from campaign.accounts import Actor
     from campaign.audiences import Audience
     from campaign.settings import Settings
+    from campaign.store.accounts import AccountStore
 
 
 class UnsentTestEmail(Exception):
@@ -57,3 +60,45 @@ def send_test_email(
     if result.status.value != "sent":
         raise UnsentTestEmail(f"test email not sent ({result.status.value}): {result.error}")
     return SentTestEmail(audience, step, address, email.send_id, result.message_id, transport_label(settings))
+
+
+def send_test_audited(
+    settings: Settings,
+    accounts: AccountStore,
+    actor: Actor,
+    audiences: list[Audience],
+    *,
+    audience: str,
+    step: str,
+    to: str,
+    first_name: str,
+    now: datetime,
+) -> SentTestEmail:
+    """send_test_email from the console, audited whether it went or not (the audit names the
+    email and the transport, never the body). Raises what send_test_email raises."""
+    from campaign.accounts import audit
+
+    template = f"{audience}/{step}"
+    try:
+        sent = send_test_email(settings, audiences, audience, step, to, first_name)
+    except (ValueError, LookupError, UnsentTestEmail) as problem:
+        audit(
+            accounts,
+            actor,
+            "test_send.failed",
+            now=now,
+            object_type="email",
+            object_id=template,
+            detail=str(problem),
+        )
+        raise
+    audit(
+        accounts,
+        actor,
+        "test_send",
+        now=now,
+        object_type="email",
+        object_id=template,
+        detail=f"to {sent.address} through {sent.transport}; send id {sent.send_id}",
+    )
+    return sent

@@ -190,6 +190,7 @@ class Store:
     pause_campaigns = _PartMethod("_campaigns", Campaigns.pause_campaigns)
     record_approval = _PartMethod("_campaigns", Campaigns.record_approval)
     approvals_for = _PartMethod("_campaigns", Campaigns.approvals_for)
+    approval_record = _PartMethod("_campaigns", Campaigns.approval_record)
 
     # ---- reads for the CLI and reports -------------------------------------------------------
     campaign_status = _PartMethod("_reports", Reports.campaign_status)

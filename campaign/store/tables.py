@@ -144,6 +144,10 @@ approvals = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("approved_by", sa.String(200), nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=False),
+    sa.Column("approved_role", sa.String(16), nullable=False, server_default=""),  # "" from the CLI
+    # The files the hash covers, as approved (JSON [[file name, text], ...]), so a reviewer can
+    # see what changed since; NULL for approvals recorded before 0007_approval_source.
+    sa.Column("source_text", sa.Text, nullable=True),
     sa.UniqueConstraint("template", "content_hash", name="uq_approval_template_hash"),
 )
 
