@@ -111,14 +111,20 @@ def login_with(client: httpx.Client, email: str, password: str, next_path: str =
 
 @contextlib.contextmanager
 def serve_console(
-    settings: Settings, clock: Clock, *, users: bool = True, console: bool = True
+    settings: Settings,
+    clock: Clock,
+    *,
+    users: bool = True,
+    console: bool = True,
+    public_url: str | None = None,
 ) -> Iterator[ConsoleServer]:
-    """create_app(settings, clock=clock) on uvicorn at settings.public_url's port (bound first)."""
+    """create_app(settings, clock=clock) on uvicorn on a free loopback port; the settings'
+    public_url becomes that address unless `public_url` is given (say, an https one)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = settings.model_copy(update={"public_url": url})
+    settings = settings.model_copy(update={"public_url": public_url or url})
     app = create_app(settings, clock=clock, console=console)
     store = app.state.store
     if users:
