@@ -22,7 +22,7 @@ MAX_SEARCH = 200
 STATUS_WORDS = {
     "in_sequence": "In a sequence",
     "finished": "Finished the sequence",
-    "stopped": "Stopped (bounce, complaint or refused address)",
+    "stopped": "Stopped (a bounce or complaint)",
     "booked": "Booked a consultation",
     "unsubscribed": "Unsubscribed",
     "not_enrolled": "Not yet in a sequence",
