@@ -58,7 +58,10 @@ class Browse(StorePart):
         select = sa.select(*LIST_COLUMNS).where(*self._conditions(query))
         if before_id is not None:
             select = select.where(leads.c.id < before_id)
-        select = select.order_by(leads.c.id.desc()).limit(limit)
+        # With a search, the matches come from the name and address indexes and are then sorted
+        # (id + 0: not by walking the primary key, which would read every lead to find a rare name).
+        order = (leads.c.id + 0) if query.text.strip() else leads.c.id
+        select = select.order_by(order.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select).mappings()]
 
@@ -87,11 +90,15 @@ class Browse(StorePart):
         by_address = self._starts(leads.c.email, whole)
         if "@" in whole:
             return by_address
-        first, last = sa.func.lower(leads.c.first_name), sa.func.lower(leads.c.last_name)
+        first, last = self._folded(leads.c.first_name), self._folded(leads.c.last_name)
         if len(words) == 1:
             return sa.or_(by_address, self._starts(first, whole), self._starts(last, whole))
         # "sam gar": a first name starting "sam" and a last name starting "gar"
         return sa.and_(self._starts(first, words[0]), self._starts(last, " ".join(words[1:])))
+
+    def _folded(self, column):
+        """A name compared without regard to case, as migration 0006's indexes hold it."""
+        return sa.collate(column, "NOCASE") if self.dialect == "sqlite" else sa.func.lower(column)
 
     def _starts(self, column, prefix: str):
         """`column` starts with `prefix`, in a form the dialect's index serves."""

@@ -71,7 +71,7 @@ leads = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
-# The console's prefix search has indexes on lower(first_name) and lower(last_name) (and, on
+# The console's prefix search has case-insensitive indexes on first_name and last_name (and, on
 # PostgreSQL, a LIKE index on email): dialect-specific, so declared in migration 0006 only.
 
 suppressions = sa.Table(

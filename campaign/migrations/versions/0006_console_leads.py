@@ -24,9 +24,11 @@ NAME_INDEXES = {"ix_leads_first_name_lower": "first_name", "ix_leads_last_name_l
 def upgrade() -> None:
     op.create_index("ix_enrollments_lead_id", "enrollments", ["lead_id"])
     postgres = op.get_bind().dialect.name == "postgresql"
-    suffix = " text_pattern_ops" if postgres else ""
     for name, column in NAME_INDEXES.items():
-        op.create_index(name, "leads", [sa.text(f"lower({column}){suffix}")])
+        # SQLite: the column under its case-insensitive collation (a plain column index, which
+        # SQLAlchemy can reflect; an expression index it cannot).
+        key = f"lower({column}) text_pattern_ops" if postgres else f"{column} COLLATE NOCASE"
+        op.create_index(name, "leads", [sa.text(key)])
     if postgres:
         op.create_index(
             "ix_leads_email_pattern", "leads", ["email"], postgresql_ops={"email": "varchar_pattern_ops"}
