@@ -286,3 +286,19 @@ def test_every_role_sees_leads_and_audiences_in_the_nav(console_server, role):
     nav = console_server.login(role).get("/console/").text
     assert 'href="/console/leads"' in nav and 'href="/console/audiences"' in nav
     assert ('href="/console/import"' in nav) == (role != "reviewer")
+
+
+def test_a_broken_audience_file_leaves_the_lead_pages_readable(make_settings, tmp_path):
+    from console_support import Clock, serve_console
+    from test_engine import copy_content
+
+    content = copy_content(tmp_path)
+    (content / "audiences" / "gad.yaml").write_text("priority: [not a number\n")
+    with serve_console(make_settings(content_dir=content), Clock()) as server:
+        add_leads(server, LeadIn(email="x@example.com", consent=True))
+        client = server.login("coordinator")
+        assert client.get("/console/leads").status_code == 200
+        page = client.get(f"/console/leads/{public_id(server, 'x@example.com')}")
+        assert page.status_code == 200 and "audience files have problems" in page.text
+        audiences = client.get("/console/audiences")
+        assert audiences.status_code == 200 and "gad.yaml: not valid YAML" in audiences.text

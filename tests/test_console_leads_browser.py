@@ -1,7 +1,8 @@
 """The coordinator's import in Debian's chromium, without JavaScript: log in, upload a CSV
 whose headers the console cannot guess, map its columns, read the dry run, import, download
-the rejected rows, find the new lead. Then axe-core on each page of the lead area (no serious
-or critical violation), and no page wider than a phone."""
+the rejected rows, find the new lead; a file over the size limit gets a clear page. Then
+axe-core on each page of the lead area (no serious or critical violation), and no page wider
+than a phone."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def test_a_coordinator_maps_checks_imports_and_downloads_the_rejects(make_settin
 
     leads_file = tmp_path / "form export.csv"
     leads_file.write_text(ODD_CSV, encoding="utf-8")
-    settings = make_settings(console_upload_dir=tmp_path / "uploads")
+    too_large = tmp_path / "everyone.csv"
+    too_large.write_text("email\n" + "someone@example.com\n" * 50_000)  # 1 MB
+    settings = make_settings(console_upload_dir=tmp_path / "uploads", console_upload_max_bytes=64 * 1024)
     with serve_console(settings, Clock()) as server, sync_playwright() as playwright:
         server.store.upsert_leads(
             [
@@ -102,7 +105,12 @@ def test_a_coordinator_maps_checks_imports_and_downloads_the_rejects(make_settin
             expect(page.get_by_role("heading", level=1)).to_have_text("Bea Kim")
             expect(page.get_by_role("cell", name="welcome", exact=True)).to_be_visible()  # the planned emails
             lead_url = page.url
-            upload_url = lead_url  # replaced below by a fresh upload's check page
+
+            # A file over the limit: a clear page, not a broken connection.
+            page.goto(f"{server.url}/console/import")
+            page.get_by_label("A .csv or .xlsx file").set_input_files(too_large)
+            page.get_by_role("button", name="Upload and check").click()
+            expect(page.get_by_role("alert")).to_contain_text("That file is larger than 64 KB")
 
             # axe-core needs JavaScript: the same session in a context that runs it.
             checked = browser.new_context(viewport={"width": 1280, "height": 900})

@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from campaign.app.leads import lead_timeline
-from campaign.audiences import Audience, Verdict, explain_match
+from campaign.audiences import Audience, AudienceFileError, Verdict, explain_match
 from campaign.models import LeadIn
 from campaign.settings import Settings
 from campaign.store import LeadQuery, Store, email_hash
@@ -229,6 +229,8 @@ def _timeline(
     """The sent steps with their delivery, then the planned ones while any will be sent."""
     try:
         found = lead_timeline(store, settings, lead.email, now)
+    except AudienceFileError:
+        return [], "The audience files have problems (see Audiences), so no email can be planned."
     except LookupError:
         return [], "No audience takes this lead, so no email is planned."
     kinds: dict[str, set[str]] = {}

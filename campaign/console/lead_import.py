@@ -70,7 +70,6 @@ def import_form(page: PageRequest) -> Response:
         limit=limit,
         problem=PROBLEMS[code].format(limit=limit) if code in PROBLEMS else "",
         notice=NOTICES.get(page.query.get("done", ""), ""),
-        status=413 if code == "too-large" else 200,
     )
 
 

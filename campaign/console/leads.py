@@ -21,7 +21,7 @@ from campaign.app.lead_pages import (
     mark_lead_booked,
     unsubscribe_lead,
 )
-from campaign.audiences import load_audiences
+from campaign.audiences import read_audiences
 from campaign.console.pages import PageRequest, require
 
 FILTER_FIELDS = {"q": "text", "audience": "audience", "campaign": "campaign", "status": "status"}
@@ -38,7 +38,7 @@ GONE = "There is no such lead. It may have been forgotten."
 def leads(page: PageRequest) -> Response:
     values = {name: page.query.get(name, "")[:200] for name in FILTER_FIELDS}
     wanted = LeadFilter(**{FILTER_FIELDS[name]: value for name, value in values.items()})
-    audiences = load_audiences(page.settings.audiences_dir)
+    audiences, _ = read_audiences(page.settings.audiences_dir)  # the Audiences page names problems
     after = page.query.get("after", "")[:64] or None
     found = list_leads(page.store, wanted, audiences, after)
     given = {name: value for name, value in values.items() if value}
@@ -57,7 +57,7 @@ def leads(page: PageRequest) -> Response:
 
 
 def _lead_page(page: PageRequest, public_id: str, *, error: str = "", status: int = 200) -> Response:
-    audiences = load_audiences(page.settings.audiences_dir)
+    audiences, _ = read_audiences(page.settings.audiences_dir)
     detail = lead_detail(page.store, page.settings, audiences, public_id, page.now)
     if detail is None:
         return page.render("error.html", title="No such lead", message=GONE, status=404)
