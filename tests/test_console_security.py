@@ -97,8 +97,12 @@ def test_five_failures_lock_the_account_with_the_unknown_users_message(console_s
     assert locked.status_code == 401
     message = lambda r: r.text[r.text.index('id="login-error"') :].split("</p>")[0]
     assert message(locked) == message(unknown) == message(wrong)
+    failures = console_server.accounts.audit_page(limit=10, action="login.failed")
+    assert [e.detail for e in failures] == ["locked"] + ["wrong password"] * 5 + ["unknown user"]
+    assert all(e.client == "127.0.0.1" and PASSWORD not in e.detail for e in failures)
     console_clock.advance(minutes=16)
     assert login_with(client, EMAILS["coordinator"], PASSWORD).status_code == 303
+    assert console_server.accounts.audit_page(limit=1)[0].action == "login"
 
 
 # ---- session lifetime --------------------------------------------------------------------------
@@ -239,3 +243,12 @@ def test_no_console_leaves_it_out(make_settings):
         client = server.client()
         assert client.get("/console/login").status_code == 404
         assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_serve_offers_no_console():
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--no-console" in result.output
