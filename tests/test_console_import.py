@@ -111,6 +111,7 @@ def test_upload_map_check_import_and_download_the_rejects(server, tmp_path):
     rejects = coordinator.get(f"/console/import/{token}/rejected.csv")
     assert rejects.status_code == 200 and rejects.headers["content-type"].startswith("text/csv")
     assert 'filename="odd.rejected.csv"' in rejects.headers["content-disposition"]
+    assert rejects.headers["cache-control"] == "no-store"
     (row,) = list(csv.DictReader(io.StringIO(rejects.text)))
     assert (
         row["row_number"] == "3" and row["Electronic mail"] == "bad-address" and "not valid" in row["reason"]

@@ -82,7 +82,7 @@ def _receive(page: PageRequest) -> Response:
     uploads = _uploads(page)
     uploads.sweep(page.now)
     try:
-        upload = uploads.store(
+        upload = uploads.add(
             sent.file,
             owner=page.user.email,
             name=display_name(sent.filename),
@@ -218,7 +218,6 @@ def run_import(page: PageRequest) -> Response:
         return _check_page(page, upload, page.form, error=f"Nothing was imported: {problem}")
     uploads = _uploads(page)
     upload.summary = {**summary.as_dict(), "rejected_file": summary.rejected_file is not None}
-    upload.mapping = overrides
     uploads.save(upload)
     uploads.drop_file(upload)  # the file itself is not kept once imported
     audit(

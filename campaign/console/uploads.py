@@ -18,7 +18,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -64,7 +64,6 @@ class Upload:
     size: int
     uploaded_at: datetime
     summary: dict | None = None  # the import's summary, once imported
-    mapping: dict[str, str] = field(default_factory=dict)  # the overrides it was imported with
 
     @property
     def file(self) -> Path:
@@ -91,9 +90,7 @@ class Uploads:
     def _ensure_root(self) -> None:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def store(
-        self, source: BinaryIO, *, owner: str, name: str, now: datetime, max_bytes: int
-    ) -> Upload | None:
+    def add(self, source: BinaryIO, *, owner: str, name: str, now: datetime, max_bytes: int) -> Upload | None:
         """Copy an uploaded file into a new upload; None (and nothing kept) when it is larger
         than `max_bytes`."""
         self._ensure_root()
