@@ -11,6 +11,7 @@ engine, and Store's methods are those parts' methods:
   events       webhook events and their effects, unsubscribe, booked, forget
   campaigns    campaigns and their state, approvals
   reports      reads for the CLI, reports and the demo
+  browse       the console's lead list (search, filters, pages by key) and one lead's page
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from campaign.store.browse import Browse, LeadQuery
 from campaign.store.campaigns import Campaigns
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
@@ -49,6 +51,7 @@ __all__ = [
     "Claim",
     "DueEnrollment",
     "ImportCounts",
+    "LeadQuery",
     "Store",
     "UnknownSend",
     "alembic_config",
@@ -111,6 +114,7 @@ class Store:
         self._events = EventLog(engine, secret_key)
         self._campaigns = Campaigns(engine, secret_key)
         self._reports = Reports(engine, secret_key)
+        self._browse = Browse(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -204,3 +208,11 @@ class Store:
     send_matrix = _PartMethod("_reports", Reports.send_matrix)
     ledger = _PartMethod("_reports", Reports.ledger)
     next_due_at = _PartMethod("_reports", Reports.next_due_at)
+
+    # ---- the console's lead pages ------------------------------------------------------------
+    search_leads = _PartMethod("_browse", Browse.search_leads)
+    public_id_to_id = _PartMethod("_browse", Browse.public_id_to_id)
+    latest_enrollments = _PartMethod("_browse", Browse.latest_enrollments)
+    lead_record = _PartMethod("_browse", Browse.lead_record)
+    lead_enrollments = _PartMethod("_browse", Browse.lead_enrollments)
+    lead_events = _PartMethod("_browse", Browse.lead_events)

@@ -63,8 +63,10 @@ class Leads(StorePart):
         chunk: int = 500,
         on_chunk: Callable[[int], None] | None = None,
         columns: set[str] | None = None,
+        dry_run: bool = False,
     ) -> ImportCounts:
         """Insert new leads, update changed ones; unchanged rows are not touched at all.
+        `dry_run`: the same counts, nothing written (the console's check before an import).
 
         `columns`: the fields the source file has; an existing lead keeps every other field
         (a file without a consent column never revokes consent). A booking is never undone
@@ -104,18 +106,20 @@ class Leads(StorePart):
                     continue
                 if changes.get("booked") and not row["booked_at"]:
                     changes["booked_at"] = now
-                conn.execute(
-                    sa.update(leads).where(leads.c.id == row["id"]).values(**changes, updated_at=now)
-                )
+                if not dry_run:
+                    conn.execute(
+                        sa.update(leads).where(leads.c.id == row["id"]).values(**changes, updated_at=now)
+                    )
                 updated += 1
-            if inserts:
+            if inserts and not dry_run:
                 conn.execute(sa.insert(leads), inserts)
-                new += len(inserts)
+            new += len(inserts)
             if on_chunk:
                 on_chunk(len(batch))
             batch.clear()
 
-        with self.engine.begin() as conn:
+        # A dry run only reads: no write transaction, so it never holds up the tick.
+        with self.engine.connect() if dry_run else self.engine.begin() as conn:
             for lead in incoming:
                 batch.append(lead)
                 if len(batch) >= chunk:

@@ -71,6 +71,8 @@ leads = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+# The console's prefix search has case-insensitive indexes on first_name and last_name (and, on
+# PostgreSQL, a LIKE index on email): dialect-specific, so declared in migration 0006 only.
 
 suppressions = sa.Table(
     "suppressions",
@@ -95,6 +97,7 @@ enrollments = sa.Table(
     sa.Column("next_due_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
+    sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
 )
 
 sends = sa.Table(

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_approval_source"
-down_revision = "0005_console"
+down_revision = "0006_console_leads"
 branch_labels = None
 depends_on = None
 
