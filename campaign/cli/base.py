@@ -4,25 +4,98 @@ the settings, the store as a context manager, the audiences or a clear failure."
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from campaign.audiences import Audience
     from campaign.settings import Settings
     from campaign.store import Store
 
-app = typer.Typer(
+
+class _PlainHelp:
+    """Help in the usual form: `campaign import [OPTIONS] PATH`, `--format [table|json|csv]`,
+    `--to EMAIL`, instead of Typer's `{path}`, `<list[str]>` and `<str>` placeholders. A parameter
+    without its own metavar gets one from its name (PATH, EMAIL) or its choices."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = _metavar_for(param)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        subcommand = getattr(self, "subcommand_metavar", None)  # a group: COMMAND [ARGS]...
+        return pieces + ([subcommand] if subcommand else [])
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((_argument_name(param), record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _metavar_for(param: click.Parameter) -> str:
+    descriptor = getattr(param, "type_descriptor", None)  # Typer's parameters
+    choices = getattr(descriptor, "choices", None) or getattr(getattr(param, "type", None), "choices", None)
+    if choices:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
+    return (param.name or "value").upper()
+
+
+def _argument_name(param: click.Parameter) -> str:
+    return param.metavar + ("..." if param.nargs != 1 else "")
+
+
+class PlainCommand(_PlainHelp, TyperCommand):
+    pass
+
+
+class PlainGroup(_PlainHelp, TyperGroup):
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_options(ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+class CampaignTyper(typer.Typer):
+    """A Typer whose commands and groups write their help with plain metavars (see _PlainHelp)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("cls", PlainGroup)
+        kwargs.setdefault("rich_markup_mode", None)
+        kwargs.setdefault("add_completion", False)
+        super().__init__(**kwargs)
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs):
+        return super().command(name, cls=cls or PlainCommand, **kwargs)
+
+
+app = CampaignTyper(
     help="Patient-education email sequences for anxiety leads: import, check, send, watch.",
     no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
 )
-audiences_app = typer.Typer(
-    help="Show the audiences (rules, steps, lead counts), or check them.", invoke_without_command=True
+audiences_app = CampaignTyper(
+    help="Show the audiences (rules, steps, leads), or check them.", invoke_without_command=True
 )
 app.add_typer(audiences_app, name="audiences")
 
@@ -42,14 +115,39 @@ def settings() -> Settings:
     return get_settings()
 
 
-def parse_when(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
+DAY_STARTS_AT = time(9)  # a plain date means 09:00 clinic time: when the shipped send windows open
+
+
+def moment_from_text(text: str, *, now: datetime, tz: ZoneInfo) -> datetime:
+    """A time as a coordinator types it: ISO 8601 (a time without an offset is UTC), a plain
+    date YYYY-MM-DD (09:00 in the clinic's time zone `tz`), or now, today or tomorrow (today and
+    tomorrow also at 09:00 clinic time). Raises ValueError for anything else."""
+    word = text.strip().lower()
+    if word == "now":
+        return now
+    if word in ("today", "tomorrow"):
+        day = now.astimezone(tz).date() + timedelta(days=1 if word == "tomorrow" else 0)
+        return datetime.combine(day, DAY_STARTS_AT, tz)
     try:
-        moment = datetime.fromisoformat(value)
+        return datetime.combine(date.fromisoformat(word), DAY_STARTS_AT, tz)
     except ValueError:
-        fail(f"--now {value!r} is not an ISO 8601 time; write it like 2026-03-02T14:00:00-05:00")
+        pass
+    moment = datetime.fromisoformat(text.strip())  # ValueError when it is not ISO 8601 either
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_when(value: str | None, option: str = "--now") -> datetime:
+    """The value of a time option (`option` names it in the error); empty: the real clock."""
+    now = datetime.now(UTC)
+    if not value:
+        return now
+    try:
+        return moment_from_text(value, now=now, tz=ZoneInfo(settings().clinic.timezone))
+    except ValueError:
+        fail(
+            f"{option} {value!r} is not a time. Write a date (2026-03-02: 09:00 clinic time that day), "
+            "now, today, tomorrow, or an ISO 8601 time like 2026-03-02T14:00:00-05:00"
+        )
 
 
 def store_for(s: Settings) -> Store:

@@ -12,11 +12,14 @@ from campaign.cli.base import app, fail, settings
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")
+        str,
+        typer.Option(metavar="HOST", help="Address to listen on (put a TLS proxy in front for the public)."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="N", help="Port to listen on.")] = 8000,
 ):
-    """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks."""
+    """Run the web app: unsubscribe pages and webhooks.
+
+    Unsubscribe pages, one-click unsubscribe, the SendGrid and booking webhooks."""
     import uvicorn
 
     from campaign.web import create_app
