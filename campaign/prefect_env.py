@@ -34,7 +34,8 @@ def apply(environ: dict[str, str] | None = None, *, cwd: Path | None = None) -> 
     env = os.environ if environ is None else environ
     for name, value in NO_TELEMETRY.items():
         _default(env, name, value)
-    use_home((cwd or Path.cwd()) / HOME_FOLDER, env)
+    if "PREFECT_HOME" not in env:  # a home chosen before (the demo's folder) stays
+        use_home((cwd or Path.cwd()) / HOME_FOLDER, env)
 
 
 def use_home(folder: Path, environ: dict[str, str] | None = None) -> None:

@@ -57,6 +57,7 @@ def tick(now: str | None = None) -> dict:
             report.merge(part)
             advance(len(batch))
     finally:
+        ctx.transport.finish()  # once per tick: the outbox writes its index.html here
         ctx.store.close()
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])

@@ -19,3 +19,7 @@ class Transport(Protocol):
     def send_batch(
         self, emails: list[OutboundEmail], before_send: Callable[[str], bool] | None = None
     ) -> list[SendResult]: ...
+
+    def finish(self) -> None:
+        """The end of a tick (or a test send): write what is written once per tick (the outbox's
+        index.html). Nothing to do for SendGrid."""
