@@ -425,6 +425,7 @@ def run_tick(ctx: Context, now: datetime) -> TickReport:
     report.merge(enroll_new(ctx, now))
     for batch in due_batches(ctx, now):
         report.merge(send_due_batch(ctx, batch, now))
+    ctx.transport.finish()  # once per tick (the outbox writes its index.html); see flows/tick.py
     return report
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -39,23 +41,23 @@ def tick(
     With no leads yet it says so, and how to import them."""
     output_format = chosen(output_format, as_json)
     moment = parse_when(now) if now else None
+    from campaign.app.campaigns import live_send_problems
     from campaign.app.leads import has_leads
+    from campaign.campaigns import PreflightFailed
 
     s = settings()
+    # Checked here too, so a refusal is one message rather than a flow-run traceback.
+    problems = live_send_problems(s, load_audiences_or_fail(s))
+    if problems:
+        fail(f"{PreflightFailed(problems)}\nNothing was sent.", code=1)
     with store_if_exists(s) as store:
         nobody = store is None or not has_leads(store)
     if nobody:
         _no_leads_yet(output_format, moment)
         return
-    from campaign.app.campaigns import live_send_problems
-    from campaign.campaigns import PreflightFailed
     from campaign.delivery.sendgrid_transport import SendGridUnauthorized
     from flows.tick import tick as tick_flow
 
-    # Checked here too, so a refusal is one message rather than a flow-run traceback.
-    problems = live_send_problems(s, load_audiences_or_fail(s))
-    if problems:
-        fail(f"{PreflightFailed(problems)}\nNothing was sent.", code=1)
     try:
         with terminal_progress("Ticking (enrollments looked at)", enabled=output_format is Format.table):
             # The parsed time goes on, so "2026-03-02" or "tomorrow" mean what they meant here.
@@ -112,20 +114,14 @@ def schedule():
     Serves the tick (every 15 minutes), the daily report and the reconciliation of unknown
     sends. Needs a Prefect API
     (PREFECT_API_URL, e.g. `prefect server start`). Ctrl-C stops it cleanly."""
-    import signal
-
     from flows.serve import serve_all
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
     # Ctrl-C and a service manager's SIGTERM both stop it cleanly (even where SIGINT was ignored).
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        serve_all()  # Prefect's runner handles the interrupt itself and returns
-    except KeyboardInterrupt:
-        pass
+    with stop_on_signals():
+        try:
+            serve_all()  # Prefect's runner handles the interrupt itself and returns
+        except KeyboardInterrupt:
+            pass
     console.print("Stopped: no more scheduled runs from this process.")
 
 
@@ -169,20 +165,45 @@ def dev_sendgrid(
 
     Serves on 127.0.0.1 until Ctrl-C (or SIGTERM): watch a realistic run without SendGrid. It
     accepts POST /v3/mail/send like SendGrid and keeps what it got."""
-    from campaign.devserver import main as serve_sendgrid
+    from campaign.devserver import SendGridServer
 
-    shown = port or "PORT"
-    console.print(
-        "Point campaign at it from another shell, then tick:\n"
-        f"  export SENDGRID_API_HOST=http://127.0.0.1:{shown} SENDGRID_API_KEY={key}\n"
-        f"  campaign tick\n  curl http://127.0.0.1:{shown}/_dev/messages   # what it accepted\n"
-        "Ctrl-C stops it.",
-        highlight=False,
-    )
     try:
-        serve_sendgrid(port=port, api_key=key)
+        server = SendGridServer("127.0.0.1", port, api_key=key)
     except OSError as exc:
         fail(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port")
+    # Everything on standard output, in one block, with the port it really got.
+    typer.echo(
+        f"SendGrid-compatible server at {server.url} (Ctrl-C stops it)\n"
+        "Point campaign at it from another shell, then tick:\n"
+        f"  export SENDGRID_API_HOST={server.url} SENDGRID_API_KEY={key}\n"
+        "  campaign tick\n"
+        f"What it accepted:   curl {server.url}/_dev/messages\n"
+        f"Webhook public key: {server.public_key_b64}"
+    )
+    with stop_on_signals():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    typer.echo("Stopped.")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt, even in a process started in the
+    background, where the shell starts it with SIGINT ignored. The old handlers come back after."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("test-send")
