@@ -289,6 +289,11 @@ def preview(
                 target = _one_email(s, store, audience, step, lead=lead, out=out)
     except AudienceFileError as exc:
         fail("the audience files have problems:\n  " + "\n  ".join(exc.problems), code=1)
+    from campaign.preview import placeholder_address_warning
+
+    warning = placeholder_address_warning(s)
+    if warning:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if open_:
         import webbrowser
 
