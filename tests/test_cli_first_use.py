@@ -196,3 +196,38 @@ def test_leads_table_in_a_pipe_never_cuts_an_address(env, tmp_path, monkeypatch)
     result = runner.invoke(app, ["leads"])
     assert result.exit_code == 0, result.output
     assert long in result.output and "…" not in result.output
+
+
+# ---- Prefect's noise ----------------------------------------------------------------------------
+
+
+@pytest.mark.prefect
+def test_demo_prints_no_traceback_or_telemetry_error_and_keeps_prefect_out_of_home(tmp_path):
+    """The real command in its own process, with none of Prefect's variables set: what a first
+    run on a clinic's machine looks like."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "CAMPAIGN_", "SENDGRID_")) and k != "DO_NOT_TRACK"
+    }
+    env["HOME"] = str(tmp_path / "home")  # a clinic user's own, empty home
+    folder = tmp_path / "demo"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "campaign"), "demo", "--days", "2", "--dir", str(folder)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "telemetry" not in result.stderr.lower(), result.stderr
+    assert "database is locked" not in result.stderr
+    assert "Sent " in result.stdout and (folder / "outbox" / "index.html").exists()
+    assert not (tmp_path / "home" / ".prefect" / "prefect.db").exists()  # not the shared ~/.prefect
+    assert (folder / ".prefect").is_dir()  # the demo's own, emptied with the folder
