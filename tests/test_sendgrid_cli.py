@@ -52,8 +52,37 @@ def test_test_send_refuses_an_unknown_step_and_reports_a_refused_key(sg):
     sg.set_api_key("SG.other")
     refused = runner.invoke(app, ["test-send", "social", "welcome", "--to", "a@example.org"])
     assert refused.exit_code == 1 and "API key" in refused.output
-    assert refused.output.count("401") == 1, f"the reason is printed more than once:\n{refused.output}"
     assert sg.messages == []
+
+
+def test_test_send_prints_a_refused_keys_reason_once(sg, settings):
+    """In its own process, as on a terminal: no log line repeats the error's reason."""
+    import os
+
+    sg.set_api_key("SG.other")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "SENDGRID_API_KEY": KEY,
+        "SENDGRID_API_HOST": sg.url,
+        "CAMPAIGN_DATABASE_URL": settings.database_url,
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "campaign"),
+            "test-send",
+            "gad",
+            "welcome",
+            "--to",
+            "a@example.org",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "API key" in output
+    assert output.count("401") == 1, f"the reason is printed more than once:\n{output}"
 
 
 def test_test_send_through_the_outbox_shows_in_its_index(settings, monkeypatch):
