@@ -1,259 +1,30 @@
-"""CSV lead import: parsing and normalization (pure: bytes in, rows and rejects out).
+"""Lead file import: a CSV (any common delimiter) or an Excel .xlsx file to rows, rejects and
+warnings (pure: bytes in; each row's values are normalized by campaign.lead_fields).
 
-Real form exports are messy: headers are matched case-, space- and punctuation-insensitively
-through an alias table; the anxiety question's free text is mapped to a closed vocabulary.
+Headers are matched through lead_fields' alias table or `--column` overrides. Several columns
+for one field (a repeated header, or two aliases) are read left to right: each row takes the
+first of them that is not empty, and a warning names the columns.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-import re
-import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from zoneinfo import available_timezones
-
-from email_validator import EmailNotValidError, validate_email
+from datetime import date, datetime, time
 
 from campaign.csv_export import csv_text
-from campaign.models import AnxietyType, LeadIn
+from campaign.lead_fields import FIELDS, HEADER_ALIASES, header_key, parse_row, row_email, timezone_problem
+from campaign.models import LeadIn
 
-FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "anxiety_type",
-    "prior_treatments",
-    "consent",
-    "timezone",
-    "state",
-    "source",
-    "booked",
-)
-MAX_NAME = 200
-MAX_TEXT = 500
+Rows = Callable[[], Iterator[tuple[int, list[str]]]]  # re-readable: (row number, cells), header = 1
 
-
-def header_key(text: str) -> str:
-    """'E-mail Address ' -> 'emailaddress'."""
-    return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKC", text).casefold())
-
-
-_ALIASES = {
-    "email": ["email", "e-mail", "email address", "e-mail address", "your email", "mail"],
-    "first_name": ["first name", "firstname", "first", "given name", "name first"],
-    "last_name": ["last name", "lastname", "last", "surname", "family name", "name last"],
-    "anxiety_type": [
-        "anxiety type",
-        "anxiety",
-        "type of anxiety",
-        "what type of anxiety do you experience?",
-        "what type of anxiety do you experience",
-        "which best describes your anxiety",
-        "condition",
-        "concern",
-        "primary concern",
-    ],
-    "prior_treatments": [
-        "prior treatments",
-        "previous treatments",
-        "treatments tried",
-        "what treatments have you tried?",
-        "how many treatments have you tried?",
-        "treatments tried without relief",
-    ],
-    "consent": [
-        "consent",
-        "email consent",
-        "marketing consent",
-        "opt in",
-        "optin",
-        "subscribe",
-        "i agree to receive emails",
-        "may we email you?",
-        "gdpr consent",
-    ],
-    "timezone": ["timezone", "time zone", "tz"],
-    "state": ["state", "us state", "state/province", "province", "region"],
-    "source": ["source", "lead source", "utm source", "form", "form name"],
-    "booked": ["booked", "consultation booked", "has booked", "appointment booked"],
-}
-HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
-
-_TRUE = {
-    "yes",
-    "y",
-    "true",
-    "t",
-    "1",
-    "on",
-    "x",
-    "checked",
-    "agree",
-    "agreed",
-    "i agree",
-    "opt in",
-    "opted in",
-    "subscribed",
-}
-_FALSE = {
-    "no",
-    "n",
-    "false",
-    "f",
-    "0",
-    "off",
-    "",
-    "unchecked",
-    "disagree",
-    "opt out",
-    "opted out",
-    "unsubscribed",
-}
-
-# Order matters: treatment-resistant phrasing often also says "anxiety".
-_ANXIETY_PATTERNS: list[tuple[AnxietyType, re.Pattern]] = [
-    (
-        AnxietyType.treatment_resistant,
-        re.compile(
-            r"treatment[\s-]*resistant|\btra\b|nothing (has )?(worked|helped)|"
-            r"tried (everything|multiple|several|many)|(didn'?t|did not|don'?t|haven'?t) "
-            r"(work|help)|resistant",
-            re.I,
-        ),
-    ),
-    (
-        AnxietyType.social,
-        re.compile(r"social|\bsad\b|phobia|being judged|public speaking|shy|performance", re.I),
-    ),
-    (
-        AnxietyType.gad,
-        re.compile(
-            r"generali[sz]ed|\bgad\b|constant(ly)? worr|worry|worries|worrying|everyday|all the time", re.I
-        ),
-    ),
-]
-
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
-_NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
-
-US_STATE_TZ = {
-    **dict.fromkeys(
-        [
-            "CT",
-            "DE",
-            "DC",
-            "FL",
-            "GA",
-            "IN",
-            "KY",
-            "ME",
-            "MD",
-            "MA",
-            "MI",
-            "NH",
-            "NJ",
-            "NY",
-            "NC",
-            "OH",
-            "PA",
-            "RI",
-            "SC",
-            "VT",
-            "VA",
-            "WV",
-        ],
-        "America/New_York",
-    ),
-    **dict.fromkeys(
-        ["AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX", "WI"],
-        "America/Chicago",
-    ),
-    **dict.fromkeys(["CO", "ID", "MT", "NM", "UT", "WY"], "America/Denver"),
-    "AZ": "America/Phoenix",
-    "CA": "America/Los_Angeles",
-    "NV": "America/Los_Angeles",
-    "OR": "America/Los_Angeles",
-    "WA": "America/Los_Angeles",
-    "AK": "America/Anchorage",
-    "HI": "Pacific/Honolulu",
-    "PR": "America/Puerto_Rico",
-}
-US_STATE_NAMES = {
-    "alabama": "AL",
-    "alaska": "AK",
-    "arizona": "AZ",
-    "arkansas": "AR",
-    "california": "CA",
-    "colorado": "CO",
-    "connecticut": "CT",
-    "delaware": "DE",
-    "district of columbia": "DC",
-    "florida": "FL",
-    "georgia": "GA",
-    "hawaii": "HI",
-    "idaho": "ID",
-    "illinois": "IL",
-    "indiana": "IN",
-    "iowa": "IA",
-    "kansas": "KS",
-    "kentucky": "KY",
-    "louisiana": "LA",
-    "maine": "ME",
-    "maryland": "MD",
-    "massachusetts": "MA",
-    "michigan": "MI",
-    "minnesota": "MN",
-    "mississippi": "MS",
-    "missouri": "MO",
-    "montana": "MT",
-    "nebraska": "NE",
-    "nevada": "NV",
-    "new hampshire": "NH",
-    "new jersey": "NJ",
-    "new mexico": "NM",
-    "new york": "NY",
-    "north carolina": "NC",
-    "north dakota": "ND",
-    "ohio": "OH",
-    "oklahoma": "OK",
-    "oregon": "OR",
-    "pennsylvania": "PA",
-    "rhode island": "RI",
-    "south carolina": "SC",
-    "south dakota": "SD",
-    "tennessee": "TN",
-    "texas": "TX",
-    "utah": "UT",
-    "vermont": "VT",
-    "virginia": "VA",
-    "washington": "WA",
-    "west virginia": "WV",
-    "wisconsin": "WI",
-    "wyoming": "WY",
-    "puerto rico": "PR",
-}
-_TIMEZONES = frozenset(available_timezones())
+SHOWN_ROWS = 5  # a repeated warning prints one line: its count and this many example rows
+_DELIMITERS = ",;\t"
+_ZIP = b"PK\x03\x04"
+_OLE2 = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 .xls, and password-protected .xlsx
 
 
 class ImportFileError(Exception):
@@ -262,9 +33,33 @@ class ImportFileError(Exception):
 
 @dataclass(frozen=True)
 class RejectedRow:
-    row_number: int  # 1-based line number of the record in the file, header = 1
-    original: dict[str, str]
+    row_number: int  # 1-based line (CSV) or sheet row (.xlsx) of the record, header = 1
+    cells: tuple[str, ...]  # the row as written, one cell per column
     reason: str
+
+
+@dataclass
+class _RepeatedWarning:
+    """One kind of row warning: every row is counted, only the first few are kept."""
+
+    summary: str  # "{count} rows ..." for the one-line form
+    count: int = 0
+    first: list[tuple[int, str]] = field(default_factory=list)  # (row, message)
+
+    def add(self, row: int, message: str) -> None:
+        self.count += 1
+        if len(self.first) < SHOWN_ROWS:
+            self.first.append((row, message))
+
+    def lines(self, filename: str) -> list[str]:
+        if self.count <= SHOWN_ROWS:
+            return [f"{filename}: row {row}: {message}" for row, message in self.first]
+        rows = ", ".join(str(row) for row, _ in self.first)
+        row, message = self.first[0]
+        return [
+            f"{filename}: {self.summary.format(count=f'{self.count:,}')} (rows {rows} and "
+            f"{self.count - SHOWN_ROWS:,} more; row {row}: {message})"
+        ]
 
 
 @dataclass
@@ -273,16 +68,21 @@ class ParsedFile:
     warnings: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)  # the lead fields this file has a column for
-    _text: str = ""
-    _mapping: dict[str, str] = field(default_factory=dict)
+    _rows: Rows = lambda: iter(())
+    _columns: dict[str, list[int]] = field(default_factory=dict)  # field -> columns, first non-empty wins
     _default_timezone: str = "America/New_York"
     _last_row: dict[str, int] = field(default_factory=dict)  # address -> the row that wins
 
+    @property
+    def addresses(self) -> int:
+        """How many leads the file holds (distinct valid addresses)."""
+        return len(self._last_row)
+
     def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
         """(row number, lead) for each address's last row, in file order, built one at a time."""
-        for row_number, _, values in _records(self._text, self._mapping):
+        for row_number, cells in self._rows():
             try:
-                lead = parse_row(values, default_timezone=self._default_timezone)
+                lead = parse_row(_values(cells, self._columns), default_timezone=self._default_timezone)
             except ValueError:
                 continue  # already in `rejected`
             if self._last_row.get(lead.email) == row_number:
@@ -293,79 +93,100 @@ class ParsedFile:
         return list(self.iter_leads())
 
 
-def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
-    """Stored as given (escaping happens at render), minus control characters, bounded."""
-    if not value:
-        return ""
-    # Line breaks and tabs become spaces; other control characters are dropped.
-    value = "".join(
-        " " if ch in "\t\r\n\v\f" else ch
-        for ch in value
-        if ch.isspace() or unicodedata.category(ch)[0] != "C"
-    )
-    return " ".join(value.split())[:limit]
+def parse_lead_file(
+    data: bytes,
+    *,
+    filename: str,
+    overrides: dict[str, str] | None = None,
+    default_timezone: str = "America/New_York",
+) -> ParsedFile:
+    """Check a whole file: headers, every address, duplicates, time zones. Bad rows are rejected
+    one by one; only an unreadable file raises. The leads themselves are built lazily by
+    `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
+    if data.startswith(_ZIP):
+        rows, warnings = _xlsx_rows(data, filename=filename)
+    else:
+        rows, warnings = _csv_rows(data, filename=filename)
+    try:
+        header_row = next(rows(), None)
+        headers = header_row[1] if header_row else []
+        columns, mapping_warnings = map_headers(headers, overrides or {}, filename=filename)
+        if "email" not in columns:
+            raise ImportFileError(
+                f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
+                f'--column "<its header>=email"' + "".join(f"\n{w}" for w in mapping_warnings)
+            )
+        parsed = ParsedFile(
+            warnings=warnings + mapping_warnings,
+            headers=headers,
+            fields=set(columns),
+            _rows=lambda: _data_rows(rows),
+            _columns=columns,
+            _default_timezone=default_timezone,
+        )
+        _check_rows(parsed, filename)
+    except csv.Error as exc:
+        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
+    return parsed
 
 
-def normalize_email(raw: str) -> str:
-    """Syntax check (no DNS) and one canonical spelling: the same address in any case is one lead."""
-    # No SMTPUTF8: SendGrid and many mailbox providers cannot deliver to a non-ASCII local part.
-    result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
-    return result.normalized.casefold()
+def _check_rows(parsed: ParsedFile, filename: str) -> None:
+    """The first pass: rejects, repeated addresses, unknown time zones."""
+    repeats = _RepeatedWarning("{count} rows repeat an address from an earlier row; the later row wins")
+    zones = _RepeatedWarning("{count} rows name a time zone that does not exist")
+    for row_number, cells in parsed._rows():
+        values = _values(cells, parsed._columns)
+        try:
+            email = row_email(values)
+        except ValueError as exc:
+            parsed.rejected.append(RejectedRow(row_number, tuple(cells), str(exc)))
+            continue
+        if email in parsed._last_row:
+            # Later rows win: a form export lists newer answers below older ones.
+            repeats.add(row_number, f"repeats {email!r} from row {parsed._last_row[email]}; this row wins")
+        parsed._last_row[email] = row_number
+        problem = timezone_problem(values, parsed._default_timezone)
+        if problem:
+            zones.add(row_number, problem)
+    parsed.warnings += repeats.lines(filename) + zones.lines(filename)
 
 
-def parse_anxiety_type(text: str | None) -> AnxietyType:
-    text = clean_text(text)
-    if not text:
-        return AnxietyType.unspecified
-    for value in AnxietyType:
-        if header_key(text) == header_key(value.value):
-            return value
-    for kind, pattern in _ANXIETY_PATTERNS:
-        if pattern.search(text):
-            return kind
-    return AnxietyType.unspecified
+def _values(cells: list[str], columns: dict[str, list[int]]) -> dict[str, str]:
+    """field -> raw text: the first of the field's columns that is not blank in this row."""
+    values = {}
+    for name, indexes in columns.items():
+        present = [cells[i] for i in indexes if i < len(cells)]
+        values[name] = next((v for v in present if v.strip()), present[0] if present else "")
+    return values
 
 
-def parse_prior_treatments(text: str | None) -> int | None:
-    """A number, a number word, or a list ("SSRIs; therapy") counted. Blank is unknown."""
-    text = clean_text(text).casefold()
-    if not text:
-        return None
-    if text in _NONE_WORDS:
-        return 0
-    match = re.fullmatch(r"(\d+)\s*\+?(\s.*)?", text)
-    if match:
-        return min(int(match.group(1)), 50)
-    first = text.split()[0]
-    if first in _NUMBER_WORDS:
-        return _NUMBER_WORDS[first]
-    items = [part for part in re.split(r"[;,/|\n]|\band\b|&", text) if part.strip()]
-    return len(items)
+def _data_rows(rows: Rows) -> Iterator[tuple[int, list[str]]]:
+    reader = rows()
+    next(reader, None)  # the header row
+    return reader
 
 
-def parse_bool(text: str | None, *, field_name: str) -> bool:
-    value = clean_text(text).casefold().rstrip(".!")
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{field_name} {text!r} is not yes/no")
-
-
-def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[str, str]:
-    """IANA name if valid; else from a US state; else the clinic's. Returns (timezone, state code)."""
-    state_code = clean_text(state, 40)
-    code = US_STATE_NAMES.get(state_code.casefold(), state_code.upper())
-    tz = clean_text(tz, 64)
-    if tz in _TIMEZONES:
-        return tz, code
-    if code in US_STATE_TZ:
-        return US_STATE_TZ[code], code
-    return default, code
+# ---- CSV ----------------------------------------------------------------------------------------
 
 
 def decode(data: bytes, *, filename: str) -> tuple[str, list[str]]:
-    """UTF-8 (BOM or not); Latin-1 with a warning when UTF-8 fails."""
+    """UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"); Latin-1 with a warning
+    when UTF-8 fails. Binary files are refused, naming what they look like."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), []
+        except UnicodeDecodeError:
+            pass  # not text after all: refused below
+    if data.startswith(_OLE2):
+        raise ImportFileError(
+            f"{filename} is an Excel 97-2003 (.xls) or password-protected workbook, not a CSV: "
+            "open it in Excel and save it as .xlsx (no password) or as CSV UTF-8"
+        )
+    if b"\x00" in data[:8192]:
+        raise ImportFileError(
+            f"{filename} is not a CSV file (it holds binary data): export the leads as CSV UTF-8 "
+            "or as an Excel .xlsx workbook"
+        )
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
@@ -376,138 +197,167 @@ def decode(data: bytes, *, filename: str) -> tuple[str, list[str]]:
         return data.decode("latin-1"), [warning]
 
 
-def map_headers(headers: list[str], overrides: dict[str, str]) -> dict[str, str]:
-    """Header as written -> field name. `overrides` maps header text (any spelling) -> field."""
-    by_key = {header_key(h): f for h, f in overrides.items()}
-    mapping: dict[str, str] = {}
-    for header in headers:
-        key = header_key(header)
-        target = by_key.get(key) or HEADER_ALIASES.get(key)
-        if target and target not in mapping.values():
-            mapping[header] = target
-    return mapping
+def sniff_delimiter(text: str) -> str:
+    """Comma, semicolon (European Excel) or tab: whichever splits the header row into the most
+    columns; a comma on a tie."""
+
+    def width(delimiter: str) -> int:
+        try:
+            return len(next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), []))
+        except csv.Error:
+            return 0
+
+    return max(_DELIMITERS, key=width)
 
 
-def parse_column_overrides(specs: list[str]) -> dict[str, str]:
-    """['Your mail=email'] -> {'Your mail': 'email'}; raises ValueError naming the bad spec."""
-    result = {}
-    for spec in specs:
-        header, sep, target = spec.rpartition("=")
-        if not sep or not header.strip():
-            raise ValueError(f'--column {spec!r}: write it as "Header Text=field"')
-        if target.strip() not in FIELDS:
-            raise ValueError(
-                f"--column {spec!r}: unknown field {target.strip()!r}; fields: {', '.join(FIELDS)}"
-            )
-        result[header.strip()] = target.strip()
-    return result
-
-
-def parse_row(values: dict[str, str], *, default_timezone: str) -> LeadIn:
-    """One row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
-    email = _row_email(values)
-    timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
-    return LeadIn(
-        email=email,
-        first_name=clean_text(values.get("first_name"), MAX_NAME),
-        last_name=clean_text(values.get("last_name"), MAX_NAME),
-        anxiety_type=parse_anxiety_type(values.get("anxiety_type")),
-        prior_treatments=parse_prior_treatments(values.get("prior_treatments")),
-        # Consent must be explicit: blank or unreadable means no (we store the lead, never mail it).
-        consent=_lenient_bool(values.get("consent")),
-        timezone=timezone,
-        state=state,
-        source=clean_text(values.get("source"), 100),
-        booked=_lenient_bool(values.get("booked")),
-    )
-
-
-def _lenient_bool(text: str | None) -> bool:
-    try:
-        return parse_bool(text, field_name="value")
-    except ValueError:
-        return False
-
-
-def parse_csv(
-    data: bytes,
-    *,
-    filename: str,
-    overrides: dict[str, str] | None = None,
-    default_timezone: str = "America/New_York",
-) -> ParsedFile:
-    """Check a whole file: headers, every address, duplicates. Bad rows are rejected one by
-    one; only an unreadable file raises. The leads themselves are built lazily by
-    `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
+def _csv_rows(data: bytes, *, filename: str) -> tuple[Rows, list[str]]:
     text, warnings = decode(data, filename=filename)
     if not text.strip():
         raise ImportFileError(f"{filename}: the file is empty; export the leads again with a header row")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        headers = list(reader.fieldnames or [])
-    except csv.Error as exc:
-        raise ImportFileError(f"{filename}: not a readable CSV file ({exc})") from None
-    mapping = map_headers(headers, overrides or {})
-    if "email" not in mapping.values():
-        raise ImportFileError(
-            f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
-            f'--column "<its header>=email"'
-        )
-    parsed = ParsedFile(
-        warnings=warnings,
-        headers=headers,
-        fields=set(mapping.values()),
-        _text=text,
-        _mapping=mapping,
-        _default_timezone=default_timezone,
-    )
-    try:
-        for row_number, original, values in _records(text, mapping):
-            try:
-                email = _row_email(values)
-            except ValueError as exc:
-                parsed.rejected.append(RejectedRow(row_number, original, str(exc)))
-                continue
-            if email in parsed._last_row:
-                # Later rows win: a form export lists newer answers below older ones.
-                parsed.warnings.append(
-                    f"{filename}: row {row_number} repeats {email!r} from row "
-                    f"{parsed._last_row[email]}; the later row wins"
-                )
-            parsed._last_row[email] = row_number
-    except csv.Error as exc:
-        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
-    return parsed
+    delimiter = sniff_delimiter(text)
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for cells in reader:
+            if cells:  # a blank line is no record
+                # The physical line of the record's end; good enough to find it.
+                yield reader.line_num, cells
+
+    return rows, warnings
 
 
-def _records(text: str, mapping: dict[str, str]) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
-    """(row number, the row as written, field -> raw value) for each record."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for record in reader:
-        row_number = reader.line_num  # physical line of the record's end; good enough to find it
-        original = {
-            k: (v if isinstance(v, str) else ",".join(v or [])) for k, v in record.items() if k is not None
-        }
-        yield (
-            row_number,
-            original,
-            {mapping[h]: v for h, v in original.items() if h in mapping and v is not None},
+# ---- Excel ---------------------------------------------------------------------------------------
+
+
+def _xlsx_rows(data: bytes, *, filename: str) -> tuple[Rows, list[str]]:
+    """The first sheet of an .xlsx workbook, streamed (openpyxl's read-only mode), cells as text."""
+    import openpyxl  # only for .xlsx files: quick commands never pay for the import
+
+    def open_workbook():
+        try:
+            return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as exc:  # a zip that is no workbook fails in many ways: one message
+            raise ImportFileError(
+                f"{filename} is a zip file but not an Excel .xlsx workbook ({type(exc).__name__}): "
+                "export the leads as CSV UTF-8 or as .xlsx"
+            ) from None
+
+    workbook = open_workbook()
+    sheets = workbook.sheetnames
+    workbook.close()
+    warnings = []
+    if len(sheets) > 1:
+        warnings.append(
+            f"{filename}: read the first sheet, {sheets[0]!r}, of {len(sheets)}; the others are ignored"
         )
 
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        workbook = open_workbook()
+        try:
+            sheet = workbook.worksheets[0]
+            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                cells = [_cell_text(v) for v in values]
+                if any(c.strip() for c in cells):  # Excel keeps formatted empty rows: skip them
+                    yield number, cells
+        except Exception as exc:  # a damaged sheet fails in openpyxl's XML parsing, in many ways
+            raise ImportFileError(
+                f"{filename}: cannot read the workbook's first sheet ({type(exc).__name__}); "
+                "save it again from Excel, or as CSV UTF-8"
+            ) from None
+        finally:
+            workbook.close()
 
-def _row_email(values: dict[str, str]) -> str:
-    raw_email = values.get("email", "")
-    if not raw_email.strip():
-        raise ValueError("email is empty")
-    try:
-        return normalize_email(raw_email)
-    except EmailNotValidError as exc:
-        raise ValueError(f"email {raw_email.strip()[:80]!r} is not valid: {exc}") from None
+    return rows, warnings
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 3.0 prior treatments -> "3"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+# ---- headers ------------------------------------------------------------------------------------
+
+
+def map_headers(
+    headers: list[str], overrides: dict[str, str], *, filename: str = "the file"
+) -> tuple[dict[str, list[int]], list[str]]:
+    """field -> the columns that give it (0-based, left to right), and warnings about the
+    mapping. `overrides` maps header text (any spelling) -> field and beats the aliases."""
+    by_key = {header_key(h): (h, f) for h, f in overrides.items()}
+    explicit: dict[str, list[int]] = {}
+    aliased: dict[str, list[int]] = {}
+    for index, header in enumerate(headers):
+        key = header_key(header)
+        if key in by_key:
+            explicit.setdefault(by_key[key][1], []).append(index)
+        elif key in HEADER_ALIASES:
+            aliased.setdefault(HEADER_ALIASES[key], []).append(index)
+    present = {header_key(h) for h in headers}
+    warnings = [
+        f'{filename}: --column "{header}={target}" names no column of the file; its headers: {headers[:12]}'
+        for key, (header, target) in by_key.items()
+        if key not in present
+    ]
+    columns: dict[str, list[int]] = {}
+    for name in FIELDS:
+        chosen = explicit.get(name) or aliased.get(name)
+        if not chosen:
+            continue
+        if explicit.get(name) and aliased.get(name):
+            warnings.append(
+                f"{filename}: {_describe(headers, aliased[name])} not used for {name}: "
+                f"--column maps {_describe(headers, explicit[name])} to it"
+            )
+        if len(chosen) > 1:
+            warnings.append(
+                f"{filename}: {_describe(headers, chosen)} {'both' if len(chosen) == 2 else 'all'} "
+                f"give {name}; each row uses the first of them that is not empty, left to right"
+            )
+        columns[name] = chosen
+    return columns, warnings
+
+
+def _describe(headers: list[str], indexes: list[int]) -> str:
+    return " and ".join(f"column {i + 1} {headers[i]!r}" for i in indexes)
+
+
+def parse_column_overrides(specs: list[str]) -> dict[str, str]:
+    """['Your mail=email'] -> {'Your mail': 'email'}; raises ValueError naming the bad spec.
+    One header given twice with different fields is refused (the same spec twice is harmless)."""
+    first: dict[str, tuple[str, str, str]] = {}  # header key -> (spec, header, field)
+    for spec in specs:
+        header, sep, target = spec.rpartition("=")
+        header, target = header.strip(), target.strip()
+        if not sep or not header:
+            raise ValueError(f'--column {spec!r}: write it as "Header Text=field"')
+        if target not in FIELDS:
+            raise ValueError(f"--column {spec!r}: unknown field {target!r}; fields: {', '.join(FIELDS)}")
+        earlier = first.setdefault(header_key(header), (spec, header, target))
+        if earlier[2] != target:
+            raise ValueError(
+                f"--column {earlier[0]!r} and --column {spec!r} name the same header; a column "
+                "gives one field: keep one of them"
+            )
+    return {header: target for _, header, target in first.values()}
+
+
+# ---- rejects ------------------------------------------------------------------------------------
 
 
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:
-    # Rejected rows echo the form's raw answers: the shared writer keeps formulas inert.
+    """row_number, reason, then the row as written. The rows echo the form's raw answers: the
+    shared writer keeps formulas inert."""
     return csv_text(
         ["row_number", "reason", *headers],
-        ([row.row_number, row.reason, *(row.original.get(h, "") for h in headers)] for row in rejected),
+        (
+            [row.row_number, row.reason, *row.cells, *[""] * (len(headers) - len(row.cells))]
+            for row in rejected
+        ),
     )
