@@ -16,6 +16,7 @@ TEMPLATES = [f"gad/{step}" for step in ("welcome", "brain", "ketamine", "treatme
 def live_settings(make_settings, tmp_path):
     clinic = tmp_path / "clinic.yaml"
     clinic.write_text("""name: Fresh Start Ketamine
+display_name: Fresh Start
 city: Raleigh
 state: NC
 postal_address: "123 Real Street, Raleigh, NC 27601"

@@ -16,17 +16,25 @@ def serve(
         typer.Option(metavar="HOST", help="Address to listen on (put a TLS proxy in front for the public)."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="N", help="Port to listen on.")] = 8000,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console/--no-console",
+            help="Serve the coordinator console at /console (--no-console: public pages and webhooks only).",
+        ),
+    ] = True,
 ):
-    """Run the web app: unsubscribe pages and webhooks.
+    """Run the web app: the console, unsubscribe pages, webhooks.
 
-    Unsubscribe pages, one-click unsubscribe, the SendGrid and booking webhooks."""
+    The coordinator console (/console), unsubscribe pages, one-click unsubscribe, the SendGrid
+    and booking webhooks."""
     import uvicorn
 
     from campaign.web import create_app
     from campaign.webhook_signature import InvalidPublicKey
 
     try:
-        web_app = create_app(settings())
+        web_app = create_app(settings(), console=console)
     except InvalidPublicKey as exc:
         fail(str(exc))
     # No access log: unsubscribe URLs carry tokens, and a log reader could replay them.
