@@ -23,6 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from campaign import prefect_env
 from campaign.settings import PROJECT_ROOT
 
 TICK_EVERY = timedelta(minutes=15)
@@ -151,6 +152,10 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
     os.environ["CAMPAIGN_DATABASE_URL"] = f"sqlite:///{db}"
     os.environ["CAMPAIGN_OUTBOX_DIR"] = str(outbox)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # our own lines say what happens
+    # Prefect's state (its temporary server's database) lives in the demo folder: a fresh one per
+    # run, never shared with another process (a shared one printed "database is locked").
+    prefect_env.apply()
+    prefect_env.use_home(folder / ".prefect")
     leads_csv = folder / "sample_leads.csv"
     shutil.copy(PROJECT_ROOT / "audiences" / "sample_leads.csv", leads_csv)
 

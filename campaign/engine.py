@@ -242,11 +242,14 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     problems = live_tick_problems(ctx.settings, ctx.store, ctx.audiences)
     if problems:
         raise PreflightFailed(problems)
-    report = run(reconcile_unknown, ctx, now)
-    report.merge(run(enroll_new, ctx, now))
-    for batch in due_batches(ctx, now):
-        report.merge(run(send_due_batch, ctx, batch, now))
-        advance(len(batch))
+    try:
+        report = run(reconcile_unknown, ctx, now)
+        report.merge(run(enroll_new, ctx, now))
+        for batch in due_batches(ctx, now):
+            report.merge(run(send_due_batch, ctx, batch, now))
+            advance(len(batch))
+    finally:
+        ctx.transport.finish()  # once per tick, also when it stops early (the outbox's index.html)
     return report
 
 

@@ -173,6 +173,8 @@ ul.problems li.error { color: #7f1d1d; }
 ul.problems li.warning { color: #7c4a03; }
 .render-error { background: #fee2e2; border: 1px solid #fca5a5; padding: 12px; border-radius: 6px; }
 details summary { cursor: pointer; color: #12506b; font-weight: 600; }
+.placeholder-warning { background: #fef3c7; border-bottom: 3px solid #d97706; color: #78350f; \
+padding: 12px 24px; font-size: 16px; }
 """
 
 # Grow each frame to its email's height (srcdoc frames with allow-same-origin are readable);
@@ -263,16 +265,30 @@ def card_html(card: Card, *, approvals_known: bool = True, own_page_href: str | 
     return "\n".join(parts)
 
 
-def _page(title: str, header: str, body: str) -> str:
+def placeholder_address_warning(settings: Settings) -> str | None:
+    """What to tell a reader of the previews while clinic.yaml still holds the example address."""
+    clinic = settings.clinic
+    if not clinic.postal_address_is_example:
+        return None
+    where = settings.clinic_file or settings.content_dir / "clinic.yaml"
+    return (
+        f"Placeholder address: the postal address in every footer ({clinic.postal_address}) is an "
+        f"example. Replace it in {where} and set postal_address_is_example: false; live sends "
+        "refuse it until then."
+    )
+
+
+def _page(title: str, header: str, body: str, warning: str | None = None) -> str:
+    banner = f'<div class="placeholder-warning" role="alert">{e(warning)}</div>' if warning else ""
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
-        f'<header class="top">{header}</header>{body}<script>{SCRIPT}</script></body></html>\n'
+        f'<header class="top">{header}</header>{banner}{body}<script>{SCRIPT}</script></body></html>\n'
     )
 
 
-def gallery_html(gallery: Gallery, clinic_name: str) -> str:
+def gallery_html(gallery: Gallery, clinic_name: str, *, warning: str | None = None) -> str:
     cards = gallery.cards
     drafts = sum(1 for c in cards if not c.state.approved)
     lint_errors = sum(c.errors for c in cards) + sum(
@@ -303,10 +319,14 @@ def gallery_html(gallery: Gallery, clinic_name: str) -> str:
             f'<section class="audience" id="{e(audience.name)}"><h2>{e(audience.name)}</h2>'
             f'<p class="description">{e(audience.description)}</p>{seq}{body}</section>'
         )
-    return _page(f"{clinic_name}: email previews", header, nav + "<main>" + "\n".join(sections) + "</main>")
+    return _page(
+        f"{clinic_name}: email previews", header, nav + "<main>" + "\n".join(sections) + "</main>", warning
+    )
 
 
-def single_html(card: Card, clinic_name: str, *, first_name: str, approvals_known: bool) -> str:
+def single_html(
+    card: Card, clinic_name: str, *, first_name: str, approvals_known: bool, warning: str | None = None
+) -> str:
     who = first_name if first_name.strip() else "(no first name)"
     header = (
         f"<h1>{e(clinic_name)}: {e(card.template)}</h1>"
@@ -316,6 +336,7 @@ def single_html(card: Card, clinic_name: str, *, first_name: str, approvals_know
         f"{card.template}: preview",
         header,
         "<main>" + card_html(card, approvals_known=approvals_known) + "</main>",
+        warning,
     )
 
 
@@ -349,6 +370,7 @@ def write_gallery_counted(settings: Settings, out_dir: Path, *, store: Store | N
     gallery = build_cards(renderer, audiences, public_url=settings.public_url, store=store)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    warning = placeholder_address_warning(settings)
     for card in gallery.cards:
         page = out_dir / card.audience / f"{card.step}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
@@ -358,11 +380,12 @@ def write_gallery_counted(settings: Settings, out_dir: Path, *, store: Store | N
                 settings.clinic.name,
                 first_name=gallery.first_name,
                 approvals_known=gallery.approvals_known,
+                warning=warning,
             ),
             encoding="utf-8",
         )
     index = out_dir / "index.html"
-    index.write_text(gallery_html(gallery, settings.clinic.name), encoding="utf-8")
+    index.write_text(gallery_html(gallery, settings.clinic.name, warning=warning), encoding="utf-8")
     drafts = sum(1 for card in gallery.cards if not card.state.approved)
     return WrittenGallery(index, len(gallery.cards), drafts)
 

@@ -145,39 +145,72 @@ COLORS = {
 }
 
 
+def _nice_top(value: int) -> int:
+    """The y-axis maximum: the smallest 1, 2 or 5 times a power of ten at or above `value`."""
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * scale >= value:
+                return step * scale
+        scale *= 10
+
+
 def funnel_svg(rows: list[dict], title: str) -> str:
-    """A grouped bar chart: per step, bars for sent → booked. Inline SVG, no script."""
-    width, height, left, bottom = 640, 260, 40, 40
-    top = max([r[k] for r in rows for k in FUNNEL] + [1])
-    group = (width - left - 10) / max(len(rows), 1)
+    """A grouped bar chart: per step (x axis, in sequence order), bars for sent → booked, each
+    labelled with its count; the y axis (emails) with gridlines. Inline SVG, no script; it
+    scales to the page's width."""
+    width, height, left, right, top_pad, bottom = 960, 340, 64, 12, 28, 74
+    plot_h = height - top_pad - bottom
+    base = height - bottom
+    top = _nice_top(max([r[k] for r in rows for k in FUNNEL] + [1]))
+    group = (width - left - right) / max(len(rows), 1)
     bar = group / (len(FUNNEL) + 1)
     parts = [
         f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" style="max-width:{width}px" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#9aa5b1"/>',
-        f'<text x="4" y="16" font-size="11" fill="#3e4c59">{top}</text>',
+        f'width="100%" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg" '
+        f'font-family="system-ui,sans-serif">',
     ]
+    divisions = next(d for d in (5, 4, 2, 1) if top % d == 0)  # whole numbers on the y axis
+    for i in range(divisions + 1):  # gridlines and their labels, 0 to the top
+        y = base - plot_h * i / divisions
+        label = top * i // divisions
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" '
+            f'stroke="{"#9aa5b1" if i == 0 else "#e4e7eb"}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" font-size="12" text-anchor="end" '
+            f'fill="#3e4c59">{label}</text>'
+        )
+    parts.append(
+        f'<text class="axis y" x="14" y="{top_pad + plot_h / 2:.1f}" font-size="13" fill="#1f2933" '
+        f'text-anchor="middle" transform="rotate(-90 14 {top_pad + plot_h / 2:.1f})">emails</text>'
+    )
     for i, row in enumerate(rows):
         x0 = left + i * group
         for j, kind in enumerate(FUNNEL):
-            h = (height - bottom - 24) * row[kind] / top
+            h = plot_h * row[kind] / top
             x = x0 + (j + 0.5) * bar
             parts.append(
-                f'<rect class="bar {kind}" x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar * 0.9:.1f}" '
+                f'<rect class="bar {kind}" x="{x:.1f}" y="{base - h:.1f}" width="{bar * 0.9:.1f}" '
                 f'height="{h:.1f}" fill="{COLORS[kind]}"><title>{html.escape(row["step"])}: {row[kind]} '
                 f"{kind}</title></rect>"
+                f'<text class="value {kind}" x="{x + bar * 0.45:.1f}" y="{base - h - 4:.1f}" '
+                f'font-size="11" text-anchor="middle" fill="#1f2933">{row[kind]}</text>'
             )
         parts.append(
-            f'<text x="{x0 + group / 2:.1f}" y="{height - bottom + 16}" font-size="12" text-anchor="middle" '
-            f'fill="#1f2933">{html.escape(row["step"])}</text>'
+            f'<text class="step" x="{x0 + group / 2:.1f}" y="{base + 18}" font-size="13" '
+            f'text-anchor="middle" fill="#1f2933">{html.escape(row["step"])}</text>'
         )
+    parts.append(
+        f'<text class="axis x" x="{left + (width - left - right) / 2:.1f}" y="{base + 38}" font-size="13" '
+        f'text-anchor="middle" fill="#1f2933">step of the sequence</text>'
+    )
     legend_x = left
     for kind in FUNNEL:
         parts.append(
-            f'<rect x="{legend_x}" y="{height - 14}" width="10" height="10" fill="{COLORS[kind]}"/>'
-            f'<text x="{legend_x + 14}" y="{height - 5}" font-size="11" fill="#1f2933">{kind}</text>'
+            f'<rect x="{legend_x}" y="{height - 18}" width="12" height="12" fill="{COLORS[kind]}"/>'
+            f'<text x="{legend_x + 17}" y="{height - 8}" font-size="12" fill="#1f2933">{kind}</text>'
         )
-        legend_x += 90
+        legend_x += 110
     parts.append("</svg>")
     return "".join(parts)
 
@@ -223,7 +256,8 @@ Median time from first email to booking: {"–" if median is None else f"{median
 <title>Campaign report</title>
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1f2933;background:#fff}}
-h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}} figure{{margin:0}}
+h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}} figure{{margin:0;width:100%}}
+figure svg{{display:block;width:100%;height:auto}}
 figcaption{{color:#3e4c59;font-size:.9rem}} \
 .note{{background:#fff7e6;padding:.6rem .8rem;border-radius:6px}} .scroll{{overflow-x:auto}}
 table{{border-collapse:collapse;margin-top:.75rem;font-size:.9rem}} \

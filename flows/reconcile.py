@@ -22,6 +22,7 @@ def reconcile(now: str | None = None) -> dict:
     try:
         report = reconcile_unknown(ctx, moment)
     finally:
+        ctx.transport.finish()  # once per tick: the outbox writes its index.html here
         ctx.store.close()
     summary = report.as_dict()
     get_run_logger().info("reconcile at %s: %s, %s", summary["now"], summary["reconciled"], summary["totals"])

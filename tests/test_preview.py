@@ -186,6 +186,24 @@ def test_a_template_that_does_not_render_still_gets_its_card(make_settings, cont
     )
 
 
+def test_gallery_warns_that_the_example_address_is_a_placeholder(make_settings, content, tmp_path):
+    example = make_settings(content_dir=content)
+    index = write_gallery(example, tmp_path / "example").read_text()
+    banner = index.split('<div class="placeholder-warning" role="alert">')[1].split("</div>")[0]
+    assert banner.startswith("Placeholder address:") and "clinic.yaml" in banner
+    assert "1000 Example Blvd" in banner and "postal_address_is_example: false" in banner
+    one_page = (tmp_path / "example" / "gad" / "welcome.html").read_text()
+    assert "placeholder-warning" in one_page
+    clinic = content / "clinic.yaml"
+    clinic.write_text(
+        clinic.read_text()
+        .replace("1000 Example Blvd, Suite 100", "12 Real Street")
+        .replace("postal_address_is_example: true", "postal_address_is_example: false")
+    )
+    real = write_gallery(make_settings(content_dir=content), tmp_path / "real").read_text()
+    assert "placeholder-warning" not in real.split("</style>")[1]  # the CSS rule stays, the banner goes
+
+
 def test_one_email_for_a_hostile_name_is_escaped(settings):
     name = "<script>alert(1)</script>"
     card = preview_one(settings, "gad", "welcome", first_name=name)

@@ -107,3 +107,45 @@ def test_html_report_opens_offline_and_its_chart_is_visible(populated, tmp_path)
     assert bar_pixels > 500, (
         f"the chart's 'sent' bars are not visible in the screenshot ({bar_pixels} pixels)"
     )
+
+
+def test_chart_labels_its_axes_and_every_bar(populated):
+    """Each bar carries its count; the y axis has whole-number ticks and a title; the x axis too."""
+    import re
+
+    from campaign.report import funnel_svg
+
+    report = build_report(populated.store, steps(populated), MONDAY_15)
+    gad = [r for r in report.rows if r["audience"] == "gad"]
+    svg = funnel_svg(gad, "Funnel")
+    welcome = gad[0]
+    for kind in ("sent", "delivered", "opened", "clicked", "booked"):
+        labels = re.findall(rf'<text class="value {kind}"[^>]*>(\d+)</text>', svg)
+        assert labels == [str(r[kind]) for r in gad], kind
+    assert (welcome["sent"], welcome["opened"]) == (6, 4)
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
+    assert ticks[0] == "0" and all(t.isdigit() for t in ticks) and int(ticks[-1]) >= 6 and len(ticks) >= 3
+    assert ">emails</text>" in svg and ">step of the sequence</text>" in svg
+    assert "max-width" not in svg  # it takes the page's width
+
+
+@pytest.mark.browser
+def test_html_report_chart_uses_the_page_width(populated, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(SKIP_REASON)
+    from playwright.sync_api import sync_playwright
+
+    page_path = tmp_path / "report.html"
+    page_path.write_text(to_html(build_report(populated.store, steps(populated), MONDAY_15)))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(page_path.as_uri())
+            body = page.evaluate("document.body.clientWidth")
+            chart = page.locator("section.audience svg").first.bounding_box()
+            assert chart["width"] >= 0.9 * body, (chart, body)
+            value = page.locator("section.audience").first.locator("text.value.sent").first
+            assert value.inner_html() == "6" and value.bounding_box()["height"] > 5  # drawn, not hidden
+        finally:
+            browser.close()

@@ -55,27 +55,92 @@ def test_test_send_refuses_an_unknown_step_and_reports_a_refused_key(sg):
     assert sg.messages == []
 
 
-def test_dev_sendgrid_serves_until_stopped():
+def test_test_send_prints_a_refused_keys_reason_once(sg, settings):
+    """In its own process, as on a terminal: no log line repeats the error's reason."""
+    import os
+
+    sg.set_api_key("SG.other")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "SENDGRID_API_KEY": KEY,
+        "SENDGRID_API_HOST": sg.url,
+        "CAMPAIGN_DATABASE_URL": settings.database_url,
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "campaign"),
+            "test-send",
+            "gad",
+            "welcome",
+            "--to",
+            "a@example.org",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "API key" in output
+    assert output.count("401") == 1, f"the reason is printed more than once:\n{output}"
+
+
+def test_test_send_through_the_outbox_shows_in_its_index(settings, monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_OUTBOX_DIR", str(settings.outbox_dir))
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    result = runner.invoke(app, ["test-send", "gad", "welcome", "--to", "me@clinic.example"])
+    assert result.exit_code == 0, result.output
+    index = (settings.outbox_dir / "index.html").read_text()
+    row = next(line for line in index.splitlines() if "me@clinic.example" in line)
+    assert 'data-audience="gad"' in row and 'data-step="welcome"' in row and 'data-campaign="test"' in row
+
+
+def _start_dev_sendgrid(**popen) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "campaign"), "dev-sendgrid", "--port", "0", "--key", KEY],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
     )
+    first = proc.stdout.readline()  # "SendGrid-compatible server at http://127.0.0.1:<port> ..."
+    found = re.match(r"SendGrid-compatible server at (http://127\.0\.0\.1:\d+) ", first)
+    if not found:
+        proc.kill()
+        raise AssertionError(f"dev-sendgrid did not start: {first!r} {proc.stderr.read()}")
+    return proc, found.group(1)
+
+
+def test_dev_sendgrid_serves_until_stopped():
+    proc, url = _start_dev_sendgrid()
     try:
-        lines, url = [], None
-        while url is None:  # the server prints SENDGRID_API_HOST=http://127.0.0.1:<port> once it listens
-            line = proc.stdout.readline()
-            assert line, f"dev-sendgrid exited: {proc.stderr.read()}"
-            lines.append(line)
-            found = re.match(r"\s*SENDGRID_API_HOST=(http://127\.0\.0\.1:\d+)\s*$", line)
-            url = found.group(1) if found else None
-        assert f"SENDGRID_API_KEY={KEY}" in "".join(lines) + proc.stdout.readline()
+        instructions = "".join(proc.stdout.readline() for _ in range(5))
+        assert f"export SENDGRID_API_HOST={url} SENDGRID_API_KEY={KEY}" in instructions
+        assert f"curl {url}/_dev/messages" in instructions and "Webhook public key:" in instructions
         [result] = SendGridTransport(KEY, host=url).send_batch([make_email(1)])
         assert result.status.value == "sent" and result.message_id
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    assert proc.returncode == 0 and proc.stderr.read() == ""  # SIGTERM stops it cleanly, all on stdout
+
+
+def test_dev_sendgrid_started_in_the_background_stops_on_sigint():
+    """A shell starts a background job with SIGINT ignored; `kill -INT` must still stop it."""
+    import signal
+    import time
+
+    proc, _ = _start_dev_sendgrid(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            pytest.fail("dev-sendgrid ignored SIGINT")
+    assert proc.returncode == 0 and "Stopped." in proc.stdout.read() and proc.stderr.read() == ""
 
 
 def test_the_demo_server_process_records_what_the_client_sent():

@@ -210,14 +210,20 @@ def write_email_preview(
 ) -> EmailPreview:
     """Render, lint and write one email to `out` (default preview-AUDIENCE-STEP.html). Raises
     LookupError for an unknown audience or step, AudienceFileError for bad audiences."""
-    from campaign.preview import preview_one, single_html
+    from campaign.preview import placeholder_address_warning, preview_one, single_html
 
     card = preview_one(settings, audience, step, first_name=first_name, store=store)
     target = out or Path(f"preview-{audience}-{step}.html")
     target.parent.mkdir(parents=True, exist_ok=True)
     approvals_known = store is not None
     target.write_text(
-        single_html(card, settings.clinic.name, first_name=first_name, approvals_known=approvals_known),
+        single_html(
+            card,
+            settings.clinic.name,
+            first_name=first_name,
+            approvals_known=approvals_known,
+            warning=placeholder_address_warning(settings),
+        ),
         encoding="utf-8",
     )
     return EmailPreview(card, target, approvals_known)

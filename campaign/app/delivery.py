@@ -52,11 +52,15 @@ def send_test_email(
         email = make_test_email(settings, renderer, found[audience], step, address, first_name)
     except TemplateError as exc:
         raise UnsentTestEmail(f"the email does not render: {exc}") from None
-    transport = make_transport(settings)
+    # The outbox's index shows which email this was (local only; never in the message).
+    label = {email.send_id: {"audience": audience, "step": step, "campaign": "test"}}
+    transport = make_transport(settings, describe=lambda _send_ids: label)
     try:
         [result] = transport.send_batch([email])
     except BatchStopped as exc:  # the transport's stops (a refused key): say why
         raise UnsentTestEmail(str(exc)) from None
+    finally:
+        transport.finish()
     if result.status.value != "sent":
         raise UnsentTestEmail(f"test email not sent ({result.status.value}): {result.error}")
     return SentTestEmail(audience, step, address, email.send_id, result.message_id, transport_label(settings))

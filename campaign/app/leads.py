@@ -20,10 +20,11 @@ from campaign.leads import (
     preview_rows,
     rejected_csv,
 )
+from campaign.models import Lead
 from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
-from campaign.store import Store
+from campaign.store import Store, email_hash
 
 
 @dataclass
@@ -188,6 +189,15 @@ def _write_rejects(target: Path, source: Path, text: str) -> None:
         ) from None
 
 
+def has_leads(store: Store) -> bool:
+    """Whether any lead is stored (one row read, not a count of them all)."""
+    rows = store.lead_overview()
+    try:
+        return next(rows, None) is not None
+    finally:
+        rows.close()  # ends the streamed query and gives its connection back
+
+
 LEAD_COLUMNS = ("email", "audience", "status", "steps_sent", "next_step", "next_at")
 
 
@@ -257,16 +267,36 @@ class Timeline:
     email: str
     audience: str
     steps: list[dict]  # step, day, at (the lead's local time), status
+    # Why no (further) email will go to this lead, or None when its sequence goes on.
+    will_not_email: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def why_not_emailed(lead: Lead, *, suppressed: bool, enrollment: dict | None) -> str | None:
+    """Why this lead gets no more email, in the order the send path checks it; None if it does."""
+    if suppressed:
+        return "the address is on the suppression list (a bounce, a spam report, or a request to forget it)"
+    if lead.unsubscribed_at is not None:
+        return f"they unsubscribed on {lead.unsubscribed_at:%Y-%m-%d}"
+    if lead.booked:
+        return "they booked a consultation, and sequences stop at booking"
+    if not lead.consent:
+        return "there is no consent to email them (the form's consent answer was not yes)"
+    if enrollment is not None and enrollment["state"] == "exited":
+        return f"their sequence ended ({enrollment['exit_reason']})"
+    if enrollment is not None and enrollment["state"] == "finished":
+        return "they received their whole sequence"
+    return None
 
 
 def lead_timeline(
     store: Store, settings: Settings, email: str, now: datetime, *, max_day: int | None = None
 ) -> Timeline:
     """When each step went or would go to this lead (sent steps from the ledger), up to
-    `max_day` days after enrollment. Raises LookupError for an unknown lead or no audience."""
+    `max_day` days after enrollment; for a lead who will get no more email, what went and why
+    nothing more will. Raises LookupError for an unknown lead, or one no audience matches."""
     lead = store.lead_by_email(email)
     if lead is None:
         raise LookupError(f"no lead with the address {email!r}; check the spelling or import it first")
@@ -278,10 +308,13 @@ def lead_timeline(
     else:
         audience = match_audience(audiences, lead)
         enrolled_at = now
-    if audience is None:
+    suppressed = bool(store.suppressed_hashes([email_hash(lead.email, store.secret_key)]))
+    never = why_not_emailed(lead, suppressed=suppressed, enrollment=enrollment)
+    if audience is None and never is None:
         raise LookupError(f"{email}: no audience matches this lead")
     tz = ZoneInfo(lead.timezone)
     sent = store.sends_of([enrollment["id"]])[enrollment["id"]] if enrollment else {}
+    steps = audience.steps if audience is not None else []
     rows = [
         {
             "step": s.key,
@@ -289,29 +322,30 @@ def lead_timeline(
             "at": sent[s.key]["claimed_at"].astimezone(tz).isoformat(timespec="minutes"),
             "status": sent[s.key]["status"],
         }
-        for s in audience.steps
+        for s in steps
         if s.key in sent
     ]
-    for step, at in timeline(
-        audience.steps,
-        enrolled_at=enrolled_at,
-        last_email_at=lead.last_email_at,
-        sent_keys=set(sent),
-        window=audience.send_window,
-        tz=tz,
-        min_gap=audience.min_gap,
-    ):
-        rows.append(
-            {
-                "step": step.key,
-                "day": step.delay.days,
-                "at": at.astimezone(tz).isoformat(timespec="minutes"),
-                "status": "planned" if enrollment else "if enrolled now",
-            }
-        )
+    if never is None:
+        for step, at in timeline(
+            audience.steps,
+            enrolled_at=enrolled_at,
+            last_email_at=lead.last_email_at,
+            sent_keys=set(sent),
+            window=audience.send_window,
+            tz=tz,
+            min_gap=audience.min_gap,
+        ):
+            rows.append(
+                {
+                    "step": step.key,
+                    "day": step.delay.days,
+                    "at": at.astimezone(tz).isoformat(timespec="minutes"),
+                    "status": "planned" if enrollment else "if enrolled now",
+                }
+            )
     if max_day is not None:
         rows = [r for r in rows if r["day"] <= max_day]
-    return Timeline(email=email, audience=audience.name, steps=rows)
+    return Timeline(email=email, audience=audience.name if audience else "", steps=rows, will_not_email=never)
 
 
 def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:

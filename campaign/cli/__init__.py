@@ -10,7 +10,8 @@ code; no rule lives here.
   delivery   tick, schedule, demo, dev-sendgrid, test-send
   web        serve
 
-Quick commands never import Prefect (about 1.3 s); only tick, demo and the flow commands do.
+Quick commands never import Prefect (about 1.3 s); only tick, demo and the flow commands do,
+after campaign.prefect_env has set Prefect's defaults for this process.
 Exit codes: 0 ok, 1 problems found (lint, checks), 2 bad input (unreadable file, bad option).
 """
 
@@ -18,7 +19,11 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from campaign import prefect_env
 from campaign.cli.base import app
+
+# Before any command imports Prefect: no telemetry, and Prefect's state out of ~/.prefect.
+prefect_env.apply()
 
 # Importing a command module registers its commands on `app`, in the order `--help` lists them.
 for _module in ("leads", "delivery", "campaigns", "content", "web"):

@@ -18,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-user_app = typer.Typer(help="Console users: add, list, disable.", no_args_is_help=True, rich_markup_mode=None)
-token_app = typer.Typer(
-    help="Lead API tokens: create (shown once), list, revoke.", no_args_is_help=True, rich_markup_mode=None
-)
+from campaign.cli.base import CampaignTyper
+from campaign.cli.output import print_table
+
+user_app = CampaignTyper(help="Console users: add, list, disable.", no_args_is_help=True)
+token_app = CampaignTyper(help="Lead API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 
 console = Console()
 err = Console(stderr=True)
@@ -74,7 +75,9 @@ def user_add(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ):
-    """Add a console user. The password comes from a hidden prompt (asked twice), or from
+    """Add a console user.
+
+    The password comes from a hidden prompt (asked twice), or from
     standard input with --password-stdin; at least 12 characters."""
     from campaign.accounts import ROLES, AccountError, add_user, check_password_policy, normalize_email
 
@@ -101,7 +104,9 @@ def user_add(
 def user_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ):
-    """Every console user: email, name, role, when added, and whether disabled."""
+    """List the console users.
+
+    Every console user: email, name, role, when added, and whether disabled."""
     from campaign.accounts import list_users
 
     with _accounts() as accounts:
@@ -126,12 +131,14 @@ def user_list(
     for u in found:
         state = "active" if u.active else f"disabled {_when(u.disabled_at)}"
         table.add_row(u.email, u.name, u.role, _when(u.created_at), state)
-    console.print(table)
+    print_table(table)
 
 
 @user_app.command("disable")
 def user_disable(email: Annotated[str, typer.Argument(help="The user's email address.")]):
-    """Disable a user: they cannot log in, and their open sessions end at once."""
+    """Disable a user and end their sessions.
+
+    They cannot log in, and their open sessions end at once."""
     from campaign.accounts import disable_user
 
     with _accounts() as accounts:
@@ -153,7 +160,9 @@ def token_create(
         typer.Option("--scope", help="leads:write and/or leads:read, comma-separated or repeated."),
     ],
 ):
-    """Create an API token for the lead API. It is printed once, alone on standard output, and
+    """Create an API token for the lead API.
+
+    It is printed once, alone on standard output, and
     cannot be shown again (only its hash is stored)."""
     from campaign.accounts import create_token
 
@@ -171,7 +180,9 @@ def token_create(
 def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ):
-    """Every API token (never the token itself): scopes, who created it, last use, revoked."""
+    """List the API tokens (never a token itself).
+
+    Every API token: scopes, who created it, last use, revoked."""
     from campaign.accounts import list_tokens
 
     with _accounts() as accounts:
@@ -199,12 +210,14 @@ def token_list(
         table.add_row(
             t.name, ",".join(t.scopes), _when(t.created_at), t.created_by, _when(t.last_used_at), state
         )
-    console.print(table)
+    print_table(table)
 
 
 @token_app.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]):
-    """Revoke an API token at once: requests with it get 401 from now on."""
+    """Revoke an API token at once.
+
+    Requests with it get 401 from now on."""
     from campaign.accounts import revoke_token
 
     with _accounts() as accounts:

@@ -17,6 +17,7 @@ from campaign.cli.output import (
     ReportFormat,
     chosen,
     emit,
+    print_table,
     write,
 )
 
@@ -53,24 +54,31 @@ def _campaign_action(name: str, action: str, reason: str | None = None) -> None:
 def launch(
     name: Annotated[str, typer.Argument(help="The campaign's name, e.g. 'Spring 2026'.")],
     audiences: Annotated[
-        str, typer.Option("--audiences", help="Comma-separated audiences, e.g. gad,social.")
+        str, typer.Option("--audiences", metavar="A,B", help="Comma-separated audiences, e.g. gad,social.")
     ],
     start: Annotated[
-        str | None, typer.Option("--start", help="When it starts (ISO 8601). Default: now.")
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="WHEN",
+            help="When it starts: 2026-03-02 (09:00 clinic time), tomorrow, or ISO 8601. Default: now.",
+        ),
     ] = None,
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, never delivered.")
     ] = False,
 ):
-    """Create a campaign over some audiences. A live one (SendGrid, not sandbox) must pass the
-    preflight: lint clean, content approved, and the settings a live send needs."""
+    """Create a campaign over some audiences.
+
+    A live one (SendGrid, not sandbox) must pass the preflight: lint clean, content approved,
+    and the settings a live send needs."""
     from campaign.app.campaigns import launch_campaign
     from campaign.campaigns import CampaignError, PreflightFailed
 
     s = settings()
     found = load_audiences_or_fail(s)
     names = [a.strip() for a in audiences.split(",") if a.strip()]
-    starts_at = parse_when(start) if start else None
+    starts_at = parse_when(start, "--start") if start else None
     with store_for(s) as store:
         try:
             launched = launch_campaign(
@@ -110,23 +118,29 @@ def launch(
 def pause(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     reason: Annotated[
-        str, typer.Option(help="Why (shown in `campaign status`).")
+        str, typer.Option(metavar="TEXT", help="Why (shown in `campaign status`).")
     ] = "paused by a coordinator",
 ):
-    """Pause a campaign: each lead keeps its place; nothing is sent until resumed."""
+    """Pause a campaign: its leads keep their place.
+
+    Nothing is sent until it is resumed."""
     _campaign_action(name, "pause", reason)
 
 
 @app.command()
 def resume(name: Annotated[str, typer.Argument(help="Campaign name.")]):
-    """Resume a paused campaign. Overdue emails go out one per lead per tick, inside the send
-    window and the gap: a backlog never bursts."""
+    """Resume a paused campaign.
+
+    Overdue emails go out one per lead per tick, inside the send window and the gap: a backlog
+    never bursts."""
     _campaign_action(name, "resume")
 
 
 @app.command()
 def stop(name: Annotated[str, typer.Argument(help="Campaign name.")]):
-    """Stop a campaign for good: its leads leave their sequences."""
+    """Stop a campaign for good.
+
+    Its leads leave their sequences."""
     _campaign_action(name, "stop")
 
 
@@ -148,15 +162,29 @@ def _status_rows(campaigns: list[dict]) -> list[dict]:
 
 
 @app.command()
-def status(output_format: FormatOption = Format.table, as_json: JsonOption = False):
-    """Per campaign: state, leads per audience and step, sent today, due in the next 24 hours,
-    failures and unknown sends, and why it is paused."""
+def status(
+    now: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Count 'today' and 'the next 24 hours' from this time (as tick --now). Default: now.",
+        ),
+    ] = None,
+    output_format: FormatOption = Format.table,
+    as_json: JsonOption = False,
+):
+    """Each campaign's state, leads, sends and problems.
+
+    Per campaign: state, leads per audience and step, sent today (the clinic's day), due in the
+    next 24 hours, failures and unknown sends, and why it is paused. After a simulated run
+    (`campaign tick --now ...`), give the same --now so "today" is the simulated day."""
     from campaign.campaigns import status as campaign_status
 
     output_format = chosen(output_format, as_json)
+    moment = parse_when(now)
     s = settings()
     with store_for(s) as store:
-        campaigns = campaign_status(store, s, datetime.now(UTC))
+        campaigns = campaign_status(store, s, moment)
 
     def show() -> None:
         for c in campaigns:
@@ -174,7 +202,7 @@ def status(output_format: FormatOption = Format.table, as_json: JsonOption = Fal
                     *(str(a[k]) for k in ("enrolled", "active", "finished", "exited")),
                     _sent_per_step(a["steps"]),
                 )
-            console.print(table)
+            print_table(table)
 
     emit(output_format, rows=_status_rows(campaigns), columns=STATUS_COLUMNS, data=campaigns, table=show)
 
@@ -200,12 +228,14 @@ def report(
     ] = ReportFormat.table,
     as_json: JsonOption = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file instead of the terminal.")
+        Path | None, typer.Option("--out", metavar="FILE", help="Write to this file instead of the terminal.")
     ] = None,
 ):
-    """Results per campaign, audience and step: enrolled, sent, delivered, opened, clicked,
-    bounced, unsubscribed, spam reports, booked, with rates and the median days from first
-    email to booking. --format html writes one self-contained page with funnel charts."""
+    """Results per campaign, audience and step.
+
+    Enrolled, sent, delivered, opened, clicked, bounced, unsubscribed, spam reports, booked,
+    with rates and the median days from first email to booking. --format html writes one
+    self-contained page with funnel charts."""
     from campaign.app.campaigns import campaign_report
     from campaign.report import pct, to_csv, to_html, to_json
 
@@ -231,7 +261,7 @@ def report(
             pct(r["open_rate"]),
             pct(r["booking_rate"]),
         )
-    console.print(table)
+    print_table(table)
     for (c, a), days in result.median_days_to_booking.items():
         if days is not None:
             console.print(f"{c} · {a}: median {days} days from first email to booking", highlight=False)

@@ -20,7 +20,7 @@ from campaign.cli.base import (
     store_for,
     store_if_exists,
 )
-from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
+from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit, print_table
 
 if TYPE_CHECKING:
     from campaign.settings import Settings
@@ -67,7 +67,7 @@ def audiences_list(
             table.add_row(
                 str(r["priority"]), r["audience"], r["rule"], steps_text(r["steps"]), str(r["leads"])
             )
-        console.print(table)
+        print_table(table)
 
     emit(
         output_format,
@@ -80,7 +80,9 @@ def audiences_list(
 
 @audiences_app.command("check")
 def audiences_check():
-    """Validate audiences/*.yaml and their templates; exit 1 listing every problem."""
+    """Validate the audience files and their templates.
+
+    Checks audiences/*.yaml and renders every step's template; exits 1 listing every problem."""
     from campaign.app.audiences import check_audiences
 
     result = check_audiences(settings())
@@ -103,7 +105,9 @@ def lint(
         bool, typer.Option("--rules", help="List the rules (id, severity, what each checks) and exit.")
     ] = False,
 ):
-    """Lint every email (audience x step), rendered for sample leads including hostile names:
+    """Check every email's content; exit 1 on an error.
+
+    Lints every email (audience x step), rendered for sample leads including hostile names:
     footer, unsubscribe link, 988 line, privacy of subjects/preheaders/URLs, escaping, promises,
     off-label statement, reading grade (Flesch-Kincaid at most 8), size, links, images.
     Prints each problem with its template file and what to change, and each email's grade.
@@ -121,7 +125,7 @@ def lint(
             table.columns[0].no_wrap = True
             for row in rows:
                 table.add_row(*row.values())
-            console.print(table)
+            print_table(table)
 
         emit(output_format, rows=rows, columns=list(rows[0]), table=rules_table)
         return
@@ -146,7 +150,7 @@ def lint(
             table.add_row(
                 e["audience"], e["step"], f"{e['day']:g}", grade, str(e["errors"]), str(e["warnings"])
             )
-        console.print(table)
+        print_table(table)
         total = len(report.emails)
         if report.errors:
             err.print(
@@ -172,13 +176,17 @@ def approve(
     step: Annotated[
         str | None, typer.Argument(help="One step's key; default: every step of the audience.")
     ] = None,
-    by: Annotated[str, typer.Option("--by", help="The reviewer's name, recorded with the approval.")] = ...,
+    by: Annotated[
+        str, typer.Option("--by", metavar="NAME", help="The reviewer's name, recorded with the approval.")
+    ] = ...,
     force: Annotated[
         bool, typer.Option("--force", help="Approve even though lint finds errors (they are listed).")
     ] = False,
 ):
-    """Record a reviewer's sign-off of one step's email, or every step of an audience: the
-    reviewer, the date and a hash of the content. The hash covers templates/<audience>/<step>.md
+    """Record a reviewer's sign-off of emails.
+
+    One step's email, or every step of an audience: the reviewer, the date and a hash of the
+    content. The hash covers templates/<audience>/<step>.md
     AND the shared layouts templates/layout.mjml and templates/layout.txt, so editing an email
     or a layout makes it need approval again. Live SendGrid sends refuse unapproved emails; the
     outbox and the sandbox accept drafts. Lint runs first and errors refuse the approval unless
@@ -242,6 +250,7 @@ def preview(
         Path | None,
         typer.Option(
             "--out",
+            metavar="PATH",
             help=(
                 "Gallery: a folder (default preview/). One email: an .html file (default "
                 "preview-AUDIENCE-STEP.html)."
@@ -250,12 +259,18 @@ def preview(
     ] = None,
     lead: Annotated[
         str | None,
-        typer.Option("--lead", help="One email: render it for this lead's first name (from the database)."),
+        typer.Option(
+            "--lead",
+            metavar="EMAIL",
+            help="One email: render it for this lead's first name (from the database).",
+        ),
     ] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open the result in a web browser.")] = False,
 ):
-    """Write previews a coordinator reads. With no arguments: a self-contained HTML gallery
-    (OUT/index.html): per audience, each step with its day, subject, preheader, the email at
+    """Write HTML previews of the emails.
+
+    With no arguments: a self-contained HTML gallery
+    (PATH/index.html): per audience, each step with its day, subject, preheader, the email at
     phone and desktop widths, its text part, lint results and approval state (DRAFT when not
     approved). With AUDIENCE STEP: one email (for a sample lead, or --lead EMAIL's first name)
     written to an .html file; the subject, preheader and text part are printed here."""
@@ -274,6 +289,11 @@ def preview(
                 target = _one_email(s, store, audience, step, lead=lead, out=out)
     except AudienceFileError as exc:
         fail("the audience files have problems:\n  " + "\n  ".join(exc.problems), code=1)
+    from campaign.preview import placeholder_address_warning
+
+    warning = placeholder_address_warning(s)
+    if warning:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if open_:
         import webbrowser
 

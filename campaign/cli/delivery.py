@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from campaign.cli.base import app, console, err, fail, load_audiences_or_fail, parse_when, settings
+from campaign.cli.base import (
+    app,
+    console,
+    err,
+    fail,
+    load_audiences_or_fail,
+    parse_when,
+    settings,
+    store_if_exists,
+)
 from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
 from campaign.progress import terminal_progress
 
@@ -16,20 +28,35 @@ TICK_COLUMNS = ("now", "enrolled", "sent", "failed", "skipped", "unknown", "fini
 
 @app.command()
 def tick(
-    now: Annotated[str | None, typer.Option(help="The time to tick at (ISO 8601). Default: now.")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="The time to tick at: ISO 8601, a date, today... Default: now."),
+    ] = None,
     output_format: FormatOption = Format.table,
     as_json: JsonOption = False,
 ):
-    """Enroll new leads, then send every step due at NOW (a Prefect flow run)."""
+    """Enroll new leads and send what is due (a flow run).
+
+    Enrolls new consenting leads, then sends every step due at --now (default: the real clock).
+    With no leads yet it says so, and how to import them."""
     output_format = chosen(output_format, as_json)
-    parse_when(now)
+    moment = parse_when(now) if now else None
+    from campaign.app.leads import has_leads
     from campaign.campaigns import PreflightFailed
     from campaign.delivery import Unauthorized
+
+    s = settings()
+    with store_if_exists(s) as store:
+        nobody = store is None or not has_leads(store)
+    if nobody:
+        _no_leads_yet(output_format, moment)
+        return
     from flows.tick import tick as tick_flow
 
     try:
         with terminal_progress("Ticking (enrollments looked at)", enabled=output_format is Format.table):
-            summary = tick_flow(now=now)
+            # The parsed time goes on, so "2026-03-02" or "tomorrow" mean what they meant here.
+            summary = tick_flow(now=moment.isoformat() if moment else None)
     except PreflightFailed as exc:  # the flow's own preflight of a live send
         fail(f"{exc}\nNothing was sent.", code=1)
     except Unauthorized:
@@ -38,6 +65,23 @@ def tick(
             "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).",
             code=1,
         )
+    _print_tick_summary(output_format, summary)
+
+
+def _no_leads_yet(output_format: Format, moment: datetime | None) -> None:
+    """Nothing to enroll or send: say why and what to do, and print an empty summary for programs."""
+    from campaign.engine import TickReport
+
+    err.print(
+        "[yellow]note:[/] there are no leads yet, so there is nothing to send. Import the lead "
+        "form's CSV export first, then tick again:\n  campaign import leads.csv\n  campaign tick",
+        highlight=False,
+    )
+    if output_format is not Format.table:
+        _print_tick_summary(output_format, TickReport(now=moment or datetime.now(UTC)).as_dict())
+
+
+def _print_tick_summary(output_format: Format, summary: dict) -> None:
     row = {
         "now": summary["now"],
         **summary["totals"],
@@ -60,33 +104,31 @@ def print_tick(summary: dict) -> None:
 
 @app.command()
 def schedule():
-    """Serve the schedules of prefect.yaml (tick every 15 minutes, the daily report, the
-    reconciliation of unknown sends) from this one process. Needs a Prefect API
-    (PREFECT_API_URL, e.g. `prefect server start`). Ctrl-C stops it cleanly."""
-    import signal
+    """Run prefect.yaml's schedules from this one process.
 
+    Serves the tick (every 15 minutes), the daily report and the reconciliation of unknown
+    sends. Needs a Prefect API
+    (PREFECT_API_URL, e.g. `prefect server start`). Ctrl-C stops it cleanly."""
     from flows.serve import serve_all
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
     # Ctrl-C and a service manager's SIGTERM both stop it cleanly (even where SIGINT was ignored).
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        serve_all()  # Prefect's runner handles the interrupt itself and returns
-    except KeyboardInterrupt:
-        pass
+    with stop_on_signals():
+        try:
+            serve_all()  # Prefect's runner handles the interrupt itself and returns
+        except KeyboardInterrupt:
+            pass
     console.print("Stopped: no more scheduled runs from this process.")
 
 
 @app.command()
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", help="Working folder (emptied first).")] = Path(
+    dir: Annotated[Path, typer.Option("--dir", metavar="DIR", help="Working folder (emptied first).")] = Path(
         "campaign-demo"
     ),
-    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 30,
-    start: Annotated[str, typer.Option(help="Simulated start (ISO 8601).")] = "2026-03-02T08:00:00-05:00",
+    days: Annotated[int, typer.Option(metavar="N", help="How many days to simulate.")] = 30,
+    start: Annotated[
+        str, typer.Option(metavar="WHEN", help="Simulated start: ISO 8601 or a date.")
+    ] = "2026-03-02T08:00:00-05:00",
     sendgrid: Annotated[
         bool,
         typer.Option(
@@ -98,45 +140,80 @@ def demo(
         ),
     ] = False,
 ):
-    """The whole job on the embedded default: import the sample leads, tick through DAYS
-    simulated days, write the outbox, and show what went out."""
+    """The whole job on sample leads, in a fresh folder.
+
+    Imports the sample leads, ticks through DAYS simulated days on the embedded default (a
+    SQLite file, the outbox, Prefect's local mode), and shows what went out and where to look."""
     from campaign.demo import run_demo
 
-    run_demo(dir, days=days, start=parse_when(start), console=console, sendgrid=sendgrid)
+    run_demo(dir, days=days, start=parse_when(start, "--start"), console=console, sendgrid=sendgrid)
 
 
 @app.command("dev-sendgrid")
 def dev_sendgrid(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 3030,
-    key: Annotated[str, typer.Option("--key", help="The API key the server accepts.")] = "SG.dev-key",
+    port: Annotated[int, typer.Option(metavar="N", help="Port on 127.0.0.1 (0: any free port).")] = 3030,
+    key: Annotated[
+        str, typer.Option("--key", metavar="KEY", help="The API key the server accepts.")
+    ] = "SG.dev-key",
 ):
-    """Run the project's SendGrid-compatible server on 127.0.0.1 until Ctrl-C: watch a realistic
-    run without SendGrid. It accepts POST /v3/mail/send like SendGrid and keeps what it got."""
-    from campaign.devserver import main as serve_sendgrid
+    """Run a local SendGrid-compatible server to send to.
 
-    shown = port or "PORT"
-    console.print(
-        "Point campaign at it from another shell, then tick:\n"
-        f"  export SENDGRID_API_HOST=http://127.0.0.1:{shown} SENDGRID_API_KEY={key}\n"
-        f"  campaign tick\n  curl http://127.0.0.1:{shown}/_dev/messages   # what it accepted\n"
-        "Ctrl-C stops it.",
-        highlight=False,
-    )
+    Serves on 127.0.0.1 until Ctrl-C (or SIGTERM): watch a realistic run without SendGrid. It
+    accepts POST /v3/mail/send like SendGrid and keeps what it got."""
+    from campaign.devserver import SendGridServer
+
     try:
-        serve_sendgrid(port=port, api_key=key)
+        server = SendGridServer("127.0.0.1", port, api_key=key)
     except OSError as exc:
         fail(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port")
+    # Everything on standard output, in one block, with the port it really got.
+    typer.echo(
+        f"SendGrid-compatible server at {server.url} (Ctrl-C stops it)\n"
+        "Point campaign at it from another shell, then tick:\n"
+        f"  export SENDGRID_API_HOST={server.url} SENDGRID_API_KEY={key}\n"
+        "  campaign tick\n"
+        f"What it accepted:   curl {server.url}/_dev/messages\n"
+        f"Webhook public key: {server.public_key_b64}"
+    )
+    with stop_on_signals():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    typer.echo("Stopped.")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt, even in a process started in the
+    background, where the shell starts it with SIGINT ignored. The old handlers come back after."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("test-send")
 def test_send(
     audience: Annotated[str, typer.Argument(help="The audience, e.g. gad.")],
     step: Annotated[str, typer.Argument(help="The step key, e.g. welcome.")],
-    to: Annotated[str, typer.Option("--to", help="The address to send the test to.")] = ...,
-    first_name: Annotated[str, typer.Option("--first-name", help="The name the email greets.")] = "Sam",
+    to: Annotated[str, typer.Option("--to", metavar="EMAIL", help="The address to send the test to.")] = ...,
+    first_name: Annotated[
+        str, typer.Option("--first-name", metavar="NAME", help="The name the email greets.")
+    ] = "Sam",
 ):
-    """Send one email of AUDIENCE's STEP to ADDRESS through the configured transport (SendGrid
-    with SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
+    """Send one email of a step to an address, as a test.
+
+    Sends AUDIENCE's STEP to the --to address through the configured transport (SendGrid with
+    SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
     claim, a random send id. Exit 1 when it was not sent."""
     from campaign.app.delivery import UnsentTestEmail, send_test_email
 

@@ -11,13 +11,13 @@ import typer
 from rich.table import Table
 
 from campaign.cli.base import app, console, err, fail, load_audiences_or_fail, settings, store_for
-from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
+from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit, print_table
 from campaign.progress import terminal_progress
 
 IMPORT_COLUMNS = ("file", "new", "updated", "unchanged", "rejected", "rejected_file", "warnings")
 
 
-@app.command("import")
+@app.command("import", short_help="Import leads from a CSV or .xlsx file (an upsert).")
 def import_(
     path: Annotated[
         Path, typer.Argument(help="CSV (comma, semicolon or tab) or .xlsx export of the lead form.")
@@ -26,13 +26,16 @@ def import_(
         list[str] | None,
         typer.Option(
             "--column",
+            metavar='"HEADER=FIELD"',
             help='Map a header to a field: "Header Text=field"; "Header Text=skip" leaves it out. '
             "Repeatable.",
         ),
     ] = None,
     rejects: Annotated[
         Path | None,
-        typer.Option("--rejects", help="Where to write rejected rows (default: <file>.rejected.csv)."),
+        typer.Option(
+            "--rejects", metavar="FILE", help="Where to write rejected rows (default: <file>.rejected.csv)."
+        ),
     ] = None,
     output_format: FormatOption = Format.table,
     as_json: JsonOption = False,
@@ -77,7 +80,10 @@ def import_(
 
 @app.command()
 def leads(output_format: FormatOption = Format.table, as_json: JsonOption = False):
-    """One row per lead: email, audience, status, steps sent, next step and its time."""
+    """One row per lead: audience, status, next step.
+
+    Each lead's email, audience, status (enrolled, waiting for consent, exited and why,
+    finished), steps sent, and the next step with its time in the lead's time zone."""
     from campaign.app.leads import LEAD_COLUMNS, lead_rows
 
     output_format = chosen(output_format, as_json)
@@ -92,7 +98,7 @@ def leads(output_format: FormatOption = Format.table, as_json: JsonOption = Fals
             table.add_row(
                 r["email"], r["audience"], r["status"], str(r["steps_sent"]), r["next_step"], r["next_at"]
             )
-        console.print(table)
+        print_table(table)
         console.print(f"{len(rows)} leads")
 
     emit(output_format, rows=rows, columns=LEAD_COLUMNS, table=show)
@@ -101,11 +107,16 @@ def leads(output_format: FormatOption = Format.table, as_json: JsonOption = Fals
 @app.command()
 def timeline(
     email: Annotated[str, typer.Argument(help="The lead's email address.")],
-    days: Annotated[int, typer.Option(help="Show steps up to this many days after enrollment.")] = 60,
+    days: Annotated[
+        int, typer.Option(metavar="N", help="Show steps up to this many days after enrollment.")
+    ] = 60,
     output_format: FormatOption = Format.table,
     as_json: JsonOption = False,
 ):
-    """The date and time (in the lead's time zone) each step goes, or would go, to this lead."""
+    """When each step goes to one lead (their local time).
+
+    The date and time (in the lead's time zone) each step went or will go to this lead; for a
+    lead who will not be emailed (no consent, unsubscribed, suppressed, booked), why not."""
     from campaign.app.leads import lead_timeline
 
     output_format = chosen(output_format, as_json)
@@ -117,12 +128,15 @@ def timeline(
             fail(str(exc), code=1)
 
     def show() -> None:
-        table = Table(
-            "step", "day", "when (lead's local time)", "status", title=f"{email} · audience {found.audience}"
-        )
-        for r in found.steps:
-            table.add_row(r["step"], str(r["day"]), r["at"], r["status"])
-        console.print(table)
+        if found.steps:
+            title = f"{email} · audience {found.audience}" if found.audience else email
+            table = Table("step", "day", "when (lead's local time)", "status", title=title)
+            for r in found.steps:
+                table.add_row(r["step"], str(r["day"]), r["at"], r["status"])
+            print_table(table)
+        if found.will_not_email:
+            again = " again" if found.steps else ""
+            console.print(f"{email} will not be emailed{again}: {found.will_not_email}.", highlight=False)
 
     emit(
         output_format,
@@ -135,9 +149,13 @@ def timeline(
 
 @app.command()
 def booked(
-    emails: Annotated[list[str], typer.Argument(help="Addresses of leads who booked a consultation.")],
+    emails: Annotated[
+        list[str], typer.Argument(metavar="EMAIL", help="Addresses of leads who booked a consultation.")
+    ],
 ):
-    """Mark leads as booked: their sequences stop (reason "booked")."""
+    """Mark leads as booked: their sequences stop.
+
+    Each lead's sequence ends with the reason "booked"."""
     from campaign.app.leads import mark_booked
 
     with store_for(settings()) as store:
@@ -157,8 +175,10 @@ def forget(
     email: Annotated[str, typer.Argument(help="The address to forget.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ):
-    """Delete everything held about an address (lead, enrollments, sends, events); keep only a
-    keyed hash on the suppression list so it is never emailed again. Asks first on a terminal."""
+    """Delete everything held about an address.
+
+    Deletes the lead, its enrollments, sends and events; keeps only a keyed hash on the
+    suppression list so it is never emailed again. Asks first on a terminal."""
     from campaign.app.leads import forget_lead
 
     if not yes and sys.stdin.isatty():

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from campaign.cli.base import console
 from campaign.csv_export import csv_text
@@ -39,6 +42,7 @@ FormatOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="The same as --format json.")]
 
 F = TypeVar("F", Format, ReportFormat)
+NO_LIMIT = 100_000  # columns: "as wide as the content" for output that is not a terminal
 
 
 def chosen(output_format: F, as_json: bool) -> F:
@@ -63,6 +67,16 @@ def write(text: str, out: Path | None = None) -> None:
         return
     out.write_text(text, encoding="utf-8")
     console.print(f"Wrote {out}", highlight=False)
+
+
+def print_table(table: Table) -> None:
+    """A table on the terminal fits its width; written to a pipe or a file it is printed at
+    its natural width instead, so no cell (an address, a date) is ever cut short or wrapped."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(NO_LIMIT), table).maximum
+    Console(width=natural, highlight=False).print(table)
 
 
 def emit(

@@ -12,9 +12,10 @@ from campaign.cli.base import app, fail, settings
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")
+        str,
+        typer.Option(metavar="HOST", help="Address to listen on (put a TLS proxy in front for the public)."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="N", help="Port to listen on.")] = 8000,
     console: Annotated[
         bool,
         typer.Option(
@@ -23,8 +24,10 @@ def serve(
         ),
     ] = True,
 ):
-    """Run the web app: the coordinator console (/console), unsubscribe pages, one-click
-    unsubscribe, SendGrid and booking webhooks."""
+    """Run the web app: the console, unsubscribe pages, webhooks.
+
+    The coordinator console (/console), unsubscribe pages, one-click unsubscribe, the SendGrid
+    and booking webhooks."""
     import uvicorn
 
     from campaign.web import create_app

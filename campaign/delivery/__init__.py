@@ -73,3 +73,7 @@ class Transport(Protocol):
         before_send: BeforeSend | None = None,
         after_send: AfterSend | None = None,
     ) -> list[SendResult]: ...
+
+    def finish(self) -> None:
+        """The end of a tick (or a test send): write what is written once per tick (the outbox's
+        index.html). Nothing to do for SendGrid."""

@@ -1,12 +1,13 @@
-"""The outbox transport: each email as a standards-compliant .eml file, plus an index.html.
+"""The outbox transport: each email as a standards-compliant .eml file and a readable .html
+page beside it, plus an index.html (see outbox_pages) written once per tick, by finish().
 
 Used when no SENDGRID_API_KEY is set: the demo, previews, and a clinic trying things out.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -18,10 +19,14 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from campaign.delivery import AfterSend, BeforeSend, stop_from_hook
+from campaign.delivery.outbox_pages import FILTER_SCRIPT, SCRIPT_FILE, email_page, index_page
 from campaign.delivery.payload import clean_display_name
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
 INDEX_JSONL = "index.jsonl"
+LABELS_JSONL = "labels.jsonl"  # send id -> audience, step, campaign (local only; see finish)
+# send ids -> {send id: {"audience", "step", "campaign"}}; the runtime asks the ledger.
+Describe = Callable[[list[str]], dict[str, dict]]
 _URL_IN_ANGLES = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")  # printable ASCII, no spaces, no < or >
 
 
@@ -88,9 +93,15 @@ def to_mime(email: OutboundEmail, *, date: datetime) -> EmailMessage:
 class OutboxTransport:
     name = "outbox"
 
-    def __init__(self, directory: Path, clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        clock: Callable[[], datetime] | None = None,
+        describe: Describe | None = None,
+    ):
         self.directory = Path(directory)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.describe = describe
         self._lock = threading.Lock()
 
     def send_batch(
@@ -120,10 +131,8 @@ class OutboxTransport:
         except Exception as exc:  # only the hooks raise: _write turns its errors into results
             stopped = stop_from_hook(exc, "a hook")
         if entries:  # what was written goes in the index, also when the batch stopped
-            with self._lock:
-                with (self.directory / INDEX_JSONL).open("a", encoding="utf-8") as fh:
-                    fh.writelines(json.dumps(e) + "\n" for e in entries)
-                write_index(self.directory)
+            with self._lock, (self.directory / INDEX_JSONL).open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(e) + "\n" for e in entries)
         if stopped is not None:
             settled = {r.send_id for r in results}
             raise stopped.with_outcome(results, [e.send_id for e in emails if e.send_id not in settled])
@@ -132,13 +141,16 @@ class OutboxTransport:
     def _write(self, email: OutboundEmail, entries: list[dict]) -> SendResult:
         date = self.clock()
         name = f"{date:%Y%m%dT%H%M%S}-{email.send_id}.eml"
+        view = name.removesuffix(".eml") + ".html"
         try:
             (self.directory / name).write_bytes(to_mime(email, date=date).as_bytes())
+            (self.directory / view).write_text(email_page(email, date=date, eml_name=name), "utf-8")
         except (ValueError, TypeError, OSError) as exc:  # one bad email never sinks the batch
             return SendResult(send_id=email.send_id, status=SendStatus.failed, error=f"outbox: {exc}")
         entries.append(
             {
                 "file": name,
+                "view": view,
                 "date": date.isoformat(),
                 "to": email.to_email,
                 "subject": email.subject,
@@ -148,34 +160,52 @@ class OutboxTransport:
         )
         return SendResult(send_id=email.send_id, status=SendStatus.sent, message_id=f"outbox-{email.send_id}")
 
+    def finish(self) -> Path | None:
+        """The end of a tick: label the new rows (audience, step, campaign, from `describe`) and
+        write index.html, once per tick rather than after every batch. None when nothing was
+        ever written here."""
+        with self._lock:
+            if not (self.directory / INDEX_JSONL).exists():
+                return None
+            entries = read_index(self.directory)
+            unlabelled = [e for e in entries if "audience" not in e]
+            if unlabelled and self.describe is not None:
+                labels = self.describe([e["send_id"] for e in unlabelled])
+                # A send the ledger does not know (a test email) is labelled once, blank.
+                blank = {"audience": "", "step": "", "campaign": ""}
+                found = [{"send_id": e["send_id"], **labels.get(e["send_id"], blank)} for e in unlabelled]
+                # Appended, never rewritten: another process may be appending to this outbox too.
+                with (self.directory / LABELS_JSONL).open("a", encoding="utf-8") as fh:
+                    fh.writelines(json.dumps(label) + "\n" for label in found)
+                entries = read_index(self.directory)
+            return write_index(self.directory, entries)
 
-def read_index(directory: Path) -> list[dict]:
-    path = Path(directory) / INDEX_JSONL
+
+def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def write_index(directory: Path) -> Path:
-    """index.html: every email in the outbox, newest last, each linking to its .eml file."""
-    rows = "\n".join(
-        f"<tr><td>{html.escape(e['date'][:16].replace('T', ' '))}</td><td>{html.escape(e['to'])}</td>"
-        f'<td><a href="{html.escape(e["file"])}">{html.escape(e["subject"])}</a>'
-        f"{' (test)' if e.get('test') else ''}</td></tr>"
-        for e in read_index(directory)
+def read_index(directory: Path) -> list[dict]:
+    """Every email written here, oldest first, with its labels once finish() has added them."""
+    labels = {label.pop("send_id"): label for label in _read_jsonl(Path(directory) / LABELS_JSONL)}
+    return [
+        {**entry, **labels.get(entry["send_id"], {})} for entry in _read_jsonl(Path(directory) / INDEX_JSONL)
+    ]
+
+
+def write_index(directory: Path, entries: list[dict] | None = None) -> Path:
+    """index.html (and the filter's outbox.js), each replaced whole so a reader never sees half."""
+    directory = Path(directory)
+    _replace(directory / SCRIPT_FILE, FILTER_SCRIPT)
+    return _replace(
+        directory / "index.html", index_page(read_index(directory) if entries is None else entries)
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">\
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Outbox</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2933}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #d9e2ec;padding:.4rem .6rem;text-align:left;font-size:.95rem}}</style></head>
-<body><h1>Outbox</h1><p>Emails written by the outbox transport (times in UTC). Open a .eml file with any \
-mail program.</p>
-<table><thead><tr><th>Date (UTC)</th><th>To</th><th>Subject</th></tr></thead><tbody>
-{rows}
-</tbody></table></body></html>
-"""
-    path = Path(directory) / "index.html"
-    path.write_text(page, encoding="utf-8")
+
+
+def _replace(path: Path, text: str) -> Path:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return path
