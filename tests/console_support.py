@@ -88,7 +88,7 @@ class ConsoleServer:
         return AccountStore(self.store.engine)
 
     def client(self) -> ConsoleClient:
-        return ConsoleClient(base_url=self.url, timeout=15, follow_redirects=False)
+        return ConsoleClient(base_url=self.url, timeout=60, follow_redirects=False)
 
     def login(
         self, role: str = "admin", *, email: str | None = None, password: str = PASSWORD
