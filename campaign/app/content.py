@@ -141,12 +141,15 @@ def approval_request(
     return ApprovalRequest(audience, templates, blocking)
 
 
-def record_approvals(store: Store, settings: Settings, templates: list[str], by: str) -> list[Approved]:
-    """Record `by`'s sign-off of each template's current content (see approval.approve)."""
+def record_approvals(
+    store: Store, settings: Settings, templates: list[str], by: str, *, role: str = ""
+) -> list[Approved]:
+    """Record `by`'s sign-off (with their role, e.g. "MD") of each template's current content
+    (see approval.approve)."""
     from campaign.approval import approve
     from campaign.render import Renderer
 
-    return approve(store, Renderer(settings.templates_dir, settings.clinic), templates, by=by)
+    return approve(store, Renderer(settings.templates_dir, settings.clinic), templates, by=by, role=role)
 
 
 # ---- previews -----------------------------------------------------------------------------------

@@ -173,19 +173,34 @@ def approve(
         str | None, typer.Argument(help="One step's key; default: every step of the audience.")
     ] = None,
     by: Annotated[str, typer.Option("--by", help="The reviewer's name, recorded with the approval.")] = ...,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help='The reviewer\'s credential, shown in the footer: e.g. "MD", "NP", "PharmD", '
+            '"clinical reviewer".',
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Approve even though lint finds errors (they are listed).")
     ] = False,
 ):
     """Record a reviewer's sign-off of one step's email, or every step of an audience: the
-    reviewer, the date and a hash of the content. The hash covers templates/<audience>/<step>.md
-    AND the shared layouts templates/layout.mjml and templates/layout.txt, so editing an email
-    or a layout makes it need approval again. Live SendGrid sends refuse unapproved emails; the
-    outbox and the sandbox accept drafts. Lint runs first and errors refuse the approval unless
-    --force."""
+    reviewer, their role, the date and a hash of the content. Emails sent while the content is
+    as approved carry "Medically reviewed by NAME, ROLE, DATE" in the footer. The hash covers
+    templates/<audience>/<step>.md AND the shared layouts templates/layout.mjml and
+    templates/layout.txt, so editing an email or a layout makes it need approval again. Live
+    SendGrid sends refuse unapproved emails; the outbox and the sandbox accept drafts. Lint runs
+    first and errors refuse the approval unless --force."""
     from campaign.app.content import approval_request, record_approvals
+    from campaign.approval import ROLE_EXAMPLES
     from campaign.render import TemplateError
 
+    if not (role or "").strip():
+        fail(
+            "give the reviewer's role, shown in the emails' footer: --role ROLE, e.g. "
+            + ", ".join(f'"{r}"' for r in ROLE_EXAMPLES)
+        )
     s = settings()
     try:
         request = approval_request(s, load_audiences_or_fail(s), audience, step)
@@ -206,7 +221,7 @@ def approve(
         )
     with store_for(s) as store:
         try:
-            done = record_approvals(store, s, request.templates, by)
+            done = record_approvals(store, s, request.templates, by, role=role)
         except ValueError as exc:
             fail(str(exc))
         except (TemplateError, OSError) as exc:
@@ -214,7 +229,8 @@ def approve(
     for a in done:
         if a.new:
             console.print(
-                f"[green]✓[/] {a.template} approved by {escape(a.by)} on {a.at:%Y-%m-%d} "
+                f"[green]✓[/] {a.template} approved by {escape(a.by)} ({escape(role.strip())}) on "
+                f"{a.at:%Y-%m-%d} "
                 f"(content {a.content_hash[:12]})",
                 highlight=False,
             )
