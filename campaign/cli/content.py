@@ -105,8 +105,9 @@ def lint(
 ):
     """Lint every email (audience x step), rendered for sample leads including hostile names:
     footer, unsubscribe link, 988 line, privacy of subjects/preheaders/URLs, escaping, promises,
-    off-label statement, reading grade (Flesch-Kincaid at most 8), size, links, images.
-    Prints each problem with its template file and what to change, and each email's grade.
+    off-label statement, reading grades (Flesch-Kincaid and SMOG, each at most 8), size, links,
+    images. Prints each problem with its template file and what to change, and each email's
+    grades.
     Exits 1 on any error; warnings do not fail. --rules lists the rules instead."""
     from campaign.app.content import lint_content
 
@@ -136,15 +137,16 @@ def lint(
             "step",
             "day",
             "grade (FK)",
+            "SMOG",
             "errors",
             "warnings",
-            title=f"Reading grade per email ({report.templates_dir}/AUDIENCE/STEP.md; text part "
-            "without the footer; at most 8)",
+            title=f"Reading grades per email ({report.templates_dir}/AUDIENCE/STEP.md; text part "
+            "without the footer; each at most 8)",
         )
         for e in report.emails:
-            grade = "-" if e["grade"] is None else f"{e['grade']:.1f}"
+            grade, smog = ("-" if g is None else f"{g:.1f}" for g in (e["grade"], e["smog"]))
             table.add_row(
-                e["audience"], e["step"], f"{e['day']:g}", grade, str(e["errors"]), str(e["warnings"])
+                e["audience"], e["step"], f"{e['day']:g}", grade, smog, str(e["errors"]), str(e["warnings"])
             )
         console.print(table)
         total = len(report.emails)
@@ -333,9 +335,10 @@ def _one_email(
     approval = card.state.label if result.approvals_known else "DRAFT: no database, so no approvals"
     typer.echo(f"Approval:  {approval}")
     grade = "-" if card.grade is None else f"{card.grade:.1f}"
+    smog = "-" if card.smog is None else f"{card.smog:.1f}"
     typer.echo(
         f"Lint:      {card.errors} error(s), {len(card.problems) - card.errors} warning(s); "
-        f"reading grade {grade}"
+        f"reading grade {grade} (Flesch-Kincaid), {smog} (SMOG)"
     )
     for p in card.problems:
         typer.echo(f"  {p.severity} [{p.rule}] {p.message}")
