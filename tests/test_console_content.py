@@ -124,7 +124,9 @@ def test_a_reviewer_approves_with_the_attestation_and_it_records_who_role_when_a
         START,
     )
     kept = dict(json.loads(row["source_text"]))
-    assert set(kept) == {"gad/welcome.md", "layout.mjml", "layout.txt"}
+    settings = content_console.settings
+    includes = Renderer(settings.templates_dir, settings.clinic).source("gad/welcome").includes
+    assert includes and set(kept) == {"gad/welcome.md", *includes, "layout.mjml", "layout.txt"}
     assert kept["gad/welcome.md"] == (content_console.settings.templates_dir / "gad/welcome.md").read_text()
     [entry] = audit_actions(content_console, "content.approve")
     assert (entry.actor, entry.role, entry.object_type, entry.object_id) == (
