@@ -167,7 +167,9 @@ def test_after_an_edit_the_page_shows_a_line_diff_against_the_approved_text(
     reviewer = content_console.login("reviewer")
     assert approve_as(reviewer).status_code == 303
     path = console_content_dir / "templates/gad/welcome.md"
-    first_line = next(line for line in path.read_text().splitlines()[4:] if line.strip())
+    lines = path.read_text().splitlines()
+    body = lines[lines.index("---", 1) + 1 :]  # after the front matter, however long it is
+    first_line = next(line for line in body if line.strip())
     edit(path, first_line, "A brand new opening line for the review.")
     page = reviewer.get(WELCOME)
     assert "changed since" in page.text and APPROVE_BUTTON in page.text
