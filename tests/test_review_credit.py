@@ -137,3 +137,21 @@ def test_lint_json_has_smog_beside_flesch_kincaid_for_every_email(env):
         assert 3.0 <= row["smog"] <= 8.0, row  # SMOG's floor is 3.1: a real measure, within the limit
     table = runner.invoke(app, ["lint"], env={"COLUMNS": "200"})
     assert "SMOG" in table.output and "grade (FK)" in table.output
+
+
+def test_the_gallery_shows_both_grades_and_the_credit_as_it_would_go_out(env, sqlite_store):
+    from campaign.approval import approve
+    from campaign.audiences import load_audiences
+    from campaign.preview import build_cards, card_html
+
+    renderer = Renderer(env.templates_dir, env.clinic)
+    approve(sqlite_store, renderer, ["gad/welcome"], by="Dr. Lee", role="PharmD", now=MONDAY_10)
+    gad = [a for a in load_audiences(env.audiences_dir) if a.name == "gad"]
+    gallery = build_cards(renderer, gad, public_url=env.public_url, store=sqlite_store)
+    cards = {c.step: c for c in gallery.cards}
+    welcome, brain = cards["welcome"], cards["brain"]
+    assert welcome.smog is not None and brain.smog is not None
+    shown = card_html(welcome)
+    assert f"{welcome.grade:.1f} Flesch-Kincaid, {welcome.smog:.1f} SMOG" in shown
+    assert "Medically reviewed by Dr. Lee, PharmD, March 2, 2026" in welcome.text
+    assert "Medically reviewed" not in brain.text  # never approved: a draft has no credit
