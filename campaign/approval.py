@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 
 LAYOUT_FILES = ("layout.mjml", "layout.txt")
 MAX_REVIEWER_CHARS = 200
+MAX_ROLE_CHARS = 64
+ROLE_EXAMPLES = ("MD", "DO", "NP", "PA-C", "PharmD", "clinical reviewer")
+# Console account roles say what someone may do in the console, not their clinical credential:
+# the footer names no such role.
+CONSOLE_ROLES = frozenset(("coordinator", "reviewer", "admin", "api"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class ApprovalState:
     at: datetime | None
     changed_since: bool  # approved once, but the content (or a layout) changed since
     content_hash: str | None = None  # None when the template cannot be read
-    role: str | None = None  # the approver's console role ("" from the command line)
+    role: str | None = None  # the approver's console role, or the --role given to `campaign approve`
 
     @property
     def label(self) -> str:
@@ -78,7 +83,8 @@ class UnapprovedContent(Exception):
         super().__init__(
             f"{len(self.templates)} template(s) changed since approval or never approved: "
             f"{', '.join(self.templates)}. Review them (`campaign preview`), then "
-            "`campaign approve AUDIENCE [STEP] --by NAME`; the outbox and the SendGrid sandbox accept drafts."
+            "`campaign approve AUDIENCE [STEP] --by NAME --role ROLE`; the outbox and the SendGrid "
+            "sandbox accept drafts."
         )
 
 
@@ -198,6 +204,9 @@ def approve(
         raise ValueError("give the reviewer's name: --by NAME")
     if len(reviewer) > MAX_REVIEWER_CHARS:
         raise ValueError(f"the reviewer's name is longer than {MAX_REVIEWER_CHARS} characters")
+    role = " ".join((role or "").split())
+    if len(role) > MAX_ROLE_CHARS:
+        raise ValueError(f"the reviewer's role is longer than {MAX_ROLE_CHARS} characters")
     now = now or datetime.now(UTC)
     names = list(dict.fromkeys(template_names))
     # Read each once: the hash and the kept text describe the same files. All readable, or nothing recorded.
@@ -216,6 +225,29 @@ def approve(
             state = approval_state(store, renderer, [name])[name]
             done.append(Approved(name, hashes[name], False, state.by or reviewer, state.at or now))
     return done
+
+
+# ---- the footer's review credit -----------------------------------------------------------------
+
+
+def review_credit(state: ApprovalState) -> str | None:
+    """The footer line for an email whose current content is approved: "Medically reviewed by
+    {name}, {role}, {date}" (no role when none was given or it is a console account role).
+    None when the content changed since approval or was never approved: no credit for text the
+    reviewer never saw."""
+    if not state.approved or not state.by or state.at is None:
+        return None
+    role = (state.role or "").strip()
+    credential = f", {role}" if role and role.lower() not in CONSOLE_ROLES else ""
+    return f"Medically reviewed by {state.by}{credential}, {state.at:%B} {state.at.day}, {state.at:%Y}"
+
+
+def review_credits(store: Store, renderer: Renderer, template_names: Iterable[str]) -> dict[str, str]:
+    """{template: footer line} for each of these templates whose current content is approved;
+    one approvals query for all of them (the engine reads it once per tick)."""
+    states = approval_state(store, renderer, template_names)
+    found = {name: review_credit(state) for name, state in states.items()}
+    return {name: line for name, line in found.items() if line}
 
 
 # ---- what changed since the approval ------------------------------------------------------------

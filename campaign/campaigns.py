@@ -73,7 +73,7 @@ def preflight_checks(settings: Settings, *, lint_errors: list[str], unapproved: 
             "Every email approved in its current form",
             (
                 f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
-                "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`",
+                "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME --role ROLE`",
             )
             if unapproved
             else (),

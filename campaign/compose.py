@@ -19,8 +19,15 @@ if TYPE_CHECKING:
 
 
 def outbound(
-    ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim, campaign: dict
+    ctx: Context,
+    due: DueEnrollment,
+    audience: Audience,
+    claim: Claim,
+    campaign: dict,
+    credits: dict[str, str] | None = None,
 ) -> OutboundEmail:
+    """The email of a claimed step; `credits` maps a template to its footer's "Medically
+    reviewed by ..." line (only templates approved in their current form have one)."""
     clinic = ctx.settings.clinic
     step = audience.step(claim.step_key)
     url = unsubscribe_url(
@@ -33,6 +40,7 @@ def outbound(
         unsubscribe_url=url,
         anxiety_type=lead.anxiety_type,
         prior_treatments=lead.prior_treatments,
+        review_credit=(credits or {}).get(step.template),
     )
     return OutboundEmail(
         send_id=claim.send_id,

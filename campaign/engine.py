@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
@@ -40,9 +41,19 @@ class Context:
     # Pacing and the failure limit, for every transport; counts across the batches of a tick.
     policy: SendPolicy | None = None
 
+    # The footers' review credits, read once per tick (keyed by the tick's `now`).
+    _credits: tuple[datetime, dict[str, str]] | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         if self.policy is None:
             self.policy = SendPolicy.from_settings(self.settings)
+
+    def review_credits(self, now: datetime) -> dict[str, str]:
+        """{template: "Medically reviewed by ..."} for the templates approved as they are now."""
+        if self._credits is None or self._credits[0] != now:
+            names = [step.template for a in self.audiences for step in a.steps]
+            self._credits = (now, review_credits(self.store, self.renderer, names))
+        return self._credits[1]
 
     @property
     def audience_by_name(self) -> dict[str, Audience]:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from campaign.approval import ApprovalState, approval_state
+from campaign.approval import ApprovalState, approval_state, review_credit
 from campaign.lint import run_lint, sample_unsubscribe_url, sequences_of
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ class Card:
     html: str = ""
     text: str = ""
     error: str | None = None  # the render error, when it does not render
-    grade: float | None = None
+    grade: float | None = None  # Flesch-Kincaid
+    smog: float | None = None
     problems: list[Problem] = field(default_factory=list)
     state: ApprovalState = NO_STORE_STATE
 
@@ -114,6 +115,7 @@ def build_cards(
                     unsubscribe_url=unsubscribe_url,
                     anxiety_type=anxiety_type,
                     prior_treatments=prior_treatments,
+                    review_credit=review_credit(states[step.template]) if step.template in states else None,
                 )
                 card.subject, card.preheader, card.html, card.text = (
                     email.subject,
@@ -124,6 +126,7 @@ def build_cards(
             except TemplateError as exc:
                 card.error = str(exc)
             card.grade = grades.get(step.template)
+            card.smog = getattr(grades, "smog", {}).get(step.template)
             card.problems = [p for p in problems if p.template == step.template]
             card.state = states.get(step.template, NO_STORE_STATE)
             cards.append(card)
@@ -228,7 +231,9 @@ def card_html(card: Card, *, approvals_known: bool = True, own_page_href: str | 
     else:
         approval_line = state.label
     if card.grade is not None:
-        grade = f"{card.grade:.1f} (Flesch-Kincaid, text part without the footer; at most 8)"
+        grade = f"{card.grade:.1f} Flesch-Kincaid"
+        grade += "" if card.smog is None else f", {card.smog:.1f} SMOG"
+        grade += " (text part without the footer; each at most 8)"
     else:
         grade = "not measured"
     if card.errors:

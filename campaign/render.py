@@ -252,7 +252,11 @@ class Renderer:
         unsubscribe_url: str,
         anxiety_type: str | None = None,
         prior_treatments: int | None = None,
+        review_credit: str | None = None,
     ) -> RenderedEmail:
+        """One email for one lead. ``review_credit`` is the footer's "Medically reviewed by ..."
+        line (campaign.approval.review_credit) when the current content is approved; it is not
+        part of the template, so it never changes the approval hash."""
         src = self.source(name)
         base = {
             "clinic": self.clinic,
@@ -286,6 +290,7 @@ class Renderer:
             "cta_text": cta_text,
             "cta_url": cta_url,
             "unsubscribe_url": unsubscribe_url,
+            "review_credit": review_credit or "",
         }
         html = self.html_layout.render(**shared, body_html=jinja2.utils.markupsafe.Markup(body_html))
         text = self.text_layout.render(**shared, body_text=body_text)

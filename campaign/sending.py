@@ -124,10 +124,11 @@ def send_claims(
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
     emails, results, lead_of_send = [], [], {}
     campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
+    credits = ctx.review_credits(now) if claims else {}
     for claim in claims:
         due, audience, _ = wanted[claim.enrollment_id]
         try:
-            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id]))
+            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id], credits))
             lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
         except TemplateError as exc:
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))

@@ -208,16 +208,17 @@ def states_in_db(s, names):
 
 
 def test_cli_approve_one_step_records_by(env):
-    result = runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Jane Lee"])
+    result = runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Jane Lee", "--role", "MD"])
     assert result.exit_code == 0, result.output
     assert "gad/welcome approved by Dr. Jane Lee" in result.output and "layout" in result.output
     states = states_in_db(env, GAD)
     assert states["gad/welcome"].approved and states["gad/welcome"].by == "Dr. Jane Lee"
+    assert states["gad/welcome"].role == "MD"
     assert [n for n, st in states.items() if not st.approved] == GAD[1:]
 
 
 def test_cli_approve_whole_audience(env):
-    result = runner.invoke(app, ["approve", "gad", "--by", "Dr. Lee"])
+    result = runner.invoke(app, ["approve", "gad", "--by", "Dr. Lee", "--role", "MD"])
     assert result.exit_code == 0, result.output
     states = states_in_db(env, [*GAD, "social/welcome"])
     assert all(states[n].approved and states[n].by == "Dr. Lee" for n in GAD)
@@ -226,11 +227,16 @@ def test_cli_approve_whole_audience(env):
 
 def test_cli_approve_bad_input(env):
     assert runner.invoke(app, ["approve", "gad", "welcome"]).exit_code == 2  # --by is required
-    unknown = runner.invoke(app, ["approve", "nope", "--by", "Dr. Lee"])
+    unknown = runner.invoke(app, ["approve", "nope", "--by", "Dr. Lee", "--role", "MD"])
     assert unknown.exit_code == 2 and "gad" in unknown.output  # lists the audiences there are
-    bad_step = runner.invoke(app, ["approve", "gad", "nope", "--by", "Dr. Lee"])
+    bad_step = runner.invoke(app, ["approve", "gad", "nope", "--by", "Dr. Lee", "--role", "MD"])
     assert bad_step.exit_code == 2 and "welcome" in bad_step.output
-    assert runner.invoke(app, ["approve", "gad", "welcome", "--by", "  "]).exit_code == 2
+    assert runner.invoke(app, ["approve", "gad", "welcome", "--by", "  ", "--role", "MD"]).exit_code == 2
+    for no_role in ([], ["--role", "  "]):  # the role is required, with examples of what to give
+        refused = runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Lee", *no_role])
+        assert refused.exit_code == 2 and "--role" in refused.output and '"PharmD"' in refused.output
+    too_long = runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Lee", "--role", "x" * 65])
+    assert too_long.exit_code == 2 and "longer than 64" in too_long.output
     assert not any(st.approved for st in states_in_db(env, GAD).values())
 
 
@@ -240,7 +246,7 @@ def test_cli_approve_refuses_lint_errors_unless_forced(env, content):
         content / "templates" / "gad" / "brain.md",
         lambda s: s.replace("\n---\n", "\n---\nThis will cure you, guaranteed.\n\n", 1),
     )
-    refused = runner.invoke(app, ["approve", "gad", "brain", "--by", "Dr. Lee"])
+    refused = runner.invoke(app, ["approve", "gad", "brain", "--by", "Dr. Lee", "--role", "MD"])
     assert refused.exit_code == 1
     assert (
         "promise" in refused.output
@@ -249,8 +255,8 @@ def test_cli_approve_refuses_lint_errors_unless_forced(env, content):
     )
     assert not states_in_db(env, ["gad/brain"])["gad/brain"].approved
     # Another step of the same audience is clean: approving it alone is not blocked.
-    assert runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Lee"]).exit_code == 0
-    forced = runner.invoke(app, ["approve", "gad", "brain", "--by", "Dr. Lee", "--force"])
+    assert runner.invoke(app, ["approve", "gad", "welcome", "--by", "Dr. Lee", "--role", "MD"]).exit_code == 0
+    forced = runner.invoke(app, ["approve", "gad", "brain", "--by", "Dr. Lee", "--role", "MD", "--force"])
     assert forced.exit_code == 0, forced.output
     assert "--force" in forced.output
     assert states_in_db(env, ["gad/brain"])["gad/brain"].approved
@@ -263,7 +269,8 @@ def test_content_commands_do_not_import_prefect(env, tmp_path):
         "from typer.testing import CliRunner\n"
         "from campaign.cli import app\n"
         "r = CliRunner()\n"
-        "for args in (['lint'], ['approve', 'gad', 'welcome', '--by', 'Dr. Lee'], ['preview', '--out', "
+        "for args in (['lint'], ['approve', 'gad', 'welcome', '--by', 'Dr. Lee', '--role', 'MD'],"
+        " ['preview', '--out', "
         f"{str(tmp_path / 'p')!r}],"
         " ['preview', 'gad', 'welcome', '--out', " + repr(str(tmp_path / "one.html")) + "]):\n"
         "    res = r.invoke(app, args)\n"

@@ -55,7 +55,7 @@ def problem_row(settings: Settings, problem: Problem, audience_names: set[str]) 
 class LintReport:
     problems: list[dict]  # template, file, rule, severity, message
     grades: dict[str, float]  # template -> Flesch-Kincaid grade of its text part
-    emails: list[dict]  # per audience x step: day, grade, errors, warnings
+    emails: list[dict]  # per audience x step: day, grade (FK), smog, errors, warnings
     templates_dir: str  # as the coordinator types it
 
     @property
@@ -76,7 +76,9 @@ class LintReport:
             "errors": self.errors,
             "warnings": self.warnings,
             "problems": self.problems,
-            "grades": {name: round(g, 2) for name, g in self.grades.items()},
+            "grades": {name: round(g, 2) for name, g in self.grades.items()},  # Flesch-Kincaid
+            "smog": {name: round(g, 2) for name, g in getattr(self.grades, "smog", {}).items()},
+            "emails": self.emails,
         }
 
 
@@ -100,6 +102,7 @@ def lint_content(settings: Settings, audiences: list[Audience]) -> LintReport:
                     "step": step.key,
                     "day": day_number(step.delay),
                     "grade": grades.get(step.template),
+                    "smog": grades.smog.get(step.template),
                     "errors": sum(1 for p in mine if p["severity"] == "error"),
                     "warnings": sum(1 for p in mine if p["severity"] == "warning"),
                 }
@@ -141,12 +144,15 @@ def approval_request(
     return ApprovalRequest(audience, templates, blocking)
 
 
-def record_approvals(store: Store, settings: Settings, templates: list[str], by: str) -> list[Approved]:
-    """Record `by`'s sign-off of each template's current content (see approval.approve)."""
+def record_approvals(
+    store: Store, settings: Settings, templates: list[str], by: str, *, role: str = ""
+) -> list[Approved]:
+    """Record `by`'s sign-off (with their role, e.g. "MD") of each template's current content
+    (see approval.approve)."""
     from campaign.approval import approve
     from campaign.render import Renderer
 
-    return approve(store, Renderer(settings.templates_dir, settings.clinic), templates, by=by)
+    return approve(store, Renderer(settings.templates_dir, settings.clinic), templates, by=by, role=role)
 
 
 # ---- previews -----------------------------------------------------------------------------------
@@ -279,7 +285,7 @@ def linted(settings: Settings, audiences: list[Audience]) -> tuple[list[Problem]
             renderer = Renderer(settings.templates_dir, settings.clinic)
             _lint_memo[key] = run_lint(renderer, sequences, public_url=settings.public_url)
         problems, grades = _lint_memo[key]
-        return list(problems), dict(grades)
+        return list(problems), grades  # Grades: FK per template, SMOG in .smog; read-only
 
 
 def _cards(store: Store, settings: Settings, audiences: list[Audience], linted_for: list[Audience]):
@@ -292,6 +298,7 @@ def _cards(store: Store, settings: Settings, audiences: list[Audience], linted_f
     problems, grades = linted(settings, linted_for)
     for card in gallery.cards:
         card.grade = grades.get(card.template)
+        card.smog = getattr(grades, "smog", {}).get(card.template)
         card.problems = [p for p in problems if p.template == card.template]
     return gallery.cards, problems
 

@@ -109,8 +109,9 @@ def lint(
 
     Lints every email (audience x step), rendered for sample leads including hostile names:
     footer, unsubscribe link, 988 line, privacy of subjects/preheaders/URLs, escaping, promises,
-    off-label statement, reading grade (Flesch-Kincaid at most 8), size, links, images.
-    Prints each problem with its template file and what to change, and each email's grade.
+    off-label statement, reading grades (Flesch-Kincaid and SMOG, each at most 8), size, links,
+    images. Prints each problem with its template file and what to change, and each email's
+    grades.
     Exits 1 on any error; warnings do not fail. --rules lists the rules instead."""
     from campaign.app.content import lint_content
 
@@ -140,15 +141,16 @@ def lint(
             "step",
             "day",
             "grade (FK)",
+            "SMOG",
             "errors",
             "warnings",
-            title=f"Reading grade per email ({report.templates_dir}/AUDIENCE/STEP.md; text part "
-            "without the footer; at most 8)",
+            title=f"Reading grades per email ({report.templates_dir}/AUDIENCE/STEP.md; text part "
+            "without the footer; each at most 8)",
         )
         for e in report.emails:
-            grade = "-" if e["grade"] is None else f"{e['grade']:.1f}"
+            grade, smog = ("-" if g is None else f"{g:.1f}" for g in (e["grade"], e["smog"]))
             table.add_row(
-                e["audience"], e["step"], f"{e['day']:g}", grade, str(e["errors"]), str(e["warnings"])
+                e["audience"], e["step"], f"{e['day']:g}", grade, smog, str(e["errors"]), str(e["warnings"])
             )
         print_table(table)
         total = len(report.emails)
@@ -179,21 +181,37 @@ def approve(
     by: Annotated[
         str, typer.Option("--by", metavar="NAME", help="The reviewer's name, recorded with the approval.")
     ] = ...,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            metavar="ROLE",
+            help='The reviewer\'s credential, shown in the footer: e.g. "MD", "NP", "PharmD", '
+            '"clinical reviewer".',
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Approve even though lint finds errors (they are listed).")
     ] = False,
 ):
     """Record a reviewer's sign-off of emails.
 
-    One step's email, or every step of an audience: the reviewer, the date and a hash of the
-    content. The hash covers templates/<audience>/<step>.md
-    AND the shared layouts templates/layout.mjml and templates/layout.txt, so editing an email
-    or a layout makes it need approval again. Live SendGrid sends refuse unapproved emails; the
-    outbox and the sandbox accept drafts. Lint runs first and errors refuse the approval unless
-    --force."""
+    One step's email, or every step of an audience: the reviewer, their role, the date and a
+    hash of the content. Emails sent while the content is as approved carry "Medically reviewed
+    by NAME, ROLE, DATE" in the footer. The hash covers templates/<audience>/<step>.md, the
+    partials it includes AND the shared layouts templates/layout.mjml and templates/layout.txt,
+    so editing an email or a layout makes it need approval again. Live SendGrid sends refuse
+    unapproved emails; the outbox and the sandbox accept drafts. Lint runs first and errors
+    refuse the approval unless --force."""
     from campaign.app.content import approval_request, record_approvals
+    from campaign.approval import ROLE_EXAMPLES
     from campaign.render import TemplateError
 
+    if not (role or "").strip():
+        fail(
+            "give the reviewer's role, shown in the emails' footer: --role ROLE, e.g. "
+            + ", ".join(f'"{r}"' for r in ROLE_EXAMPLES)
+        )
     s = settings()
     try:
         request = approval_request(s, load_audiences_or_fail(s), audience, step)
@@ -214,7 +232,7 @@ def approve(
         )
     with store_for(s) as store:
         try:
-            done = record_approvals(store, s, request.templates, by)
+            done = record_approvals(store, s, request.templates, by, role=role)
         except ValueError as exc:
             fail(str(exc))
         except (TemplateError, OSError) as exc:
@@ -222,7 +240,8 @@ def approve(
     for a in done:
         if a.new:
             console.print(
-                f"[green]✓[/] {a.template} approved by {escape(a.by)} on {a.at:%Y-%m-%d} "
+                f"[green]✓[/] {a.template} approved by {escape(a.by)} ({escape(role.strip())}) on "
+                f"{a.at:%Y-%m-%d} "
                 f"(content {a.content_hash[:12]})",
                 highlight=False,
             )
@@ -337,9 +356,10 @@ def _one_email(
     approval = card.state.label if result.approvals_known else "DRAFT: no database, so no approvals"
     typer.echo(f"Approval:  {approval}")
     grade = "-" if card.grade is None else f"{card.grade:.1f}"
+    smog = "-" if card.smog is None else f"{card.smog:.1f}"
     typer.echo(
         f"Lint:      {card.errors} error(s), {len(card.problems) - card.errors} warning(s); "
-        f"reading grade {grade}"
+        f"reading grade {grade} (Flesch-Kincaid), {smog} (SMOG)"
     )
     for p in card.problems:
         typer.echo(f"  {p.severity} [{p.rule}] {p.message}")

@@ -147,7 +147,8 @@ approvals = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("approved_by", sa.String(200), nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=False),
-    sa.Column("approved_role", sa.String(16), nullable=False, server_default=""),  # "" from the CLI
+    # The console role of the approver, or the credential given with `approve --role` ("MD").
+    sa.Column("approved_role", sa.String(64), nullable=False, server_default=""),
     # The files the hash covers, as approved (JSON [[file name, text], ...]), so a reviewer can
     # see what changed since; NULL for approvals recorded before 0007_approval_source.
     sa.Column("source_text", sa.Text, nullable=True),
