@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience, match_audience
+from campaign.bulk import BulkComposer
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.events import ACCEPTED_KINDS
@@ -39,10 +40,14 @@ class Context:
     transport: Transport
     # Pacing and the failure limit, for every transport; counts across the batches of a tick.
     policy: SendPolicy | None = None
+    # Bulk renders, memoized across the batches (and ticks) of this context.
+    bulk_composer: BulkComposer | None = None
 
     def __post_init__(self) -> None:
         if self.policy is None:
             self.policy = SendPolicy.from_settings(self.settings)
+        if self.bulk_composer is None:
+            self.bulk_composer = BulkComposer(self.renderer)
 
     @property
     def audience_by_name(self) -> dict[str, Audience]:

@@ -74,6 +74,22 @@ class _Handler(BaseHTTPRequestHandler):
                 messages = [m.as_json() for m in state.messages]
                 counters = dataclasses.asdict(state.counters)
             self._send_json(200, {"messages": messages, "counters": counters})
+        elif self.path == "/_dev/summary":
+            # For a million recipients: counts, without the messages.
+            with state.lock:
+                messages = list(state.messages)
+                counters = dataclasses.asdict(state.counters)
+            to = [e.lower() for m in messages for e in m.to_emails]
+            send_ids = [m.send_id for m in messages]
+            self._send_json(
+                200,
+                {
+                    "messages": len(messages),
+                    "distinct_to": len(set(to)),
+                    "distinct_send_ids": len(set(send_ids)),
+                    "counters": counters,
+                },
+            )
         elif self.path == "/_dev/faults":
             self._send_json(200, dataclasses.asdict(state.faults))
         elif self.path == "/_dev/public-key":
@@ -209,8 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Validated and answered, nothing delivered, no events, no X-Message-Id.
             state.count("sandbox")
             return self._send_json(200)
-        message = state.record(body)
-        self._send_json(202, None, {"X-Message-Id": message.message_id})
+        message_id = state.record(body)
+        self._send_json(202, None, {"X-Message-Id": message_id})
 
 
 class PooledServer(HTTPServer):
