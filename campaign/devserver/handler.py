@@ -201,6 +201,14 @@ class _Handler(BaseHTTPRequestHandler):
                 [sg_error("Invalid JSON, or a body this endpoint cannot read.", None)],
             )
         errors = validate_mail_send(body)
+        refused = set(state.faults.invalid_addresses)
+        if refused and not errors:
+            errors = [
+                sg_error("Does not contain a valid address.", f"personalizations.{i}.to.{j}.email")
+                for i, p in enumerate(body["personalizations"])
+                for j, r in enumerate(p["to"])
+                if r["email"].lower() in refused
+            ]
         if errors:
             state.count("invalid")
             return self._errors(400, errors)

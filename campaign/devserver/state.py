@@ -43,6 +43,8 @@ class Faults:
     hang: float = 0.0  # read the request, record nothing, never answer
     rate_limit_reset_s: int = 1  # X-RateLimit-Reset = now + this (whole seconds, like SendGrid)
     seed: int = 0
+    # Addresses answered with a 400 as invalid: SendGrid's rules can refuse what passed our checks.
+    invalid_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -50,6 +52,8 @@ class Faults:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        if "invalid_addresses" in data:
+            data = {**data, "invalid_addresses": tuple(a.lower() for a in data["invalid_addresses"])}
         return cls(**data)
 
 
