@@ -60,14 +60,15 @@ class BulkTemplate:
     subject: str  # holds _NAME_A / _URL_A: each recipient's subject is spelled out in full
     html: str
     text: str
+    digest: str  # of the three: recipients of equal digests get the same email
 
-    @property
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for part in (self.subject, self.html, self.text):
-            h.update(part.encode("utf-8"))
-            h.update(b"\0")
-        return h.hexdigest()
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,9 @@ class BulkComposer:
             return None  # the per-email path reports it
         if not _same_but_values(a, b, has_name) or any(TAG_MARK in s for s in (a.subject, a.html, a.text)):
             return None
-        return BulkTemplate(
-            subject=a.subject,
-            html=a.html.replace(_NAME_A, NAME_HTML).replace(_URL_A, URL_HTML),
-            text=a.text.replace(_NAME_A, NAME_TEXT).replace(_URL_A, URL_TEXT),
-        )
+        body_html = a.html.replace(_NAME_A, NAME_HTML).replace(_URL_A, URL_HTML)
+        text = a.text.replace(_NAME_A, NAME_TEXT).replace(_URL_A, URL_TEXT)
+        return BulkTemplate(a.subject, body_html, text, _digest(a.subject, body_html, text))
 
 
 def recipient_subject(template: BulkTemplate, first_name: str, url: str) -> str:

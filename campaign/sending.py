@@ -148,6 +148,12 @@ def send_claims(
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
+    def before_request(send_ids: list[str]) -> set[str]:
+        for _ in send_ids:
+            ctx.policy.pacer.wait()
+        reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
+        return {s for s in send_ids if lead_of_send[s][0] in reachable}
+
     # Rendering first, then sending: measured faster than rendering while the senders run
     # (the renderer and the sender threads would fight over the GIL).
     stopped = None
@@ -155,7 +161,7 @@ def send_claims(
     singles_tried = False
     try:
         if bulk:
-            results.extend(ctx.transport.send_bulk(bulk, **hooks))
+            results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
         singles_tried = True
         if emails:
             results.extend(ctx.transport.send_batch(emails, **hooks))

@@ -203,3 +203,34 @@ def test_a_template_that_changes_the_name_is_not_sent_in_bulk(tmp_path, settings
     composer = BulkComposer(Renderer(templates, settings.clinic))
     template = composer.template("gad/welcome", "gad", None, has_name)
     assert (template is None) is has_name
+
+
+def test_reachable_among_agrees_with_is_reachable(store):
+    now = MONDAY_10
+    store.upsert_leads(gad_leads(5), now)
+    leads = [store.lead_by_email(f"lead{i}@example.com") for i in range(5)]
+    store.unsubscribe_lead(leads[1].public_id, now)
+    store.suppress(leads[2].email, "bounce", now)
+    store.mark_booked(leads[3].email, now)
+    pairs = [(lead.id, lead.email) for lead in leads]
+    assert store.reachable_among(pairs) == {leads[0].id, leads[4].id}
+    assert [store.is_reachable(i, e) for i, e in pairs] == [True, False, False, False, True]
+    # The address changed since the claim: not this lead's any more.
+    assert store.reachable_among([(leads[0].id, "someone.else@example.com")]) == set()
+
+
+def test_a_lead_who_left_after_the_claim_is_skipped_and_the_rest_go(make_settings, sg, monkeypatch):
+    ctx = context(make_settings, sg)
+    ctx.store.upsert_leads(gad_leads(15), MONDAY_10)
+    leaver = ctx.store.lead_by_email("lead4@example.com")
+    reachable_among = ctx.store.reachable_among
+
+    def unsubscribe_then_check(pairs):
+        # The lead unsubscribes between the claim and the request.
+        ctx.store.unsubscribe_lead(leaver.public_id, MONDAY_10)
+        return reachable_among(pairs)
+
+    monkeypatch.setattr(ctx.store, "reachable_among", unsubscribe_then_check)
+    run_tick(ctx, MONDAY_10)
+    assert statuses(ctx.store) == Counter(sent=14, skipped=1)
+    assert "lead4@example.com" not in {e for m in sg.messages for e in m.to_emails}

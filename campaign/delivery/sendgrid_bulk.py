@@ -35,6 +35,9 @@ from campaign.delivery.payload import (
 )
 from campaign.models import SendResult, SendStatus
 
+# send ids about to go -> those that may (a lead who left since the claim may not)
+BeforeRequest = Callable[[list[str]], set[str]]
+
 if TYPE_CHECKING:
     from campaign.bulk import BulkEmail, BulkRecipient
     from campaign.delivery.sendgrid_transport import SendGridTransport
@@ -45,9 +48,12 @@ def send_bulk(
     emails: Sequence[BulkEmail],
     before_send: BeforeSend | None = None,
     after_send: AfterSend | None = None,
+    before_request: BeforeRequest | None = None,
 ) -> list[SendResult]:
     """Send every recipient of every email once; results grouped by request. Raises like
-    SendGridTransport.send_batch (BatchStopped with ``results`` and ``not_sent``)."""
+    SendGridTransport.send_batch (BatchStopped with ``results`` and ``not_sent``).
+    ``before_request(send_ids)``, when given, replaces ``before_send``: one call right before a
+    request leaves, returning the send ids that may go (one query for a thousand recipients)."""
     requests = [
         (email, email.recipients[i : i + MAX_PERSONALIZATIONS])
         for email in emails
@@ -70,6 +76,19 @@ def send_bulk(
         transport.rate_limit_pause.wait()
         results: list[SendResult] = []
         ready: list[BulkRecipient] = []
+        if before_request is not None:
+            try:
+                allowed = before_request([r.send_id for r in recipients])
+            except Exception as exc:
+                halt(stop_from_hook(exc, "before_request"))
+                return results, [r.send_id for r in recipients]
+            ready = [r for r in recipients if r.send_id in allowed]
+            results += [
+                _result(r, SendStatus.skipped, "unsubscribed or suppressed before sending")
+                for r in recipients
+                if r.send_id not in allowed
+            ]
+            recipients = []
         for n, r in enumerate(recipients):
             if stop.is_set():
                 return results, [x.send_id for x in recipients[n:]] + [x.send_id for x in ready]
