@@ -1,7 +1,9 @@
 """Send OutboundEmails through SendGrid with the official client (sendgrid-python).
 
-One HTTP call per email, a bounded number in flight, and an error policy that keeps "not sent"
-apart from "maybe sent" (the send policy, pacing and the pause after failures, is the caller's):
+One HTTP call per email (``send_batch``), or per up to 1,000 recipients of one email
+(``send_bulk``, in campaign.delivery.sendgrid_bulk), a bounded number in flight, and an error
+policy that keeps "not sent" apart from "maybe sent" (the send policy, pacing and the pause
+after failures, is the caller's):
 
 ======================  ==============================================================
 202 / 200               sent (X-Message-Id kept; sandbox 200 has none)
