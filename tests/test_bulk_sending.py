@@ -89,6 +89,9 @@ def test_a_bulk_tick_gives_each_lead_its_own_name_link_header_and_send_id(make_s
         assert payload["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert payload["custom_args"] == {"send_id": row["send_id"]}
         assert message.to_emails == [row["email"]]
+        # Its events carry its own send id (from the personalization's custom_args).
+        (event,) = sg.events_for(row["send_id"], "delivered")
+        assert event["send_id"] == row["send_id"] and event["email"] == row["email"]
         # Nobody else's name or link, and no tag left over.
         others = [u for e, u in urls.items() if e != row["email"]]
         assert not any(u in text or u in body_html for u in others)
