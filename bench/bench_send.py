@@ -127,11 +127,21 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     return {"sent": sent, "seconds": elapsed}
 
 
-def phase_tick(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
+class PerEmailOnly:
+    """The same transport without send_bulk: the engine sends one email per request."""
+
+    def __init__(self, transport) -> None:
+        self.name = transport.name
+        self.send_batch = transport.send_batch
+
+
+def phase_tick(db: Path, host: str, concurrency: int, batch_size: int, per_email: bool = False) -> dict:
     from campaign.engine import run_tick
     from campaign.runtime import build_context
 
     ctx = build_context(settings_for(db, host, concurrency, batch_size), now=NOW)
+    if per_email:
+        ctx.transport = PerEmailOnly(ctx.transport)
     started = time.perf_counter()
     report = run_tick(ctx, NOW)
     elapsed = time.perf_counter() - started
@@ -141,7 +151,11 @@ def phase_tick(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
 
 
 def child(args) -> None:
-    fn = {"bare": phase_bare, "tick": phase_tick}[args.phase]
+    fn = {
+        "bare": phase_bare,
+        "tick": phase_tick,
+        "per-email": lambda *a: phase_tick(*a, per_email=True),
+    }[args.phase]
     result = fn(Path(args.db), args.host, int(args.concurrency), args.batch_size)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -199,6 +213,12 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-c<concurrency>.prof")
+    parser.add_argument(
+        "--bulk",
+        metavar="N",
+        type=int,
+        help="bulk mode: per-email vs bulk tick on --emails due leads, then one bulk step to N due leads",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--host", help=argparse.SUPPRESS)
@@ -211,6 +231,8 @@ def main() -> None:
     from campaign.settings import Settings
 
     batch_size = args.batch_size or Settings.model_fields["batch_size"].default
+    if args.bulk:
+        return main_bulk(args, batch_size)
     latencies = [float(x) for x in args.latencies.split(",")]
     per_latency = {float(k): int(v) for k, v in (p.split(":") for p in args.concurrency.split(","))}
     rows = []
@@ -255,6 +277,72 @@ def main() -> None:
     print(table)
     if args.write:
         (ROOT / "bench" / "RESULTS.md").write_text(table)
+
+
+def summary(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_dev/summary", timeout=600) as answer:
+        return json.load(answer)
+
+
+def measure(phase: str, template: Path, n: int, url: str, concurrency: int, batch_size: int, args) -> dict:
+    """One tick in a child process on a copy of `template`; the server must have recorded
+    every recipient exactly once, and the ledger every row sent."""
+    db = template.parent / f"{phase}.db"
+    shutil.copy(template, db)
+    dev(url, "/_dev/reset")
+    r = run_child(phase, db, url, concurrency, batch_size, args.profile)
+    record = summary(url)
+    r.update(
+        rate=n / r["seconds"],
+        recorded=record["messages"],
+        distinct=record["distinct_to"],
+        requests=record["counters"]["accepted"],
+    )
+    ok = r["sent"] == r["ledger_sent"] == r["recorded"] == r["distinct"] == record["distinct_send_ids"] == n
+    print(
+        f"{phase:<9} {n:>8} due  {r['seconds']:7.1f} s  {r['rate']:8.0f} emails/s  "
+        f"{r['requests']:>7} requests  peak RSS {r['peak_rss_mb']:.0f} MB  "
+        f"recorded {r['recorded']} ({r['distinct']} distinct)",
+        flush=True,
+    )
+    if not ok:
+        raise SystemExit(f"{phase}: not every recipient exactly once: {r} {record}")
+    db.unlink()
+    return r
+
+
+def main_bulk(args, batch_size: int) -> None:
+    """Per-email vs bulk on the same leads and server, then one bulk step to --bulk leads."""
+    from campaign.demo import sendgrid_server_process
+
+    concurrency = 4
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp, sendgrid_server_process(KEY) as url:
+        for n, phases in ((args.emails, ("per-email", "tick")), (args.bulk, ("tick",))):
+            template = Path(tmp) / f"template-{n}.db"
+            t = time.perf_counter()
+            prepare(template, n)
+            print(f"prepared {n} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
+            for phase in phases:
+                runs.append((phase, n, measure(phase, template, n, url, concurrency, batch_size, args)))
+            template.unlink()
+    load = os.getloadavg()
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, tick batch size {batch_size}, {concurrency} in flight, "
+        f"0 ms added latency; load average before the report {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",
+        f"Command: `cd {ROOT} && .venv/bin/python bench/bench_send.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| mode | due leads | wall | emails/s | requests | peak RSS (tick process) | recorded (distinct) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for phase, n, r in runs:
+        lines.append(
+            f"| {'bulk' if phase == 'tick' else phase} | {n:,} | {r['seconds']:.1f} s | {r['rate']:,.0f} | "
+            f"{r['requests']:,} | {r['peak_rss_mb']:.0f} MB | {r['recorded']:,} ({r['distinct']:,}) |"
+        )
+    single, bulk = runs[0][2]["rate"], runs[1][2]["rate"]
+    lines += ["", f"Bulk / per-email throughput on {args.emails:,} due leads: **{bulk / single:.1f}x**.", ""]
+    print("\n".join(lines))
 
 
 def render_results(rows, base, args, batch_size, command) -> str:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
+from campaign.bulk import BulkComposer
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.events import ACCEPTED_KINDS
@@ -40,6 +41,8 @@ class Context:
     transport: Transport
     # Pacing and the failure limit, for every transport; counts across the batches of a tick.
     policy: SendPolicy | None = None
+    # Bulk renders, memoized across the batches (and ticks) of this context.
+    bulk_composer: BulkComposer | None = None
 
     # The footers' review credits, read once per tick (keyed by the tick's `now`).
     _credits: tuple[datetime, dict[str, str]] | None = field(default=None, repr=False)
@@ -47,6 +50,8 @@ class Context:
     def __post_init__(self) -> None:
         if self.policy is None:
             self.policy = SendPolicy.from_settings(self.settings)
+        if self.bulk_composer is None:
+            self.bulk_composer = BulkComposer(self.renderer)
 
     def review_credits(self, now: datetime) -> dict[str, str]:
         """{template: "Medically reviewed by ..."} for the templates approved as they are now."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
+from campaign.bulk import group_for_bulk
 from campaign.compose import outbound
 from campaign.delivery import BatchStopped, TooManyFailures
 from campaign.models import SendResult, SendStatus
@@ -122,14 +123,23 @@ def send_claims(
     The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
     re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
-    emails, results, lead_of_send = [], [], {}
+    results: list[SendResult] = []
     campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
     credits = ctx.review_credits(now) if claims else {}
-    for claim in claims:
+    lead_of_send = {
+        c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
+    }
+    # The engine chooses: one request per up to 1,000 recipients of the same email where the
+    # transport can (SendGrid), one email each for small groups and everything else.
+    bulk: list = []
+    single = claims
+    if claims and ctx.transport.supports_bulk:
+        bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
+    emails = []
+    for claim in single:
         due, audience, _ = wanted[claim.enrollment_id]
         try:
             emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id], credits))
-            lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
         except TemplateError as exc:
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
             if str(exc) not in report.errors:
@@ -139,18 +149,28 @@ def send_claims(
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
+    def before_request(send_ids: list[str]) -> set[str]:
+        for _ in send_ids:
+            ctx.policy.pacer.wait()
+        reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
+        return {s for s in send_ids if lead_of_send[s][0] in reachable}
+
     # Rendering first, then sending: measured faster than rendering while the senders run
     # (the renderer and the sender threads would fight over the GIL).
     stopped = None
-    if emails:
-        try:
-            sent = ctx.transport.send_batch(
-                emails, before_send=before_send, after_send=ctx.policy.failures.count
-            )
-            results.extend(sent)
-        except BatchStopped as exc:
-            stopped = exc
-            results.extend(exc.results)
+    hooks = {"before_send": before_send, "after_send": ctx.policy.failures.count}
+    singles_tried = False
+    try:
+        if bulk:
+            results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
+        singles_tried = True
+        if emails:
+            results.extend(ctx.transport.send_batch(emails, **hooks))
+    except BatchStopped as exc:
+        stopped = exc
+        results.extend(exc.results)
+        if not singles_tried:  # stopped in the bulk part: the single emails were never tried
+            exc.not_sent.extend(e.send_id for e in emails)
     claim_of = {c.send_id: c for c in claims}
     final = [r for r in results if not _retry_later(r)]
     later = [r for r in results if _retry_later(r)]

@@ -8,6 +8,11 @@ returns one SendResult per email it settled, in input order. It only sends: the 
   skips it (an unsubscribe that landed after the claim).
 - ``after_send(result)`` runs as each email settles.
 
+A transport may also have ``send_bulk(emails, before_send, after_send, before_request)`` for
+campaign.bulk.BulkEmail groups (many recipients of one email, each with its substitutions):
+the engine uses it for groups of campaign.bulk.BULK_MIN_RECIPIENTS or more. The outbox has
+none, so it keeps one ``.eml`` per recipient.
+
 A hook stops the batch by raising BatchStopped (or a subclass): the transport fills in
 ``results`` and ``not_sent`` and raises it. These errors are the same for every transport, so
 callers never import a transport's module to handle them.
@@ -66,6 +71,9 @@ def stop_from_hook(exc: Exception, hook: str) -> BatchStopped:
 
 class Transport(Protocol):
     name: str
+    # True when the transport also has send_bulk(emails, ...): one request for many recipients
+    # of the same email (SendGrid personalizations). The engine groups claims only then.
+    supports_bulk: bool
 
     def send_batch(
         self,

@@ -92,6 +92,7 @@ def to_mime(email: OutboundEmail, *, date: datetime) -> EmailMessage:
 
 class OutboxTransport:
     name = "outbox"
+    supports_bulk = False  # one .eml per recipient, always
 
     def __init__(
         self,

@@ -25,6 +25,9 @@ MAX_RECIPIENTS = 1000  # to + cc + bcc over all personalizations
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_SEND_AT_AHEAD_S = 72 * 3600
+# "The total collective size of your substitutions may not exceed 10,000 bytes per
+# personalization object."
+MAX_SUBSTITUTIONS_BYTES = 10_000
 
 TEST_CATEGORY = "test"
 
@@ -205,6 +208,90 @@ def build_payload(
     return payload.serialize_data()
 
 
+def bulk_personalization(recipient: Any) -> dict[str, Any]:
+    """One recipient of a bulk request (campaign.bulk.BulkRecipient): its address, subject,
+    substitutions, and the headers written out in full (substitutions do not apply to headers)."""
+    return {
+        "to": [SendGridPayload.email_object(recipient.to_email, clean_display_name(recipient.to_name))],
+        "subject": recipient.subject,
+        "substitutions": dict(recipient.substitutions),
+        "headers": {
+            "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        "custom_args": {"send_id": recipient.send_id},
+    }
+
+
+def build_bulk_payload(
+    email: Any,
+    personalizations: list[dict[str, Any]],
+    *,
+    sandbox: bool = False,
+    asm_group_id: int | None = None,
+    track_opens: bool = False,
+    track_clicks: bool = False,
+) -> dict[str, Any]:
+    """One request for many recipients of one email (campaign.bulk.BulkEmail): the content
+    holds substitution tags, each personalization the recipient's values. No top-level
+    subject: every personalization has its own."""
+    payload = SendGridPayload()
+    payload.set_from(email.from_email, email.from_name)
+    payload.set_reply_to(email.reply_to)
+    payload.data["personalizations"] = personalizations
+    payload.set_bodies(email.text, email.html)
+    payload.set_tags([email.category])
+    payload.set_asm_group(asm_group_id)
+    payload.set_tracking(track_opens=track_opens, track_clicks=track_clicks)
+    payload.set_sandbox(sandbox)
+    return payload.serialize_data()
+
+
+def check_personalization(p: Any, where: str = "personalization", *, addresses: bool = True) -> list[str]:
+    """SendGrid's per-personalization limits: what would make the whole request a 400.
+    ``addresses=False`` leaves out the recipients (check_limits checks them request-wide)."""
+    if not isinstance(p, dict):
+        return [f"{where} must be an object"]
+    problems = []
+    to = p.get("to")
+    if not addresses:
+        pass
+    elif not isinstance(to, list) or not to:
+        problems.append(f"{where}.to must hold at least one recipient")
+    else:
+        for j, r in enumerate(to):
+            email = r.get("email") if isinstance(r, dict) else None
+            if not isinstance(email, str) or not _ADDRESS.match(email):
+                problems.append(f"{where}.to[{j}].email is not a valid address")
+    if "subject" in p and not (isinstance(p["subject"], str) and p["subject"].strip()):
+        problems.append(f"{where}.subject must be a non-empty string")
+    subs = p.get("substitutions")
+    if subs is not None:
+        if not isinstance(subs, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in subs.items()
+        ):
+            problems.append(f"{where}.substitutions must map strings to strings")
+        else:
+            size = len(json.dumps(subs).encode("utf-8"))
+            if size >= MAX_SUBSTITUTIONS_BYTES:
+                problems.append(f"{where}.substitutions is {size:,} bytes; SendGrid's limit is 10,000")
+    headers = p.get("headers")
+    if headers is not None:
+        if not isinstance(headers, dict):
+            problems.append(f"{where}.headers must be an object")
+        else:
+            for name, value in headers.items():
+                if not isinstance(value, str):
+                    problems.append(f"{where}.headers.{name} must have a string value")
+                if name.lower() in RESERVED_HEADERS:
+                    problems.append(f"{where}.headers.{name} is reserved; SendGrid sets it itself")
+    return problems
+
+
+# What SendGrid takes as an address (the dev server's rule; SendGrid's own is looser still).
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
 def payload_size(payload: dict[str, Any]) -> int:
     """Bytes on the wire, serialized the way python-http-client does it (json.dumps)."""
     return len(json.dumps(payload).encode("utf-8"))
@@ -272,9 +359,16 @@ def check_limits(payload: dict[str, Any], *, now: float | None = None) -> list[s
                 problems.append("content must list text/plain first, then text/html")
 
     problems += _check_custom_args(payload.get("custom_args"), "custom_args")
+    top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
     for i, p in enumerate(personalizations):
         if isinstance(p, dict) and "custom_args" in p:
-            problems += _check_custom_args(p["custom_args"], f"personalizations[{i}].custom_args")
+            # SendGrid merges the request's custom_args into each personalization's: the
+            # 10,000 bytes hold for the merge.
+            own = p["custom_args"]
+            merged = {**top_args, **own} if isinstance(own, dict) else own
+            problems += _check_custom_args(merged, f"personalizations[{i}].custom_args")
+        if isinstance(p, dict) and any(k in p for k in ("substitutions", "headers", "subject")):
+            problems += check_personalization(p, f"personalizations[{i}]", addresses=False)
 
     categories = payload.get("categories")
     if categories is not None:

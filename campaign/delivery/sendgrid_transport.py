@@ -1,7 +1,9 @@
 """Send OutboundEmails through SendGrid with the official client (sendgrid-python).
 
-One HTTP call per email, a bounded number in flight, and an error policy that keeps "not sent"
-apart from "maybe sent" (the send policy, pacing and the pause after failures, is the caller's):
+One HTTP call per email (``send_batch``), or per up to 1,000 recipients of one email
+(``send_bulk``, in campaign.delivery.sendgrid_bulk), a bounded number in flight, and an error
+policy that keeps "not sent" apart from "maybe sent" (the send policy, pacing and the pause
+after failures, is the caller's):
 
 ======================  ==============================================================
 202 / 200               sent (X-Message-Id kept; sandbox 200 has none)
@@ -51,6 +53,7 @@ from campaign.delivery.payload import build_payload, check_limits
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
 if TYPE_CHECKING:
+    from campaign.bulk import BulkEmail
     from campaign.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,7 @@ class RateLimitPause:
 class _Attempt:
     """What one HTTP call came to."""
 
-    kind: str  # "sent" | "final" | "unauthorized" | "rate_limited" | "retry"
+    kind: str  # "sent" | "final" | "unauthorized" | "rate_limited" | "retry" | "stopped"
     status: int | None = None
     message_id: str | None = None
     error: str | None = None
@@ -123,6 +126,7 @@ class SendGridTransport:
     """Send a batch of emails; see the module docstring for the error policy."""
 
     name = "sendgrid"
+    supports_bulk = True  # personalizations: up to 1,000 recipients of one email per request
 
     def finish(self) -> None:
         """Nothing to write at the end of a tick: every answer was settled as it came back."""
@@ -248,6 +252,18 @@ class SendGridTransport:
             raise stop_reason[0].with_outcome(results, not_sent)
         return results
 
+    def send_bulk(
+        self,
+        emails: Sequence[BulkEmail],
+        before_send: BeforeSend | None = None,
+        after_send: AfterSend | None = None,
+        before_request=None,
+    ) -> list[SendResult]:
+        """Many recipients of one email per request (campaign.delivery.sendgrid_bulk)."""
+        from campaign.delivery.sendgrid_bulk import send_bulk
+
+        return send_bulk(self, emails, before_send, after_send, before_request)
+
     def _client(self) -> SendGridAPIClient:
         # The official client's request_headers dict is shared by a client and all its
         # children, and mutated on every call: one client per worker thread.
@@ -282,29 +298,46 @@ class SendGridTransport:
             if stop.is_set():  # the hook may have waited (pacing) while another worker stopped
                 return None
 
+        attempt, maybe_delivered = self.post_until_settled(payload, stop, send_id)
+        if attempt.kind == "stopped":
+            # Another worker hit a 401: this email was not sent (or may have been).
+            if maybe_delivered:
+                error = "stopped after: " + (attempt.error or "")
+                return SendResult(send_id=send_id, status=SendStatus.unknown, error=error)
+            return None
+        if attempt.kind == "sent":
+            return SendResult(send_id=send_id, status=SendStatus.sent, message_id=attempt.message_id)
+        if attempt.kind == "final":
+            return SendResult(send_id=send_id, status=SendStatus.failed, error=attempt.error)
+        if attempt.kind == "unauthorized":
+            # An earlier attempt may have gone through before the key was revoked: then
+            # the email is unknown, else it was simply not sent.
+            raise _Unauthorized(
+                attempt.error or "401",
+                SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
+                if maybe_delivered
+                else None,
+            )
+        return self._gave_up(send_id, attempt, maybe_delivered)
+
+    def post_until_settled(
+        self, payload: dict[str, Any], stop: threading.Event, label: str
+    ) -> tuple[_Attempt, bool]:
+        """POST with the retry policy until the request settles. Returns the last attempt
+        (kind "sent", "final", "unauthorized", a "retry"/"rate_limited" given up on, or "stopped"
+        when another worker stopped the batch meanwhile), and whether any attempt may have
+        reached SendGrid. ``label`` (a send id) names the request in logs."""
         maybe_delivered = False
         attempts = 0
         rate_limit_waits = 0
         while True:
             attempt = self._post(payload)
-            if attempt.kind == "sent":
-                return SendResult(send_id=send_id, status=SendStatus.sent, message_id=attempt.message_id)
-            if attempt.kind == "final":
-                return SendResult(send_id=send_id, status=SendStatus.failed, error=attempt.error)
-            if attempt.kind == "unauthorized":
-                # An earlier attempt may have gone through before the key was revoked: then
-                # the email is unknown, else it was simply not sent.
-                raise _Unauthorized(
-                    attempt.error or "401",
-                    SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
-                    if maybe_delivered
-                    else None,
-                )
-
+            if attempt.kind in ("sent", "final", "unauthorized"):
+                return attempt, maybe_delivered
             if attempt.kind == "rate_limited":
                 rate_limit_waits += 1
                 if rate_limit_waits > self.max_rate_limit_waits:
-                    return self._gave_up(send_id, attempt, maybe_delivered)
+                    return attempt, maybe_delivered
                 delay = self._rate_limit_delay(attempt.reset_at)
                 # Everyone waits: the limit is per account, not per thread.
                 self.rate_limit_pause.pause_until(time.monotonic() + delay)
@@ -312,19 +345,12 @@ class SendGridTransport:
                 maybe_delivered = maybe_delivered or attempt.maybe_delivered
                 attempts += 1
                 if attempts >= self.max_attempts or (attempt.maybe_delivered and not self.retry_ambiguous):
-                    return self._gave_up(send_id, attempt, maybe_delivered)
+                    return attempt, maybe_delivered
                 # send_id only: never an address or content in logs.
-                log.info("SendGrid send %s: %s; retrying", send_id, attempt.error)
+                log.info("SendGrid send %s: %s; retrying", label, attempt.error)
                 time.sleep(self._backoff(attempts))
             if stop.is_set():
-                # Another worker hit a 401: this email was not sent (or may have been).
-                if maybe_delivered:
-                    return SendResult(
-                        send_id=send_id,
-                        status=SendStatus.unknown,
-                        error="stopped after: " + (attempt.error or ""),
-                    )
-                return None
+                return _Attempt("stopped", error=attempt.error), maybe_delivered
             self.rate_limit_pause.wait()
 
     @staticmethod

@@ -74,6 +74,22 @@ class _Handler(BaseHTTPRequestHandler):
                 messages = [m.as_json() for m in state.messages]
                 counters = dataclasses.asdict(state.counters)
             self._send_json(200, {"messages": messages, "counters": counters})
+        elif self.path == "/_dev/summary":
+            # For a million recipients: counts, without the messages.
+            with state.lock:
+                messages = list(state.messages)
+                counters = dataclasses.asdict(state.counters)
+            to = [e.lower() for m in messages for e in m.to_emails]
+            send_ids = [m.send_id for m in messages]
+            self._send_json(
+                200,
+                {
+                    "messages": len(messages),
+                    "distinct_to": len(set(to)),
+                    "distinct_send_ids": len(set(send_ids)),
+                    "counters": counters,
+                },
+            )
         elif self.path == "/_dev/faults":
             self._send_json(200, dataclasses.asdict(state.faults))
         elif self.path == "/_dev/public-key":
@@ -185,6 +201,14 @@ class _Handler(BaseHTTPRequestHandler):
                 [sg_error("Invalid JSON, or a body this endpoint cannot read.", None)],
             )
         errors = validate_mail_send(body)
+        refused = set(state.faults.invalid_addresses)
+        if refused and not errors:
+            errors = [
+                sg_error("Does not contain a valid address.", f"personalizations.{i}.to.{j}.email")
+                for i, p in enumerate(body["personalizations"])
+                for j, r in enumerate(p["to"])
+                if r["email"].lower() in refused
+            ]
         if errors:
             state.count("invalid")
             return self._errors(400, errors)
@@ -209,8 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Validated and answered, nothing delivered, no events, no X-Message-Id.
             state.count("sandbox")
             return self._send_json(200)
-        message = state.record(body)
-        self._send_json(202, None, {"X-Message-Id": message.message_id})
+        message_id = state.record(body)
+        self._send_json(202, None, {"X-Message-Id": message_id})
 
 
 class PooledServer(HTTPServer):

@@ -7,6 +7,7 @@ same faults on every run.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -42,6 +43,8 @@ class Faults:
     hang: float = 0.0  # read the request, record nothing, never answer
     rate_limit_reset_s: int = 1  # X-RateLimit-Reset = now + this (whole seconds, like SendGrid)
     seed: int = 0
+    # Addresses answered with a 400 as invalid: SendGrid's rules can refuse what passed our checks.
+    invalid_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -49,25 +52,45 @@ class Faults:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        if "invalid_addresses" in data:
+            data = {**data, "invalid_addresses": tuple(a.lower() for a in data["invalid_addresses"])}
         return cls(**data)
 
 
 # -- records -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordedMessage:
+    """What one recipient was sent. A request with several personalizations records one per
+    personalization; ``payload`` then shows that recipient's email alone, substitutions
+    applied, computed when asked (a million recipients share one request body in memory)."""
+
     message_id: str
-    payload: dict[str, Any]
+    body: dict[str, Any]
     received_at: float
+    index: int | None = None  # the personalization, for a request of several
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self.index is None:
+            return self.body
+        return personalized(self.body, self.index)
+
+    @property
+    def _personalization(self) -> dict[str, Any]:
+        return self.body["personalizations"][self.index or 0]
 
     @property
     def send_id(self) -> str | None:
-        return (self.payload.get("custom_args") or {}).get("send_id")
+        args = {**(self.body.get("custom_args") or {}), **(self._personalization.get("custom_args") or {})}
+        return args.get("send_id")
 
     @property
     def to_emails(self) -> list[str]:
-        return [r["email"] for p in self.payload["personalizations"] for r in p.get("to", [])]
+        if self.index is None:
+            return [r["email"] for p in self.body["personalizations"] for r in p.get("to", [])]
+        return [r["email"] for r in self._personalization.get("to", [])]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,10 +100,42 @@ class RecordedMessage:
         }
 
 
+def substitute(text: str, substitutions: dict[str, str]) -> str:
+    """Every tag replaced by its value in one pass: a value is never searched for tags again,
+    so no recipient's value can turn into a tag."""
+    if not substitutions:
+        return text
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(substitutions, key=len, reverse=True)))
+    return pattern.sub(lambda m: substitutions[m.group(0)], text)
+
+
+def personalized(body: dict[str, Any], index: int) -> dict[str, Any]:
+    """The email personalization `index` receives, as a one-personalization body: its subject,
+    content and reply-to with its substitutions applied; headers and custom_args merged with the
+    request's (substitutions do not apply to headers)."""
+    p = body["personalizations"][index]
+    subs = p.get("substitutions") or {}
+    out = {k: v for k, v in body.items() if k != "personalizations"}
+    own = {k: v for k, v in p.items() if k not in ("substitutions", "headers", "custom_args", "subject")}
+    out["personalizations"] = [own]
+    subject = p.get("subject", body.get("subject"))
+    if subject is not None:
+        out["subject"] = substitute(subject, subs)
+    out["content"] = [
+        {**part, "value": substitute(part["value"], subs)} for part in body.get("content") or []
+    ]
+    if body.get("headers") or p.get("headers"):
+        out["headers"] = {**(body.get("headers") or {}), **(p.get("headers") or {})}
+    if body.get("custom_args") or p.get("custom_args"):
+        out["custom_args"] = {**(body.get("custom_args") or {}), **(p.get("custom_args") or {})}
+    return out
+
+
 @dataclass
 class Counters:
     requests: int = 0
-    accepted: int = 0
+    accepted: int = 0  # requests
+    recipients: int = 0  # messages recorded (one per personalization)
     sandbox: int = 0
     unauthorized: int = 0
     invalid: int = 0
@@ -134,13 +189,21 @@ class ServerState:
                     return name
             return None
 
-    def record(self, payload: dict[str, Any]) -> RecordedMessage:
-        # SendGrid's X-Message-Id: 22 characters of URL-safe base64 (16 random bytes).
-        msg = RecordedMessage(secrets.token_urlsafe(16), payload, time.time())
+    def record(self, payload: dict[str, Any]) -> str:
+        """Record an accepted request, one message per recipient; returns its X-Message-Id
+        (SendGrid's: 22 characters of URL-safe base64, one for the whole request)."""
+        message_id = secrets.token_urlsafe(16)
+        now = time.time()
+        personalizations = payload["personalizations"]
+        if len(personalizations) == 1 and "substitutions" not in personalizations[0]:
+            messages = [RecordedMessage(message_id, payload, now)]
+        else:
+            messages = [RecordedMessage(message_id, payload, now, i) for i in range(len(personalizations))]
         with self.lock:
-            self.messages.append(msg)
+            self.messages.extend(messages)
             self.counters.accepted += 1
-        return msg
+            self.counters.recipients += len(messages)
+        return message_id
 
     def count(self, name: str) -> None:
         with self.lock:

@@ -94,7 +94,11 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
                     )
                 seen.add(addr.lower())
         if "custom_args" in p:
-            errors += _validate_custom_args(p["custom_args"], f"personalizations.{i}.custom_args")
+            merged = p["custom_args"]
+            if isinstance(merged, dict) and isinstance(body.get("custom_args"), dict):
+                merged = {**body["custom_args"], **merged}
+            errors += _validate_custom_args(merged, f"personalizations.{i}.custom_args")
+        errors += _validate_personalization_extras(p, f"personalizations.{i}")
     if recipients > 1000:
         errors.append(
             sg_error("The total number of recipients must be no more than 1000.", "personalizations")
@@ -203,6 +207,33 @@ def _validate_custom_args(custom_args: Any, where: str) -> list[dict[str, Any]]:
     ]
     if len(json.dumps(custom_args).encode("utf-8")) >= 10_000:
         errors.append(sg_error("The custom_args field must be less than 10000 bytes.", where))
+    return errors
+
+
+def _validate_personalization_extras(p: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """A personalization's own subject, substitutions and headers."""
+    errors = []
+    if "subject" in p and not (isinstance(p["subject"], str) and p["subject"]):
+        errors.append(
+            sg_error("The subject must be a string at least one character in length.", f"{where}.subject")
+        )
+    subs = p.get("substitutions")
+    if subs is not None:
+        if not isinstance(subs, dict) or not all(isinstance(v, str) for v in subs.values()):
+            errors.append(sg_error("Invalid type. Expected: string, given: other.", f"{where}.substitutions"))
+        elif len(json.dumps(subs).encode("utf-8")) >= 10_000:
+            errors.append(
+                sg_error(
+                    "The total collective size of your substitutions may not exceed 10,000 bytes per "
+                    "personalization object.",
+                    f"{where}.substitutions",
+                )
+            )
+    headers = p.get("headers")
+    if headers is not None and (
+        not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values())
+    ):
+        errors.append(sg_error("Invalid type. Expected: string, given: other.", f"{where}.headers"))
     return errors
 
 

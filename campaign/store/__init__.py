@@ -156,6 +156,7 @@ class Store:
     unenrolled_leads = _PartMethod("_leads", Leads.unenrolled_leads)
     suppressed_hashes = _PartMethod("_leads", Leads.suppressed_hashes)
     is_reachable = _PartMethod("_leads", Leads.is_reachable)
+    reachable_among = _PartMethod("_leads", Leads.reachable_among)
     suppress = _PartMethod("_leads", Leads.suppress)
 
     # ---- enrollments -------------------------------------------------------------------------

@@ -193,6 +193,26 @@ class Leads(StorePart):
                 return False
             return not suppressed_among(conn, [self.hash(row.email)])
 
+    def reachable_among(self, pairs: Iterable[tuple[int, str]]) -> set[int]:
+        """is_reachable for many leads in one query (a bulk request's recipients, right before
+        it leaves): the ids of those still at that address, subscribed, not booked, not
+        suppressed."""
+        pairs = list(pairs)
+        if not pairs:
+            return set()
+        email_of = dict(pairs)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(leads.c.id, leads.c.email).where(
+                    leads.c.id.in_(list(email_of)),
+                    leads.c.unsubscribed_at.is_(None),
+                    leads.c.booked.is_(False),
+                )
+            ).all()
+            found = {r.id: r.email for r in rows if email_of[r.id] == r.email}
+            suppressed = suppressed_among(conn, [self.hash(e) for e in found.values()]) if found else set()
+        return {i for i, e in found.items() if self.hash(e) not in suppressed}
+
     def suppress(self, email: str, reason: str, now: datetime) -> None:
         stmt = (
             self.insert(suppressions)

@@ -1,0 +1,230 @@
+"""Bulk composition: one render per distinct email, each recipient's values as substitutions.
+
+A step's email differs between leads only by the first name, the unsubscribe URL and what the
+lead reported (anxiety type, prior treatments: the body branches on them). So the email is
+rendered once per (template, anxiety type, prior treatments, name given or not) with
+placeholder name and URL, and recipients are grouped by the hash of the result. Each recipient
+then carries its own values as SendGrid substitutions (the name escaped for HTML and plain for
+text, the unsubscribe URL in both forms), its own subject, List-Unsubscribe and send id.
+
+Substitution is only used where it gives exactly what a per-lead render would: a template that
+transforms the name or URL (a filter, title case in a heading) renders differently with two
+different placeholders, and its leads are sent one email each. So are leads whose values hold
+the tag marker, and URLs with characters HTML would escape. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from campaign.audiences import Audience
+from campaign.delivery.payload import clean_display_name
+from campaign.render import Renderer, TemplateError
+from campaign.store import Claim, DueEnrollment
+from campaign.tokens import unsubscribe_url
+
+if TYPE_CHECKING:
+    from campaign.engine import Context
+
+# Below this many recipients of one email, per-email sending is as quick and simpler to trace.
+BULK_MIN_RECIPIENTS = 10
+
+# The tags SendGrid replaces in the content. "%%" never appears in rendered content (checked)
+# and a recipient whose values hold it is sent on its own, so no value can form another tag.
+TAG_MARK = "%%"
+NAME_HTML = "%%first_name_html%%"
+NAME_TEXT = "%%first_name_text%%"
+URL_HTML = "%%unsubscribe_url_html%%"
+URL_TEXT = "%%unsubscribe_url_text%%"
+
+# Placeholders for the render: lower-case letters only, so Markdown, HTML escaping and CSS
+# inlining leave them alone, and any case change (a title-cased heading) is caught.
+_NAME_A, _NAME_B = "zqxnamealphaqz", "zqxnamebravoqz"
+_URL_A, _URL_B = (
+    "https://zqxurlalphaqz.invalid/u/zqxurlalphaqz",
+    "https://zqxurlbravoqz.invalid/u/zqxurlbravoqz",
+)
+# A URL made of these reads the same in HTML and in text (no & < > " ' to escape, nothing for
+# Markdown's link normalizer to percent-encode).
+_PLAIN_URL = re.compile(r"\A[A-Za-z0-9:/._~\-]+\Z")
+
+
+@dataclass(frozen=True)
+class BulkTemplate:
+    """One rendered email with tags in place of the recipient's values."""
+
+    subject: str  # holds _NAME_A / _URL_A: each recipient's subject is spelled out in full
+    html: str
+    text: str
+    digest: str  # of the three: recipients of equal digests get the same email
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BulkRecipient:
+    send_id: str
+    to_email: str
+    to_name: str
+    subject: str
+    unsubscribe_url: str
+    substitutions: dict[str, str]
+
+
+@dataclass
+class BulkEmail:
+    """Everything one group's requests share, and its recipients (any number: the transport
+    splits them into requests)."""
+
+    from_email: str
+    from_name: str
+    reply_to: str | None
+    html: str
+    text: str
+    category: str
+    sandbox: bool
+    recipients: list[BulkRecipient] = field(default_factory=list)
+
+
+def substitutions(first_name: str, url: str) -> dict[str, str]:
+    subs = {URL_HTML: html.escape(url, quote=True), URL_TEXT: url}
+    if first_name:
+        subs[NAME_HTML] = html.escape(first_name, quote=True)
+        subs[NAME_TEXT] = first_name
+    return subs
+
+
+def _same_but_values(a, b, has_name: bool) -> bool:
+    """Does render `a` turn into render `b` by swapping the placeholders alone?"""
+
+    def swap(s: str) -> str:
+        s = s.replace(_URL_A, _URL_B)
+        return s.replace(_NAME_A, _NAME_B) if has_name else s
+
+    return all(swap(getattr(a, f)) == getattr(b, f) for f in ("subject", "html", "text"))
+
+
+class BulkComposer:
+    """Renders each distinct email once (memoized by everything that changes its text) and
+    groups recipients by the result."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self._templates: dict[tuple, BulkTemplate | None] = {}
+
+    def template(
+        self,
+        name: str,
+        anxiety_type,
+        prior_treatments: int | None,
+        has_name: bool,
+        review_credit: str | None = None,
+    ) -> BulkTemplate | None:
+        """The email with tags, or None when substitution would not give the per-lead text.
+        `review_credit` is the footer's "Medically reviewed by ..." line (the same for every
+        recipient of the template)."""
+        key = (name, getattr(anxiety_type, "value", anxiety_type), prior_treatments, has_name, review_credit)
+        if key not in self._templates:
+            self._templates[key] = self._make(name, anxiety_type, prior_treatments, has_name, review_credit)
+        return self._templates[key]
+
+    def _make(
+        self, name: str, anxiety_type, prior_treatments, has_name: bool, review_credit: str | None
+    ) -> BulkTemplate | None:
+        def render(first: str, url: str):
+            return self.renderer.render(
+                name,
+                first_name=first if has_name else "",
+                unsubscribe_url=url,
+                anxiety_type=anxiety_type,
+                prior_treatments=prior_treatments,
+                review_credit=review_credit,
+            )
+
+        try:
+            a, b = render(_NAME_A, _URL_A), render(_NAME_B, _URL_B)
+        except TemplateError:
+            return None  # the per-email path reports it
+        if not _same_but_values(a, b, has_name) or any(TAG_MARK in s for s in (a.subject, a.html, a.text)):
+            return None
+        body_html = a.html.replace(_NAME_A, NAME_HTML).replace(_URL_A, URL_HTML)
+        text = a.text.replace(_NAME_A, NAME_TEXT).replace(_URL_A, URL_TEXT)
+        return BulkTemplate(a.subject, body_html, text, _digest(a.subject, body_html, text))
+
+
+def recipient_subject(template: BulkTemplate, first_name: str, url: str) -> str:
+    # As the renderer does it: values in, then whitespace collapsed.
+    return " ".join(template.subject.replace(_NAME_A, first_name).replace(_URL_A, url).split())
+
+
+def group_for_bulk(
+    ctx: Context,
+    claims: list[Claim],
+    wanted: dict,
+    campaigns: dict[int, dict],
+    composer: BulkComposer,
+    credits: dict[str, str] | None = None,
+) -> tuple[list[BulkEmail], list[Claim]]:
+    """Split claims into bulk groups (at least BULK_MIN_RECIPIENTS recipients of one email)
+    and the claims to send one email each."""
+    settings = ctx.settings
+    clinic = settings.clinic
+    secret = settings.secret_key.get_secret_value()
+    groups: dict[tuple, BulkEmail] = {}
+    single: list[Claim] = []
+    members: dict[tuple, list[Claim]] = {}
+    for claim in claims:
+        due: DueEnrollment
+        audience: Audience
+        due, audience, _ = wanted[claim.enrollment_id]
+        lead = due.lead
+        first = (lead.first_name or "").strip()
+        url = unsubscribe_url(settings.public_url, lead.public_id, secret)
+        name = audience.step(claim.step_key).template
+        credit = (credits or {}).get(name)
+        template = composer.template(name, lead.anxiety_type, lead.prior_treatments, bool(first), credit)
+        if template is None or TAG_MARK in first or not _PLAIN_URL.match(url):
+            single.append(claim)
+            continue
+        campaign = campaigns[due.campaign_id]
+        key = (template.digest, f"campaign-{campaign['id']}", bool(campaign["sandbox"]))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = BulkEmail(
+                from_email=clinic.sender_email,
+                from_name=clinic.sender_name,
+                reply_to=clinic.reply_to,
+                html=template.html,
+                text=template.text,
+                category=key[1],
+                sandbox=key[2],
+            )
+            members[key] = []
+        group.recipients.append(
+            BulkRecipient(
+                send_id=claim.send_id,
+                to_email=lead.email,
+                to_name=clean_display_name(" ".join(p for p in (lead.first_name, lead.last_name) if p)),
+                subject=recipient_subject(template, first, url),
+                unsubscribe_url=url,
+                substitutions=substitutions(first, url),
+            )
+        )
+        members[key].append(claim)
+    bulk = []
+    for key, group in groups.items():
+        if len(group.recipients) >= BULK_MIN_RECIPIENTS:
+            bulk.append(group)
+        else:
+            single.extend(members[key])
+    return bulk, single
