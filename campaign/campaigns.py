@@ -281,12 +281,13 @@ def change_state(store: Store, name: str, action: str, reason: str | None = None
 
 def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
     """Per campaign: state, leads per audience (by enrollment state) and step (by send status),
-    sent today (the clinic's day), due in the next 24 hours, failures, unknown sends, why paused."""
+    sent today (the clinic's day), due in the next 24 hours, failures, unknown sends (and those
+    at the resend cap: never sent again), why paused."""
     tz = ZoneInfo(settings.clinic.timezone)
     day_start = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
     result = []
     for c in store.campaigns():
-        facts = store.campaign_status(c["id"], now, day_start)
+        facts = store.campaign_status(c["id"], now, day_start, settings.max_resends)
         audiences: dict[str, dict] = {}
         for row in facts["per_audience"]:
             audiences.setdefault(
@@ -315,6 +316,7 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
                 "due_next_24h": facts["due_24h"],
                 "failures": failures,
                 "unknown": unknown,
+                "unknown_capped": facts["unknown_capped"],
                 "per_audience": audiences,
             }
         )

@@ -63,7 +63,8 @@ class TickReport:
     finished: int = 0
     errors: list[str] = field(default_factory=list)  # template problems; never an address
     # Unknown sends: {"stale": claims of a dead run marked unknown, "confirmed": unknown ->
-    # sent by an event, "resent": unknown sent again}.
+    # sent by an event, "resent": unknown sent again, "capped": unknown rows at the resend cap
+    # (CAMPAIGN_MAX_RESENDS), never sent again}.
     reconciled: Counter = field(default_factory=Counter)
     paused: list[str] = field(default_factory=list)  # why campaigns were paused in this tick
 
@@ -263,14 +264,20 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
        is sent again now: the same ledger row, a new send_id, attempts + 1. It waits while its
        campaign is paused, outside the lead's send window, or when another email reached the
        lead since and the gap is not over; a lead who left (unsubscribed, booked, suppressed)
-       is not mailed again (the row becomes 'skipped').
+       is not mailed again (the row becomes 'skipped'). The old send_id is kept
+       (previous_send_ids): its late events still settle the row.
+    4. A row resent CAMPAIGN_MAX_RESENDS times (default 1) is never sent again: it stays
+       'unknown' (an event may still settle it), counted in report.reconciled["capped"].
     Counts go to report.reconciled; the resends' results to report.sent/failed/...
     """
     report = TickReport(now=now)
     report.reconciled["stale"] += ctx.store.mark_stale_claims_unknown(now - STALE_CLAIM, now)
     report.reconciled["confirmed"] += ctx.store.confirm_unknown_from_events(ACCEPTED_KINDS, now)
     cutoff = now - timedelta(hours=ctx.settings.unknown_resend_after_hours)
-    candidates = ctx.store.unknown_sends(cutoff)
+    max_resends = ctx.settings.max_resends
+    if capped := ctx.store.capped_unknown(max_resends):
+        report.reconciled["capped"] += capped
+    candidates = ctx.store.unknown_sends(cutoff, max_resends)
     audiences = ctx.audience_by_name
     size = ctx.settings.batch_size
     leads_seen: set[int] = set()
@@ -304,7 +311,7 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             todo[c.send_id] = (due, audience, c.step_key)
             leads_seen.add(due.lead.id)
         ctx.store.settle(skipped, now)
-        won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name)
+        won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name, max_resends)
         if not won:
             continue
         report.reconciled["resent"] += len(won)

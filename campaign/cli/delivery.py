@@ -54,6 +54,11 @@ def print_tick(summary: dict) -> None:
         f"skipped {t['skipped']}, unknown {t['unknown']}, finished {summary['finished']}.",
         highlight=False,
     )
+    if capped := summary["reconciled"].get("capped"):
+        console.print(
+            f"{capped} unknown sends reached the resend cap (CAMPAIGN_MAX_RESENDS) and are not sent again.",
+            highlight=False,
+        )
     for error in summary["errors"]:
         err.print(f"[red]template error:[/] {error}", highlight=False)
 
