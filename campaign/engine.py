@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from campaign.audiences import Audience, match_audience
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
+from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
 from campaign.events import ACCEPTED_KINDS
 from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
@@ -39,6 +40,8 @@ class Context:
     transport: Transport
     # Pacing and the failure limit, for every transport; counts across the batches of a tick.
     policy: SendPolicy | None = None
+    # SendGrid's Email Activity search, asked before an unknown send is resent (None: off).
+    activity: ActivityLookup | None = None
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -260,13 +263,15 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
     1. Claims still 'claimed' after STALE_CLAIM belong to a run that died mid-send: 'unknown'
        (the request may have reached SendGrid), and the lead's gap counts from the claim.
     2. An 'unknown' send with a stored processed/delivered event for its send_id was sent.
-    3. An 'unknown' send with no such event CAMPAIGN_UNKNOWN_RESEND_AFTER_HOURS after its claim
+    3. With CAMPAIGN_SENDGRID_ACTIVITY_LOOKUP, SendGrid's Email Activity is asked first: a
+       send it has is 'sent' without a resend (look_up_first).
+    4. An 'unknown' send with no such event CAMPAIGN_UNKNOWN_RESEND_AFTER_HOURS after its claim
        is sent again now: the same ledger row, a new send_id, attempts + 1. It waits while its
        campaign is paused, outside the lead's send window, or when another email reached the
        lead since and the gap is not over; a lead who left (unsubscribed, booked, suppressed)
        is not mailed again (the row becomes 'skipped'). The old send_id is kept
        (previous_send_ids): its late events still settle the row.
-    4. A row resent CAMPAIGN_MAX_RESENDS times (default 1) is never sent again: it stays
+    5. A row resent CAMPAIGN_MAX_RESENDS times (default 1) is never sent again: it stays
        'unknown' (an event may still settle it), counted in report.reconciled["capped"].
     Counts go to report.reconciled; the resends' results to report.sent/failed/...
     """
@@ -311,6 +316,7 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             todo[c.send_id] = (due, audience, c.step_key)
             leads_seen.add(due.lead.id)
         ctx.store.settle(skipped, now)
+        todo = look_up_first(ctx, todo, now, report)
         won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name, max_resends)
         if not won:
             continue
@@ -326,3 +332,23 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             release=lambda ids, old_of=old_of: ctx.store.unclaim_resends({n: old_of[n] for n in ids}),
         )
     return report
+
+
+def look_up_first(ctx: Context, todo: dict, now: datetime, report: TickReport) -> dict:
+    """With the Email Activity lookup on (ctx.activity): an unknown send SendGrid has is settled
+    'sent' and not resent (report.reconciled["found"]); one not looked up (past the request
+    budget, or the search failed) waits for a later tick. Returns what is left to resend."""
+    if ctx.activity is None or not todo:
+        return todo
+    try:
+        found, looked = ctx.activity.accepted({sid: due.lead.email for sid, (due, _, _) in todo.items()})
+    except ActivityUnavailable as exc:
+        report.reconciled["lookup failed"] += len(todo)
+        if str(exc) not in report.errors:
+            report.errors.append(str(exc))
+        return {}
+    ctx.store.settle(
+        [SendResult(send_id=sid, status=SendStatus.sent, message_id=mid) for sid, mid in found.items()], now
+    )
+    report.reconciled["found"] += len(found)
+    return {sid: wanted for sid, wanted in todo.items() if sid in looked and sid not in found}
