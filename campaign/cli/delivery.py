@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from campaign.cli.base import app, console, err, fail, load_audiences_or_fail, parse_when, settings
+from campaign.cli.base import (
+    app,
+    console,
+    err,
+    fail,
+    load_audiences_or_fail,
+    parse_when,
+    settings,
+    store_for,
+)
 from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
 from campaign.progress import terminal_progress
 
@@ -139,15 +148,32 @@ def test_send(
     step: Annotated[str, typer.Argument(help="The step key, e.g. welcome.")],
     to: Annotated[str, typer.Option("--to", help="The address to send the test to.")] = ...,
     first_name: Annotated[str, typer.Option("--first-name", help="The name the email greets.")] = "Sam",
+    draft: Annotated[
+        bool,
+        typer.Option(
+            "--draft",
+            help="With live SendGrid: send content that is not approved or has lint errors, "
+            'its subject marked "[TEST DRAFT]". Settings problems still refuse.',
+        ),
+    ] = False,
 ):
     """Send one email of AUDIENCE's STEP to ADDRESS through the configured transport (SendGrid
     with SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
-    claim, a random send id. Exit 1 when it was not sent."""
+    claim, a random send id. With live SendGrid it passes the live preflight first (see
+    --draft). Exit 1 when it was not sent."""
+    from contextlib import nullcontext
+
     from campaign.app.delivery import UnsentTestEmail, send_test_email
+    from campaign.campaigns import is_live
 
     s = settings()
+    # The approvals are in the database: opened only for a live send (nothing else needs it).
+    opened = store_for(s) if is_live(s) else nullcontext()
     try:
-        sent = send_test_email(s, load_audiences_or_fail(s), audience, step, to, first_name)
+        with opened as store:
+            sent = send_test_email(
+                s, load_audiences_or_fail(s), audience, step, to, first_name, store=store, draft=draft
+            )
     except (ValueError, LookupError) as exc:
         fail(str(exc).strip("'\""))
     except UnsentTestEmail as exc:
