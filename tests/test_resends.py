@@ -153,3 +153,49 @@ def test_lookup_groups_never_hold_one_address_twice():
     split = groups(address_of, 2)
     assert [sorted(g) for g in split] == [["a1", "b1"], ["a2", "c1"]]
     assert send_id_query(["x", "y"]) == "unique_args['send_id']=\"x\" OR unique_args['send_id']=\"y\""
+
+
+def test_the_store_links_an_earlier_send_id_and_caps_resends(store):
+    """The ledger alone, on SQLite and PostgreSQL: reclaim keeps the old id, a second reclaim
+    past the cap wins nothing, an event for the first id settles the row."""
+    from campaign.models import SendResult, SendStatus
+
+    store.upsert_leads([LeadIn(email="rae@example.com", first_name="Rae", consent=True)], MONDAY_10)
+    lead = store.lead_by_email("rae@example.com")
+    campaign_id = store.campaign("evergreen")["id"]
+    store.add_enrollments(
+        [
+            {
+                "campaign_id": campaign_id,
+                "lead_id": lead.id,
+                "audience": "gad",
+                "audience_version": "v1",
+                "enrolled_at": MONDAY_10,
+                "state": "active",
+                "next_due_at": MONDAY_10,
+            }
+        ]
+    )
+    [enrollment_id] = [e.enrollment_id for e in store.due_enrollments([campaign_id], MONDAY_10, 0, 10)]
+    [claim] = store.claim([(enrollment_id, "welcome")], MONDAY_10, "sendgrid")
+    store.settle([SendResult(send_id=claim.send_id, status=SendStatus.unknown)], MONDAY_10)
+
+    won = store.reclaim_unknown([claim.send_id], RESEND, "sendgrid", max_resends=1)
+    new = won[claim.send_id].send_id
+    store.settle([SendResult(send_id=new, status=SendStatus.unknown)], RESEND)
+    assert store.reclaim_unknown([new], AFTER_RESEND, "sendgrid", max_resends=1) == {}
+    assert store.unknown_sends(AFTER_RESEND, max_resends=1) == [] and store.capped_unknown(1) == 1
+
+    event = {
+        "email": "rae@example.com",
+        "timestamp": int(AFTER_RESEND.timestamp()),
+        "event": "delivered",
+        "sg_event_id": "first-delivered",
+        "sg_message_id": "firstmsg.filterdrecv-1",
+        "send_id": claim.send_id,
+    }
+    recorded = store.record_events(parse_events(json.dumps([event])), AFTER_RESEND)
+    assert recorded.linked == 1 and recorded.settled == 1
+    [row] = store.ledger()
+    assert row["send_id"] == new and row["status"] == "sent" and row["message_id"] == "firstmsg"
+    assert store.capped_unknown(1) == 0
