@@ -58,6 +58,8 @@ class Check:
 
     label: str  # in a coordinator's words, e.g. "Content approved"
     problems: tuple[str, ...] = ()
+    # About the emails' content (lint, approval), not the settings: a draft test may override it.
+    content: bool = False
 
     @property
     def ok(self) -> bool:
@@ -67,7 +69,7 @@ class Check:
 def preflight_checks(settings: Settings, *, lint_errors: list[str], unapproved: list[str]) -> list[Check]:
     """Every item a live send needs, passing or not, in the order a coordinator fixes them."""
     clinic = settings.clinic
-    checks = [Check("No lint errors in the emails", tuple(f"lint: {e}" for e in lint_errors))]
+    checks = [Check("No lint errors in the emails", tuple(f"lint: {e}" for e in lint_errors), content=True)]
     checks.append(
         Check(
             "Every email approved in its current form",
@@ -77,6 +79,7 @@ def preflight_checks(settings: Settings, *, lint_errors: list[str], unapproved: 
             )
             if unapproved
             else (),
+            content=True,
         )
     )
     checks.append(
@@ -190,6 +193,30 @@ def live_preflight(settings: Settings, store: Store, template_names: list[str]) 
     ).problems
 
 
+def test_send_problems(
+    settings: Settings, store: Store | None, template: str, sequence: list[str]
+) -> tuple[list[str], list[str]]:
+    """What stops a live test send of `template` (one step of `sequence`, its audience's
+    templates): (content problems, settings problems); nothing when the send is not live. Lint
+    runs over the whole sequence (its rules need every step) and keeps what concerns this
+    email or the sequence. A draft test may override the content problems only."""
+    from campaign.approval import unapproved
+    from campaign.render import Renderer
+
+    if not is_live(settings):
+        return [], []
+    if store is None:
+        raise ValueError("a live test send needs the store (its approvals)")
+    renderer = Renderer(settings.templates_dir, settings.clinic)
+    concerned = (f"{template}: ", f"{template.split('/')[0]}: ")
+    errors = [e for e in lint_errors(settings, sequence, renderer) if e.startswith(concerned)]
+    checks = preflight_checks(
+        settings, lint_errors=errors, unapproved=unapproved(store, renderer, [template])
+    )
+    content = [p for c in checks if c.content for p in c.problems]
+    return content, [p for c in checks if not c.content for p in c.problems]
+
+
 def lint_errors(settings: Settings, template_names: list[str], renderer=None) -> list[str]:
     """The lint errors (not warnings) of these templates, as preflight lists them."""
     from campaign.lint import lint_templates
@@ -281,12 +308,13 @@ def change_state(store: Store, name: str, action: str, reason: str | None = None
 
 def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
     """Per campaign: state, leads per audience (by enrollment state) and step (by send status),
-    sent today (the clinic's day), due in the next 24 hours, failures, unknown sends, why paused."""
+    sent today (the clinic's day), due in the next 24 hours, failures, unknown sends (and those
+    at the resend cap: never sent again), why paused."""
     tz = ZoneInfo(settings.clinic.timezone)
     day_start = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
     result = []
     for c in store.campaigns():
-        facts = store.campaign_status(c["id"], now, day_start)
+        facts = store.campaign_status(c["id"], now, day_start, settings.max_resends)
         audiences: dict[str, dict] = {}
         for row in facts["per_audience"]:
             audiences.setdefault(
@@ -315,6 +343,7 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
                 "due_next_24h": facts["due_24h"],
                 "failures": failures,
                 "unknown": unknown,
+                "unknown_capped": facts["unknown_capped"],
                 "per_audience": audiences,
             }
         )

@@ -19,6 +19,7 @@ from campaign.audiences import Audience, match_audience
 from campaign.bulk import BulkComposer
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
+from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
 from campaign.events import ACCEPTED_KINDS
 from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
@@ -41,6 +42,8 @@ class Context:
     transport: Transport
     # Pacing and the failure limit, for every transport; counts across the batches of a tick.
     policy: SendPolicy | None = None
+    # SendGrid's Email Activity search, asked before an unknown send is resent (None: off).
+    activity: ActivityLookup | None = None
     # Bulk renders, memoized across the batches (and ticks) of this context.
     bulk_composer: BulkComposer | None = None
 
@@ -79,7 +82,8 @@ class TickReport:
     finished: int = 0
     errors: list[str] = field(default_factory=list)  # template problems; never an address
     # Unknown sends: {"stale": claims of a dead run marked unknown, "confirmed": unknown ->
-    # sent by an event, "resent": unknown sent again}.
+    # sent by an event, "resent": unknown sent again, "capped": unknown rows at the resend cap
+    # (CAMPAIGN_MAX_RESENDS), never sent again}.
     reconciled: Counter = field(default_factory=Counter)
     paused: list[str] = field(default_factory=list)  # why campaigns were paused in this tick
 
@@ -278,18 +282,26 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
     1. Claims still 'claimed' after STALE_CLAIM belong to a run that died mid-send: 'unknown'
        (the request may have reached SendGrid), and the lead's gap counts from the claim.
     2. An 'unknown' send with a stored processed/delivered event for its send_id was sent.
-    3. An 'unknown' send with no such event CAMPAIGN_UNKNOWN_RESEND_AFTER_HOURS after its claim
+    3. With CAMPAIGN_SENDGRID_ACTIVITY_LOOKUP, SendGrid's Email Activity is asked first: a
+       send it has is 'sent' without a resend (look_up_first).
+    4. An 'unknown' send with no such event CAMPAIGN_UNKNOWN_RESEND_AFTER_HOURS after its claim
        is sent again now: the same ledger row, a new send_id, attempts + 1. It waits while its
        campaign is paused, outside the lead's send window, or when another email reached the
        lead since and the gap is not over; a lead who left (unsubscribed, booked, suppressed)
-       is not mailed again (the row becomes 'skipped').
+       is not mailed again (the row becomes 'skipped'). The old send_id is kept
+       (previous_send_ids): its late events still settle the row.
+    5. A row resent CAMPAIGN_MAX_RESENDS times (default 1) is never sent again: it stays
+       'unknown' (an event may still settle it), counted in report.reconciled["capped"].
     Counts go to report.reconciled; the resends' results to report.sent/failed/...
     """
     report = TickReport(now=now)
     report.reconciled["stale"] += ctx.store.mark_stale_claims_unknown(now - STALE_CLAIM, now)
     report.reconciled["confirmed"] += ctx.store.confirm_unknown_from_events(ACCEPTED_KINDS, now)
     cutoff = now - timedelta(hours=ctx.settings.unknown_resend_after_hours)
-    candidates = ctx.store.unknown_sends(cutoff)
+    max_resends = ctx.settings.max_resends
+    if capped := ctx.store.capped_unknown(max_resends):
+        report.reconciled["capped"] += capped
+    candidates = ctx.store.unknown_sends(cutoff, max_resends)
     audiences = ctx.audience_by_name
     size = ctx.settings.batch_size
     leads_seen: set[int] = set()
@@ -323,7 +335,8 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             todo[c.send_id] = (due, audience, c.step_key)
             leads_seen.add(due.lead.id)
         ctx.store.settle(skipped, now)
-        won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name)
+        todo = look_up_first(ctx, todo, now, report)
+        won = ctx.store.reclaim_unknown(list(todo), now, ctx.transport.name, max_resends)
         if not won:
             continue
         report.reconciled["resent"] += len(won)
@@ -338,3 +351,23 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
             release=lambda ids, old_of=old_of: ctx.store.unclaim_resends({n: old_of[n] for n in ids}),
         )
     return report
+
+
+def look_up_first(ctx: Context, todo: dict, now: datetime, report: TickReport) -> dict:
+    """With the Email Activity lookup on (ctx.activity): an unknown send SendGrid has is settled
+    'sent' and not resent (report.reconciled["found"]); one not looked up (past the request
+    budget, or the search failed) waits for a later tick. Returns what is left to resend."""
+    if ctx.activity is None or not todo:
+        return todo
+    try:
+        found, looked = ctx.activity.accepted({sid: due.lead.email for sid, (due, _, _) in todo.items()})
+    except ActivityUnavailable as exc:
+        report.reconciled["lookup failed"] += len(todo)
+        if str(exc) not in report.errors:
+            report.errors.append(str(exc))
+        return {}
+    ctx.store.settle(
+        [SendResult(send_id=sid, status=SendStatus.sent, message_id=mid) for sid, mid in found.items()], now
+    )
+    report.reconciled["found"] += len(found)
+    return {sid: wanted for sid, wanted in todo.items() if sid in looked and sid not in found}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from campaign.audiences import load_audiences
 from campaign.delivery import Transport
+from campaign.delivery.activity import ActivityLookup
 from campaign.engine import Context
 from campaign.render import Renderer
 from campaign.settings import Settings
@@ -79,4 +80,5 @@ def build_context(settings: Settings, *, now: datetime | None = None, store: Sto
         audiences=load_audiences(settings.audiences_dir),
         renderer=Renderer(settings.templates_dir, settings.clinic),
         transport=make_transport(settings, clock, describe=ledger_labels(store)),
+        activity=ActivityLookup.from_settings(settings),
     )

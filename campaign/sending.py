@@ -8,6 +8,7 @@ each email's result, through the hooks described in campaign.delivery.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from campaign.store import Claim, DueEnrollment
 
 if TYPE_CHECKING:
     from campaign.engine import Context, TickReport
+
+log = logging.getLogger(__name__)
 
 # enrollment id -> (the due enrollment, its audience, the step key to send)
 Wanted = dict[int, tuple[DueEnrollment, Audience, str]]
@@ -95,6 +98,66 @@ class SendPolicy:
         return cls(Pacer(settings.max_per_second), FailureLimit(settings.max_consecutive_failures))
 
 
+class AnswerRecorder:
+    """Writes accepted sends to the ledger as their answers come back, in small groups (every
+    ``group`` answers or ``interval`` seconds, whichever first), so a crash mid-batch leaves in
+    doubt only what was in flight or answered in the last fraction of a second. One background
+    thread writes: the sender threads never wait on the database.
+
+    ``write(results)`` records a group; ``recorded`` holds the send_ids it wrote. A failed
+    write is logged and left to the batch's final settle."""
+
+    def __init__(
+        self, write: Callable[[list[SendResult]], object], *, group: int = 50, interval: float = 0.25
+    ) -> None:
+        self._write = write
+        self.group = group
+        self.interval = interval
+        self.recorded: set[str] = set()
+        self._pending: list[SendResult] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledger-answers", daemon=True)
+
+    def __enter__(self) -> AnswerRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._wake.set()
+        self._thread.join()
+        self._flush()  # what came in since the last group, before the final settle
+
+    def add(self, result: SendResult) -> None:
+        if result.status is not SendStatus.sent:
+            return  # only accepted sends: failures and unknowns settle with the batch
+        with self._lock:
+            self._pending.append(result)
+            full = len(self._pending) >= self.group
+        if full:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            group, self._pending = self._pending, []
+        if not group:
+            return
+        try:
+            self._write(group)
+        except Exception:
+            log.exception("recording %d accepted sends failed; the batch settles them at its end", len(group))
+            return
+        self.recorded.update(r.send_id for r in group)
+
+
 def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now: datetime) -> Plan:
     return plan(
         audience.steps,
@@ -133,7 +196,7 @@ def send_claims(
     # transport can (SendGrid), one email each for small groups and everything else.
     bulk: list = []
     single = claims
-    if claims and ctx.transport.supports_bulk:
+    if claims and ctx.transport.supports_bulk and ctx.settings.bulk_sending:
         bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
     emails = []
     for claim in single:
@@ -157,27 +220,37 @@ def send_claims(
 
     # Rendering first, then sending: measured faster than rendering while the senders run
     # (the renderer and the sender threads would fight over the GIL).
+    def record(group: list[SendResult]) -> None:
+        ctx.store.settle(group, now, emailed=[lead_of_send[r.send_id][0] for r in group])
+
+    def after_send(result: SendResult) -> None:
+        recorder.add(result)  # first: the failure limit may raise
+        ctx.policy.failures.count(result)
+
     stopped = None
-    hooks = {"before_send": before_send, "after_send": ctx.policy.failures.count}
+    recorder = AnswerRecorder(record)
+    hooks = {"before_send": before_send, "after_send": after_send}
     singles_tried = False
-    try:
-        if bulk:
-            results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
-        singles_tried = True
-        if emails:
-            results.extend(ctx.transport.send_batch(emails, **hooks))
-    except BatchStopped as exc:
-        stopped = exc
-        results.extend(exc.results)
-        if not singles_tried:  # stopped in the bulk part: the single emails were never tried
-            exc.not_sent.extend(e.send_id for e in emails)
+    if bulk or emails:
+        with recorder:
+            try:
+                if bulk:
+                    results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
+                singles_tried = True
+                if emails:
+                    results.extend(ctx.transport.send_batch(emails, **hooks))
+            except BatchStopped as exc:
+                stopped = exc
+                results.extend(exc.results)
+                if not singles_tried:  # stopped in the bulk part: the single emails were never tried
+                    exc.not_sent.extend(e.send_id for e in emails)
     claim_of = {c.send_id: c for c in claims}
     final = [r for r in results if not _retry_later(r)]
     later = [r for r in results if _retry_later(r)]
     for r in later:
         due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
         report.failed[(audience.name, key)] += 1
-    settle(ctx, final, claim_of, wanted, now, report)
+    settle(ctx, final, claim_of, wanted, now, report, recorded=recorder.recorded)
     not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
     if not_sent:
         release(not_sent)
@@ -203,8 +276,11 @@ def settle(
     wanted: Wanted,
     now: datetime,
     report: TickReport,
+    recorded: set[str] = frozenset(),
 ) -> None:
-    ctx.store.settle(results, now)
+    """Settle the batch: ledger rows (but those `recorded` as their answers came), the leads'
+    last email, the enrollments' next step, and the report's counts."""
+    ctx.store.settle([r for r in results if r.send_id not in recorded], now)
     emailed, changes = [], []
     for result in results:
         claim = claims[result.send_id]

@@ -102,9 +102,18 @@ class Settings(BaseSettings):
     max_per_second: float | None = Field(None, gt=0)
     # HTTP calls in flight at once per batch.
     send_concurrency: int = Field(4, ge=1, le=128)
+    # Up to 1,000 recipients of the same email per SendGrid request (personalizations); off:
+    # one request per email (CAMPAIGN_BULK_SENDING=0), e.g. while checking a new account.
+    bulk_sending: bool = True
     # An 'unknown' send (maybe reached SendGrid) with no processed/delivered event after this
     # many hours is sent again.
     unknown_resend_after_hours: float = Field(2.0, gt=0)
+    # Resends of one ledger row (CAMPAIGN_MAX_RESENDS): a row still unknown after this many is
+    # never sent again; the tick report and `campaign status` count it.
+    max_resends: int = Field(1, ge=0)
+    # Look each unknown send up in SendGrid's Email Activity (GET /v3/messages) before resending
+    # it (CAMPAIGN_SENDGRID_ACTIVITY_LOOKUP): needs the paid Email Activity history add-on.
+    sendgrid_activity_lookup: bool = False
     # The console's lead file uploads: the largest accepted file (CAMPAIGN_CONSOLE_UPLOAD_MAX_BYTES),
     # and where an upload waits between its check and its import (default: a folder in the
     # system's temporary directory). Each is deleted after the import, or 2 hours after upload.

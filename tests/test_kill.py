@@ -134,3 +134,58 @@ def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_sett
         final = ctx.store.ledger()
         assert len(final) == N_LEADS and {r["status"] for r in final} == {"sent"}
         assert {r["send_id"] for r in final} == {m.send_id for m in sg.messages}
+
+
+def test_kill_9_leaves_only_the_last_answers_in_doubt(make_settings, tmp_path):
+    """Accepted sends are recorded as their answers come back (every 50 answers or 250 ms): a
+    kill -9 after about 60 accepted sends, in the middle of one 1,000-email batch, leaves in
+    doubt only the requests in flight and the answers of the last fraction of a second."""
+    n_leads = 150
+    settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST="http://127.0.0.1:9")
+    ctx = build_context(settings)
+    kinds = list(AnxietyType)
+    ctx.store.upsert_leads(
+        [
+            LeadIn(email=f"a{i}@example.com", first_name="Ana", anxiety_type=kinds[i % 4], consent=True)
+            for i in range(n_leads)
+        ],
+        MONDAY_10,
+    )
+    with running_server(api_key=KEY, faults=Faults(latency_ms=100)) as sg:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "SENDGRID_"))}
+        env.update(
+            {
+                "CAMPAIGN_DATABASE_URL": settings.database_url,
+                "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
+                "CAMPAIGN_PUBLIC_URL": settings.public_url,
+                "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
+                "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+                "CAMPAIGN_SEND_CONCURRENCY": "4",
+                # One request per email: what this test measures is the answers recorded as they
+                # come (a bulk request is one answer for all its recipients).
+                "CAMPAIGN_BULK_SENDING": "0",
+                "SENDGRID_API_KEY": KEY,
+                "SENDGRID_API_HOST": sg.url,
+            }
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, MONDAY_10.isoformat()],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: len(sg.messages) >= 60, "the server accepted 60 messages", proc)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        time.sleep(0.5)  # requests the server had read finish their 100 ms and are recorded
+        accepted = {m.send_id for m in sg.messages}
+        assert 60 <= len(accepted) < n_leads
+
+    status = {r["send_id"]: r["status"] for r in ctx.store.ledger()}
+    in_doubt = [sid for sid in accepted if status.get(sid) != "sent"]
+    # 4 in flight, and at 4 x 10 answers a second at most ~10 in the last 250 ms.
+    assert len(in_doubt) <= 16, f"{len(in_doubt)} of {len(accepted)} accepted sends not recorded as sent"
+    assert all(status[sid] == "claimed" for sid in in_doubt)

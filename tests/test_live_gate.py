@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
 from campaign.approval import approve
 from campaign.campaigns import PreflightFailed, is_live, live_preflight
@@ -163,3 +164,77 @@ def test_cli_tick_refusal_is_one_clear_message(live_settings, tmp_path):
     assert result.returncode == 1, output
     assert "not approved" in output and "CAMPAIGN_PUBLIC_URL" in output and "Nothing was sent" in output
     assert "Traceback" not in output
+
+
+# ---- test-send runs the same preflight ---------------------------------------------------------
+
+
+@pytest.fixture
+def remote_sg():
+    """The project's SendGrid-compatible server where a live send would go: not plain http on
+    127.0.0.1 (the dev server's address), so a send to it counts as live."""
+    from campaign.devserver import running_server
+
+    with running_server(api_key="SG.live-looking-key", host="127.0.0.2") as server:
+        yield server
+
+
+def test_a_live_test_send_of_unapproved_content_needs_draft_and_is_marked(
+    live_settings, sqlite_store, remote_sg
+):
+    from campaign.app.delivery import UnsentTestEmail, send_test_email
+    from campaign.audiences import load_audiences
+
+    settings = live_settings.model_copy(update={"sendgrid_api_host": remote_sg.url})
+    assert is_live(settings)
+    audiences = load_audiences(settings.audiences_dir)
+
+    def test_send(**kw):
+        return send_test_email(settings, audiences, "gad", "welcome", "dana@example.org", "Dana", **kw)
+
+    with pytest.raises(UnsentTestEmail) as refused:
+        test_send(store=sqlite_store)
+    assert "not approved" in str(refused.value) and "--draft" in str(refused.value)
+    assert remote_sg.messages == []
+
+    test_send(store=sqlite_store, draft=True)
+    [draft] = remote_sg.messages
+    assert draft.payload["subject"].startswith("[TEST DRAFT] ")
+
+    approve(sqlite_store, Renderer(settings.templates_dir, settings.clinic), ["gad/welcome"], by="Dana")
+    test_send(store=sqlite_store, draft=True)  # nothing to override: not marked
+    assert not remote_sg.messages[-1].payload["subject"].startswith("[TEST DRAFT]")
+
+
+def test_a_live_test_send_never_overrides_settings_problems(live_settings, sqlite_store, remote_sg):
+    from campaign.app.delivery import UnsentTestEmail, send_test_email
+    from campaign.audiences import load_audiences
+    from campaign.settings import DEV_SECRET_KEY
+
+    settings = live_settings.model_copy(
+        update={"sendgrid_api_host": remote_sg.url, "secret_key": SecretStr(DEV_SECRET_KEY)}
+    )
+    audiences = load_audiences(settings.audiences_dir)
+    with pytest.raises(UnsentTestEmail) as refused:
+        send_test_email(
+            settings, audiences, "gad", "welcome", "dana@example.org", "Dana", store=sqlite_store, draft=True
+        )
+    assert "CAMPAIGN_SECRET_KEY is the development key" in str(refused.value)
+    assert "--draft" not in str(refused.value)
+    assert remote_sg.messages == []
+
+
+def test_the_test_send_command_takes_draft(live_settings, monkeypatch, remote_sg):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    runner = CliRunner()
+    live_env(monkeypatch, live_settings, SENDGRID_API_HOST=remote_sg.url)
+    args = ["test-send", "gad", "welcome", "--to", "dana@example.org"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "not approved" in refused.output and remote_sg.messages == []
+    sent = runner.invoke(app, [*args, "--draft"])
+    assert sent.exit_code == 0, sent.output
+    [message] = remote_sg.messages
+    assert message.payload["subject"].startswith("[TEST DRAFT] ")

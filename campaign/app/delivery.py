@@ -10,11 +10,16 @@ if TYPE_CHECKING:
     from campaign.accounts import Actor
     from campaign.audiences import Audience
     from campaign.settings import Settings
+    from campaign.store import Store
     from campaign.store.accounts import AccountStore
 
 
 class UnsentTestEmail(Exception):
-    """The test email did not go: it does not render, the transport stopped, or it failed."""
+    """The test email did not go: it does not render, the live preflight refused it, the
+    transport stopped, or it failed."""
+
+
+DRAFT_MARK = "[TEST DRAFT] "
 
 
 @dataclass
@@ -28,13 +33,25 @@ class SentTestEmail:
 
 
 def send_test_email(
-    settings: Settings, audiences: list[Audience], audience: str, step: str, to: str, first_name: str
+    settings: Settings,
+    audiences: list[Audience],
+    audience: str,
+    step: str,
+    to: str,
+    first_name: str,
+    *,
+    store: Store | None,
+    draft: bool = False,
 ) -> SentTestEmail:
     """Send one email of AUDIENCE's STEP to `to`, marked as a test: no lead, no claim, a random
-    send id. Raises ValueError for an invalid address, LookupError for an unknown audience or
-    step, UnsentTestEmail when it was not sent."""
+    send id. A live send (real SendGrid) passes the live preflight first (`store` holds the
+    approvals; None is fine when the send is not live): settings problems
+    always refuse it; content problems (lint, approval) too, unless `draft`, which sends it
+    with "[TEST DRAFT]" before its subject. Raises ValueError for an invalid address,
+    LookupError for an unknown audience or step, UnsentTestEmail when it was not sent."""
     from email_validator import EmailNotValidError, validate_email
 
+    from campaign.campaigns import test_send_problems
     from campaign.compose import make_test_email
     from campaign.delivery import BatchStopped
     from campaign.render import Renderer, TemplateError
@@ -52,6 +69,13 @@ def send_test_email(
         email = make_test_email(settings, renderer, found[audience], step, address, first_name)
     except TemplateError as exc:
         raise UnsentTestEmail(f"the email does not render: {exc}") from None
+    sequence = [st.template for st in found[audience].steps]
+    content, setup = test_send_problems(settings, store, found[audience].step(step).template, sequence)
+    if setup or (content and not draft):
+        hint = "" if setup else " (--draft sends it anyway, marked as a draft test)"
+        raise UnsentTestEmail(f"a live send needs these fixed first{hint}: " + "; ".join(setup + content))
+    if content:
+        email = email.model_copy(update={"subject": DRAFT_MARK + email.subject})
     # The outbox's index shows which email this was (local only; never in the message).
     label = {email.send_id: {"audience": audience, "step": step, "campaign": "test"}}
     transport = make_transport(settings, describe=lambda _send_ids: label)
@@ -68,6 +92,7 @@ def send_test_email(
 
 def send_test_audited(
     settings: Settings,
+    store: Store,
     accounts: AccountStore,
     actor: Actor,
     audiences: list[Audience],
@@ -78,13 +103,14 @@ def send_test_audited(
     first_name: str,
     now: datetime,
 ) -> SentTestEmail:
-    """send_test_email from the console, audited whether it went or not (the audit names the
-    email and the transport, never the body). Raises what send_test_email raises."""
+    """send_test_email from the console (never a draft: the console has no override), audited
+    whether it went or not (the audit names the email and the transport, never the body).
+    Raises what send_test_email raises."""
     from campaign.accounts import audit
 
     template = f"{audience}/{step}"
     try:
-        sent = send_test_email(settings, audiences, audience, step, to, first_name)
+        sent = send_test_email(settings, audiences, audience, step, to, first_name, store=store)
     except (ValueError, LookupError, UnsentTestEmail) as problem:
         audit(
             accounts,

@@ -30,6 +30,7 @@ STATUS_COLUMNS = (
     "due_next_24h",
     "failures",
     "unknown",
+    "unknown_capped",
     "audience",
     "enrolled",
     "active",
@@ -192,7 +193,8 @@ def status(
                 f"[bold]{c['campaign']}[/] ({c['name']}): {c['state']}"
                 + (f" — {c['paused_reason']}" if c["paused_reason"] else "")
                 + f"; audiences {c['audiences']}; sent today {c['sent_today']}; "
-                f"due in 24 h {c['due_next_24h']}; failures {c['failures']}; unknown {c['unknown']}",
+                f"due in 24 h {c['due_next_24h']}; failures {c['failures']}; unknown {c['unknown']}"
+                + (f" ({c['unknown_capped']} at the resend cap)" if c["unknown_capped"] else ""),
                 highlight=False,
             )
             table = Table("audience", "enrolled", "active", "finished", "exited", "sent per step")

@@ -18,6 +18,7 @@ from campaign.cli.base import (
     load_audiences_or_fail,
     parse_when,
     settings,
+    store_for,
     store_if_exists,
 )
 from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
@@ -98,6 +99,11 @@ def print_tick(summary: dict) -> None:
         f"skipped {t['skipped']}, unknown {t['unknown']}, finished {summary['finished']}.",
         highlight=False,
     )
+    if capped := summary["reconciled"].get("capped"):
+        console.print(
+            f"{capped} unknown sends reached the resend cap (CAMPAIGN_MAX_RESENDS) and are not sent again.",
+            highlight=False,
+        )
     for error in summary["errors"]:
         err.print(f"[red]template error:[/] {error}", highlight=False)
 
@@ -209,17 +215,34 @@ def test_send(
     first_name: Annotated[
         str, typer.Option("--first-name", metavar="NAME", help="The name the email greets.")
     ] = "Sam",
+    draft: Annotated[
+        bool,
+        typer.Option(
+            "--draft",
+            help="With live SendGrid: send content that is not approved or has lint errors, "
+            'its subject marked "[TEST DRAFT]". Settings problems still refuse.',
+        ),
+    ] = False,
 ):
     """Send one email of a step to an address, as a test.
 
     Sends AUDIENCE's STEP to the --to address through the configured transport (SendGrid with
     SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
-    claim, a random send id. Exit 1 when it was not sent."""
+    claim, a random send id. With live SendGrid it passes the live preflight first (see
+    --draft). Exit 1 when it was not sent."""
+    from contextlib import nullcontext
+
     from campaign.app.delivery import UnsentTestEmail, send_test_email
+    from campaign.campaigns import is_live
 
     s = settings()
+    # The approvals are in the database: opened only for a live send (nothing else needs it).
+    opened = store_for(s) if is_live(s) else nullcontext()
     try:
-        sent = send_test_email(s, load_audiences_or_fail(s), audience, step, to, first_name)
+        with opened as store:
+            sent = send_test_email(
+                s, load_audiences_or_fail(s), audience, step, to, first_name, store=store, draft=draft
+            )
     except (ValueError, LookupError) as exc:
         fail(str(exc).strip("'\""))
     except UnsentTestEmail as exc:

@@ -192,6 +192,7 @@ def test_send(page: PageRequest) -> Response:
     try:
         send_test_audited(
             page.settings,
+            page.store,
             page.accounts,
             page.actor,
             audiences_of(page),

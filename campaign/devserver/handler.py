@@ -11,9 +11,11 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from campaign.devserver import activity
 from campaign.devserver.events import build_event, post_signed_events, public_key_b64
 from campaign.devserver.state import MAIL_SEND_PATH, Faults, ServerState
 from campaign.devserver.validation import is_sandbox, sg_error, validate_mail_send
@@ -94,8 +96,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, dataclasses.asdict(state.faults))
         elif self.path == "/_dev/public-key":
             self._send_json(200, {"public_key": public_key_b64(state.private_key)})
+        elif self.path.split("?", 1)[0] == activity.ACTIVITY_PATH:
+            self._activity_search()
         else:
             self._errors(404, [sg_error("Not Found", None)])
+
+    def _activity_search(self) -> None:
+        """GET /v3/messages: the Email Activity search by send id (campaign.devserver.activity)."""
+        state = self.server.state
+        if self.headers.get("Authorization", "") != f"Bearer {state.api_key}":
+            return self._errors(401, [sg_error("authorization required", None)])
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        send_ids = activity.wanted_send_ids((params.get("query") or [""])[0])
+        if send_ids is None:
+            return self._errors(400, [sg_error("this server only searches unique_args['send_id']", "query")])
+        try:
+            limit = int((params.get("limit") or ["10"])[0])
+        except ValueError:
+            return self._errors(400, [sg_error("limit must be a number", "limit")])
+        with state.lock:
+            found = activity.search(list(state.messages), send_ids, max(1, min(limit, 1000)))
+        self._send_json(200, {"messages": found})
 
     def do_POST(self) -> None:
         if self.path == MAIL_SEND_PATH:

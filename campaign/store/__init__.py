@@ -176,6 +176,7 @@ class Store:
     confirm_unknown_from_events = _PartMethod("_ledger", Ledger.confirm_unknown_from_events)
     unknown_sends = _PartMethod("_ledger", Ledger.unknown_sends)
     reclaim_unknown = _PartMethod("_ledger", Ledger.reclaim_unknown)
+    capped_unknown = _PartMethod("_ledger", Ledger.capped_unknown)
     unclaim_resends = _PartMethod("_ledger", Ledger.unclaim_resends)
 
     # ---- events, unsubscribes, bookings, forgetting ------------------------------------------

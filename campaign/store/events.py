@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from campaign.events import Effects, LinkedEvent, NormalizedEvent, RecordedEvents, effects
 from campaign.models import SendStatus
 from campaign.store.base import StorePart, chunks
-from campaign.store.tables import enrollments, events, leads, sends, suppressions
+from campaign.store.tables import enrollments, events, leads, previous_send_ids, sends, suppressions
 
 
 def exit_active(conn, lead_ids: Iterable[int], reason: str) -> int:
@@ -104,6 +104,14 @@ class EventLog(StorePart):
         by_send_id: dict[str, sa.Row] = {}
         for part in chunks({ev.send_id for ev in batch if ev.send_id}):
             by_send_id.update((r.send_id, r) for r in conn.execute(ledger.where(sends.c.send_id.in_(part))))
+        # An id a row had before a resend (0009_sendpath): the event belongs to that row.
+        for part in chunks({ev.send_id for ev in batch if ev.send_id and ev.send_id not in by_send_id}):
+            resent = ledger.add_columns(previous_send_ids.c.send_id.label("earlier_id")).join(
+                previous_send_ids, previous_send_ids.c.send_row_id == sends.c.id
+            )
+            by_send_id.update(
+                (r.earlier_id, r) for r in conn.execute(resent.where(previous_send_ids.c.send_id.in_(part)))
+            )
         by_message: dict[tuple[str, str], sa.Row] = {}
         unlinked = {ev.message_id for ev in batch if ev.message_id and ev.send_id not in by_send_id}
         for part in chunks(unlinked):

@@ -14,7 +14,15 @@ import sqlalchemy as sa
 
 from campaign.models import SendResult, SendStatus
 from campaign.store.base import StorePart
-from campaign.store.tables import campaigns, enrollments, events, leads, new_send_id, sends
+from campaign.store.tables import (
+    campaigns,
+    enrollments,
+    events,
+    leads,
+    new_send_id,
+    previous_send_ids,
+    sends,
+)
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,12 @@ class Ledger(StorePart):
         with self.engine.begin() as conn:
             return [Claim(*row) for row in conn.execute(stmt, rows)]
 
-    def settle(self, results: list[SendResult], now: datetime) -> None:
+    def settle(self, results: list[SendResult], now: datetime, emailed: Iterable[int] = ()) -> None:
+        """Write each send's outcome; `emailed` lead ids get last_email_at = now in the same
+        transaction (a group recorded mid-batch keeps the gap even if the run dies)."""
         if not results:
             return
+        lead_ids = sorted(set(emailed))
         stmt = (
             sa.update(sends)
             .where(sends.c.send_id == sa.bindparam("b_send_id"))
@@ -85,6 +96,8 @@ class Ledger(StorePart):
                     for r in results
                 ],
             )
+            if lead_ids:
+                conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
 
     def mark_emailed(self, lead_ids: list[int], now: datetime) -> None:
         if lead_ids:
@@ -148,14 +161,22 @@ class Ledger(StorePart):
         """'unknown' sends with a stored event of one of `kinds` (processed, delivered) for their
         send_id did reach the ESP: mark them 'sent' (message id from the event when missing)."""
         kinds = list(kinds)
+        unknown = sends.c.status == SendStatus.unknown.value
         query = (
             sa.select(sends.c.send_id, sends.c.message_id, events.c.raw)
             .join(events, events.c.send_id == sends.c.send_id)
-            .where(sends.c.status == SendStatus.unknown.value, events.c.event.in_(kinds))
+            .where(unknown, events.c.event.in_(kinds))
+        )
+        # Events stored under an id the row had before a resend count too.
+        earlier = (
+            sa.select(sends.c.send_id, sends.c.message_id, events.c.raw)
+            .join(previous_send_ids, previous_send_ids.c.send_row_id == sends.c.id)
+            .join(events, events.c.send_id == previous_send_ids.c.send_id)
+            .where(unknown, events.c.event.in_(kinds))
         )
         with self.engine.begin() as conn:
             found: dict[str, str | None] = {}
-            for send_id, message_id, raw in conn.execute(query):
+            for send_id, message_id, raw in [*conn.execute(query), *conn.execute(earlier)]:
                 sg = (raw or {}).get("sg_message_id") if isinstance(raw, dict) else None
                 found.setdefault(
                     send_id, message_id or (sg.split(".", 1)[0] if isinstance(sg, str) else None)
@@ -177,8 +198,9 @@ class Ledger(StorePart):
             )
         return len(found)
 
-    def unknown_sends(self, claimed_before: datetime) -> list[UnknownSend]:
-        """'unknown' sends claimed before `claimed_before`, in active campaigns, oldest first."""
+    def unknown_sends(self, claimed_before: datetime, max_resends: int | None = None) -> list[UnknownSend]:
+        """'unknown' sends claimed before `claimed_before`, in active campaigns, oldest first;
+        with `max_resends`, only rows resent fewer times than that (the others are capped)."""
         query = (
             sa.select(sends.c.send_id, sends.c.enrollment_id, sends.c.step_key, sends.c.claimed_at)
             .join(enrollments, enrollments.c.id == sends.c.enrollment_id)
@@ -190,14 +212,30 @@ class Ledger(StorePart):
             )
             .order_by(sends.c.claimed_at, sends.c.id)
         )
+        if max_resends is not None:
+            query = query.where(sends.c.attempts <= max_resends)
         with self.engine.connect() as conn:
             return [UnknownSend(*row) for row in conn.execute(query)]
 
-    def reclaim_unknown(self, send_ids: Iterable[str], now: datetime, transport: str) -> dict[str, Claim]:
+    def capped_unknown(self, max_resends: int) -> int:
+        """'unknown' rows already sent 1 + `max_resends` times: never sent again; a late event
+        may still settle them. The tick report and `campaign status` count them."""
+        query = sa.select(sa.func.count()).where(
+            sends.c.status == SendStatus.unknown.value, sends.c.attempts > max_resends
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def reclaim_unknown(
+        self, send_ids: Iterable[str], now: datetime, transport: str, max_resends: int | None = None
+    ) -> dict[str, Claim]:
         """Claim 'unknown' rows again for a resend: the same ledger row with a new send_id,
-        status 'claimed', attempts + 1. Returns {old send_id: new claim} for the rows this call
-        won (a row another worker reclaimed first is left to it)."""
+        status 'claimed', attempts + 1; the old send_id goes to previous_send_ids, so its late
+        events still find the row. A row resent `max_resends` times already is not claimed.
+        Returns {old send_id: new claim} for the rows this call won (a row another worker
+        reclaimed first is left to it)."""
         won: dict[str, Claim] = {}
+        under_cap = sa.true() if max_resends is None else sends.c.attempts <= max_resends
         with self.engine.begin() as conn:
             for old in send_ids:
                 new = new_send_id()
@@ -206,6 +244,7 @@ class Ledger(StorePart):
                     .where(
                         sends.c.send_id == old,
                         sends.c.status == SendStatus.unknown.value,
+                        under_cap,
                     )
                     .values(
                         send_id=new,
@@ -217,9 +256,12 @@ class Ledger(StorePart):
                         transport=transport,
                         error=f"resend of {old}",
                     )
-                    .returning(sends.c.enrollment_id, sends.c.step_key)
+                    .returning(sends.c.id, sends.c.enrollment_id, sends.c.step_key)
                 ).first()
                 if row is not None:
+                    conn.execute(
+                        sa.insert(previous_send_ids).values(send_id=old, send_row_id=row.id, replaced_at=now)
+                    )
                     won[old] = Claim(new, row.enrollment_id, row.step_key)
         return won
 
@@ -239,4 +281,7 @@ class Ledger(StorePart):
                     error=None,
                 ),
                 [{"b_new": n, "b_old": o} for n, o in new_to_old.items()],
+            )
+            conn.execute(
+                sa.delete(previous_send_ids).where(previous_send_ids.c.send_id.in_(list(new_to_old.values())))
             )

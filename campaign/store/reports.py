@@ -12,9 +12,11 @@ from campaign.store.tables import campaigns, enrollments, events, leads, sends
 
 
 class Reports(StorePart):
-    def campaign_status(self, campaign_id: int, now: datetime, day_start: datetime) -> dict:
+    def campaign_status(
+        self, campaign_id: int, now: datetime, day_start: datetime, max_resends: int = 1
+    ) -> dict:
         """Counts for `campaign status`: enrollments per audience and state, sends per step and
-        status, sent since day_start, due in the next 24 hours."""
+        status, sent since day_start, due in the next 24 hours, unknown sends at the resend cap."""
         e, s = enrollments, sends
         mine = e.c.campaign_id == campaign_id
         with self.engine.connect() as conn:
@@ -40,6 +42,11 @@ class Reports(StorePart):
                 .select_from(s.join(e, e.c.id == s.c.enrollment_id))
                 .where(mine, s.c.status == "sent", s.c.settled_at >= day_start)
             ).scalar()
+            unknown_capped = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(s.join(e, e.c.id == s.c.enrollment_id))
+                .where(mine, s.c.status == "unknown", s.c.attempts > max_resends)
+            ).scalar()
             due_24h = conn.execute(
                 sa.select(sa.func.count()).where(
                     mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24)
@@ -50,6 +57,7 @@ class Reports(StorePart):
             "per_step": per_step,
             "sent_today": sent_today,
             "due_24h": due_24h,
+            "unknown_capped": unknown_capped,
         }
 
     def report_facts(self) -> Iterator[dict]:

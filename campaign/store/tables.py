@@ -121,6 +121,18 @@ sends = sa.Table(
     sa.Index("ix_sends_message_id", "message_id"),
 )
 
+# The send ids a ledger row had before a resend gave it a new one: late events for any of them
+# still settle the row (0009_sendpath).
+previous_send_ids = sa.Table(
+    "previous_send_ids",
+    metadata,
+    sa.Column("send_id", sa.String(32), primary_key=True),
+    sa.Column(
+        "send_row_id", sa.Integer, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("replaced_at", UTCDateTime, nullable=False),
+)
+
 events = sa.Table(
     "events",
     metadata,
