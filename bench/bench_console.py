@@ -48,8 +48,15 @@ POSTGRES_URL = os.environ.get(
 )
 NOW = datetime.now(UTC).replace(microsecond=0)
 ADMIN, PASSWORD = "bench@clinic.example", "bench password long enough"
-FIRST = ("Sam", "Ana", "Lee", "Maria", "Jon", "Priya", "Kofi", "Mei")
-LAST = ("Garcia", "Smith", "Nguyen", "Okafor", "Brown", "Kim", "Patel", "Rossi", "Lopez", "Chen", "Diaz")
+# 40 first and 50 last names: a common name matches 1 lead in 40 (25,000 at 1M), as in a real list.
+FIRST_NAMES = """Sam Ana Lee Maria Jon Priya Kofi Mei Omar Lucia Ravi Emma Noah Aisha
+Diego Hana Ivan Zoe Tariq Nora Chloe Mateo Yara Ben Sofia Kenji Lina Amir
+Grace Leo Fatima Hugo Ines Kai Rosa Eli Maya Theo Alma Finn"""
+LAST_NAMES = """Garcia Smith Nguyen Okafor Brown Kim Patel Rossi Lopez Chen Diaz Muller Silva Cohen Ali Novak
+Sato Moreau Jones Khan Larsen Costa Ivanova Haddad Reyes Walsh Park Mensah Dubois Singh Torres
+Bauer Yilmaz Fischer Ortiz Horvat Lind Wright Adeyemi Castro Nakamura Price Vargas Quinn Ahmed
+Fontaine Berg Mora Shah Young"""
+FIRST, LAST = tuple(FIRST_NAMES.split()), tuple(LAST_NAMES.split())
 TYPES = ("gad", "social", "treatment_resistant", "unspecified")
 AUDIENCE = {"gad": "gad", "social": "social", "treatment_resistant": "treatment_resistant"}
 
@@ -71,9 +78,10 @@ def fill(engine: sa.Engine, n: int) -> None:
     due = sa.bindparam("due", NOW + timedelta(days=1), type_=UTCDateTime)
     leads = sa.text(
         f"{series[0]}INSERT INTO leads (public_id, email, first_name, last_name, anxiety_type, consent, "
-        "timezone, state, source, booked, created_at, updated_at) "
-        f"SELECT 'bench' || i, 'lead' || i || '@example.com', {case('i', FIRST)}, {case('i / 8', LAST)}, "
+        "timezone, state, source, booked, unsubscribed_at, created_at, updated_at) "
+        f"SELECT 'bench' || i, 'lead' || i || '@example.com', {case('i', FIRST)}, {case('i / 40', LAST)}, "
         f"{case('i / 3', TYPES)}, (i % 10 <> 0), 'America/New_York', 'NC', 'bench', (i % 97 = 0), "
+        "CASE WHEN i % 199 = 0 THEN :now END, "
         f":now, :now FROM {series[1]}"
     ).bindparams(now, n=n)
     audience = "CASE anxiety_type " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in AUDIENCE.items())
@@ -85,9 +93,16 @@ def fill(engine: sa.Engine, n: int) -> None:
         "CASE id % 20 WHEN 2 THEN 'bounced' END, CASE WHEN id % 20 > 2 THEN :due END "
         "FROM leads WHERE consent AND id % 10 <> 5"
     ).bindparams(now, due)
+    # Sends spread over the last 60 days ("sent today" is a sixtieth of them).
+    ago = (
+        "datetime(:now, '-' || (id % 60) || ' days')"
+        if engine.dialect.name == "sqlite"
+        else "(:now - (id % 60) * interval '1 day')"
+    )
     sends = sa.text(
         "INSERT INTO sends (send_id, enrollment_id, step_key, status, transport, claimed_at, settled_at) "
-        "SELECT :prefix || id, id, :step, 'sent', 'outbox', :now, :now FROM enrollments WHERE id % :every = 0"
+        f"SELECT :prefix || id, id, :step, 'sent', 'outbox', {ago}, {ago} "
+        "FROM enrollments WHERE id % :every = 0"
     ).bindparams(now)
     with engine.begin() as conn:
         conn.execute(leads)
