@@ -223,3 +223,31 @@ def test_migration_creates_the_tick_history_as_declared(store, database_url):
     assert "tick_runs" not in sa.inspect(store.engine).get_table_names()
     store.migrate()
     assert diffs() == []
+
+
+def test_the_0008_overview_indexes_are_declared_and_downgrade(store, database_url):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from campaign.store import alembic_config, metadata
+
+    wanted = {"ix_sends_status_settled", "ix_enrollments_campaign_state"}
+
+    def indexes() -> set[str]:
+        found = sa.inspect(store.engine)
+        return {i["name"] for table in ("sends", "enrollments") for i in found.get_indexes(table)} & wanted
+
+    def diffs() -> list:
+        with store.engine.connect() as conn:
+            found = compare_metadata(MigrationContext.configure(conn), metadata)
+        return [d for d in found if any(name in repr(d) for name in wanted)]
+
+    assert indexes() == wanted and diffs() == []
+    cfg = alembic_config(database_url)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007_approval_source")
+    assert indexes() == set()
+    store.migrate()
+    assert indexes() == wanted and diffs() == []
