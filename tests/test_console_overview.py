@@ -115,6 +115,31 @@ def test_a_content_edit_shows_at_once_despite_the_lint_cache(make_settings, tmp_
         assert any("lint: gad/welcome" in text for _, text in found), found
 
 
+def test_an_approval_and_a_content_edit_show_at_once_despite_the_approval_cache(make_settings, tmp_path):
+    from campaign.app.content import record_approvals
+    from campaign.audiences import load_audiences
+
+    content = tmp_path / "content"
+    for part in ("audiences", "templates"):
+        shutil.copytree(PROJECT_ROOT / part, content / part)
+    shutil.copy(PROJECT_ROOT / "clinic.yaml", content / "clinic.yaml")
+    settings = make_settings(content_dir=content)
+
+    def unapproved_banner(client) -> str:
+        return next((t for _, t in banners(client.get("/console/").text) if "not approved" in t), "")
+
+    with serve_console(settings, Clock()) as server:
+        client = server.login("coordinator")
+        assert "gad/welcome" in unapproved_banner(client)
+        names = [st.template for a in load_audiences(server.settings.audiences_dir) for st in a.steps]
+        record_approvals(server.store, server.settings, names, by="Dr. Lee")
+        assert unapproved_banner(client) == ""
+        welcome = content / "templates" / "gad" / "welcome.md"
+        welcome.write_text(welcome.read_text() + "\nOne more line.\n")
+        assert "gad/welcome" in unapproved_banner(client)
+        assert "gad/brain" not in unapproved_banner(client)
+
+
 # ---- the tick history ---------------------------------------------------------------------------
 
 
@@ -198,3 +223,31 @@ def test_migration_creates_the_tick_history_as_declared(store, database_url):
     assert "tick_runs" not in sa.inspect(store.engine).get_table_names()
     store.migrate()
     assert diffs() == []
+
+
+def test_the_0008_overview_indexes_are_declared_and_downgrade(store, database_url):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from campaign.store import alembic_config, metadata
+
+    wanted = {"ix_sends_status_settled", "ix_enrollments_campaign_state"}
+
+    def indexes() -> set[str]:
+        found = sa.inspect(store.engine)
+        return {i["name"] for table in ("sends", "enrollments") for i in found.get_indexes(table)} & wanted
+
+    def diffs() -> list:
+        with store.engine.connect() as conn:
+            found = compare_metadata(MigrationContext.configure(conn), metadata)
+        return [d for d in found if any(name in repr(d) for name in wanted)]
+
+    assert indexes() == wanted and diffs() == []
+    cfg = alembic_config(database_url)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007_approval_source")
+    assert indexes() == set()
+    store.migrate()
+    assert indexes() == wanted and diffs() == []

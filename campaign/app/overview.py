@@ -105,17 +105,33 @@ def cached_lint_errors(settings: Settings, template_names: list[str]) -> list[st
         return list(_lint_cache[key])
 
 
-def preflight_problems(settings: Settings, store: Store, audiences: list[Audience]) -> list[str]:
-    """campaigns.live_preflight over every audience, with the lint part cached."""
+# Hashing every email's content parses each template (about 0.3-0.6 s for 20): redone only when a
+# content file or the approvals change (bench/RESULTS.md, the console at 1M leads).
+_unapproved_cache: dict[tuple, list[str]] = {}
+
+
+def cached_unapproved(settings: Settings, store: Store, template_names: list[str]) -> list[str]:
     from campaign.approval import unapproved
     from campaign.render import Renderer
 
+    history = store.approvals_for(template_names)  # one small query: an approval shows at once
+    approved = tuple(sorted((n, tuple(r["content_hash"] for r in rows)) for n, rows in history.items()))
+    key = (str(settings.templates_dir), tuple(template_names), _content_fingerprint(settings), approved)
+    with _lint_lock:
+        if key not in _unapproved_cache:
+            _unapproved_cache.clear()
+            renderer = Renderer(settings.templates_dir, settings.clinic)
+            _unapproved_cache[key] = unapproved(store, renderer, template_names)
+        return list(_unapproved_cache[key])
+
+
+def preflight_problems(settings: Settings, store: Store, audiences: list[Audience]) -> list[str]:
+    """campaigns.live_preflight over every audience, with the lint and approval parts cached."""
     names = [st.template for a in audiences for st in a.steps]
-    renderer = Renderer(settings.templates_dir, settings.clinic)
     return preflight(
         settings,
         lint_errors=cached_lint_errors(settings, names),
-        unapproved=unapproved(store, renderer, names),
+        unapproved=cached_unapproved(settings, store, names),
     ).problems
 
 

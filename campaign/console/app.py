@@ -9,12 +9,11 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from campaign.console.pages import Console, console_of
+from campaign.console.errors import FriendlyErrors, not_found
+from campaign.console.pages import Console
 from campaign.console.security import SecurityHeaders
 from campaign.settings import Settings
 from campaign.store import Store
@@ -37,13 +36,6 @@ PAGE_MODULES = (
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-async def not_found(request: Request, exc) -> Response:
-    status = getattr(exc, "status_code", 404)
-    title = "Not found" if status == 404 else "Not allowed"
-    message = "There is no such page in the console." if status == 404 else str(exc.detail)
-    return console_of(request).page("error.html", status, title=title, message=message)
-
-
 def create_console(settings: Settings, store: Store, clock: Callable[[], datetime]) -> Starlette:
     routes: list[Route | Mount] = []
     for name in PAGE_MODULES:
@@ -59,7 +51,7 @@ def create_console(settings: Settings, store: Store, clock: Callable[[], datetim
     )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(FriendlyErrors)],
         exception_handlers={404: not_found, 405: not_found},
     )
     app.state.console = console

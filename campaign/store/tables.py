@@ -98,6 +98,7 @@ enrollments = sa.Table(
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
+    sa.Index("ix_enrollments_campaign_state", "campaign_id", "audience", "state"),  # the overview's counts
 )
 
 sends = sa.Table(
@@ -119,6 +120,7 @@ sends = sa.Table(
     sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
     sa.Index("ix_sends_status", "status", "claimed_at"),
     sa.Index("ix_sends_message_id", "message_id"),
+    sa.Index("ix_sends_status_settled", "status", "settled_at"),  # the overview's "sent today"
 )
 
 # The send ids a ledger row had before a resend gave it a new one: late events for any of them
