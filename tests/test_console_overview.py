@@ -225,7 +225,7 @@ def test_migration_creates_the_tick_history_as_declared(store, database_url):
     assert diffs() == []
 
 
-def test_the_0008_overview_indexes_are_declared_and_downgrade(store, database_url):
+def test_the_0010_overview_indexes_are_declared_and_downgrade(store, database_url):
     from alembic import command
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -247,7 +247,7 @@ def test_the_0008_overview_indexes_are_declared_and_downgrade(store, database_ur
     cfg = alembic_config(database_url)
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0007_approval_source")
+        command.downgrade(cfg, "0009_sendpath")
     assert indexes() == set()
     store.migrate()
     assert indexes() == wanted and diffs() == []

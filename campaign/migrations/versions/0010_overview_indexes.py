@@ -5,14 +5,14 @@
 grouped every enrollment through a temporary B-tree: 0.7 s at 900k, 46 ms from a covering
 (campaign_id, audience, state). See bench/RESULTS.md (the console at 1M leads).
 
-Revision ID: 0008_overview_indexes
+Revision ID: 0010_overview_indexes
 Revises: 0007_approval_source
 """
 
 from alembic import op
 
-revision = "0008_overview_indexes"
-down_revision = "0007_approval_source"
+revision = "0010_overview_indexes"
+down_revision = "0009_sendpath"
 branch_labels = None
 depends_on = None
 
