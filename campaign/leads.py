@@ -1,44 +1,49 @@
-"""CSV lead import: parsing and normalization (pure: bytes in, rows and rejects out).
+"""CSV lead import: parsing (pure: bytes in, rows and rejects out).
 
 Real form exports are messy: headers are matched case-, space- and punctuation-insensitively
-through an alias table; the anxiety question's free text is mapped to a closed vocabulary.
+through an alias table. Each row's fields are normalized by campaign.lead_fields, the rules the
+lead API shares (its helpers are re-exported here for callers of the CSV parser).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from zoneinfo import available_timezones
-
-from email_validator import EmailNotValidError, validate_email
 
 from campaign.csv_export import csv_text
-from campaign.models import AnxietyType, LeadIn
-
-FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "anxiety_type",
-    "prior_treatments",
-    "consent",
-    "timezone",
-    "state",
-    "source",
-    "booked",
+from campaign.lead_fields import (
+    INTAKE_FIELDS,
+    clean_text,
+    header_key,
+    normalize_email,
+    normalize_lead,
+    parse_anxiety_type,
+    parse_bool,
+    parse_prior_treatments,
+    resolve_timezone,
+    valid_email,
 )
-MAX_NAME = 200
-MAX_TEXT = 500
+from campaign.models import LeadIn
 
+__all__ = [
+    "FIELDS",
+    "ImportFileError",
+    "ParsedFile",
+    "RejectedRow",
+    "clean_text",
+    "header_key",
+    "normalize_email",
+    "parse_anxiety_type",
+    "parse_bool",
+    "parse_column_overrides",
+    "parse_csv",
+    "parse_prior_treatments",
+    "resolve_timezone",
+]
 
-def header_key(text: str) -> str:
-    """'E-mail Address ' -> 'emailaddress'."""
-    return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKC", text).casefold())
-
+FIELDS = INTAKE_FIELDS
 
 _ALIASES = {
     "email": ["email", "e-mail", "email address", "e-mail address", "your email", "mail"],
@@ -76,184 +81,18 @@ _ALIASES = {
     ],
     "timezone": ["timezone", "time zone", "tz"],
     "state": ["state", "us state", "state/province", "province", "region"],
-    "source": ["source", "lead source", "utm source", "form", "form name"],
+    "source": ["source", "lead source", "form", "form name"],
     "booked": ["booked", "consultation booked", "has booked", "appointment booked"],
+    # UTM tags: as the fields are named, and as form builders label them ("UTM Source").
+    **{
+        f: [f, f.replace("_", " ")]
+        for f in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+    },
+    "consent_text": ["consent text", "consent wording", "consent language"],
+    "consent_version": ["consent version", "consent text version"],
+    "consent_ip": ["consent ip", "ip", "ip address", "submitter ip", "client ip"],
 }
 HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
-
-_TRUE = {
-    "yes",
-    "y",
-    "true",
-    "t",
-    "1",
-    "on",
-    "x",
-    "checked",
-    "agree",
-    "agreed",
-    "i agree",
-    "opt in",
-    "opted in",
-    "subscribed",
-}
-_FALSE = {
-    "no",
-    "n",
-    "false",
-    "f",
-    "0",
-    "off",
-    "",
-    "unchecked",
-    "disagree",
-    "opt out",
-    "opted out",
-    "unsubscribed",
-}
-
-# Order matters: treatment-resistant phrasing often also says "anxiety".
-_ANXIETY_PATTERNS: list[tuple[AnxietyType, re.Pattern]] = [
-    (
-        AnxietyType.treatment_resistant,
-        re.compile(
-            r"treatment[\s-]*resistant|\btra\b|nothing (has )?(worked|helped)|"
-            r"tried (everything|multiple|several|many)|(didn'?t|did not|don'?t|haven'?t) "
-            r"(work|help)|resistant",
-            re.I,
-        ),
-    ),
-    (
-        AnxietyType.social,
-        re.compile(r"social|\bsad\b|phobia|being judged|public speaking|shy|performance", re.I),
-    ),
-    (
-        AnxietyType.gad,
-        re.compile(
-            r"generali[sz]ed|\bgad\b|constant(ly)? worr|worry|worries|worrying|everyday|all the time", re.I
-        ),
-    ),
-]
-
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
-_NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
-
-US_STATE_TZ = {
-    **dict.fromkeys(
-        [
-            "CT",
-            "DE",
-            "DC",
-            "FL",
-            "GA",
-            "IN",
-            "KY",
-            "ME",
-            "MD",
-            "MA",
-            "MI",
-            "NH",
-            "NJ",
-            "NY",
-            "NC",
-            "OH",
-            "PA",
-            "RI",
-            "SC",
-            "VT",
-            "VA",
-            "WV",
-        ],
-        "America/New_York",
-    ),
-    **dict.fromkeys(
-        ["AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX", "WI"],
-        "America/Chicago",
-    ),
-    **dict.fromkeys(["CO", "ID", "MT", "NM", "UT", "WY"], "America/Denver"),
-    "AZ": "America/Phoenix",
-    "CA": "America/Los_Angeles",
-    "NV": "America/Los_Angeles",
-    "OR": "America/Los_Angeles",
-    "WA": "America/Los_Angeles",
-    "AK": "America/Anchorage",
-    "HI": "Pacific/Honolulu",
-    "PR": "America/Puerto_Rico",
-}
-US_STATE_NAMES = {
-    "alabama": "AL",
-    "alaska": "AK",
-    "arizona": "AZ",
-    "arkansas": "AR",
-    "california": "CA",
-    "colorado": "CO",
-    "connecticut": "CT",
-    "delaware": "DE",
-    "district of columbia": "DC",
-    "florida": "FL",
-    "georgia": "GA",
-    "hawaii": "HI",
-    "idaho": "ID",
-    "illinois": "IL",
-    "indiana": "IN",
-    "iowa": "IA",
-    "kansas": "KS",
-    "kentucky": "KY",
-    "louisiana": "LA",
-    "maine": "ME",
-    "maryland": "MD",
-    "massachusetts": "MA",
-    "michigan": "MI",
-    "minnesota": "MN",
-    "mississippi": "MS",
-    "missouri": "MO",
-    "montana": "MT",
-    "nebraska": "NE",
-    "nevada": "NV",
-    "new hampshire": "NH",
-    "new jersey": "NJ",
-    "new mexico": "NM",
-    "new york": "NY",
-    "north carolina": "NC",
-    "north dakota": "ND",
-    "ohio": "OH",
-    "oklahoma": "OK",
-    "oregon": "OR",
-    "pennsylvania": "PA",
-    "rhode island": "RI",
-    "south carolina": "SC",
-    "south dakota": "SD",
-    "tennessee": "TN",
-    "texas": "TX",
-    "utah": "UT",
-    "vermont": "VT",
-    "virginia": "VA",
-    "washington": "WA",
-    "west virginia": "WV",
-    "wisconsin": "WI",
-    "wyoming": "WY",
-    "puerto rico": "PR",
-}
-_TIMEZONES = frozenset(available_timezones())
 
 
 class ImportFileError(Exception):
@@ -278,90 +117,29 @@ class ParsedFile:
     _default_timezone: str = "America/New_York"
     _last_row: dict[str, int] = field(default_factory=dict)  # address -> the row that wins
 
-    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
-        """(row number, lead) for each address's last row, in file order, built one at a time."""
+    def iter_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """(row number, field -> raw text) for each address's last row, in file order, read one
+        at a time: the lead intake normalizes them (campaign.app.intake)."""
         for row_number, _, values in _records(self._text, self._mapping):
             try:
-                lead = parse_row(values, default_timezone=self._default_timezone)
+                email = _row_email(values)
             except ValueError:
                 continue  # already in `rejected`
-            if self._last_row.get(lead.email) == row_number:
-                yield row_number, lead
+            if self._last_row.get(email) == row_number:
+                yield row_number, values
+
+    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
+        """(row number, lead) for each address's last row, normalized as the intake does."""
+        for row_number, values in self.iter_rows():
+            yield row_number, normalize_lead(values, default_timezone=self._default_timezone).lead
 
     @property
     def leads(self) -> list[tuple[int, LeadIn]]:
         return list(self.iter_leads())
 
-
-def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
-    """Stored as given (escaping happens at render), minus control characters, bounded."""
-    if not value:
-        return ""
-    # Line breaks and tabs become spaces; other control characters are dropped.
-    value = "".join(
-        " " if ch in "\t\r\n\v\f" else ch
-        for ch in value
-        if ch.isspace() or unicodedata.category(ch)[0] != "C"
-    )
-    return " ".join(value.split())[:limit]
-
-
-def normalize_email(raw: str) -> str:
-    """Syntax check (no DNS) and one canonical spelling: the same address in any case is one lead."""
-    # No SMTPUTF8: SendGrid and many mailbox providers cannot deliver to a non-ASCII local part.
-    result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
-    return result.normalized.casefold()
-
-
-def parse_anxiety_type(text: str | None) -> AnxietyType:
-    text = clean_text(text)
-    if not text:
-        return AnxietyType.unspecified
-    for value in AnxietyType:
-        if header_key(text) == header_key(value.value):
-            return value
-    for kind, pattern in _ANXIETY_PATTERNS:
-        if pattern.search(text):
-            return kind
-    return AnxietyType.unspecified
-
-
-def parse_prior_treatments(text: str | None) -> int | None:
-    """A number, a number word, or a list ("SSRIs; therapy") counted. Blank is unknown."""
-    text = clean_text(text).casefold()
-    if not text:
-        return None
-    if text in _NONE_WORDS:
-        return 0
-    match = re.fullmatch(r"(\d+)\s*\+?(\s.*)?", text)
-    if match:
-        return min(int(match.group(1)), 50)
-    first = text.split()[0]
-    if first in _NUMBER_WORDS:
-        return _NUMBER_WORDS[first]
-    items = [part for part in re.split(r"[;,/|\n]|\band\b|&", text) if part.strip()]
-    return len(items)
-
-
-def parse_bool(text: str | None, *, field_name: str) -> bool:
-    value = clean_text(text).casefold().rstrip(".!")
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{field_name} {text!r} is not yes/no")
-
-
-def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[str, str]:
-    """IANA name if valid; else from a US state; else the clinic's. Returns (timezone, state code)."""
-    state_code = clean_text(state, 40)
-    code = US_STATE_NAMES.get(state_code.casefold(), state_code.upper())
-    tz = clean_text(tz, 64)
-    if tz in _TIMEZONES:
-        return tz, code
-    if code in US_STATE_TZ:
-        return US_STATE_TZ[code], code
-    return default, code
+    @property
+    def default_timezone(self) -> str:
+        return self._default_timezone
 
 
 def decode(data: bytes, *, filename: str) -> tuple[str, list[str]]:
@@ -401,32 +179,6 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
             )
         result[header.strip()] = target.strip()
     return result
-
-
-def parse_row(values: dict[str, str], *, default_timezone: str) -> LeadIn:
-    """One row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
-    email = _row_email(values)
-    timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
-    return LeadIn(
-        email=email,
-        first_name=clean_text(values.get("first_name"), MAX_NAME),
-        last_name=clean_text(values.get("last_name"), MAX_NAME),
-        anxiety_type=parse_anxiety_type(values.get("anxiety_type")),
-        prior_treatments=parse_prior_treatments(values.get("prior_treatments")),
-        # Consent must be explicit: blank or unreadable means no (we store the lead, never mail it).
-        consent=_lenient_bool(values.get("consent")),
-        timezone=timezone,
-        state=state,
-        source=clean_text(values.get("source"), 100),
-        booked=_lenient_bool(values.get("booked")),
-    )
-
-
-def _lenient_bool(text: str | None) -> bool:
-    try:
-        return parse_bool(text, field_name="value")
-    except ValueError:
-        return False
 
 
 def parse_csv(
@@ -495,19 +247,13 @@ def _records(text: str, mapping: dict[str, str]) -> Iterator[tuple[int, dict[str
         )
 
 
-def _row_email(values: dict[str, str]) -> str:
-    raw_email = values.get("email", "")
-    if not raw_email.strip():
-        raise ValueError("email is empty")
-    try:
-        return normalize_email(raw_email)
-    except EmailNotValidError as exc:
-        raise ValueError(f"email {raw_email.strip()[:80]!r} is not valid: {exc}") from None
-
-
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:
     # Rejected rows echo the form's raw answers: the shared writer keeps formulas inert.
     return csv_text(
         ["row_number", "reason", *headers],
         ([row.row_number, row.reason, *(row.original.get(h, "") for h in headers)] for row in rejected),
     )
+
+
+def _row_email(values: dict[str, str]) -> str:
+    return valid_email(values.get("email"))
