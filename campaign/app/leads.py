@@ -7,7 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from campaign.app.intake import consent_record, take_file
 from campaign.audiences import Audience, load_audiences, match_audience
+from campaign.lead_fields import UTM_FIELDS
 from campaign.leads import ImportFileError, parse_csv, rejected_csv
 from campaign.progress import advance
 from campaign.schedule import timeline
@@ -42,9 +44,8 @@ def import_file(
     parsed = parse_csv(
         data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    counts = store.upsert_leads(
-        (lead for _, lead in parsed.iter_leads()), now, on_chunk=advance, columns=parsed.fields
-    )
+    # Proof of consent names the file by its name (not the folder it was imported from).
+    counts = take_file(store, parsed, path.name, now, on_chunk=advance)
     summary = ImportSummary(
         file=str(path),
         new=counts.new,
@@ -65,6 +66,9 @@ def import_file(
 
 
 LEAD_COLUMNS = ("email", "audience", "status", "steps_sent", "next_step", "next_at")
+# How each lead's consent was given, and its UTM tags: in the JSON and CSV exports.
+CONSENT_COLUMNS = ("consent", "consent_at", "consent_via", "consent_ref", "consent_version", "consent_client")
+EXPORT_COLUMNS = LEAD_COLUMNS + CONSENT_COLUMNS + UTM_FIELDS
 
 
 def lead_rows(store: Store, audiences: list[Audience], chunk: int = 1000) -> list[dict]:
@@ -99,6 +103,7 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                     "steps_sent": 0,
                     "next_step": "",
                     "next_at": "",
+                    **_provenance(r),
                 }
             )
             continue
@@ -123,9 +128,20 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                 "steps_sent": r["steps_sent"],
                 "next_step": next_step,
                 "next_at": next_at,
+                **_provenance(r),
             }
         )
     return rows
+
+
+def _provenance(r: dict) -> dict:
+    at = r["consent_at"]
+    return {
+        "consent": bool(r["consent"]),
+        "consent_at": at.isoformat() if at else None,
+        **{c: r[c] for c in CONSENT_COLUMNS[2:]},
+        **{f: r[f] for f in UTM_FIELDS},
+    }
 
 
 @dataclass
@@ -133,6 +149,7 @@ class Timeline:
     email: str
     audience: str
     steps: list[dict]  # step, day, at (the lead's local time), status
+    consent: dict = field(default_factory=dict)  # given, at, via, ref, version, client
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -187,7 +204,7 @@ def lead_timeline(
         )
     if max_day is not None:
         rows = [r for r in rows if r["day"] <= max_day]
-    return Timeline(email=email, audience=audience.name, steps=rows)
+    return Timeline(email=email, audience=audience.name, steps=rows, consent=consent_record(lead))
 
 
 def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:

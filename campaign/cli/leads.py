@@ -65,8 +65,10 @@ def import_(
 
 @app.command()
 def leads(output_format: FormatOption = Format.table, as_json: JsonOption = False):
-    """One row per lead: email, audience, status, steps sent, next step and its time."""
-    from campaign.app.leads import LEAD_COLUMNS, lead_rows
+    """One row per lead: email, audience, status, steps sent, next step and its time; json and
+    csv add how consent was given (when, via, which file row or token, wording version, client
+    address) and the UTM tags."""
+    from campaign.app.leads import EXPORT_COLUMNS, lead_rows
 
     output_format = chosen(output_format, as_json)
     s = settings()
@@ -83,7 +85,7 @@ def leads(output_format: FormatOption = Format.table, as_json: JsonOption = Fals
         console.print(table)
         console.print(f"{len(rows)} leads")
 
-    emit(output_format, rows=rows, columns=LEAD_COLUMNS, table=show)
+    emit(output_format, rows=rows, columns=EXPORT_COLUMNS, table=show)
 
 
 @app.command()
@@ -111,6 +113,7 @@ def timeline(
         for r in found.steps:
             table.add_row(r["step"], str(r["day"]), r["at"], r["status"])
         console.print(table)
+        console.print(consent_line(found.consent), highlight=False)
 
     emit(
         output_format,
@@ -119,6 +122,19 @@ def timeline(
         data=found.as_dict(),
         table=show,
     )
+
+
+def consent_line(consent: dict) -> str:
+    if not consent.get("given"):
+        return "Consent: not given (never emailed)."
+    if not consent.get("at"):
+        return "Consent: given; how was not recorded (imported before proof of consent was kept)."
+    parts = [f"given {consent['at']} via {consent['via']} ({consent['ref']})"]
+    if consent.get("version"):
+        parts.append(f"wording {consent['version']}")
+    if consent.get("client"):
+        parts.append(f"from {consent['client']}")
+    return "Consent: " + ", ".join(parts) + "."
 
 
 @app.command()

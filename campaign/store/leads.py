@@ -21,16 +21,9 @@ _REACHABLE = sa.text(
     "SELECT 1 FROM leads WHERE id = :id AND email = :email AND unsubscribed_at IS NULL AND booked = :no"
     " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = :hash)"
 )
+_NO_PROOF = dict.fromkeys(("consent_at", "consent_via", "consent_ref", "consent_version", "consent_client"))
 # A new row's columns that the insert leaves to the table's defaults.
-_NEW_DEFAULTS = {
-    "unsubscribed_at": None,
-    "last_email_at": None,
-    "consent_at": None,
-    "consent_via": None,
-    "consent_ref": None,
-    "consent_version": None,
-    "consent_client": None,
-}
+_NEW_DEFAULTS = {"unsubscribed_at": None, "last_email_at": None}
 
 
 @dataclass(frozen=True)
@@ -92,6 +85,7 @@ def _new_row(item: Incoming, now: datetime) -> dict:
     lead = item.lead
     row = {
         **lead.model_dump(mode="json"),
+        **_NO_PROOF,  # every row of one executemany has the same keys
         "public_id": new_public_id(),
         "created_at": now,
         "updated_at": now,
