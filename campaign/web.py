@@ -8,6 +8,7 @@
     POST /resubscribe/<token>          the signed undo offered on the confirmation page
     POST /webhooks/sendgrid            SendGrid's signed Event Webhook
     POST /webhooks/booking             {"email": ...} signed with HMAC-SHA256(CAMPAIGN_SECRET_KEY)
+    /api/v1/...                        the lead API (campaign.api, FastAPI), token-authenticated
 
 Every request body is capped before it is read whole (413 past CAMPAIGN_SENDGRID_MAX_BODY_BYTES
 for the SendGrid webhook, CAMPAIGN_MAX_BODY_BYTES for the rest): an unsigned post of any size
@@ -33,8 +34,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from campaign.api import create_api
 from campaign.events import MalformedEvents, parse_events
 from campaign.settings import DEV_SECRET_KEY, Clinic, Settings
 from campaign.store import Store
@@ -45,6 +47,7 @@ log = logging.getLogger("campaign.web")
 
 BOOKING_SIGNATURE_HEADER = "X-Campaign-Signature"
 SENDGRID_WEBHOOK_PATH = "/webhooks/sendgrid"
+API_PREFIX = "/api/v1"
 
 # The token is in the URL: never send it on as a Referer; never cache; never frame.
 PAGE_HEADERS = {
@@ -238,7 +241,9 @@ class BodyLimit:
 
 
 async def too_large(scope, receive, send) -> None:
-    response = PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
+    response = PlainTextResponse(
+        "too large", status_code=413, headers={"Connection": "close", "Cache-Control": "no-store"}
+    )
     await response(scope, receive, send)
 
 
@@ -367,6 +372,8 @@ def create_app(
     def body_limit(path: str) -> int:
         if path == SENDGRID_WEBHOOK_PATH:
             return settings.sendgrid_max_body_bytes
+        if path == f"{API_PREFIX}/leads/batch":
+            return settings.api_batch_max_body_bytes
         return settings.max_body_bytes
 
     @asynccontextmanager
@@ -383,6 +390,7 @@ def create_app(
             Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
             Route(SENDGRID_WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
             Route("/webhooks/booking", booking_webhook, methods=["POST"]),
+            Mount(API_PREFIX, app=create_api(settings, db, clock)),  # the lead API (campaign.api)
         ],
         middleware=[Middleware(BodyLimit, limit_for=body_limit)],
         lifespan=lifespan,

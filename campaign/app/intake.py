@@ -19,6 +19,7 @@ from campaign.audiences import Audience, match_audience
 from campaign.lead_fields import LEAD_FIELDS, InvalidLead, normalize_lead
 from campaign.leads import ParsedFile
 from campaign.models import ConsentProof, Lead
+from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, ImportCounts, Incoming, Store, Upserted, email_hash
 from campaign.store.accounts import AuditEntry
 
@@ -31,12 +32,18 @@ class Submission:
     values: Mapping[str, str | None]
     via: str
     ref: str
+    problems: Mapping[str, str] = field(default_factory=dict)  # found while reading it (a list ...)
 
 
 def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> Incoming:
     """Validate and normalize one lead; InvalidLead names each bad field (`strict`: every
     unreadable field; else only the address). An existing lead keeps the fields not given."""
-    normalized = normalize_lead(submission.values, default_timezone=default_timezone, strict=strict)
+    try:
+        normalized = normalize_lead(submission.values, default_timezone=default_timezone, strict=strict)
+    except InvalidLead as exc:
+        raise InvalidLead({**submission.problems, **exc.problems}) from None
+    if submission.problems:
+        raise InvalidLead(dict(submission.problems))
     proof = ConsentProof(
         via=submission.via,
         ref=submission.ref,
@@ -221,3 +228,21 @@ def consent_record(lead: Lead) -> dict:
         "version": (proof.version or None) if proof else None,
         "client": (proof.client or None) if proof else None,
     }
+
+
+def lead_status(
+    store: Store, settings: Settings, audiences: list[Audience], email: str, now: datetime
+) -> dict:
+    """One lead for a CRM: where it stands, its consent, its steps sent and planned (from the
+    ledger and the schedule; never the raw events). LookupError for an unknown address."""
+    from campaign.app.leads import lead_timeline  # that module imports this one
+
+    lead = store.lead_by_email(email)
+    if lead is None:
+        raise LookupError("no lead with that address")
+    try:
+        steps = lead_timeline(store, settings, lead.email, now).steps
+    except LookupError:  # no audience matches it: nothing is planned
+        steps = []
+    facts = describe(store, audiences, [lead], now)[lead.id]
+    return {**facts, "email": lead.email, "consent": consent_record(lead), "steps": steps}
