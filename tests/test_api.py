@@ -436,11 +436,26 @@ def test_get_lead_for_a_crm(live):
     }
     assert (body["status"], body["audience"], body["email"]) == ("not yet enrolled", "gad", "ann@example.com")
     assert body["consent"]["via"] == "api" and body["consent"]["ref"] == "crm"
-    assert [s["step"] for s in body["steps"]] == ["welcome", "what", "brain", "stories", "next"] or body[
-        "steps"
-    ]
+    assert [s["step"] for s in body["steps"]] == ["welcome", "brain", "ketamine", "treatment", "questions"]
     assert all(s["status"] == "if enrolled now" for s in body["steps"])
     assert (missing.status_code, missing.json()) == (404, {"error": "no lead with that address"})
+    assert "events" not in found.text and "raw" not in body
+
+
+def test_a_posted_lead_gets_its_welcome_at_the_next_tick(live):
+    from campaign.engine import run_tick
+    from campaign.runtime import build_context
+
+    with live.client(live.token("crm")) as client:
+        planned = client.post("/leads", json=ANN).json()
+        report = run_tick(build_context(live.settings, now=NOW, store=live.store), NOW)
+        after = client.get("/leads/ann@example.com").json()
+    assert report.as_dict()["sent"] == {"gad/welcome": 1}
+    assert after["status"] == "enrolled" and after["first_email_at"] == planned["first_email_at"]
+    assert [(s["step"], s["status"]) for s in after["steps"][:2]] == [
+        ("welcome", "sent"),
+        ("brain", "planned"),
+    ]
 
 
 def test_rate_limit_per_token(make_settings):
