@@ -196,3 +196,42 @@ def test_migration_0004_matches_the_declared_schema_and_goes_down_and_up(store, 
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(leads.c.email, leads.c.consent_at, leads.c.utm_source)).one()
     assert tuple(row) == ("kept@example.com", None, "")  # not invented for older leads
+
+
+# ---- group commit ----------------------------------------------------------------------------
+
+
+def test_group_commit_shares_transactions_and_hands_each_caller_its_result():
+    import threading
+    import time
+
+    from campaign.api.group_commit import GroupCommit
+
+    calls: list[list[int]] = []
+
+    def run_many(jobs: list[int]) -> list[int]:
+        calls.append(jobs)
+        time.sleep(0.05)  # a slow commit: others queue meanwhile
+        if -1 in jobs:
+            raise ValueError("the group failed")
+        return [job * 10 for job in jobs]
+
+    group = GroupCommit(run_many)
+    results: dict[int, object] = {}
+
+    def submit(job: int) -> None:
+        try:
+            results[job] = group.submit(job)
+        except ValueError as exc:
+            results[job] = str(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(1, 21)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {n: n * 10 for n in range(1, 21)}
+    assert sorted(j for jobs in calls for j in jobs) == list(range(1, 21))
+    assert len(calls) < 20  # posts that came while one wrote went together
+    submit(-1)
+    assert results[-1] == "the group failed"

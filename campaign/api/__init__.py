@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from campaign.accounts import AccountStore, Actor, Forbidden, Unauthorized, audit, verify_token
+from campaign.api.group_commit import GroupCommit
 from campaign.api.limits import AudienceCache, RateLimiter, retry_after
 from campaign.api.schemas import (
     MAX_BATCH,
@@ -43,7 +44,7 @@ from campaign.api.schemas import (
 from campaign.app.intake import LeadOutcome, Submission, lead_status, take_leads
 from campaign.lead_fields import INTAKE_FIELDS
 from campaign.settings import Settings
-from campaign.store import Store
+from campaign.store import Store, Upserted
 
 log = logging.getLogger("campaign.api")
 
@@ -179,6 +180,10 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
         return authorize
 
     writer, reader = Depends(token_for("leads:write")), Depends(token_for("leads:read"))
+    group = GroupCommit(lambda jobs: write_together(store, jobs))
+
+    def write(incoming, now, audit):
+        return group.submit((incoming, now, audit))
 
     async def idempotent(request: Request, actor: Actor, body: bytes, run: Callable[[], Awaitable[Response]]):
         """With an Idempotency-Key: the first answer, again, for a retry of the same request."""
@@ -322,6 +327,19 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
 
     api.openapi = openapi
     return api
+
+
+def write_together(store: Store, jobs: list[tuple]) -> list[list[Upserted]]:
+    """Several requests' leads (each job: leads, time, audit) in one transaction; each request
+    gets its own leads' outcomes, and its own audit rows (its token)."""
+    auditors = {item.lead.email: audit for incoming, _, audit in jobs for item in incoming}
+    done = store.intake_leads(
+        [item for incoming, _, _ in jobs for item in incoming],
+        max(now for _, now, _ in jobs),
+        lambda upserted: auditors[upserted.lead.email](upserted),
+    )
+    by_email = {u.lead.email: u for u in done}
+    return [[by_email[item.lead.email] for item in incoming] for incoming, _, _ in jobs]
 
 
 def _result(outcome: LeadOutcome) -> dict:

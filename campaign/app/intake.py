@@ -10,7 +10,7 @@ when its first email is planned, or why none is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,6 +97,11 @@ class LeadOutcome:
     problems: dict[str, str] = field(default_factory=dict)
 
 
+# Upserts leads with an audit row each, in one transaction: the store's `intake_leads`, or a
+# writer that shares a transaction among concurrent requests (campaign.api.group_commit).
+Write = Callable[[list[Incoming], datetime, Callable[[Upserted], AuditEntry]], list[Upserted]]
+
+
 def take_leads(
     store: Store,
     audiences: list[Audience],
@@ -105,6 +110,7 @@ def take_leads(
     *,
     default_timezone: str,
     actor: Actor,
+    write: Write | None = None,
 ) -> list[LeadOutcome]:
     """Each submission validated (a bad one never sinks the rest), the good ones upserted in one
     transaction with an audit row each (by `actor`; no anxiety type), then described."""
@@ -130,8 +136,11 @@ def take_leads(
             detail=f"via {actor.role}; consent {'yes' if lead.consent else 'no'}",
         )
 
-    stored = {u.lead.email: u for u in store.intake_leads(incoming, now, audit)} if incoming else {}
-    described = describe(store, audiences, [u.lead for u in stored.values()], now)
+    stored = (
+        {u.lead.email: u for u in (write or store.intake_leads)(incoming, now, audit)} if incoming else {}
+    )
+    created = {u.lead.id for u in stored.values() if u.outcome == "created"}
+    described = describe(store, audiences, [u.lead for u in stored.values()], now, created=created)
     taken = iter(incoming)
     for i, result in enumerate(results):
         if result is None:
@@ -144,7 +153,11 @@ def take_leads(
 
 
 def describe(
-    store: Store, audiences: list[Audience], leads: Iterable[Lead], now: datetime
+    store: Store,
+    audiences: list[Audience],
+    leads: Iterable[Lead],
+    now: datetime,
+    created: Collection[int] = frozenset(),
 ) -> dict[int, dict]:
     """lead id -> id, audience, campaign, status, first_email_at and first_email_reason (why it
     is null), in a few queries for any number of leads. A lead not yet enrolled is judged as the
@@ -153,7 +166,7 @@ def describe(
     from campaign.engine import first_due  # the tick's own rule for the first email's time
 
     leads = list(leads)
-    enrolled = store.latest_enrollments([lead.id for lead in leads])
+    enrolled = store.latest_enrollments([lead.id for lead in leads if lead.id not in created])
     hashes = {lead.id: email_hash(lead.email, store.secret_key) for lead in leads}
     suppressed = store.suppressed_hashes(hashes.values())
     active = store.active_campaigns(now) if len(enrolled) < len(leads) else []
