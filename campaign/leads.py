@@ -190,7 +190,7 @@ def parse_csv(
 ) -> ParsedFile:
     """Check a whole file: headers, every address, duplicates. Bad rows are rejected one by
     one; only an unreadable file raises. The leads themselves are built lazily by
-    `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
+    `ParsedFile.iter_rows()` (a second pass), so a large file is never held as objects."""
     text, warnings = decode(data, filename=filename)
     if not text.strip():
         raise ImportFileError(f"{filename}: the file is empty; export the leads again with a header row")

@@ -16,7 +16,8 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ):
-    """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks."""
+    """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks,
+    and the lead API (/api/v1)."""
     import uvicorn
 
     from campaign.web import create_app
