@@ -69,7 +69,7 @@ def postgres_schema():
 
 @contextlib.contextmanager
 def server(database_url: str, folder: Path):
-    """`campaign serve` in a child process; yields (base URL, API token)."""
+    """`campaign serve` in a child process; yields (base URL, API token, its pid)."""
     from campaign.accounts import AccountStore, create_token
     from campaign.store import Store
 
@@ -102,7 +102,7 @@ def server(database_url: str, folder: Path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"campaign serve did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.1)
-        yield url, token
+        yield url, token, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -149,6 +149,12 @@ def run_clients(url: str, token: str, threads: int, seconds: float) -> tuple[lis
     return [r for part in results for r in part], [e for part in accepted for e in part]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stored_emails(database_url: str) -> set[str]:
     import sqlalchemy as sa
 
@@ -160,12 +166,12 @@ def stored_emails(database_url: str) -> set[str]:
 
 
 def measure(name: str, database_url: str, folder: Path, threads: int, seconds: float) -> dict:
-    with server(database_url, folder) as (url, token):
+    with server(database_url, folder) as (url, token, pid):
         run_clients(url, token, threads, 2)  # warm up: connections, caches, the first queries
         loadavg = os.getloadavg()[0]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(pid)
         results, accepted = run_clients(url, token, threads, seconds)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
     latencies = sorted(latency for _, latency in results)
     stored = stored_emails(database_url)
     lost = [e for e in accepted if e not in stored]
@@ -180,6 +186,7 @@ def measure(name: str, database_url: str, folder: Path, threads: int, seconds: f
         "accepted": len(accepted),
         "lost": len(lost),
         "load_before": loadavg,
+        "server_cpu_ms": cpu / max(1, len(results)) * 1000,
     }
 
 
@@ -208,14 +215,18 @@ def main() -> None:
             with postgres_schema() as url:
                 if url:
                     rows.append(measure("PostgreSQL", url, folder, args.threads, args.seconds))
-    print("| database | requests | leads/s | p50 | p99 | max | statuses | 2xx stored | load avg (1 min) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| database | requests | leads/s | p50 | p99 | max | statuses | 2xx stored | server CPU per lead "
+        "| load avg (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         print(
             f"| {r['database']} | {r['requests']} | {r['per_second']:.0f} | {r['p50_ms']:.1f} ms | "
             f"{r['p99_ms']:.1f} ms | {r['max_ms']:.0f} ms | {statuses} | "
-            f"{r['accepted'] - r['lost']} of {r['accepted']} | {r['load_before']:.2f} |"
+            f"{r['accepted'] - r['lost']} of {r['accepted']} | {r['server_cpu_ms']:.1f} ms | "
+            f"{r['load_before']:.2f} |"
         )
     if any(r["lost"] for r in rows):
         sys.exit("some leads answered 2xx are not in the database")

@@ -503,3 +503,21 @@ def test_every_write_is_audited_without_the_anxiety_type(live):
     assert entries[0]["client"] == "127.0.0.1"
     text = json.dumps(live.audit(), default=str).casefold()
     assert not any(word in text for word in ("gad", "social", "worry", "anxiety", "ann@example.com"))
+
+
+def test_concurrent_posts_of_one_new_address_create_it_once(live):
+    token = live.token("crm")
+    statuses: list[int] = []
+
+    def post(n: int) -> None:
+        with live.client(token) as client:
+            statuses.append(client.post("/leads", json={**ANN, "first_name": f"Ann{n % 2}"}).status_code)
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] * 7 + [201]
+    with live.store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(leads)).scalar() == 1
