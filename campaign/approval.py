@@ -7,7 +7,9 @@ hash covers everything the email is made from that lives in ``templates/``:
   hash describes exactly what that Renderer sends), and
 - the shared layouts ``templates/layout.mjml`` and ``templates/layout.txt`` (read from disk):
   the footer, the crisis line and the unsubscribe link live there, so **a layout change needs
-  every email re-approved**.
+  every email re-approved**, and
+- the partials the email includes (``templates/partials/*.md``): editing the shared safety
+  summary needs every email that includes it re-approved.
 
 Not covered: ``clinic.yaml`` (name, address, phone, booking URL), which is rendered into every
 footer but is configuration, not content.
@@ -80,9 +82,12 @@ class UnapprovedContent(Exception):
 
 
 def content_hash(renderer: Renderer, name: str) -> str:
-    """sha256 over the template's source and the shared layout files (each length-prefixed,
-    with its file name). Raises TemplateError or OSError when a file cannot be read."""
-    parts = [(f"{name}.md", renderer.source(name).source)]
+    """sha256 over the template's source, the partials it includes and the shared layout files
+    (each length-prefixed, with its file name). Raises TemplateError or OSError when a file
+    cannot be read."""
+    source = renderer.source(name)
+    parts = [(f"{name}.md", source.source)]
+    parts += [(partial, renderer.partial_source(partial)) for partial in source.includes]
     parts += [(f, (renderer.templates_dir / f).read_text(encoding="utf-8")) for f in LAYOUT_FILES]
     digest = hashlib.sha256()
     for filename, text in parts:

@@ -12,7 +12,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
-from campaign.settings import DEV_SECRET_KEY, Settings
+from campaign.settings import DEV_SECRET_KEY, Clinic, Settings
 from campaign.store import ALL_AUDIENCES, EVERGREEN, Store
 
 STATES = ("active", "paused", "stopped")
@@ -83,7 +83,25 @@ def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[st
             f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on "
             "the clinic's authenticated domain"
         )
+    problems += unset_clinic_facts(clinic)
     return Preflight(problems)
+
+
+def unset_clinic_facts(clinic: Clinic) -> list[str]:
+    """The facts the emails state from clinic.yaml that a coordinator has not filled in yet."""
+    problems = []
+    if not (clinic.office_hours or "").strip():
+        problems.append(
+            "clinic.yaml: office_hours is not set; the emails that invite a reply say when the care team "
+            "reads replies (e.g. 'Monday to Friday, 9 am to 5 pm Eastern time')"
+        )
+    unset = clinic.cost_and_commitment.unset()
+    if unset:
+        problems.append(
+            f"clinic.yaml: cost_and_commitment has no value for {', '.join(unset)}; fill each in as it "
+            "should read in a sentence (the emails state them to every reader)"
+        )
+    return problems
 
 
 def is_live(settings: Settings) -> bool:

@@ -24,7 +24,9 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping | Sequence]) -> str:
     """A header line and one line per row; a row is a mapping (read by column name, missing
     names empty) or a sequence in column order."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF, as RFC 4180 says: with "\n" alone, Python 3.11 leaves a cell holding a CR unquoted,
+    # and a spreadsheet starts a new row there ("'\r=cmd" would run =cmd after all).
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([neutralize(c) for c in columns])
     for row in rows:
         cells = [row.get(c) for c in columns] if isinstance(row, Mapping) else row

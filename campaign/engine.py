@@ -316,7 +316,14 @@ def outbound(
     url = unsubscribe_url(
         ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value()
     )
-    content = ctx.renderer.render(step.template, first_name=due.lead.first_name, unsubscribe_url=url)
+    lead = due.lead
+    content = ctx.renderer.render(
+        step.template,
+        first_name=lead.first_name,
+        unsubscribe_url=url,
+        anxiety_type=lead.anxiety_type,
+        prior_treatments=lead.prior_treatments,
+    )
     return OutboundEmail(
         send_id=claim.send_id,
         to_email=due.lead.email,
@@ -344,9 +351,12 @@ def make_test_email(
     step_key: str,
     to_email: str,
     first_name: str = "",
+    anxiety_type: str | None = None,
+    prior_treatments: int | None = None,
 ) -> OutboundEmail:
     """One email of a step for `campaign test-send`: marked as a test, with a random send id and
-    no lead behind it (its unsubscribe link names no one), never in the ledger."""
+    no lead behind it (its unsubscribe link names no one), never in the ledger. Without a
+    reported type or count the email says nothing the lead would have told us."""
     from campaign.store import new_public_id, new_send_id
 
     step = audience.step(step_key)
@@ -357,7 +367,13 @@ def make_test_email(
         )
     clinic = settings.clinic
     url = unsubscribe_url(settings.public_url, new_public_id(), settings.secret_key.get_secret_value())
-    content = renderer.render(step.template, first_name=first_name, unsubscribe_url=url)
+    content = renderer.render(
+        step.template,
+        first_name=first_name,
+        unsubscribe_url=url,
+        anxiety_type=anxiety_type,
+        prior_treatments=prior_treatments,
+    )
     return OutboundEmail(
         send_id=new_send_id(),
         to_email=to_email,

@@ -1,10 +1,13 @@
-"""One lead's fields, normalized (pure): the rules every way a lead arrives shares.
+"""One lead's values, normalized: header aliases, free text to a closed vocabulary, addresses,
+time zones, the evidence of consent (pure: text in, a LeadIn or a ValueError with the reason out).
 
-The CSV import (campaign.leads) and the lead API hand in raw text per field; `normalize_lead`
-turns it into a LeadIn (the anxiety answer mapped to a closed vocabulary, consent read as an
-explicit yes, the time zone resolved) plus the evidence of consent that came with it. `strict`
-is the API's mode: every unreadable field is a problem, named. A file row is lenient: only a
-bad address rejects it; an unreadable consent is a no, an unknown time zone falls back.
+Every way a lead arrives (a file row, the lead API; later the form) goes through
+`normalize_lead`. `strict` is the API's mode: every unreadable field is a problem, named. A file
+row is lenient: only a bad address rejects it; an unreadable consent is a no, an unknown time
+zone falls back (with a warning from the file parser).
+
+Real form exports are messy: headers are matched case-, space- and punctuation-insensitively
+through an alias table; the anxiety question's free text is mapped to a closed vocabulary.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 
 from campaign.models import AnxietyType, LeadIn
+from campaign.us_states import US_STATE_NAMES, US_STATE_TZ
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# The stored lead's fields (models.LeadIn).
 LEAD_FIELDS = (
     "email",
     "first_name",
@@ -38,7 +43,7 @@ LEAD_FIELDS = (
 # Not lead fields but evidence of consent: the wording shown (hashed), or its version, and the
 # submitter's address as a form relays it.
 CONSENT_FIELDS = ("consent_text", "consent_version", "consent_ip")
-INTAKE_FIELDS = LEAD_FIELDS + CONSENT_FIELDS
+FIELDS = LEAD_FIELDS + CONSENT_FIELDS  # what a file column or an API field may hold
 MAX_NAME = 200
 MAX_TEXT = 500
 MAX_SOURCE = 100
@@ -51,6 +56,52 @@ def header_key(text: str) -> str:
     """'E-mail Address ' -> 'emailaddress'."""
     return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKC", text).casefold())
 
+
+_ALIASES = {
+    "email": ["email", "e-mail", "email address", "e-mail address", "your email", "mail"],
+    "first_name": ["first name", "firstname", "first", "given name", "name first"],
+    "last_name": ["last name", "lastname", "last", "surname", "family name", "name last"],
+    "anxiety_type": [
+        "anxiety type",
+        "anxiety",
+        "type of anxiety",
+        "what type of anxiety do you experience?",
+        "what type of anxiety do you experience",
+        "which best describes your anxiety",
+        "condition",
+        "concern",
+        "primary concern",
+    ],
+    "prior_treatments": [
+        "prior treatments",
+        "previous treatments",
+        "treatments tried",
+        "what treatments have you tried?",
+        "how many treatments have you tried?",
+        "treatments tried without relief",
+    ],
+    "consent": [
+        "consent",
+        "email consent",
+        "marketing consent",
+        "opt in",
+        "optin",
+        "subscribe",
+        "i agree to receive emails",
+        "may we email you?",
+        "gdpr consent",
+    ],
+    "timezone": ["timezone", "time zone", "tz"],
+    "state": ["state", "us state", "state/province", "province", "region"],
+    "source": ["source", "lead source", "form", "form name"],
+    "booked": ["booked", "consultation booked", "has booked", "appointment booked"],
+    # UTM tags: as the fields are named, and as form builders label them ("UTM Source").
+    **{f: [f, f.replace("_", " ")] for f in UTM_FIELDS},
+    "consent_text": ["consent text", "consent wording", "consent language"],
+    "consent_version": ["consent version", "consent text version"],
+    "consent_ip": ["consent ip", "ip", "ip address", "submitter ip", "client ip"],
+}
+HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
 
 _TRUE = {
     "yes",
@@ -128,103 +179,11 @@ _NUMBER_WORDS = {
 }
 _NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
 
-US_STATE_TZ = {
-    **dict.fromkeys(
-        [
-            "CT",
-            "DE",
-            "DC",
-            "FL",
-            "GA",
-            "IN",
-            "KY",
-            "ME",
-            "MD",
-            "MA",
-            "MI",
-            "NH",
-            "NJ",
-            "NY",
-            "NC",
-            "OH",
-            "PA",
-            "RI",
-            "SC",
-            "VT",
-            "VA",
-            "WV",
-        ],
-        "America/New_York",
-    ),
-    **dict.fromkeys(
-        ["AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX", "WI"],
-        "America/Chicago",
-    ),
-    **dict.fromkeys(["CO", "ID", "MT", "NM", "UT", "WY"], "America/Denver"),
-    "AZ": "America/Phoenix",
-    "CA": "America/Los_Angeles",
-    "NV": "America/Los_Angeles",
-    "OR": "America/Los_Angeles",
-    "WA": "America/Los_Angeles",
-    "AK": "America/Anchorage",
-    "HI": "Pacific/Honolulu",
-    "PR": "America/Puerto_Rico",
-}
-US_STATE_NAMES = {
-    "alabama": "AL",
-    "alaska": "AK",
-    "arizona": "AZ",
-    "arkansas": "AR",
-    "california": "CA",
-    "colorado": "CO",
-    "connecticut": "CT",
-    "delaware": "DE",
-    "district of columbia": "DC",
-    "florida": "FL",
-    "georgia": "GA",
-    "hawaii": "HI",
-    "idaho": "ID",
-    "illinois": "IL",
-    "indiana": "IN",
-    "iowa": "IA",
-    "kansas": "KS",
-    "kentucky": "KY",
-    "louisiana": "LA",
-    "maine": "ME",
-    "maryland": "MD",
-    "massachusetts": "MA",
-    "michigan": "MI",
-    "minnesota": "MN",
-    "mississippi": "MS",
-    "missouri": "MO",
-    "montana": "MT",
-    "nebraska": "NE",
-    "nevada": "NV",
-    "new hampshire": "NH",
-    "new jersey": "NJ",
-    "new mexico": "NM",
-    "new york": "NY",
-    "north carolina": "NC",
-    "north dakota": "ND",
-    "ohio": "OH",
-    "oklahoma": "OK",
-    "oregon": "OR",
-    "pennsylvania": "PA",
-    "rhode island": "RI",
-    "south carolina": "SC",
-    "south dakota": "SD",
-    "tennessee": "TN",
-    "texas": "TX",
-    "utah": "UT",
-    "vermont": "VT",
-    "virginia": "VA",
-    "washington": "WA",
-    "west virginia": "WV",
-    "wisconsin": "WI",
-    "wyoming": "WY",
-    "puerto rico": "PR",
-}
-_TIMEZONES = frozenset(available_timezones())
+# Any letter case: "america/chicago" is what a person typing it means.
+_TIMEZONES = {name.casefold(): name for name in available_timezones()}
+_TIMEZONE_NAMES = frozenset(_TIMEZONES.values())
+# "=?" and "?=" delimit an RFC 2047 encoded word; no real name holds one (see clean_name).
+_ENCODED_WORD_MARK = re.compile(r"=\?|\?=")
 
 
 def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
@@ -238,6 +197,13 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
         if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
     return " ".join(value.split())[:limit]
+
+
+def clean_name(value: str | None) -> str:
+    """A first or last name: clean_text, and never an RFC 2047 encoded word. Such a name, put in
+    an email header, could decode to a line break and add a header (a Bcc); the delivery code
+    cleans names again, this keeps them out of the store as well."""
+    return clean_text(_ENCODED_WORD_MARK.sub(" ", clean_text(value, MAX_NAME * 2)), MAX_NAME)
 
 
 def normalize_email(raw: str) -> str:
@@ -286,16 +252,39 @@ def parse_bool(text: str | None, *, field_name: str) -> bool:
     raise ValueError(f"{field_name} {text!r} is not yes/no")
 
 
+def canonical_timezone(text: str | None) -> str | None:
+    """The IANA name in its own spelling ("america/chicago" -> "America/Chicago"), else None."""
+    return _TIMEZONES.get(clean_text(text, 64).casefold())
+
+
 def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[str, str]:
     """IANA name if valid; else from a US state; else the clinic's. Returns (timezone, state code)."""
     state_code = clean_text(state, 40)
     code = US_STATE_NAMES.get(state_code.casefold(), state_code.upper())
-    tz = clean_text(tz, 64)
-    if tz in _TIMEZONES:
-        return tz, code
+    named = canonical_timezone(tz)
+    if named:
+        return named, code
     if code in US_STATE_TZ:
         return US_STATE_TZ[code], code
     return default, code
+
+
+def timezone_problem(values: dict[str, str], default: str) -> str | None:
+    """What to tell the user when a row names a time zone that does not exist, else None."""
+    raw = values.get("timezone") or ""
+    if raw in _TIMEZONE_NAMES or not raw.strip():  # the usual cases, checked without cleaning
+        return None
+    given = clean_text(raw, 64)
+    if canonical_timezone(given):
+        return None
+    used, state = resolve_timezone(given, values.get("state"), default)
+    source = f"the state {state}'s" if state in US_STATE_TZ else "the clinic's"
+    return f"time zone {given!r} is not an IANA name like America/Chicago; using {source}, {used}"
+
+
+def parse_row(values: dict[str, str], *, default_timezone: str) -> LeadIn:
+    """One file row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
+    return normalize_lead(values, default_timezone=default_timezone).lead
 
 
 class InvalidLead(ValueError):
@@ -308,8 +297,8 @@ class InvalidLead(ValueError):
 
 @dataclass(frozen=True)
 class ConsentEvidence:
-    """What came with the lead about the consent it gave: the version of the wording shown
-    (the given `consent_version`, else "sha256:" + the hash of the exact `consent_text`) and the
+    """What came with the lead about its consent: the version of the wording shown (the given
+    `consent_version`, else "sha256:" + the hash of the exact `consent_text`) and the
     submitter's network address as a form relayed it. Empty when not given."""
 
     version: str = ""
@@ -335,12 +324,12 @@ def normalize_lead(
     problems: dict[str, str] = {}
     email = ""
     try:
-        email = valid_email(values.get("email"))
+        email = row_email(values)
     except ValueError as exc:
         problems["email"] = str(exc)
 
     def flag(name: str) -> bool:
-        # Consent must be explicit: blank or (leniently) unreadable means no.
+        # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
         try:
             return parse_bool(values.get(name), field_name=name)
         except ValueError as exc:
@@ -348,30 +337,34 @@ def normalize_lead(
                 problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
             return False
 
-    def text(name: str, limit: int) -> str:
-        raw = values.get(name)
-        if strict and raw is not None and len(raw) > limit:
+    def too_long(name: str, limit: int) -> None:
+        if strict and len(values.get(name) or "") > limit:
             problems[name] = f"{name} is longer than {limit} characters"
-        return clean_text(raw, limit)
 
-    tz_given = clean_text(values.get("timezone"), 64)
-    if strict and tz_given and tz_given not in _TIMEZONES:
+    for name, limit in (("first_name", MAX_NAME), ("last_name", MAX_NAME), ("anxiety_type", MAX_TEXT)):
+        too_long(name, limit)
+    for name, limit in (("prior_treatments", MAX_TEXT), ("source", MAX_SOURCE)):
+        too_long(name, limit)
+    for name in UTM_FIELDS:
+        too_long(name, MAX_UTM)
+    given_tz = clean_text(values.get("timezone"), 64)
+    if strict and given_tz and canonical_timezone(given_tz) is None:
         problems["timezone"] = (
-            f"timezone {tz_given!r} is not an IANA time zone name (like America/New_York); "
+            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
             "leave it out to use the state's or the clinic's"
         )
-    timezone, state = resolve_timezone(tz_given, values.get("state"), default_timezone)
+    timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
     lead_values = {
-        "first_name": text("first_name", MAX_NAME),
-        "last_name": text("last_name", MAX_NAME),
-        "anxiety_type": parse_anxiety_type(text("anxiety_type", MAX_TEXT)),
-        "prior_treatments": parse_prior_treatments(text("prior_treatments", MAX_TEXT)),
+        "first_name": clean_name(values.get("first_name")),
+        "last_name": clean_name(values.get("last_name")),
+        "anxiety_type": parse_anxiety_type(values.get("anxiety_type")),
+        "prior_treatments": parse_prior_treatments(values.get("prior_treatments")),
         "consent": flag("consent"),
         "timezone": timezone,
         "state": state,
-        "source": text("source", MAX_SOURCE),
+        "source": clean_text(values.get("source"), MAX_SOURCE),
         "booked": flag("booked"),
-        **{name: text(name, MAX_UTM) for name in UTM_FIELDS},
+        **{name: clean_text(values.get(name), MAX_UTM) for name in UTM_FIELDS},
     }
     evidence = _evidence(values, strict, problems)
     if problems:
@@ -399,8 +392,9 @@ def _evidence(values: Mapping[str, str | None], strict: bool, problems: dict[str
     return ConsentEvidence(version=version, client=client)
 
 
-def valid_email(raw_email: str | None) -> str:
-    raw_email = raw_email or ""
+def row_email(values: Mapping[str, str | None]) -> str:
+    """The row's address, normalized; a ValueError says why there is none."""
+    raw_email = values.get("email") or ""
     if not raw_email.strip():
         raise ValueError("email is empty")
     try:

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from campaign.store import Store
 
 SAMPLE_FIRST_NAME = "Sam"
+# What the sample lead reported, per audience (anxiety_type, prior_treatments), so a preview shows
+# the sentences a typical lead of that audience reads; lint renders with nothing reported.
+SAMPLE_REPORTED: dict[str, tuple[str | None, int | None]] = {
+    "gad": ("gad", None),
+    "social": ("social", None),
+    "treatment_resistant": ("treatment_resistant", 3),
+    "general": ("unspecified", None),
+}
 PHONE_WIDTH = 375
 DESKTOP_WIDTH = 640
 NO_STORE_STATE = ApprovalState(False, None, None, False)
@@ -98,8 +106,15 @@ def build_cards(
                 day=step.delay.total_seconds() / 86400,
                 path=renderer.templates_dir / f"{step.template}.md",
             )
+            anxiety_type, prior_treatments = SAMPLE_REPORTED.get(audience.name, (None, None))
             try:
-                email = renderer.render(step.template, first_name=first_name, unsubscribe_url=unsubscribe_url)
+                email = renderer.render(
+                    step.template,
+                    first_name=first_name,
+                    unsubscribe_url=unsubscribe_url,
+                    anxiety_type=anxiety_type,
+                    prior_treatments=prior_treatments,
+                )
                 card.subject, card.preheader, card.html, card.text = (
                     email.subject,
                     email.preheader,

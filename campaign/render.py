@@ -9,6 +9,13 @@ and the text part can never drift apart:
 - HTML part: the same Markdown rendered with the lead's values Markdown-escaped, turned into HTML
   by markdown-it with raw HTML disabled (so ``<script>`` in a name is text, never markup), put
   into the MJML layout (compiled once by mrml) and CSS-inlined.
+
+Text shared by many emails (the safety summary, the booking text ...) is written once in
+``templates/partials/*.md`` and pulled in with ``{% include "partials/<name>.md" %}``. An email's
+source knows which partials it uses (``EmailSource.includes``), so the approval hash covers them.
+
+The lead's reported ``anxiety_type`` and ``prior_treatments`` reach the body (and only the body)
+so a template can say only what the lead told us; subjects, preheaders and buttons never see them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 
 import css_inline
 import jinja2
+import jinja2.meta
 import mrml
 import yaml
 from markdown_it import MarkdownIt
@@ -52,13 +60,38 @@ def md_escape(value: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", value)
 
 
+# Words a title keeps in lower case unless they open it (Chicago-style title case).
+_MINOR_WORDS = frozenset(
+    ("a", "an", "and", "as", "at", "but", "by", "for", "from", "if", "in", "into", "nor", "of", "off")
+    + ("on", "or", "the", "to", "up", "via", "vs", "with")
+)
+
+
+def title_case(heading: str) -> str:
+    """'step 1: what you can ask for' -> 'Step 1: What You Can Ask For'. Small words stay lower
+    case inside a title, but not first, last, or after a colon or a full stop; words that already
+    hold a capital (GAD-7, TMS, IV) stay as written; a leading quote mark is skipped."""
+    words = heading.split(" ")
+    out = []
+    for i, word in enumerate(words):
+        opens = i == 0 or i == len(words) - 1 or words[i - 1].endswith((":", ".", "?", "!"))
+        letters = word.lstrip("\"'(\u201c\u2018")
+        lead = word[: len(word) - len(letters)]
+        if (letters.lower().strip(",;") in _MINOR_WORDS and not opens) or not letters[:1].islower():
+            out.append(word)
+        else:
+            out.append(lead + letters[:1].upper() + letters[1:])
+    return " ".join(out)
+
+
 def markdown_to_text(markdown: str) -> str:
-    """A readable text part: links spelled out, emphasis markers dropped."""
+    """A readable text part: links spelled out, emphasis markers dropped, headings in title case
+    on their own line (ALL CAPS reads as shouting and is harder to read)."""
     text = _MD_LINK.sub(
         lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", markdown
     )
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"^#+\s*(.+)$", lambda m: m.group(1).upper(), text, flags=re.M)
+    text = re.sub(r"^#+\s*(.+)$", lambda m: title_case(m.group(1).strip()), text, flags=re.M)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
@@ -74,12 +107,22 @@ class EmailSource:
     cta_url: jinja2.Template | None
     body: jinja2.Template
     source: str  # raw file text, for approval hashes
+    includes: tuple[str, ...] = ()  # partials the body includes, directly or through another partial
 
 
 def lead_context(first_name: str) -> dict:
-    """The lead's values a template may use. Deliberately small: no anxiety type, no email."""
+    """The lead's values a subject, preheader or button may use: the name only, no email."""
     first_name = first_name.strip()
     return {"first_name": first_name, "greeting_name": first_name or "there"}
+
+
+def body_context(anxiety_type: str | None, prior_treatments: int | None) -> dict:
+    """What the lead reported, for the body alone, so a sentence like "You told us ..." can be
+    conditioned on it. Either may be None (not reported, or no lead behind the render); an
+    anxiety type is one of the fixed values ``gad``, ``social``, ``treatment_resistant``,
+    ``unspecified`` and is never printed, only branched on."""
+    kind = getattr(anxiety_type, "value", anxiety_type)  # an AnxietyType enum or its value
+    return {"anxiety_type": kind or None, "prior_treatments": prior_treatments}
 
 
 class Renderer:
@@ -153,6 +196,7 @@ class Renderer:
             )
         try:
             compile_ = self.env.from_string
+            includes = self._includes(match.group(2), path)
             return EmailSource(
                 path=path,
                 name=name,
@@ -162,13 +206,53 @@ class Renderer:
                 cta_url=compile_(str(meta["cta_url"])) if meta.get("cta_url") else None,
                 body=compile_(match.group(2)),
                 source=raw,
+                includes=includes,
             )
         except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or path
             raise TemplateError(
-                f"{path}: Jinja syntax error (line {exc.lineno} of its section): {exc.message}"
+                f"{where}: Jinja syntax error (line {exc.lineno} of its section): {exc.message}"
             ) from None
 
-    def render(self, name: str, *, first_name: str, unsubscribe_url: str) -> RenderedEmail:
+    def _includes(self, body: str, path: Path) -> tuple[str, ...]:
+        """Every partial the body includes, followed through partials that include others.
+        Only literal names: an approval hash must know each file an email is made from."""
+        found: list[str] = []
+        pending = [(body, path)]
+        while pending:
+            text, where = pending.pop()
+            for name in jinja2.meta.find_referenced_templates(self.env.parse(text, filename=str(where))):
+                if name is None:
+                    raise TemplateError(
+                        f"{where}: include a partial by its literal name, e.g. "
+                        '{% include "partials/safety.md" %}'
+                    )
+                if name in found:
+                    continue
+                try:
+                    partial_source = self.partial_source(name)
+                except FileNotFoundError:
+                    raise TemplateError(
+                        f"{where}: includes {name!r}, which is not in {self.templates_dir}; create it or "
+                        "fix the name"
+                    ) from None
+                found.append(name)
+                pending.append((partial_source, self.templates_dir / name))
+        return tuple(sorted(found))
+
+    def partial_source(self, name: str) -> str:
+        """The text of an included file, e.g. ``partials/safety.md``."""
+        return (self.templates_dir / name).read_text(encoding="utf-8")
+
+    def render(
+        self,
+        name: str,
+        *,
+        first_name: str,
+        unsubscribe_url: str,
+        anxiety_type: str | None = None,
+        prior_treatments: int | None = None,
+    ) -> RenderedEmail:
         src = self.source(name)
         base = {
             "clinic": self.clinic,
@@ -176,7 +260,8 @@ class Renderer:
             "booking_url": self.clinic.booking_url,
         }
         plain = {**base, **lead_context(first_name)}
-        escaped = {**base, **{k: md_escape(v) for k, v in lead_context(first_name).items()}}
+        reported = body_context(anxiety_type, prior_treatments)
+        escaped = {**base, **{k: md_escape(v) for k, v in lead_context(first_name).items()}, **reported}
         try:
             subject = " ".join(src.subject.render(plain).split())
             preheader = " ".join(src.preheader.render(plain).split())
@@ -190,8 +275,10 @@ class Renderer:
         except jinja2.UndefinedError as exc:
             raise TemplateError(
                 f"{src.path}: {exc.message}; use only first_name, greeting_name, clinic.*, booking_url, "
-                "unsubscribe_url"
+                "unsubscribe_url (and, in the body only, anxiety_type and prior_treatments)"
             ) from None
+        except jinja2.TemplateError as exc:  # e.g. a partial deleted after the source was loaded
+            raise TemplateError(f"{src.path}: {type(exc).__name__}: {exc}") from None
         shared = {
             "clinic": self.clinic,
             "subject": subject,

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,21 +19,54 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 
 
+class CostAndCommitment(BaseModel):
+    """What a first consultation and a course of treatment ask of a patient, as the emails state
+    them. A coordinator fills each in; None (``null`` in clinic.yaml) means not set yet: the emails
+    then say the clinic will tell the reader, and the live-send preflight lists it to fill."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    consultation_format: str | None = None  # e.g. "a video call, or a visit in person"
+    consultation_length: str | None = None  # e.g. "about 30 minutes"
+    consultation_fee: str | None = None  # e.g. "$150" or "free"
+    infusion_fee: str | None = None  # e.g. "$450 for each infusion"
+    usual_infusions: str | None = None  # e.g. "six infusions over two to three weeks"
+    visit_length: str | None = None  # the whole visit, recovery included, e.g. "about two hours"
+
+    def unset(self) -> list[str]:
+        return [field for field, value in self if not (value or "").strip()]
+
+
 class Clinic(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
+    name: str  # the legal name, in every footer (CAN-SPAM)
+    # A neutral name for the banner and the From line, which show on lock screens and in inbox
+    # lists: no treatment or condition in it. Defaults to ``name`` so older clinic files load.
+    display_name: str = ""
     city: str
     state: str
     postal_address: str
     postal_address_is_example: bool = False
     phone: str
     sender_email: str
-    sender_name: str
+    sender_name: str = ""  # the From name; defaults to display_name
     reply_to: str | None = None
     booking_url: str
     website_url: str
     timezone: str = "America/New_York"
+    # When the care team reads replies, e.g. "Monday to Friday, 9 am to 5 pm Eastern time".
+    office_hours: str | None = None
+    cost_and_commitment: CostAndCommitment = CostAndCommitment()
+
+    @model_validator(mode="after")
+    def _default_names(self) -> Clinic:
+        # Frozen model: fill the defaults once, at validation.
+        if not self.display_name.strip():
+            object.__setattr__(self, "display_name", self.name)
+        if not self.sender_name.strip():
+            object.__setattr__(self, "sender_name", self.display_name)
+        return self
 
 
 class Settings(BaseSettings):

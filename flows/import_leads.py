@@ -14,11 +14,8 @@ from campaign.settings import get_settings
 @flow(name="import-leads")
 def import_leads(path: str, columns: dict[str, str] | None = None) -> dict:
     settings = get_settings()
-    store = open_store(settings)
-    try:
-        summary = import_file(store, settings, path, datetime.now(UTC), overrides=columns)
-    finally:
-        store.close()
+    # An opener: the store opens only when the file holds leads, and import_file closes it.
+    summary = import_file(lambda: open_store(settings), settings, path, datetime.now(UTC), overrides=columns)
     counts = {k: v for k, v in summary.as_dict().items() if k in ("new", "updated", "unchanged", "rejected")}
     get_run_logger().info("import %s: %s", summary.file, counts)
     return summary.as_dict()

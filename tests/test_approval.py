@@ -126,6 +126,17 @@ def test_editing_a_template_unapproves_it_and_reverting_approves_it_again(store,
     assert (state.approved, state.by, state.changed_since) == (True, "Dr. Lee", False)
 
 
+def test_editing_a_partial_unapproves_the_emails_that_include_it_and_only_those(store, content, clinic):
+    names = [*GAD, "social/welcome"]
+    approve(store, renderer_for(content, clinic), names, by="Dr. Lee", now=NOW)
+    with_safety = [
+        n for n in names if "partials/safety.md" in renderer_for(content, clinic).source(n).includes
+    ]
+    assert with_safety == ["gad/ketamine", "gad/questions"]
+    edit(content / "templates" / "partials" / "safety.md", lambda s: s + "\nOne more plain sentence.\n")
+    assert unapproved(store, renderer_for(content, clinic), names) == with_safety
+
+
 @pytest.mark.parametrize("layout", ["layout.mjml", "layout.txt"])
 def test_editing_a_shared_layout_unapproves_every_email(store, content, clinic, layout):
     names = ["gad/welcome", "social/questions"]

@@ -212,5 +212,24 @@ def test_preflight_lists_every_problem_at_once(make_settings):
         "CAMPAIGN_SECRET_KEY",
         "SENDGRID_WEBHOOK_PUBLIC_KEY",
         "sender_email",
+        "consultation_fee",  # the shipped clinic.yaml leaves cost and commitment to fill in
     ):
         assert expected in text
+
+
+def test_preflight_names_each_unset_clinic_fact_and_passes_once_filled(make_settings):
+    from campaign.campaigns import unset_clinic_facts
+
+    clinic = make_settings().clinic
+    before = "\n".join(unset_clinic_facts(clinic.model_copy(update={"office_hours": None})))
+    assert "office_hours" in before
+    for field in ("consultation_format", "consultation_length", "consultation_fee", "infusion_fee"):
+        assert field in before
+    assert "usual_infusions" in before and "visit_length" in before
+    filled = clinic.cost_and_commitment.model_copy(
+        update=dict.fromkeys(clinic.cost_and_commitment.unset(), "set by the coordinator")
+    )
+    only_fee_missing = filled.model_copy(update={"consultation_fee": "  "})
+    assert unset_clinic_facts(clinic.model_copy(update={"cost_and_commitment": filled})) == []
+    left = unset_clinic_facts(clinic.model_copy(update={"cost_and_commitment": only_fee_missing}))
+    assert len(left) == 1 and "consultation_fee" in left[0] and "infusion_fee" not in left[0]

@@ -16,7 +16,7 @@ from campaign.app.intake import Submission, prepare
 from campaign.app.leads import import_file
 from campaign.cli import app
 from campaign.lead_fields import InvalidLead, normalize_lead
-from campaign.leads import parse_csv
+from campaign.leads import parse_lead_file
 from campaign.models import AnxietyType, ConsentProof, LeadIn
 from campaign.store import Incoming, leads
 
@@ -67,7 +67,7 @@ def test_prepare_keeps_only_the_fields_given():
 
 
 def test_utm_headers_are_their_own_fields():
-    parsed = parse_csv(
+    parsed = parse_lead_file(
         b"Email,Lead Source,UTM Source,utm_medium\nann@example.com,website,google,cpc\n", filename="f.csv"
     )
     ((_, lead),) = parsed.leads

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from campaign.leads import (
-    ImportFileError,
-    parse_anxiety_type,
-    parse_column_overrides,
-    parse_csv,
-    parse_prior_treatments,
-    resolve_timezone,
-)
+from campaign.lead_fields import parse_anxiety_type, parse_prior_treatments, resolve_timezone
+from campaign.leads import ImportFileError, parse_column_overrides, parse_lead_file
 from campaign.models import AnxietyType
 
 
 def parse(text: str, **kw):
-    return parse_csv(text.encode("utf-8"), filename="leads.csv", **kw)
+    return parse_lead_file(text.encode("utf-8"), filename="leads.csv", **kw)
 
 
 @pytest.mark.parametrize(
@@ -89,14 +83,16 @@ def test_bom_windows_line_ends_and_quoted_newlines():
         'ann@example.com,"Ann, Jr.","web\r\nform"\r\n'
         "bob@example.com,Bob,x\r\n"
     )
-    parsed = parse_csv(data.encode("utf-8"), filename="leads.csv")
+    parsed = parse_lead_file(data.encode("utf-8"), filename="leads.csv")
     assert [l.email for _, l in parsed.leads] == ["ann@example.com", "bob@example.com"]
     assert parsed.leads[0][1].first_name == "Ann, Jr."
     assert parsed.leads[0][1].source == "web form"  # control characters folded
 
 
 def test_latin1_fallback_warns_and_keeps_accents():
-    parsed = parse_csv("Email,First Name\nrene@example.com,Ren\xe9\n".encode("latin-1"), filename="old.csv")
+    parsed = parse_lead_file(
+        "Email,First Name\nrene@example.com,Ren\xe9\n".encode("latin-1"), filename="old.csv"
+    )
     assert parsed.leads[0][1].first_name == "René"
     assert "Latin-1" in parsed.warnings[0] and "old.csv" in parsed.warnings[0]
 
@@ -104,7 +100,7 @@ def test_latin1_fallback_warns_and_keeps_accents():
 def test_bad_rows_are_rejected_with_reasons_and_the_rest_imports():
     parsed = parse("Email,First Name\nnot-an-email,X\n,Y\nok@example.com,Z\n")
     assert [l.email for _, l in parsed.leads] == ["ok@example.com"]
-    assert [(r.row_number, r.original["First Name"]) for r in parsed.rejected] == [(2, "X"), (3, "Y")]
+    assert [(r.row_number, r.cells[1]) for r in parsed.rejected] == [(2, "X"), (3, "Y")]
     assert "not valid" in parsed.rejected[0].reason and "empty" in parsed.rejected[1].reason
 
 
@@ -125,7 +121,7 @@ def test_file_without_email_column_is_one_clear_error():
 
 def test_empty_file_is_an_error():
     with pytest.raises(ImportFileError, match="empty"):
-        parse_csv(b"", filename="x.csv")
+        parse_lead_file(b"", filename="x.csv")
 
 
 def test_names_keep_markup_as_given_but_lose_control_chars_and_length():

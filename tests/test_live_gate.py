@@ -16,6 +16,7 @@ TEMPLATES = [f"gad/{step}" for step in ("welcome", "brain", "ketamine", "treatme
 def live_settings(make_settings, tmp_path):
     clinic = tmp_path / "clinic.yaml"
     clinic.write_text("""name: Fresh Start Ketamine
+display_name: Fresh Start
 city: Raleigh
 state: NC
 postal_address: "123 Real Street, Raleigh, NC 27601"
@@ -25,6 +26,14 @@ sender_email: care@freshstart-clinic.com
 sender_name: Fresh Start Care Team
 booking_url: https://freshstart-clinic.com/consultation
 website_url: https://freshstart-clinic.com
+office_hours: Monday to Friday, 9 am to 5 pm Eastern time
+cost_and_commitment:
+  consultation_format: a video call or a visit in person
+  consultation_length: about 30 minutes
+  consultation_fee: $150
+  infusion_fee: $450 for each infusion
+  usual_infusions: six infusions over two to three weeks
+  visit_length: about two hours
 """)
     return make_settings(
         sendgrid_api_key="SG.live-looking-key",

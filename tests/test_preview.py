@@ -16,7 +16,7 @@ from campaign.approval import approve
 from campaign.audiences import load_audiences
 from campaign.cli import app
 from campaign.lint import PLACEHOLDER_TOKEN
-from campaign.preview import preview_one, single_html, write_gallery
+from campaign.preview import SAMPLE_REPORTED, preview_one, single_html, write_gallery
 from campaign.render import Renderer
 from campaign.settings import PROJECT_ROOT
 
@@ -99,8 +99,13 @@ def test_gallery_has_every_email_with_both_widths_text_lint_and_draft_state(sett
     renderer = Renderer(settings.templates_dir, settings.clinic)
     days = {s.template: s.delay.days for a in load_audiences(settings.audiences_dir) for s in a.steps}
     for name, card in cards.items():
+        anxiety_type, prior_treatments = SAMPLE_REPORTED[name.split("/")[0]]  # the audience's sample lead
         email = renderer.render(
-            name, first_name="Sam", unsubscribe_url=f"{settings.public_url}/unsubscribe/{PLACEHOLDER_TOKEN}"
+            name,
+            first_name="Sam",
+            unsubscribe_url=f"{settings.public_url}/unsubscribe/{PLACEHOLDER_TOKEN}",
+            anxiety_type=anxiety_type,
+            prior_treatments=prior_treatments,
         )
         frames = {f["class"]: f for f in card["iframes"]}
         assert set(frames) == {"phone", "desktop"}, name
@@ -266,7 +271,9 @@ def test_cli_lint_passes_on_shipped_content_and_prints_grades(env):
 def test_cli_lint_fails_naming_the_file_and_the_fix(env, content, monkeypatch):
     monkeypatch.setenv("CAMPAIGN_CONTENT_DIR", str(content))
     path = content / "templates" / "gad" / "ketamine.md"
-    path.write_text(path.read_text(encoding="utf-8").replace("off-label", "unusual"), encoding="utf-8")
+    # The off-label statement comes from a shared partial: drop the include.
+    without = path.read_text(encoding="utf-8").replace('{% include "partials/off_label.md" %}', "")
+    path.write_text(without, encoding="utf-8")
     result = runner.invoke(app, ["lint"])
     assert result.exit_code == 1
     assert (

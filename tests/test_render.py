@@ -67,6 +67,61 @@ def test_undefined_variable_names_the_file(tmp_path):
         Renderer(tmp_path, SETTINGS.clinic).render("x/bad", first_name="", unsubscribe_url=UNSUB)
 
 
+def partials_folder(tmp_path, body: str, partials: dict[str, str], front="subject: Hi\npreheader: There"):
+    (tmp_path / "x").mkdir(parents=True)
+    (tmp_path / "partials").mkdir()
+    for name in ("layout.mjml", "layout.txt"):
+        (tmp_path / name).write_text((SETTINGS.templates_dir / name).read_text())
+    for name, text in partials.items():
+        (tmp_path / "partials" / name).write_text(text)
+    (tmp_path / "x" / "t.md").write_text(f"---\n{front}\n---\n{body}")
+    return Renderer(tmp_path, SETTINGS.clinic)
+
+
+def test_an_email_includes_partials_written_once(tmp_path):
+    renderer = partials_folder(
+        tmp_path,
+        'Hello.\n\n{% include "partials/a.md" %}\n',
+        {
+            "a.md": 'Shared text for {{ clinic.display_name }}.\n\n{% include "partials/b.md" %}\n',
+            "b.md": "Deep.\n",
+        },
+    )
+    out = renderer.render("x/t", first_name="", unsubscribe_url=UNSUB)
+    assert "Shared text for Fresh Start." in out.text and "Deep." in out.text and "Deep." in out.html
+    assert renderer.source("x/t").includes == ("partials/a.md", "partials/b.md")  # followed through a
+
+
+def test_a_missing_or_unnamed_partial_is_explained(tmp_path):
+    missing = partials_folder(tmp_path / "m", '{% include "partials/nope.md" %}\n', {})
+    with pytest.raises(TemplateError, match=r"x/t\.md: includes 'partials/nope\.md'"):
+        missing.render("x/t", first_name="", unsubscribe_url=UNSUB)
+    dynamic = partials_folder(tmp_path / "d", '{% include "partials/" ~ first_name %}\n', {})
+    with pytest.raises(TemplateError, match="literal name"):
+        dynamic.render("x/t", first_name="", unsubscribe_url=UNSUB)
+    broken = partials_folder(tmp_path / "b", '{% include "partials/a.md" %}\n', {"a.md": "{% if %}\n"})
+    with pytest.raises(TemplateError, match=r"partials/a\.md: Jinja syntax error"):
+        broken.render("x/t", first_name="", unsubscribe_url=UNSUB)
+
+
+def test_the_reported_type_and_count_reach_the_body_only(tmp_path):
+    from campaign.models import AnxietyType
+
+    body = "{% if anxiety_type == 'social' %}Social. {% endif %}{{ prior_treatments }} tried.\n"
+    renderer = partials_folder(tmp_path / "b", body, {})
+    out = renderer.render(
+        "x/t", first_name="", unsubscribe_url=UNSUB, anxiety_type=AnxietyType.social, prior_treatments=2
+    )
+    assert out.text.startswith("Social. 2 tried.")
+    assert renderer.render("x/t", first_name="", unsubscribe_url=UNSUB).text.startswith("None tried.")
+    # Subjects and preheaders travel in the clear: they never see what the lead reported.
+    leaky = partials_folder(
+        tmp_path / "s", "Body.\n", {}, front="subject: '{{ anxiety_type }}'\npreheader: P"
+    )
+    with pytest.raises(TemplateError, match="anxiety_type"):
+        leaky.render("x/t", first_name="", unsubscribe_url=UNSUB, anxiety_type="gad")
+
+
 def test_missing_front_matter_is_explained(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "bad.md").write_text("Hello\n")

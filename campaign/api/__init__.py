@@ -42,7 +42,7 @@ from campaign.api.schemas import (
     LeadStatus,
 )
 from campaign.app.intake import LeadOutcome, Submission, lead_status, take_leads
-from campaign.lead_fields import INTAKE_FIELDS
+from campaign.lead_fields import FIELDS
 from campaign.settings import Settings
 from campaign.store import Store, Upserted
 
@@ -103,7 +103,7 @@ def raw_values(item: object) -> tuple[dict[str, str], dict[str, str]]:
     if not isinstance(item, dict):
         return {}, {"lead": 'a lead is an object of fields, like {"email": "ann@example.com"}'}
     values, problems = {}, {}
-    for name in INTAKE_FIELDS:
+    for name in FIELDS:
         value = item.get(name)
         if value is None:
             continue

@@ -1,7 +1,8 @@
-"""Lead use cases: import a CSV, the leads overview, one lead's timeline, booked, forget."""
+"""Lead use cases: import a CSV or .xlsx file, the leads overview, one lead's timeline, booked, forget."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 from campaign.app.intake import consent_record, take_file
 from campaign.audiences import Audience, load_audiences, match_audience
 from campaign.lead_fields import UTM_FIELDS
-from campaign.leads import ImportFileError, parse_csv, rejected_csv
+from campaign.leads import ImportFileError, parse_lead_file, rejected_csv
 from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
@@ -32,37 +33,62 @@ class ImportSummary:
 
 
 def import_file(
-    store: Store, settings: Settings, path: Path, now: datetime, overrides: dict[str, str] | None = None
+    store: Store | Callable[[], Store],
+    settings: Settings,
+    path: Path,
+    now: datetime,
+    overrides: dict[str, str] | None = None,
+    rejects_path: Path | None = None,
 ) -> ImportSummary:
-    """Parse, upsert, and write rejected rows beside the file. An unreadable file raises
-    ImportFileError before anything is written."""
+    """Parse, write rejected rows (beside the file unless `rejects_path`), upsert. An unreadable
+    file raises ImportFileError before anything is written. `store` may be an opener: it is
+    called only when the file holds leads, so a failed import creates no database, and the
+    store it returns is closed here."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None
-    parsed = parse_csv(
+    parsed = parse_lead_file(
         data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    # Proof of consent names the file by its name (not the folder it was imported from).
-    counts = take_file(store, parsed, path.name, now, on_chunk=advance)
-    summary = ImportSummary(
-        file=str(path),
-        new=counts.new,
-        updated=counts.updated,
-        unchanged=counts.unchanged,
-        rejected=len(parsed.rejected),
-        warnings=parsed.warnings,
-    )
-    rejected_path = (
-        path.with_name(path.name + ".rejected.csv")
-        if path.suffix != ".csv"
-        else path.with_suffix(".rejected.csv")
-    )
+    summary = ImportSummary(file=str(path), rejected=len(parsed.rejected), warnings=parsed.warnings)
     if parsed.rejected:
-        rejected_path.write_text(rejected_csv(parsed.rejected, parsed.headers), encoding="utf-8")
-        summary.rejected_file = str(rejected_path)
+        # Written first: a rejects file that cannot be written stops the import before any upsert.
+        target = Path(rejects_path) if rejects_path else _beside(path)
+        _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
+        summary.rejected_file = str(target)
+    if not parsed.addresses:
+        return summary
+    opened = store if isinstance(store, Store) else store()
+    try:
+        # Proof of consent names the file by its name (not the folder it was imported from).
+        counts = take_file(opened, parsed, path.name, now, on_chunk=advance)
+    finally:
+        if opened is not store:
+            opened.close()
+    summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
     return summary
+
+
+def _beside(path: Path) -> Path:
+    """leads.csv -> leads.rejected.csv; leads.xlsx -> leads.xlsx.rejected.csv."""
+    return (
+        path.with_suffix(".rejected.csv")
+        if path.suffix == ".csv"
+        else path.with_name(path.name + ".rejected.csv")
+    )
+
+
+def _write_rejects(target: Path, source: Path, text: str) -> None:
+    if target.exists() and target.resolve() == source.resolve():
+        raise ImportFileError(f"{target}: the rejected rows would overwrite the file being imported")
+    try:
+        target.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ImportFileError(
+            f"{target}: cannot write the rejected rows ({exc.strerror}); pass --rejects PATH"
+        ) from None
 
 
 LEAD_COLUMNS = ("email", "audience", "status", "steps_sent", "next_step", "next_at")

@@ -19,17 +19,23 @@ IMPORT_COLUMNS = ("file", "new", "updated", "unchanged", "rejected", "rejected_f
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="CSV export of the lead form.")],
+    path: Annotated[
+        Path, typer.Argument(help="CSV (comma, semicolon or tab) or .xlsx export of the lead form.")
+    ],
     column: Annotated[
         list[str] | None,
         typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.'),
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Where to write rejected rows (default: <file>.rejected.csv)."),
+    ] = None,
     output_format: FormatOption = Format.table,
     as_json: JsonOption = False,
 ):
-    """Import leads from a CSV file (an upsert: importing the same file twice changes nothing).
+    """Import leads from a CSV or .xlsx file (an upsert: the same file twice changes nothing).
 
-    Rows without a valid email go to <file>.rejected.csv with the reason; the rest import.
+    Rows without a valid email go to <file>.rejected.csv (or --rejects) with the reason; the rest import.
     """
     from campaign.app.leads import import_file
     from campaign.leads import ImportFileError, parse_column_overrides
@@ -40,12 +46,14 @@ def import_(
     except ValueError as exc:
         fail(str(exc))
     s = settings()
-    with store_for(s) as store:
-        try:
-            with terminal_progress(f"Importing {path.name}", enabled=output_format is Format.table):
-                summary = import_file(store, s, path, datetime.now(UTC), overrides=overrides)
-        except ImportFileError as exc:
-            fail(f"{exc}\nNothing was imported.")
+    try:
+        with terminal_progress(f"Importing {path.name}", enabled=output_format is Format.table):
+            # An opener: the database is created only once there are leads to write.
+            summary = import_file(
+                lambda: store_for(s), s, path, datetime.now(UTC), overrides=overrides, rejects_path=rejects
+            )
+    except ImportFileError as exc:
+        fail(f"{exc}\nNothing was imported.")
 
     def show() -> None:
         for warning in summary.warnings:

@@ -7,26 +7,68 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from campaign.delivery.payload import clean_display_name
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
 INDEX_JSONL = "index.jsonl"
+_URL_IN_ANGLES = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")  # printable ASCII, no spaces, no < or >
+
+
+# RFC 5322's hard limit on a line, CRLF excluded. 78 is only a SHOULD.
+MAX_LINE = 998
+
+
+class _MailPolicy(EmailPolicy):
+    """policy.default, except List-Unsubscribe, which is written exactly as `<https://...>`.
+
+    Python folds an unstructured header whose one token is longer than a line into RFC 2047
+    encoded words (`=?utf-8?q?=3Chttps...`), which RFC 2369 does not allow. The URL is kept on
+    the header's line (78 characters is a SHOULD; mail readers handle long ones); past RFC
+    5322's 998 it is folded at the one allowed place, before the `<`.
+    """
+
+    def fold(self, name, value):
+        if name.lower() == "list-unsubscribe":
+            return _fold_before_value(name, str(value), self.linesep)
+        return super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if name.lower() == "list-unsubscribe":
+            return _fold_before_value(name, str(value), self.linesep).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_POLICY = _MailPolicy()
+
+
+def _fold_before_value(name: str, value: str, linesep: str) -> str:
+    if not _URL_IN_ANGLES.fullmatch(value) or len(value) > MAX_LINE - 1:
+        raise ValueError(f"{name} must be one <URL> in printable ASCII, not {value[:80]!r}")
+    if len(name) + 2 + len(value) <= MAX_LINE:
+        return f"{name}: {value}{linesep}"
+    return f"{name}:{linesep} {value}{linesep}"
+
+
+def _address(name: str, addr_spec: str) -> Address:
+    # Built from parts, never parsed from a string: the name cannot add an address or a header.
+    return Address(display_name=clean_display_name(name), addr_spec=addr_spec)
 
 
 def to_mime(email: OutboundEmail, *, date: datetime) -> EmailMessage:
     """multipart/alternative (text first, HTML preferred) with RFC 8058 unsubscribe headers."""
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=email.from_name, addr_spec=email.from_email)
-    msg["To"] = (
-        Address(display_name=email.to_name, addr_spec=email.to_email) if email.to_name else email.to_email
-    )
+    msg = EmailMessage(policy=_POLICY)
+    msg["From"] = _address(email.from_name, email.from_email)
+    msg["To"] = _address(email.to_name, email.to_email)
     if email.reply_to:
         msg["Reply-To"] = email.reply_to
     msg["Subject"] = email.subject

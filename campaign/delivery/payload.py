@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 from campaign.models import OutboundEmail
@@ -47,19 +48,33 @@ RESERVED_HEADERS = frozenset(
     )
 )
 
-_NAME_UNSAFE = re.compile(r"[;,\"'\r\n\t<>\\]+")
+_NAME_UNSAFE = re.compile(r"[;,\"'<>\\]+")
+# "=?" opens an RFC 2047 encoded word: a name carrying one can decode to CR/LF inside a header
+# when Python refolds it (the CVE-2024-6923 class). Removing every "=?" (and "?=") leaves none to decode.
+_ENCODED_WORD_MARK = re.compile(r"=\?|\?=")
 _SPACES = re.compile(r"\s+")
+# Headers need a short name: a long one folds badly (Python can fold a blank line into To:),
+# and nobody reads past this in a mail client anyway. The full name stays in the store.
+MAX_HEADER_NAME = 64
 
 
 def clean_display_name(name: str) -> str:
-    """A recipient display name SendGrid will not mangle.
+    """A display name safe in any header, and one SendGrid will not mangle.
 
-    SendGrid v3 fails to quote display names containing commas or semicolons inside
-    personalizations (sendgrid/sendgrid-python#291): "Doe, Jane" becomes two broken
-    addresses. Anymail quotes the name; we drop the characters instead (and quotes, angle
-    brackets, backslashes and line breaks, which can break or inject into the To: header).
+    Control and format characters (CR, LF, tab, bidi overrides ...) become spaces, and so does
+    every "=?" and "?=" (no encoded word survives). SendGrid v3 fails to quote display names containing
+    commas or semicolons inside personalizations (sendgrid/sendgrid-python#291): "Doe, Jane"
+    becomes two broken addresses. Anymail quotes the name; we drop the characters instead (and
+    quotes, angle brackets and backslashes, which can break out of a quoted name). At most
+    MAX_HEADER_NAME characters, cut at a space when there is one in the second half.
     """
-    return _SPACES.sub(" ", _NAME_UNSAFE.sub(" ", name)).strip()
+    name = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in name)
+    name = _ENCODED_WORD_MARK.sub(" ", _NAME_UNSAFE.sub(" ", name))
+    name = _SPACES.sub(" ", name).strip()
+    if len(name) > MAX_HEADER_NAME:
+        cut = name[: MAX_HEADER_NAME + 1].rfind(" ")
+        name = name[: cut if cut > MAX_HEADER_NAME // 2 else MAX_HEADER_NAME].rstrip()
+    return name
 
 
 class SendGridPayload:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from campaign.lint.matching import HtmlScan, scan_html, text_links
-from campaign.lint.readability import MAX_GRADE, body_text
+from campaign.lint.matching import HtmlScan, scan_html, sentence_blocks, text_links
+from campaign.lint.readability import MAX_GRADE, MAX_SMOG, body_text
 from campaign.lint.vocabulary import DEFAULT_HEALTH_TERMS, DEFAULT_PROMISE_TERMS
 from campaign.models import RenderedEmail
 from campaign.settings import Clinic
@@ -62,6 +62,7 @@ class EmailContext:
     unsubscribe_url: str | None = None
     allow_http_hosts: Collection[str] = ()
     max_grade: float = MAX_GRADE
+    max_smog: float = MAX_SMOG
 
     @property
     def parts(self) -> tuple[tuple[str, str], ...]:
@@ -71,6 +72,20 @@ class EmailContext:
     @cached_property
     def html_scan(self) -> HtmlScan:
         return scan_html(self.email.html)
+
+    @cached_property
+    def body(self) -> str:
+        """The text part without the shared footer: what the email itself says."""
+        return body_text(self.email.text)
+
+    @cached_property
+    def body_blocks(self) -> list[list[str]]:
+        """The body's sentences, by paragraph, list item or heading."""
+        return sentence_blocks(self.body)
+
+    @property
+    def body_sentences(self) -> list[str]:
+        return [sentence for block in self.body_blocks for sentence in block]
 
     @cached_property
     def text_links(self) -> list[str]:

@@ -11,7 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from campaign.lint.matching import find_terms, short, url_health_terms, without_token
-from campaign.lint.readability import reading_grade
+from campaign.lint.readability import reading_grade, smog_grade
 from campaign.lint.registry import EmailContext, Finding, Messages, email_rule
 from campaign.lint.vocabulary import URL_AUDIENCE_TERMS
 
@@ -219,6 +219,16 @@ def reading_grade_rule(ctx: EmailContext) -> Messages:
         yield (
             f"Flesch-Kincaid grade {grade:.1f} is above {ctx.max_grade:g}; "
             "use shorter sentences and shorter words"
+        )
+
+
+@email_rule("smog", "The text part (footer cut) has a SMOG index of 8 or below (long words per sentence).")
+def smog(ctx: EmailContext) -> Messages:
+    grade = smog_grade(ctx.email.text)
+    if grade > ctx.max_smog:
+        yield (
+            f"SMOG index {grade:.1f} is above {ctx.max_smog:g}; use fewer words of three or more "
+            "syllables (explain or drop technical words) and split long sentences"
         )
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-# Importing the rule modules registers their rules.
+# Importing the rule modules registers their rules (in this order: `campaign lint --rules`).
+from campaign.lint import compliance_rules as _compliance_rules  # noqa: F401
+from campaign.lint import inbox_rules as _inbox_rules  # noqa: F401
 from campaign.lint import rules as _email_rules  # noqa: F401
 from campaign.lint import sequence_rules as _sequence_rules  # noqa: F401
 from campaign.lint.matching import short
-from campaign.lint.readability import MAX_GRADE, reading_grade
+from campaign.lint.readability import MAX_GRADE, MAX_SMOG, reading_grade, smog_grade
 from campaign.lint.registry import EmailContext, Problem, Rule, SequenceContext, register, registered
 from campaign.lint.rules import LOCAL_HOSTS
 from campaign.lint.vocabulary import DEFAULT_HEALTH_TERMS, DEFAULT_PROMISE_TERMS, HOSTILE_NAMES, NEUTRAL_NAME
@@ -30,6 +32,24 @@ PLACEHOLDER_TOKEN = "preview-placeholder-token"
 RENDER_RULE = register(
     Rule("render", "error", "Every template renders for every sample name (front matter, Jinja).", "render")
 )
+
+
+class Grades(dict[str, float]):
+    """The reading grades lint measured, per template: the mapping itself is the Flesch-Kincaid
+    grade (as before, so callers that print it keep working); ``smog`` holds the SMOG index
+    beside it. Each is the highest seen over the sample names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.smog: dict[str, float] = {}
+
+    def add(self, template: str, text: str) -> None:
+        self[template] = max(self.get(template, float("-inf")), reading_grade(text))
+        self.smog[template] = max(self.smog.get(template, float("-inf")), smog_grade(text))
+
+    def rows(self) -> dict[str, dict[str, float]]:
+        """{template: {"fk": ..., "smog": ...}}, rounded to 2 places: for JSON output."""
+        return {name: {"fk": round(fk, 2), "smog": round(self.smog[name], 2)} for name, fk in self.items()}
 
 
 def rule_rows() -> list[dict[str, str]]:
@@ -55,6 +75,7 @@ def lint_email(
     unsubscribe_url: str | None = None,
     allow_http_hosts: Collection[str] = (),
     max_grade: float = MAX_GRADE,
+    max_smog: float = MAX_SMOG,
 ) -> list[Problem]:
     """Run every email rule on one rendered email. ``hostile_inputs`` are the lead values (first
     names) that went into this render; ``unsubscribe_url`` is the one it was rendered with (if
@@ -70,6 +91,7 @@ def lint_email(
         unsubscribe_url=unsubscribe_url,
         allow_http_hosts=allow_http_hosts,
         max_grade=max_grade,
+        max_smog=max_smog,
     )
     return [problem for rule in registered("email") for problem in rule.apply(context, template)]
 
@@ -90,16 +112,17 @@ def lint_templates(
     allow_http_hosts: Collection[str] = (),
     health_terms: Iterable[str] = DEFAULT_HEALTH_TERMS,
     promise_terms: Iterable[str] = DEFAULT_PROMISE_TERMS,
-) -> tuple[list[Problem], dict[str, float]]:
+) -> tuple[list[Problem], Grades]:
     """Render every template of every sequence for each hostile name and lint it.
 
     ``sequences`` maps audience -> [(step key, template name), ...] in send order. Returns the
-    problems (deduplicated, errors first) and the highest reading grade seen per template."""
+    problems (deduplicated, errors first) and the highest reading grades seen per template
+    (Flesch-Kincaid, with SMOG beside it in ``.smog``)."""
     from campaign.render import TemplateError
 
     health_terms, promise_terms = tuple(health_terms), tuple(promise_terms)
     problems: list[Problem] = []
-    grades: dict[str, float] = {}
+    grades = Grades()
     for audience, steps in sequences.items():
         neutral: list[tuple[str, RenderedEmail]] = []
         for step, name in steps:
@@ -131,7 +154,7 @@ def lint_templates(
                         allow_http_hosts=allow_http_hosts,
                     )
                 )
-                grades[name] = max(grades.get(name, float("-inf")), reading_grade(email.text))
+                grades.add(name, email.text)
                 if first_name == NEUTRAL_NAME:
                     neutral.append((step, email))
         problems.extend(lint_sequence(neutral, audience=audience))
@@ -156,7 +179,7 @@ def sample_unsubscribe_url(public_url: str) -> str:
 
 def run_lint(
     renderer: Renderer, sequences: dict[str, list[tuple[str, str]]], *, public_url: str
-) -> tuple[list[Problem], dict[str, float]]:
+) -> tuple[list[Problem], Grades]:
     """lint_templates with the sample unsubscribe link; plain http is allowed for it only on a
     local host (the development default http://localhost:8000)."""
     return lint_templates(
