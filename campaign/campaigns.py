@@ -125,21 +125,29 @@ def is_local_dev_host(host: str) -> bool:
 def live_preflight(settings: Settings, store: Store, template_names: list[str]) -> list[str]:
     """Everything that stops a live send of these templates (empty when all is well)."""
     from campaign.approval import unapproved
-    from campaign.lint import lint_templates
     from campaign.render import Renderer
 
     renderer = Renderer(settings.templates_dir, settings.clinic)
-    sequences: dict[str, list] = {}
-    for name in template_names:
-        sequences.setdefault(name.split("/")[0], []).append((name.split("/")[-1], name))
-    # Lint judges the content; the public URL itself is a settings item of the preflight below.
-    problems, _ = lint_templates(
-        renderer, sequences, unsubscribe_url="https://clinic.example.org/unsubscribe/x"
-    )
-    errors = [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
+    errors = lint_errors(settings, template_names, renderer)
     return preflight(
         settings, lint_errors=errors, unapproved=unapproved(store, renderer, template_names)
     ).problems
+
+
+def lint_errors(settings: Settings, template_names: list[str], renderer=None) -> list[str]:
+    """The lint errors (not warnings) of these templates, as preflight lists them."""
+    from campaign.lint import lint_templates
+    from campaign.render import Renderer
+
+    renderer = renderer or Renderer(settings.templates_dir, settings.clinic)
+    sequences: dict[str, list] = {}
+    for name in template_names:
+        sequences.setdefault(name.split("/")[0], []).append((name.split("/")[-1], name))
+    # Lint judges the content; the public URL itself is a settings item of the preflight.
+    problems, _ = lint_templates(
+        renderer, sequences, unsubscribe_url="https://clinic.example.org/unsubscribe/x"
+    )
+    return [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
 
 
 class PreflightFailed(RuntimeError):
@@ -251,6 +259,7 @@ __all__ = [
     "change_state",
     "is_live",
     "launch",
+    "lint_errors",
     "live_preflight",
     "preflight",
     "slugify",

@@ -215,6 +215,7 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
         report_path.write_text(
             to_html(build_report(store, order, start + timedelta(days=days))), encoding="utf-8"
         )
+        user, password = add_demo_user(store)
     finally:
         store.close()
     where = (
@@ -226,4 +227,33 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
         f"Sent {sent} emails. Look at:\n{where}\n  previews:     {gallery}\n  report:       "
         f"{report_path}\n  database:     {db}"
     )
-    return {"ticks": ticks, "sent": sent, "matrix": matrix, "folder": str(folder), "gallery": str(gallery)}
+    console.print(
+        f"The console on this demo's database:\n  CAMPAIGN_DATABASE_URL=sqlite:///{db} campaign serve\n"
+        f"  then open http://127.0.0.1:8000/console/ and log in as {user} with password {password}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return {
+        "ticks": ticks,
+        "sent": sent,
+        "matrix": matrix,
+        "folder": str(folder),
+        "gallery": str(gallery),
+        "console_user": user,
+        "console_password": password,
+    }
+
+
+DEMO_USER = "demo-admin@clinic.example"
+
+
+def add_demo_user(store) -> tuple[str, str]:
+    """An admin in the demo's own database, with a random password (printed once)."""
+    import secrets
+
+    from campaign.accounts import add_user
+    from campaign.store.accounts import AccountStore
+
+    password = secrets.token_urlsafe(12)
+    add_user(AccountStore(store.engine), DEMO_USER, "admin", password, "Demo admin", now=datetime.now(UTC))
+    return DEMO_USER, password

@@ -263,10 +263,15 @@ def booking_signature(body: bytes, secret: str) -> str:
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, clock: Callable[[], datetime] = _now
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Callable[[], datetime] = _now,
+    console: bool = True,
 ) -> Starlette:
     """The app. Opens (and migrates) the store unless one is given; a configured webhook key
-    that cannot be parsed fails here, at start-up, not on SendGrid's first post."""
+    that cannot be parsed fails here, at start-up, not on SendGrid's first post. `console`
+    mounts the coordinator console at /console (off for a webhook-only instance)."""
     secret = settings.secret_key.get_secret_value()
     clinic = settings.clinic
     verifier = None
@@ -382,16 +387,21 @@ def create_app(
         if owned_store:
             db.close()
 
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe_form, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
+        Route(SENDGRID_WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
+        Route("/webhooks/booking", booking_webhook, methods=["POST"]),
+        Mount(API_PREFIX, app=create_api(settings, db, clock)),  # the lead API (campaign.api)
+    ]
+    if console:
+        from campaign.console import create_console
+
+        routes.append(Mount("/console", app=create_console(settings, db, clock)))
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/unsubscribe/{token}", unsubscribe_form, methods=["GET"]),
-            Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
-            Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
-            Route(SENDGRID_WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
-            Route("/webhooks/booking", booking_webhook, methods=["POST"]),
-            Mount(API_PREFIX, app=create_api(settings, db, clock)),  # the lead API (campaign.api)
-        ],
+        routes=routes,
         middleware=[Middleware(BodyLimit, limit_for=body_limit)],
         lifespan=lifespan,
     )

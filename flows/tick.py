@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from campaign.app.ticks import records_tick
 from campaign.campaigns import PreflightFailed, is_live, live_preflight
 from campaign.engine import TickReport, due_batches, enroll_new, reconcile_unknown, send_due_batch
 from campaign.progress import advance
@@ -39,6 +40,7 @@ def send_batch_task(ctx, batch, now: datetime) -> TickReport:
 
 
 @flow(name="tick", log_prints=False)
+@records_tick  # the console's tick history: each run, its outcome and counts
 def tick(now: str | None = None) -> dict:
     """One tick at `now` (ISO 8601; default: the real clock). Returns counts only."""
     moment = parse_now(now)

@@ -132,3 +132,7 @@ def sg(sendgrid_server):
     sendgrid_server.set_faults(Faults())
     sendgrid_server.set_api_key(KEY)
     return sendgrid_server
+
+
+# The console's fixtures (console_server, console_clock), for every test module.
+from console_support import console_clock, console_server  # noqa: E402, F401

@@ -15,16 +15,23 @@ def serve(
         str, typer.Option(help="Address to listen on (put a TLS proxy in front for the public).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console/--no-console",
+            help="Serve the coordinator console at /console (--no-console: public pages and webhooks only).",
+        ),
+    ] = True,
 ):
-    """Run the web app: unsubscribe pages, one-click unsubscribe, SendGrid and booking webhooks,
-    and the lead API (/api/v1)."""
+    """Run the web app: the coordinator console (/console), the lead API (/api/v1), unsubscribe
+    pages, one-click unsubscribe, SendGrid and booking webhooks."""
     import uvicorn
 
     from campaign.web import create_app
     from campaign.webhook_signature import InvalidPublicKey
 
     try:
-        web_app = create_app(settings())
+        web_app = create_app(settings(), console=console)
     except InvalidPublicKey as exc:
         fail(str(exc))
     # No access log: unsubscribe URLs carry tokens, and a log reader could replay them.

@@ -5,6 +5,7 @@ from sqlalchemy import engine_from_config, pool
 
 import campaign.store.accounts  # noqa: F401  (puts the account tables on the same metadata)
 from campaign.store import metadata
+from campaign.store import ticks as _tick_history  # noqa: F401  (the tick_runs table joins metadata)
 
 config = context.config
 

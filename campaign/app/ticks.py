@@ -1,0 +1,118 @@
+"""The tick history: each run of the tick flow leaves a row (when, ok/failed/refused, counts), so
+the console's overview can show the last ticks. Counts and a scrubbed error only."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import TYPE_CHECKING
+
+from campaign.store.ticks import TickRun, TickRuns
+
+if TYPE_CHECKING:
+    from campaign.engine import TickReport
+    from campaign.store import Store
+
+log = logging.getLogger("campaign.ticks")
+
+_ADDRESS = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+")
+MAX_ERROR = 1000
+
+
+def scrub_error(text: str) -> str:
+    """An error message fit for the history: addresses replaced, one line, bounded."""
+    return " ".join(_ADDRESS.sub("[address]", text).split())[:MAX_ERROR]
+
+
+def tick_counts(report: TickReport | dict | None) -> dict:
+    """The numbers worth keeping from a TickReport (or its as_dict()): totals, finished,
+    exited and reconciled unknown sends."""
+    if report is None:
+        return {}
+    summary = report if isinstance(report, dict) else report.as_dict()
+    counts = dict(summary.get("totals", {}))
+    counts["finished"] = summary.get("finished", 0)
+    counts["exited"] = sum(summary.get("exited", {}).values())
+    for name, n in summary.get("reconciled", {}).items():
+        counts[f"unknown_{name}"] = n
+    return counts
+
+
+def record_tick(
+    store: Store,
+    report: TickReport | dict | None,
+    *,
+    started_at: datetime,
+    finished_at: datetime | None = None,
+    outcome: str = "ok",
+    error: str = "",
+) -> int:
+    """Adds one run to the tick history; returns its id."""
+    return TickRuns(store.engine).add(
+        started_at=started_at,
+        finished_at=finished_at or started_at,
+        outcome=outcome,
+        counts=tick_counts(report),
+        error=scrub_error(error),
+    )
+
+
+def recent_ticks(store: Store, limit: int = 10) -> list[TickRun]:
+    return TickRuns(store.engine).recent(limit)
+
+
+def _started_at(now: str | None) -> datetime:
+    if not now:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(now)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def records_tick(run: Callable[..., dict]) -> Callable[..., dict]:
+    """Wraps the tick entry point `run(now=None) -> TickReport.as_dict()` so every run is
+    recorded: ok, refused (the live-send preflight) or failed, with the error. The times are the
+    tick's clock (`now`, simulated in the demo) plus the real time it took. Recording never
+    breaks a tick: a failure to record is logged and the tick's own result stands."""
+    from campaign.campaigns import PreflightFailed
+
+    @wraps(run)
+    def recorded(now: str | None = None, *args, **kwargs) -> dict:
+        started_at, began = _started_at(now), time.monotonic()
+
+        def save(summary, outcome: str, error: str = "") -> None:
+            finished_at = started_at + timedelta(seconds=time.monotonic() - began)
+            try:
+                from campaign.settings import get_settings
+                from campaign.store import Store
+
+                settings = get_settings()
+                # The tick has migrated the database already (or could not open it at all).
+                url, key = settings.database_url, settings.secret_key.get_secret_value()
+                with Store.open(url, secret_key=key, migrate=False) as store:
+                    record_tick(
+                        store,
+                        summary,
+                        started_at=started_at,
+                        finished_at=finished_at,
+                        outcome=outcome,
+                        error=error,
+                    )
+            except Exception as exc:  # the history is a convenience; the tick's result matters
+                log.warning("tick history not recorded: %s", type(exc).__name__)
+
+        try:
+            summary = run(now, *args, **kwargs)
+        except PreflightFailed as exc:
+            save(None, "refused", "; ".join(exc.problems))
+            raise
+        except Exception as exc:
+            save(None, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        save(summary, "ok")
+        return summary
+
+    return recorded
