@@ -185,10 +185,13 @@ def test_migration_0004_matches_the_declared_schema_and_goes_down_and_up(store, 
     assert {"utm_term", "consent_at", "consent_client"} <= columns()
     assert diffs() == []
     store.upsert_leads([LeadIn(email="kept@example.com", consent=True)], NOW)
+    from alembic.script import ScriptDirectory
+
     cfg = alembic_config(database_url)
+    before = ScriptDirectory.from_config(cfg).get_revision("0004_intake").down_revision
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003_accounts")
+        command.downgrade(cfg, before)
     assert "idempotency_keys" not in sa.inspect(store.engine).get_table_names()
     assert not {"utm_term", "consent_at"} & columns()
     store.migrate()
