@@ -94,7 +94,7 @@ def transport_for(host: str, concurrency: int):
 
 def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     """Render and post the same emails: no ledger, no planning, no Prefect."""
-    from campaign.engine import outbound
+    from campaign.compose import outbound
     from campaign.runtime import build_context
     from campaign.store import Claim
 
@@ -107,10 +107,10 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
     while batch := ctx.store.due_enrollments(campaign_ids, NOW, after, 1000):
         after = batch[-1].enrollment_id
         dues.extend(batch)
+    evergreen = ctx.store.campaign("evergreen")  # outbound() reads its id and sandbox flag
     ctx.store.close()
     transport = transport_for(host, concurrency)
     started = time.perf_counter()
-    evergreen = {"slug": "evergreen", "sandbox": False}
     emails = [
         outbound(
             ctx,

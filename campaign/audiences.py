@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from campaign.models import LeadIn, SendWindow, Step
 
 RULE_FIELDS = {"anxiety_type", "prior_treatments", "consent", "state", "source", "timezone", "booked"}
 OPERATORS = {"equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "is_blank"}
+# Never two emails to one lead closer than this, unless the audience file sets min_gap_hours.
+DEFAULT_MIN_GAP_HOURS = 48
 
 
 class AudienceFileError(ValueError):
@@ -46,7 +49,7 @@ class Audience(BaseModel):
     match: dict[str, Any] | Literal["all"]
     steps: tuple[Step, ...]
     send_window: SendWindow = SendWindow()
-    min_gap_hours: float = Field(48, ge=0)
+    min_gap_hours: float = Field(DEFAULT_MIN_GAP_HOURS, ge=0)
 
     @property
     def min_gap(self) -> timedelta:
@@ -79,7 +82,7 @@ class AudienceFile(BaseModel):
     match: dict[str, Any] | Literal["all"]
     steps: list[StepSpec] = Field(min_length=1)
     send_window: SendWindow = SendWindow()
-    min_gap_hours: float = Field(48, ge=0)
+    min_gap_hours: float = Field(DEFAULT_MIN_GAP_HOURS, ge=0)
 
     @field_validator("match")
     @classmethod
@@ -246,3 +249,89 @@ def load_audiences(directory: Path) -> list[Audience]:
 def match_audience(audiences: list[Audience], lead: LeadIn) -> Audience | None:
     """The first audience (by priority) whose rule the lead meets."""
     return next((a for a in audiences if matches(a.match, lead)), None)
+
+
+# ---- why a lead matches (in plain words, for the console's lead page) --------------------------
+
+FIELD_WORDS = {
+    "anxiety_type": "anxiety type",
+    "prior_treatments": "prior treatments",
+    "consent": "consent",
+    "state": "state",
+    "source": "source",
+    "timezone": "time zone",
+    "booked": "booked",
+}
+_COMPARISONS = {"gt": "more than", "gte": "at least", "lt": "less than", "lte": "at most"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One audience checked against a lead: whether its rule matched, and why in plain words."""
+
+    audience: str
+    priority: int
+    rule: str  # the rule itself (describe_rule)
+    matched: bool
+    reasons: tuple[str, ...]
+
+
+def explain_match(audiences: list[Audience], lead: LeadIn) -> list[Verdict]:
+    """Each audience by priority up to the first that matches (the lead's), with the reasons:
+    for the ones before it, why they did not match; for it, why it did."""
+    verdicts = []
+    for audience in audiences:
+        matched, reasons = explain_rule(audience.match, lead)
+        verdicts.append(Verdict(audience.name, audience.priority, audience.describe_rule(), matched, reasons))
+        if matched:
+            break
+    return verdicts
+
+
+def explain_rule(rule: dict[str, Any] | str, lead: LeadIn) -> tuple[bool, tuple[str, ...]]:
+    """Whether `rule` matches `lead` (as `matches` decides), and the facts that decide it."""
+    if rule == "all":
+        return True, ("this audience takes everyone",)
+    ((key, value),) = rule.items()
+    if key in ("all", "any"):
+        results = [explain_rule(r, lead) for r in value]
+        passed = all(ok for ok, _ in results) if key == "all" else any(ok for ok, _ in results)
+        if key == "any" and passed:  # one reason is enough
+            return True, next(why for ok, why in results if ok)
+        # all: every part (when it passed) or the failing parts; any that failed: every part
+        deciding = [why for ok, why in results if ok == passed or key == "any"]
+        return passed, tuple(reason for why in deciding for reason in why)
+    if key == "not":
+        passed, why = explain_rule(value, lead)
+        return not passed, why
+    actual = getattr(lead, key)
+    actual = actual.value if hasattr(actual, "value") else actual
+    ((op, expected),) = value.items()
+    passed = matches(rule, lead)
+    return passed, (_leaf_words(FIELD_WORDS.get(key, key), op, expected, actual, passed),)
+
+
+def _words(value: Any) -> str:
+    if value is None or value == "":
+        return "blank"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple | set):
+        return " or ".join(_words(v) for v in value)
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _leaf_words(name: str, op: str, expected: Any, actual: Any, passed: bool) -> str:
+    given = f"{name} is {_words(actual)}"
+    if op == "is_blank":
+        wants_blank = bool(expected)
+        return given if passed == wants_blank or actual in (None, "") else f"{given}, not blank"
+    if op in ("equals", "not_equals"):
+        same = passed == (op == "equals")
+        return given if same else f"{given}, not {_words(expected)}"
+    if op in ("in", "not_in"):
+        inside = passed == (op == "in")
+        return f"{given}, {'one' if inside else 'none'} of {', '.join(_words(v) for v in expected)}"
+    if actual is None:
+        return f"{name} is not known, so it is not {_COMPARISONS[op]} {expected}"
+    return f"{given}, {'' if passed else 'not '}{_COMPARISONS[op]} {expected}"

@@ -52,39 +52,95 @@ def health_words_in_name(name: str) -> list[str]:
     return find_terms(spaced, DEFAULT_HEALTH_TERMS)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One item of the live-send preflight: what is checked and, when it fails, what to do."""
+
+    label: str  # in a coordinator's words, e.g. "Content approved"
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def preflight_checks(settings: Settings, *, lint_errors: list[str], unapproved: list[str]) -> list[Check]:
+    """Every item a live send needs, passing or not, in the order a coordinator fixes them."""
+    clinic = settings.clinic
+    checks = [Check("No lint errors in the emails", tuple(f"lint: {e}" for e in lint_errors))]
+    checks.append(
+        Check(
+            "Every email approved in its current form",
+            (
+                f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
+                "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`",
+            )
+            if unapproved
+            else (),
+        )
+    )
+    checks.append(
+        Check(
+            "The clinic's real postal address in every footer",
+            (
+                "clinic.yaml: postal_address is the example address; put the clinic's real postal address "
+                "(CAN-SPAM) and set postal_address_is_example: false",
+            )
+            if clinic.postal_address_is_example
+            else (),
+        )
+    )
+    checks.append(
+        Check(
+            "Unsubscribe links use https",
+            ()
+            if settings.public_url.startswith("https://")
+            else (
+                f"CAMPAIGN_PUBLIC_URL is {settings.public_url!r}; unsubscribe links need the https address "
+                "of `campaign serve`",
+            ),
+        )
+    )
+    checks.append(
+        Check(
+            "A secret key of its own (not the development key)",
+            ("CAMPAIGN_SECRET_KEY is the development key; set a long random secret",)
+            if settings.secret_key.get_secret_value() == DEV_SECRET_KEY
+            else (),
+        )
+    )
+    checks.append(
+        Check(
+            "SendGrid's event webhook key, to trust delivery events",
+            ()
+            if getattr(settings, "sendgrid_webhook_public_key", None)
+            else (
+                "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; copy the Signed Event Webhook's verification key "
+                "from SendGrid",
+            ),
+        )
+    )
+    real_sender = clinic.sender_email and not clinic.sender_email.endswith(".example")
+    checks.append(
+        Check(
+            "A real sender address",
+            ()
+            if real_sender
+            else (
+                f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on "
+                "the clinic's authenticated domain",
+            ),
+        )
+    )
+    unset = unset_clinic_facts(clinic)
+    checks.append(Check("The clinic's visit, cost and office-hours facts filled in", tuple(unset)))
+    return checks
+
+
 def preflight(settings: Settings, *, lint_errors: list[str], unapproved: list[str]) -> Preflight:
     """What a live send needs. Every problem at once, each with what to do."""
-    problems = [f"lint: {e}" for e in lint_errors]
-    if unapproved:
-        problems.append(
-            f"content not approved since its last change: {', '.join(sorted(unapproved))}; "
-            "review with `campaign preview`, then `campaign approve AUDIENCE --by NAME`"
-        )
-    clinic = settings.clinic
-    if clinic.postal_address_is_example:
-        problems.append(
-            "clinic.yaml: postal_address is the example address; put the clinic's real postal address "
-            "(CAN-SPAM) and set postal_address_is_example: false"
-        )
-    if not settings.public_url.startswith("https://"):
-        problems.append(
-            f"CAMPAIGN_PUBLIC_URL is {settings.public_url!r}; unsubscribe links need the https address of "
-            "`campaign serve`"
-        )
-    if settings.secret_key.get_secret_value() == DEV_SECRET_KEY:
-        problems.append("CAMPAIGN_SECRET_KEY is the development key; set a long random secret")
-    if not getattr(settings, "sendgrid_webhook_public_key", None):
-        problems.append(
-            "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; copy the Signed Event Webhook's verification key from "
-            "SendGrid"
-        )
-    if not clinic.sender_email or clinic.sender_email.endswith(".example"):
-        problems.append(
-            f"clinic.yaml: sender_email {clinic.sender_email!r} is not a real sender; use an address on "
-            "the clinic's authenticated domain"
-        )
-    problems += unset_clinic_facts(clinic)
-    return Preflight(problems)
+    checks = preflight_checks(settings, lint_errors=lint_errors, unapproved=unapproved)
+    return Preflight([problem for check in checks for problem in check.problems])
 
 
 def unset_clinic_facts(clinic: Clinic) -> list[str]:
@@ -150,6 +206,14 @@ def lint_errors(settings: Settings, template_names: list[str], renderer=None) ->
     return [f"{p.template}: {p.message}" for p in problems if p.severity == "error"]
 
 
+def live_tick_problems(settings: Settings, store: Store, audiences: list[Audience]) -> list[str]:
+    """What stops a tick of every audience: nothing when the send is not live (the store is
+    not even read), else the live preflight of every step's template."""
+    if not is_live(settings):
+        return []
+    return live_preflight(settings, store, [step.template for a in audiences for step in a.steps])
+
+
 class PreflightFailed(RuntimeError):
     def __init__(self, problems: list[str]):
         super().__init__("a live send is refused until these are fixed:\n  - " + "\n  - ".join(problems))
@@ -166,6 +230,22 @@ def launch(
     sandbox: bool,
     now: datetime,
 ) -> dict:
+    slug = check_launch(store, audiences, name=name, audience_names=audience_names)
+    known = {a.name: a for a in audiences}
+    versions = {n: known[n].version for n in audience_names}
+    return store.create_campaign(
+        slug=slug,
+        name=name,
+        audiences=audience_names,
+        starts_at=starts_at,
+        sandbox=sandbox,
+        versions=versions,
+        now=now,
+    )
+
+
+def check_launch(store: Store, audiences: list[Audience], *, name: str, audience_names: list[str]) -> str:
+    """The slug a launch would create; CampaignError when the audiences or the name will not do."""
     known = {a.name: a for a in audiences}
     unknown = [n for n in audience_names if n not in known]
     if unknown or not audience_names:
@@ -184,16 +264,7 @@ def launch(
         raise CampaignError(
             f"a campaign named {slug!r} exists; choose another name or `campaign resume {slug}`"
         )
-    versions = {n: known[n].version for n in audience_names}
-    return store.create_campaign(
-        slug=slug,
-        name=name,
-        audiences=audience_names,
-        starts_at=starts_at,
-        sandbox=sandbox,
-        versions=versions,
-        now=now,
-    )
+    return slug
 
 
 def change_state(store: Store, name: str, action: str, reason: str | None = None) -> dict:
@@ -252,16 +323,20 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
 
 __all__ = [
     "CampaignError",
+    "Check",
     "EVERGREEN",
     "health_words_in_name",
     "Preflight",
     "PreflightFailed",
     "change_state",
+    "check_launch",
     "is_live",
     "launch",
     "lint_errors",
     "live_preflight",
+    "live_tick_problems",
     "preflight",
+    "preflight_checks",
     "slugify",
     "status",
 ]

@@ -1,8 +1,9 @@
-"""The tick: enroll new leads, then send every step that is due at `now`.
+"""The tick: preflight, reconcile unknown sends, enroll new leads, send every step due at `now`.
 
-Plain functions over a Context (store, audiences, renderer, transport). Prefect flows in
-flows/ call these in batches; tests and benchmarks may call them directly. Every time decision
-takes `now`; rules live in the pure modules (audiences, schedule, render).
+Plain functions over a Context (store, audiences, renderer, transport, send policy). run_tick
+is the one tick sequence: the Prefect flow (flows/tick.py) runs its steps as tasks, tests and
+benchmarks as plain calls. Every time decision takes `now`; rules live in the pure modules
+(audiences, schedule, render); sending and settling claimed steps in campaign.sending.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience, match_audience
+from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
-from campaign.models import OutboundEmail, SendResult, SendStatus
-from campaign.render import Renderer, TemplateError
-from campaign.schedule import as_utc, plan, step_time
+from campaign.events import ACCEPTED_KINDS
+from campaign.models import SendResult, SendStatus
+from campaign.progress import advance
+from campaign.render import Renderer
+from campaign.schedule import as_utc, in_window, step_time
+from campaign.sending import SendPolicy, Wanted, plan_for, send_claims
 from campaign.settings import Settings
-from campaign.store import ALL_AUDIENCES, Claim, DueEnrollment, Store, email_hash
-from campaign.tokens import unsubscribe_url
+from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
 # A claim still unsettled after this long belongs to a run that died mid-send.
 STALE_CLAIM = timedelta(minutes=15)
@@ -33,6 +37,12 @@ class Context:
     audiences: list[Audience]
     renderer: Renderer
     transport: Transport
+    # Pacing and the failure limit, for every transport; counts across the batches of a tick.
+    policy: SendPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = SendPolicy.from_settings(self.settings)
 
     @property
     def audience_by_name(self) -> dict[str, Audience]:
@@ -187,7 +197,7 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
     report = TickReport(now=now)
     audiences = ctx.audience_by_name
     changes: list[dict] = []
-    wanted: dict[int, tuple[DueEnrollment, Audience, str]] = {}
+    wanted: Wanted = {}
     leads_this_batch: set[int] = set()
     for due in batch:
         audience = audiences.get(due.audience)
@@ -202,7 +212,7 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             # Same lead due in two campaigns: one email now, the other waits out the gap.
             changes.append({"id": due.enrollment_id, "next_due_at": as_utc(now) + audience.min_gap})
             continue
-        p = _plan(audience, due, due.sent_keys, due.lead.last_email_at, now)
+        p = plan_for(audience, due, due.sent_keys, due.lead.last_email_at, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1
@@ -218,229 +228,25 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
     return report
 
 
-def send_claims(
-    ctx: Context,
-    claims: list[Claim],
-    wanted: dict[int, tuple[DueEnrollment, Audience, str]],
-    now: datetime,
-    report: TickReport,
-    release: Callable[[list[str]], object],
-) -> None:
-    """Render, send and settle claimed sends. What was never sent is handed to `release`
-    (its claim goes, so the step is due again): emails the transport did not attempt after a
-    stop, and retryable failures (5xx, network) that ran out of attempts.
-
-    The transport's stops: a 401 (SendGridUnauthorized) settles what was sent, releases the
-    rest and re-raises (the tick stops at once); TooManyFailures pauses the batch's
-    campaigns with the reason, and their remaining due sends wait for a resume."""
-    emails, results, lead_of_send = [], [], {}
-    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
-    for claim in claims:
-        due, audience, _ = wanted[claim.enrollment_id]
-        try:
-            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id]))
-            lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
-        except TemplateError as exc:
-            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
-            if str(exc) not in report.errors:
-                report.errors.append(str(exc))
-    # Rendering first, then sending: measured faster than rendering while the senders run
-    # (the renderer and the sender threads would fight over the GIL).
-    stopped = None
-    if emails:
-        try:
-            results.extend(
-                ctx.transport.send_batch(
-                    emails, before_send=lambda sid: ctx.store.is_reachable(*lead_of_send[sid])
-                )
-            )
-        except Exception as exc:
-            stopped = _batch_stop(exc)
-            if stopped is None:
-                raise  # unexpected: the claims stay 'claimed' and turn 'unknown' when stale
-            results.extend(stopped.results)
-    claim_of = {c.send_id: c for c in claims}
-    final = [r for r in results if not _retry_later(r)]
-    later = [r for r in results if _retry_later(r)]
-    for r in later:
-        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
-        report.failed[(audience.name, key)] += 1
-    settle(ctx, final, claim_of, wanted, now, report)
-    not_sent = [r.send_id for r in later] + (list(stopped.not_sent) if stopped else [])
-    if not_sent:
-        release(not_sent)
-    if stopped is None:
-        return
-    from campaign.delivery.sendgrid_transport import TooManyFailures
-
-    if not isinstance(stopped, TooManyFailures):
-        raise stopped
-    count = getattr(ctx.transport, "consecutive_failures", None) or ctx.settings.max_consecutive_failures
-    reason = f"paused after {count} consecutive send failures: {stopped}"
-    campaign_ids = sorted({wanted[c.enrollment_id][0].campaign_id for c in claims})
-    ctx.store.pause_campaigns(campaign_ids, reason)
-    report.paused.extend(f"campaign {cid} {reason}" for cid in campaign_ids)
+def plain(task: Callable[..., TickReport], /, *args) -> TickReport:
+    """Run a step of the tick as a plain call (tests, benchmarks); flows/tick.py passes a
+    wrapper that runs each step as a Prefect task instead."""
+    return task(*args)
 
 
-def _batch_stop(exc: Exception):
-    """The transport's BatchStopped (results + not_sent), else None. Imported here so the
-    outbox path never loads the SendGrid client."""
-    from campaign.delivery.sendgrid_transport import BatchStopped
+def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain) -> TickReport:
+    """The tick: the preflight of a live send (PreflightFailed before anything is sent), then
+    reconcile unknown sends, enroll new leads, and send the due steps batch by batch.
 
-    return exc if isinstance(exc, BatchStopped) else None
-
-
-def _retry_later(result: SendResult) -> bool:
-    """A failure SendGrid never accepted and that may pass later (5xx, network): not final."""
-    return result.status is SendStatus.failed and result.retryable
-
-
-def _plan(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now):
-    return plan(
-        audience.steps,
-        set(sent_keys),
-        enrolled_at=due.enrolled_at,
-        last_email_at=last_email_at,
-        now=now,
-        window=audience.send_window,
-        tz=ZoneInfo(due.lead.timezone),
-        min_gap=audience.min_gap,
-    )
-
-
-def outbound(
-    ctx: Context, due: DueEnrollment, audience: Audience, claim: Claim, campaign: dict
-) -> OutboundEmail:
-    clinic = ctx.settings.clinic
-    step = audience.step(claim.step_key)
-    url = unsubscribe_url(
-        ctx.settings.public_url, due.lead.public_id, ctx.settings.secret_key.get_secret_value()
-    )
-    lead = due.lead
-    content = ctx.renderer.render(
-        step.template,
-        first_name=lead.first_name,
-        unsubscribe_url=url,
-        anxiety_type=lead.anxiety_type,
-        prior_treatments=lead.prior_treatments,
-    )
-    return OutboundEmail(
-        send_id=claim.send_id,
-        to_email=due.lead.email,
-        to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
-        from_email=clinic.sender_email,
-        from_name=clinic.sender_name,
-        reply_to=clinic.reply_to,
-        subject=content.subject,
-        preheader=content.preheader,
-        html=content.html,
-        text=content.text,
-        unsubscribe_url=url,
-        # Opaque: ESP metadata names no audience, and not the campaign's name either (names
-        # of campaigns launched before names were checked may hold condition words). Events
-        # link to sends by send id, never by category.
-        category=f"campaign-{campaign['id']}",
-        sandbox=campaign["sandbox"],
-    )
-
-
-def make_test_email(
-    settings: Settings,
-    renderer: Renderer,
-    audience: Audience,
-    step_key: str,
-    to_email: str,
-    first_name: str = "",
-    anxiety_type: str | None = None,
-    prior_treatments: int | None = None,
-) -> OutboundEmail:
-    """One email of a step for `campaign test-send`: marked as a test, with a random send id and
-    no lead behind it (its unsubscribe link names no one), never in the ledger. Without a
-    reported type or count the email says nothing the lead would have told us."""
-    from campaign.store import new_public_id, new_send_id
-
-    step = audience.step(step_key)
-    if step is None:
-        raise LookupError(
-            f"audience {audience.name} has no step {step_key!r}; its steps: "
-            + ", ".join(s.key for s in audience.steps)
-        )
-    clinic = settings.clinic
-    url = unsubscribe_url(settings.public_url, new_public_id(), settings.secret_key.get_secret_value())
-    content = renderer.render(
-        step.template,
-        first_name=first_name,
-        unsubscribe_url=url,
-        anxiety_type=anxiety_type,
-        prior_treatments=prior_treatments,
-    )
-    return OutboundEmail(
-        send_id=new_send_id(),
-        to_email=to_email,
-        to_name=first_name,
-        from_email=clinic.sender_email,
-        from_name=clinic.sender_name,
-        reply_to=clinic.reply_to,
-        subject=content.subject,
-        preheader=content.preheader,
-        html=content.html,
-        text=content.text,
-        unsubscribe_url=url,
-        category="education",
-        is_test=True,
-    )
-
-
-def settle(
-    ctx: Context,
-    results: list[SendResult],
-    claims: dict[str, Claim],
-    wanted: dict[int, tuple[DueEnrollment, Audience, str]],
-    now: datetime,
-    report: TickReport,
-) -> None:
-    ctx.store.settle(results, now)
-    emailed, changes = [], []
-    for result in results:
-        claim = claims[result.send_id]
-        due, audience, key = wanted[claim.enrollment_id]
-        counter = {
-            SendStatus.sent: report.sent,
-            SendStatus.failed: report.failed,
-            SendStatus.skipped: report.skipped,
-            SendStatus.unknown: report.unknown,
-        }[result.status]
-        counter[(audience.name, key)] += 1
-        if result.status is SendStatus.skipped:
-            changes.append(
-                {
-                    "id": due.enrollment_id,
-                    "state": "exited",
-                    "exit_reason": "unsubscribed",
-                    "next_due_at": None,
-                }
-            )
-            continue
-        # Sent, or possibly sent: the gap counts from now. A final failure does not.
-        last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
-        if last is now:
-            emailed.append(due.lead.id)
-        p = _plan(audience, due, due.sent_keys | {key}, last, now)
-        if p.finished:
-            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
-            report.finished += 1
-        else:
-            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
-    ctx.store.mark_emailed(emailed, now)
-    ctx.store.update_enrollments(changes)
-
-
-def run_tick(ctx: Context, now: datetime) -> TickReport:
-    """The whole tick without Prefect (tests, benchmarks). flows/tick.py does the same in tasks."""
-    report = reconcile_unknown(ctx, now)
-    report.merge(enroll_new(ctx, now))
+    `run(step, *args)` runs each step: `plain` calls it, the Prefect flow submits a task."""
+    problems = live_tick_problems(ctx.settings, ctx.store, ctx.audiences)
+    if problems:
+        raise PreflightFailed(problems)
+    report = run(reconcile_unknown, ctx, now)
+    report.merge(run(enroll_new, ctx, now))
     for batch in due_batches(ctx, now):
-        report.merge(send_due_batch(ctx, batch, now))
+        report.merge(run(send_due_batch, ctx, batch, now))
+        advance(len(batch))
     return report
 
 
@@ -460,9 +266,6 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
        is not mailed again (the row becomes 'skipped').
     Counts go to report.reconciled; the resends' results to report.sent/failed/...
     """
-    from campaign.events import ACCEPTED_KINDS
-    from campaign.schedule import in_window
-
     report = TickReport(now=now)
     report.reconciled["stale"] += ctx.store.mark_stale_claims_unknown(now - STALE_CLAIM, now)
     report.reconciled["confirmed"] += ctx.store.confirm_unknown_from_events(ACCEPTED_KINDS, now)

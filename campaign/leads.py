@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -22,6 +23,7 @@ from campaign.models import LeadIn
 Rows = Callable[[], Iterator[tuple[int, list[str]]]]  # re-readable: (row number, cells), header = 1
 
 SHOWN_ROWS = 5  # a repeated warning prints one line: its count and this many example rows
+SKIP = "skip"  # an override target: the column is not read (e.g. a wrongly aliased one)
 _DELIMITERS = ",;\t"
 _ZIP = b"PK\x03\x04"
 _OLE2 = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 .xls, and password-protected .xlsx
@@ -171,6 +173,18 @@ def _values(cells: list[str], columns: dict[str, list[int]]) -> dict[str, str]:
     return values
 
 
+def preview_rows(data: bytes, *, filename: str, count: int = 5) -> tuple[list[str], list[list[str]]]:
+    """The header row and the first `count` rows of a file, for a preview (no checks). Raises
+    ImportFileError for a file that cannot be read at all."""
+    read = _xlsx_rows if data.startswith(_ZIP) else _csv_rows
+    rows, _ = read(data, filename=filename)
+    try:
+        found = [cells for _, cells in itertools.islice(rows(), count + 1)]
+    except csv.Error as exc:
+        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
+    return (found[0], found[1:]) if found else ([], [])
+
+
 def _data_rows(rows: Rows) -> Iterator[tuple[int, list[str]]]:
     reader = rows()
     next(reader, None)  # the header row
@@ -300,14 +314,16 @@ def map_headers(
     headers: list[str], overrides: dict[str, str], *, filename: str = "the file"
 ) -> tuple[dict[str, list[int]], list[str]]:
     """field -> the columns that give it (0-based, left to right), and warnings about the
-    mapping. `overrides` maps header text (any spelling) -> field and beats the aliases."""
+    mapping. `overrides` maps header text (any spelling) -> field and beats the aliases; a
+    column overridden to SKIP is not read at all."""
     by_key = {header_key(h): (h, f) for h, f in overrides.items()}
     explicit: dict[str, list[int]] = {}
     aliased: dict[str, list[int]] = {}
     for index, header in enumerate(headers):
         key = header_key(header)
         if key in by_key:
-            explicit.setdefault(by_key[key][1], []).append(index)
+            if by_key[key][1] != SKIP:
+                explicit.setdefault(by_key[key][1], []).append(index)
         elif key in HEADER_ALIASES:
             aliased.setdefault(HEADER_ALIASES[key], []).append(index)
     present = {header_key(h) for h in headers}
@@ -348,8 +364,11 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
         header, target = header.strip(), target.strip()
         if not sep or not header:
             raise ValueError(f'--column {spec!r}: write it as "Header Text=field"')
-        if target not in FIELDS:
-            raise ValueError(f"--column {spec!r}: unknown field {target!r}; fields: {', '.join(FIELDS)}")
+        if target not in FIELDS and target != SKIP:
+            raise ValueError(
+                f"--column {spec!r}: unknown field {target!r}; fields: {', '.join(FIELDS)} "
+                f"(or {SKIP} to leave the column out)"
+            )
         earlier = first.setdefault(header_key(header), (spec, header, target))
         if earlier[2] != target:
             raise ValueError(

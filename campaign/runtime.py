@@ -30,8 +30,6 @@ def make_transport(settings: Settings, clock: Callable[[], datetime] | None = No
             host=settings.sendgrid_api_host,
             sandbox=settings.sandbox,
             concurrency=settings.send_concurrency,
-            max_per_second=settings.max_per_second,
-            max_consecutive_failures=settings.max_consecutive_failures,
             # A request that may have reached SendGrid is never retried blind: it
             # becomes 'unknown' and the ledger's reconciliation settles it (exactly once).
             retry_ambiguous=False,

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # An 'unknown' send (maybe reached SendGrid) with no processed/delivered event after this
     # many hours is sent again.
     unknown_resend_after_hours: float = Field(2.0, gt=0)
+    # The console's lead file uploads: the largest accepted file (CAMPAIGN_CONSOLE_UPLOAD_MAX_BYTES),
+    # and where an upload waits between its check and its import (default: a folder in the
+    # system's temporary directory). Each is deleted after the import, or 2 hours after upload.
+    console_upload_max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    console_upload_dir: Path | None = None
 
     @property
     def audiences_dir(self) -> Path:

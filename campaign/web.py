@@ -48,6 +48,7 @@ log = logging.getLogger("campaign.web")
 BOOKING_SIGNATURE_HEADER = "X-Campaign-Signature"
 SENDGRID_WEBHOOK_PATH = "/webhooks/sendgrid"
 API_PREFIX = "/api/v1"
+CONSOLE_UPLOAD_PATH = "/console/import"  # the console's lead file upload (campaign.console.lead_import)
 
 # The token is in the URL: never send it on as a Referer; never cache; never frame.
 PAGE_HEADERS = {
@@ -199,9 +200,10 @@ class BodyLimit:
 
     A Content-Length over the limit is refused at once, before a byte of the body is read; a
     chunked body is refused as soon as it passes the limit. The app then gets the body as read.
-    The 413 closes the connection: the rest of the body is never read."""
+    The 413 closes the connection: the rest of the body is never read. A path whose limit is
+    None reads its own body (the console's file upload streams to disk with its own limit)."""
 
-    def __init__(self, app, limit_for: Callable[[str], int]):
+    def __init__(self, app, limit_for: Callable[[str], int | None]):
         self.app = app
         self.limit_for = limit_for
 
@@ -211,6 +213,9 @@ class BodyLimit:
             return
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
         limit = self.limit_for(path)
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         # len() first: int() of thousands of digits is slow, or raises past 4,300.
         if declared.isdigit() and (len(declared) > 15 or int(declared) > limit):
@@ -374,11 +379,13 @@ def create_app(
         log.info("booking webhook: %s", "lead marked booked" if found else "no lead with that address")
         return JSONResponse({"ok": True, "lead_found": found})
 
-    def body_limit(path: str) -> int:
+    def body_limit(path: str) -> int | None:
         if path == SENDGRID_WEBHOOK_PATH:
             return settings.sendgrid_max_body_bytes
         if path == f"{API_PREFIX}/leads/batch":
             return settings.api_batch_max_body_bytes
+        if console and path == CONSOLE_UPLOAD_PATH:
+            return None  # streamed to a file, with settings.console_upload_max_bytes
         return settings.max_body_bytes
 
     @asynccontextmanager

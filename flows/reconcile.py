@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from campaign.clock import parse_when
 from campaign.engine import reconcile_unknown
 from campaign.runtime import build_context
 from campaign.settings import get_settings
-from flows.tick import parse_now
 
 
 @flow(name="reconcile", log_prints=False)
 def reconcile(now: str | None = None) -> dict:
     """Reconcile unknown sends at `now` (ISO 8601; default: the real clock). Returns counts only."""
-    moment = parse_now(now)
+    moment = parse_when(now)
     ctx = build_context(get_settings(), now=moment if now else None)
     try:
         report = reconcile_unknown(ctx, moment)

@@ -1,63 +1,49 @@
-"""The tick flow: enroll new leads, then send what is due, one task per batch of sends."""
+"""The tick flow: campaign.engine.run_tick with each step a Prefect task (one per batch of sends)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from campaign.app.ticks import records_tick
-from campaign.campaigns import PreflightFailed, is_live, live_preflight
-from campaign.engine import TickReport, due_batches, enroll_new, reconcile_unknown, send_due_batch
-from campaign.progress import advance
+from campaign.campaigns import PreflightFailed
+from campaign.clock import parse_when
+from campaign.engine import TickReport, enroll_new, reconcile_unknown, run_tick, send_due_batch
 from campaign.runtime import build_context
 from campaign.settings import get_settings
 
-
-def parse_now(now: str | None) -> datetime:
-    if not now:
-        return datetime.now(UTC)
-    moment = datetime.fromisoformat(now)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 # The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
-@task(name="enroll-new-leads", cache_policy=NO_CACHE)
-def enroll_task(ctx, now: datetime) -> TickReport:
-    return enroll_new(ctx, now)
+TASKS = {
+    reconcile_unknown: task(reconcile_unknown, name="reconcile-unknown-sends", cache_policy=NO_CACHE),
+    enroll_new: task(enroll_new, name="enroll-new-leads", cache_policy=NO_CACHE),
+    send_due_batch: task(send_due_batch, name="send-due-batch", cache_policy=NO_CACHE),
+}
 
 
-@task(name="reconcile-unknown-sends", cache_policy=NO_CACHE)
-def reconcile_task(ctx, now: datetime) -> TickReport:
-    return reconcile_unknown(ctx, now)
-
-
-@task(name="send-due-batch", cache_policy=NO_CACHE)
-def send_batch_task(ctx, batch, now: datetime) -> TickReport:
-    return send_due_batch(ctx, batch, now)
+def as_task(step, *args) -> TickReport:
+    return TASKS[step](*args)
 
 
 @flow(name="tick", log_prints=False)
+def tick(now: str | None = None) -> dict | State:
+    """One tick at `now` (ISO 8601; default: the real clock). Returns counts only.
+
+    A refused preflight ends the run Failed with the list of problems as its message, and no
+    traceback: it is an answer, not a crash. Calling the flow raises the PreflightFailed."""
+    try:
+        return recorded_tick(now)
+    except PreflightFailed as refused:
+        return Failed(message=str(refused), data=refused)
+
+
 @records_tick  # the console's tick history: each run, its outcome and counts
-def tick(now: str | None = None) -> dict:
-    """One tick at `now` (ISO 8601; default: the real clock). Returns counts only."""
-    moment = parse_now(now)
+def recorded_tick(now: str | None = None) -> dict:
+    moment = parse_when(now)
     ctx = build_context(get_settings(), now=moment if now else None)
     try:
-        if is_live(ctx.settings):
-            problems = live_preflight(
-                ctx.settings, ctx.store, [s.template for a in ctx.audiences for s in a.steps]
-            )
-            if problems:
-                raise PreflightFailed(problems)
-        report = reconcile_task(ctx, moment)
-        report.merge(enroll_task(ctx, moment))
-        for batch in due_batches(ctx, moment):
-            part = send_batch_task(ctx, batch, moment)
-            report.merge(part)
-            advance(len(batch))
+        report = run_tick(ctx, moment, run=as_task)
     finally:
         ctx.store.close()
     summary = report.as_dict()

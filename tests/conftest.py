@@ -135,4 +135,6 @@ def sg(sendgrid_server):
 
 
 # The console's fixtures (console_server, console_clock), for every test module.
+# The content, campaigns and reports pages' fixtures (console_content_dir, content_console).
+from console_pages_support import console_content_dir, content_console  # noqa: E402, F401
 from console_support import console_clock, console_server  # noqa: E402, F401

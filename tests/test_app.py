@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from campaign.app import database_exists
-from campaign.app.campaigns import launch_campaign, live_send_problems
+from campaign.app.campaigns import launch_campaign
 from campaign.app.content import approval_request, record_approvals, write_previews
 from campaign.app.leads import mark_booked
 from campaign.audiences import load_audiences
-from campaign.campaigns import PreflightFailed
+from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.runtime import open_store
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -45,12 +44,10 @@ def test_launch_uses_the_one_live_rule(make_settings):
     with open_store(dev) as store:
         launched = launch_gad(store, dev, "Against the dev server")
         assert launched.campaign["state"] == "active" and launched.drafts == refused.value.problems
-    assert live_send_problems(dev, load_audiences(dev.audiences_dir)) == []
-
-
-def test_live_send_problems_do_not_create_a_database_when_not_live(settings):
-    assert live_send_problems(settings, load_audiences(settings.audiences_dir)) == []
-    assert not database_exists(settings)
+        # The tick's preflight (engine.run_tick) follows the same rule.
+        assert live_tick_problems(dev, store, load_audiences(dev.audiences_dir)) == []
+        live_problems = live_tick_problems(live, store, load_audiences(live.audiences_dir))
+        assert any("not approved" in p for p in live_problems)
 
 
 def test_gallery_counts_come_from_the_writer(settings, tmp_path):

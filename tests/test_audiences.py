@@ -89,3 +89,65 @@ def test_bad_operator_names_the_choices(tmp_path):
     write(tmp_path, "a.yaml", "priority: 1\nmatch: {state: {like: N%}}\nsteps: [{key: a, day: 0}]\n")
     with pytest.raises(AudienceFileError, match="unknown operator 'like'"):
         load_audiences(tmp_path)
+
+
+# ---- why a lead matches, in words (the console's lead page) ------------------------------------
+
+
+def test_explain_match_says_why_each_audience_before_the_lead_s_did_not_match():
+    from campaign.audiences import explain_match
+
+    verdicts = explain_match(SHIPPED, lead(anxiety_type=AnxietyType.gad, prior_treatments=1))
+    assert [(v.audience, v.matched) for v in verdicts] == [
+        ("treatment_resistant", False),
+        ("social", False),
+        ("gad", True),
+    ]
+    assert verdicts[0].reasons == (
+        'anxiety type is "gad", not "treatment_resistant"',
+        "prior treatments is 1, not at least 2",
+    )
+    assert verdicts[-1].reasons == ('anxiety type is "gad"',) and verdicts[-1].rule == "anxiety_type = gad"
+    everyone = explain_match(SHIPPED, lead())[-1]
+    assert (everyone.audience, everyone.reasons) == ("general", ("this audience takes everyone",))
+
+
+@pytest.mark.parametrize(
+    "rule, kw, matched, reasons",
+    [
+        (
+            {"any": [{"state": {"equals": "CA"}}, {"prior_treatments": {"gte": 2}}]},
+            {"state": "CA"},
+            True,
+            ('state is "CA"',),
+        ),
+        (
+            {"all": [{"state": {"in": ["CA", "NY"]}}, {"booked": {"equals": False}}]},
+            {"state": "TX"},
+            False,
+            ('state is "TX", none of "CA", "NY"',),
+        ),
+        (
+            {"all": [{"state": {"in": ["CA", "NY"]}}, {"booked": {"equals": False}}]},
+            {"state": "NY"},
+            True,
+            ('state is "NY", one of "CA", "NY"', "booked is no"),
+        ),
+        ({"not": {"source": {"equals": "ads"}}}, {"source": "ads"}, False, ('source is "ads"',)),
+        ({"state": {"is_blank": True}}, {}, True, ("state is blank",)),
+        ({"state": {"is_blank": True}}, {"state": "CA"}, False, ('state is "CA", not blank',)),
+        (
+            {"prior_treatments": {"lt": 2}},
+            {},
+            False,
+            ("prior treatments is not known, so it is not less than 2",),
+        ),
+        ({"timezone": {"not_equals": "UTC"}}, {}, True, ('time zone is "America/New_York", not "UTC"',)),
+    ],
+)
+def test_explain_rule_agrees_with_matches_and_names_the_deciding_facts(rule, kw, matched, reasons):
+    from campaign.audiences import explain_rule
+
+    subject = lead(**kw)
+    assert matches(rule, subject) is matched
+    assert explain_rule(rule, subject) == (matched, reasons)

@@ -13,9 +13,11 @@ import pytest
 from pydantic import SecretStr
 from sendgrid_fixtures import KEY
 
-from campaign.delivery.sendgrid_transport import SendGridTransport, SendGridUnauthorized
+from campaign.compose import outbound
+from campaign.delivery import Unauthorized
+from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.devserver import Faults
-from campaign.engine import due_batches, enroll_new, outbound, run_tick
+from campaign.engine import due_batches, enroll_new, run_tick
 from campaign.events import parse_events
 from campaign.models import AnxietyType, LeadIn
 from campaign.runtime import build_context, make_transport
@@ -50,7 +52,6 @@ def context(make_settings, sg, store=None, **overrides):
         max_attempts=2,
         backoff_base=0.001,
         backoff_max=0.002,
-        max_consecutive_failures=settings.max_consecutive_failures,
         seed=1,
     )
     return ctx
@@ -64,7 +65,7 @@ def statuses(store) -> Counter:
     return Counter(row["status"] for row in store.ledger())
 
 
-def test_make_transport_takes_the_sending_settings(make_settings):
+def test_the_sending_settings_reach_the_transport_and_the_engines_policy(make_settings):
     settings = make_settings(
         SENDGRID_API_KEY=KEY,
         SENDGRID_API_HOST="http://127.0.0.1:9",
@@ -73,10 +74,12 @@ def test_make_transport_takes_the_sending_settings(make_settings):
         send_concurrency=9,
     )
     transport = make_transport(settings)
-    assert isinstance(transport, SendGridTransport)
-    assert (transport.max_consecutive_failures, transport.concurrency) == (7, 9)
-    assert transport.limiter.interval == pytest.approx(1 / 25)
+    assert isinstance(transport, SendGridTransport) and transport.concurrency == 9
+    policy = build_context(settings).policy
+    assert policy.failures.limit == 7
+    assert policy.pacer.interval == pytest.approx(1 / 25)
     assert make_settings().max_consecutive_failures == 20 and make_settings().max_per_second is None
+    assert build_context(make_settings()).policy.pacer.interval == 0  # no ceiling by default
 
 
 def test_a_tick_sends_every_due_email_once_and_keeps_the_message_ids(make_settings, sg):
@@ -113,7 +116,7 @@ def test_401_stops_the_tick_at_once_and_releases_what_was_not_sent(make_settings
         return reachable(*args, **kwargs)
 
     monkeypatch.setattr(ctx.store, "is_reachable", revoke_after_three)
-    with pytest.raises(SendGridUnauthorized):
+    with pytest.raises(Unauthorized):
         run_tick(ctx, MONDAY_10)
 
     assert len(sg.messages) == 3
@@ -140,6 +143,8 @@ def test_consecutive_failures_pause_the_campaign_until_resumed(make_settings, sg
     assert campaign["state"] == "paused"
     assert "paused after 3 consecutive send failures" in campaign["paused_reason"]
     assert "503" in campaign["paused_reason"]
+    # The engine counted the failures and stopped the batch: three requests, no more.
+    assert sg.counters.requests == 3 * 2  # max_attempts=2 each
     assert report.paused and sum(report.sent.values()) == 0
     # Nothing reached SendGrid: every claim is released, so every welcome is still due.
     assert len(sg.messages) == 0 and statuses(ctx.store) == Counter()
@@ -293,3 +298,13 @@ def test_category_is_opaque_and_a_sandbox_campaign_sends_in_sandbox(sg, settings
     assert message.payload["categories"] == [f"campaign-{spring['id']}"]
     assert "gad" not in json.dumps(message.payload["categories"]) + json.dumps(message.payload["custom_args"])
     assert sg.counters.sandbox == 1
+
+
+def test_the_rate_ceiling_spreads_a_ticks_sends_over_time(make_settings, sg):
+    # 12 emails at 40/s cannot arrive within less than 11 intervals, however many workers.
+    ctx = context(make_settings, sg, max_per_second=40, send_concurrency=6)
+    ctx.store.upsert_leads(leads(12), MONDAY_10)
+    assert sum(run_tick(ctx, MONDAY_10).sent.values()) == 12
+    times = sorted(m.received_at for m in sg.messages)
+    assert len(times) == 12
+    assert times[-1] - times[0] >= 11 / 40 - 0.02  # a lower bound: slowness cannot break it

@@ -284,3 +284,70 @@ def test_the_rejects_file_never_overwrites_the_input(settings, tmp_path):
     with pytest.raises(ImportFileError, match="would overwrite the file being imported"):
         import_file(lambda: open_store(settings), settings, path, NOW, rejects_path=path)
     assert path.read_text() == "Email\nbad\nann@example.com\n"
+
+
+# ---- the console's check: preview, chosen columns, dry run --------------------------------------
+
+ODD = "Electronic mail,Given,Family name,Notes\nann@example.com,Ann,Lee,x\nbad,Bob,Ray,y\n"
+
+
+def test_a_column_overridden_to_skip_is_not_read():
+    parsed = parse("Email,Last Name\nann@example.com,Lee\n", overrides={"Last Name": "skip"})
+    ((_, lead),) = parsed.leads
+    assert lead.last_name == "" and "last_name" not in parsed.fields
+    assert parse_column_overrides(["Notes=skip"]) == {"Notes": "skip"}
+
+
+def test_the_preview_shows_each_columns_field_and_the_first_rows(tmp_path):
+    from campaign.app.leads import preview_import
+
+    path = tmp_path / "upload"
+    path.write_text(ODD)
+    preview = preview_import(path, display_name="odd.csv")
+    assert [(c.header, c.field, c.automatic) for c in preview.columns] == [
+        ("Electronic mail", "skip", "skip"),
+        ("Given", "skip", "skip"),
+        ("Family name", "last_name", "last_name"),
+        ("Notes", "skip", "skip"),
+    ]
+    assert preview.rows == [["ann@example.com", "Ann", "Lee", "x"], ["bad", "Bob", "Ray", "y"]]
+    assert not preview.has_email
+    chosen = preview_import(path, {"Electronic mail": "email", "Family name": "skip"})
+    assert [c.field for c in chosen.columns] == ["email", "skip", "skip", "skip"] and chosen.has_email
+
+
+def test_column_overrides_reproduce_every_choice():
+    from campaign.app.leads import column_overrides
+
+    headers = ["Electronic mail", "Email", "First Name", "Notes"]
+    assert column_overrides(headers, ["skip", "email", "first_name", "skip"]) == {}
+    # a second column for email: both become explicit, or the aliased one would be dropped
+    assert column_overrides(headers, ["email", "email", "first_name", "skip"]) == {
+        "Electronic mail": "email",
+        "Email": "email",
+    }
+    assert column_overrides(headers, ["email", "skip", "skip", "source"]) == {
+        "Electronic mail": "email",
+        "Email": "skip",
+        "First Name": "skip",
+        "Notes": "source",
+    }
+    with pytest.raises(ValueError, match="not a field"):
+        column_overrides(headers, ["email", "mood", "skip", "skip"])
+    with pytest.raises(ValueError, match="two columns are named"):
+        column_overrides(["Email", "email"], ["email", "skip"])
+
+
+def test_a_dry_run_counts_and_writes_neither_leads_nor_rejects(settings, tmp_path):
+    path = tmp_path / "upload"
+    path.write_text(ODD)
+    with open_store(settings) as store:
+        dry = import_file(
+            store, settings, path, NOW, {"Electronic mail": "email"}, dry_run=True, display_name="odd.csv"
+        )
+        assert (dry.new, dry.updated, dry.unchanged, dry.rejected, dry.dry_run) == (1, 0, 0, 1, True)
+        assert [(r.row_number, r.cells[0]) for r in dry.first_rejected] == [(3, "bad")]
+        assert dry.file == "odd.csv" and dry.rejected_file is None
+        assert store.lead_by_email("ann@example.com") is None
+        assert not list(tmp_path.glob("*rejected*"))
+        assert "first_rejected" not in dry.as_dict()

@@ -13,14 +13,11 @@ from python_http_client.exceptions import HTTPError, TooManyRequestsError
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid_fixtures import KEY, make_email, webhook_receiver
 
+from campaign.delivery import BatchStopped, DeliveryError, TooManyFailures, Unauthorized
 from campaign.delivery.payload import build_payload
 from campaign.delivery.sendgrid_transport import (
-    BatchStopped,
-    DeliveryError,
-    RateLimiter,
+    RateLimitPause,
     SendGridTransport,
-    SendGridUnauthorized,
-    TooManyFailures,
     _classify_http_error,
 )
 from campaign.devserver import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
@@ -38,7 +35,6 @@ def transport(server, **overrides) -> SendGridTransport:
         backoff_base=0.005,
         backoff_max=0.02,
         rate_limit_wait_cap=0.02,
-        max_consecutive_failures=None,
         seed=1,
     )
     options.update(overrides)
@@ -126,7 +122,7 @@ def test_payload_over_limits_fails_without_calling_sendgrid(sg):
 def test_bad_key_stops_the_batch_at_once(sg):
     t = transport(sg, api_key="SG.wrong", concurrency=1)
     batch = emails(10)
-    with pytest.raises(SendGridUnauthorized) as info:
+    with pytest.raises(Unauthorized) as info:
         t.send_batch(batch)
     assert info.value.results == []
     assert info.value.not_sent == [e.send_id for e in batch]
@@ -144,7 +140,7 @@ def test_key_revoked_mid_batch_keeps_the_results_already_sent(sg):
         return True
 
     batch = emails(8)
-    with pytest.raises(SendGridUnauthorized) as info:
+    with pytest.raises(Unauthorized) as info:
         transport(sg, concurrency=1).send_batch(batch, before_send=before_send)
     sent = info.value.results
     assert [r.send_id for r in sent] == [e.send_id for e in batch[:3]]
@@ -154,7 +150,7 @@ def test_key_revoked_mid_batch_keeps_the_results_already_sent(sg):
 
 
 def test_bad_key_with_workers_in_flight_stops_the_rest(sg):
-    with pytest.raises(SendGridUnauthorized) as info:
+    with pytest.raises(Unauthorized) as info:
         transport(sg, api_key="SG.wrong", concurrency=4).send_batch(emails(50))
     assert sg.counters.unauthorized <= 4
     assert len(info.value.not_sent) == 50
@@ -308,7 +304,7 @@ def test_before_send_error_stops_the_batch_and_keeps_results(sg):
     assert len(sg.messages) == 2
 
 
-# -- rate ceiling ---------------------------------------------------------------------------
+# -- the 429 wait and the after_send hook --------------------------------------------------
 
 
 class FakeClock:
@@ -323,85 +319,59 @@ class FakeClock:
         self.sleeps.append(seconds)
 
 
-def test_rate_limiter_spaces_calls_evenly():
+def test_rate_limit_pause_holds_everyone_until_it_ends():
     clock = FakeClock()
-    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
-    for _ in range(6):
-        limiter.acquire()  # all at the same instant: each waits one more slot
-    assert clock.sleeps == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
-
-
-def test_rate_limiter_pause_holds_everyone():
-    clock = FakeClock()
-    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
-    limiter.acquire()
-    limiter.pause_until(clock.now + 3)
-    limiter.acquire()
+    pause = RateLimitPause(clock=clock, sleep=clock.sleep)
+    pause.wait()
+    pause.pause_until(clock.now + 3)
+    pause.pause_until(clock.now + 1)  # an earlier end never shortens the pause
+    pause.wait()
     assert clock.sleeps == [3.0]
 
 
-def test_rate_limiter_is_thread_safe():
-    clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(25)]) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # 100 slots handed out, no two alike: waits 0.1, 0.2, ... 9.9 in some order.
-    assert sorted(round(s, 6) for s in clock.sleeps) == [round(0.1 * i, 6) for i in range(1, 100)]
+def test_after_send_sees_every_settled_email_once(sg):
+    sg.set_faults(rate_503=0.3, seed=4)
+    seen: list[tuple[str, SendStatus]] = []
+    lock = threading.Lock()
+
+    def after_send(result):
+        with lock:
+            seen.append((result.send_id, result.status))
+
+    results = transport(sg, max_attempts=10).send_batch(
+        emails(12), before_send=lambda sid: sid != "snd_0003_q8Zr", after_send=after_send
+    )
+    assert sg.counters.faults["503"] > 0  # retries happened, and were not reported as results
+    assert sorted(seen) == sorted((r.send_id, r.status) for r in results)
+    assert dict(seen)["snd_0003_q8Zr"] == SendStatus.skipped
 
 
-def test_rate_ceiling_spreads_sends_over_time(sg):
-    # 12 emails at 40/s cannot arrive within less than 11 intervals, however many workers.
-    transport(sg, concurrency=6, max_per_second=40).send_batch(emails(12))
-    times = sorted(m.received_at for m in sg.messages)
-    assert len(times) == 12
-    assert times[-1] - times[0] >= 11 / 40 - 0.02  # a lower bound: slowness cannot break it
-
-
-# -- consecutive failures -------------------------------------------------------------------
-
-
-def test_too_many_failures_pauses_and_carries_the_results(sg):
+def test_a_stop_raised_by_after_send_stops_the_batch_with_its_results(sg):
+    """The caller's failure limit stops the batch through the hook: the email that tripped it
+    is settled, the rest are never sent, and the caller's own error comes back."""
     sg.set_faults(rate_503=1.0)
-    t = transport(sg, concurrency=1, max_attempts=1, max_consecutive_failures=3)
+
+    def after_send(result):
+        if result.send_id == "snd_0002_q8Zr":
+            raise TooManyFailures("3 consecutive send failures")
+
     batch = emails(10)
     with pytest.raises(TooManyFailures) as info:
-        t.send_batch(batch)
+        transport(sg, concurrency=1, max_attempts=1).send_batch(batch, after_send=after_send)
     assert [r.status for r in info.value.results] == [SendStatus.failed] * 3
     assert info.value.not_sent == [e.send_id for e in batch[3:]]
-    assert t.consecutive_failures == 3
     assert sg.counters.requests == 3
-    t.reset_failure_count()
-    assert t.consecutive_failures == 0
 
 
-def test_a_sent_email_resets_the_failure_count(sg):
-    t = transport(sg, concurrency=1, max_consecutive_failures=3)
-    bad = {"from_email": "broken"}  # 400 at SendGrid
-    batch = [
-        make_email(0, **bad),
-        make_email(1, **bad),
-        make_email(2),
-        make_email(3, **bad),
-        make_email(4, **bad),
-    ]
-    results = t.send_batch(batch)
-    assert [r.status for r in results] == [SendStatus.failed] * 2 + [SendStatus.sent] + [
-        SendStatus.failed
-    ] * 2
-    assert t.consecutive_failures == 2
-    # The count runs across batches: one more failure pauses.
-    with pytest.raises(TooManyFailures):
-        t.send_batch([make_email(5, **bad)])
+def test_an_after_send_error_stops_the_batch_and_keeps_results(sg):
+    def after_send(result):
+        raise RuntimeError("database is locked")
 
-
-def test_skips_do_not_count_as_failures(sg):
-    t = transport(sg, max_consecutive_failures=1)
-    results = t.send_batch(emails(5), before_send=lambda sid: False)
-    assert {r.status for r in results} == {SendStatus.skipped}
-    assert t.consecutive_failures == 0
+    with pytest.raises(BatchStopped) as info:
+        transport(sg, concurrency=1).send_batch(emails(4), after_send=after_send)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert [r.send_id for r in info.value.results] == ["snd_0000_q8Zr"]
+    assert len(info.value.not_sent) == 3 and len(sg.messages) == 1
 
 
 # -- events ---------------------------------------------------------------------------------

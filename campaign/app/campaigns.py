@@ -1,5 +1,6 @@
-"""Campaign use cases: launch (with the live-send preflight), the problems that stop a live
-tick, and the results report of one campaign or all."""
+"""Campaign use cases: launch (with the live-send preflight) and the results report of one
+campaign or all; for the console, a launch planned and checked before it is confirmed, and
+pause/resume/stop, each audited. (The tick runs its own preflight: campaign.engine.run_tick.)"""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from campaign.campaigns import PreflightFailed, is_live, launch, live_preflight
+from campaign.campaigns import Check, PreflightFailed, is_live, launch, live_preflight
 
 if TYPE_CHECKING:
+    from campaign.accounts import Actor
     from campaign.audiences import Audience
     from campaign.report import Report
     from campaign.settings import Settings
     from campaign.store import Store
+    from campaign.store.accounts import AccountStore
 
 
 @dataclass
@@ -53,17 +56,6 @@ def launch_campaign(
     return Launched(campaign, problems)
 
 
-def live_send_problems(settings: Settings, audiences: list[Audience]) -> list[str]:
-    """What stops a live tick of every audience; empty, without opening the database, when the
-    send is not live."""
-    if not is_live(settings):
-        return []
-    from campaign.runtime import open_store
-
-    with open_store(settings) as store:
-        return live_preflight(settings, store, [st.template for a in audiences for st in a.steps])
-
-
 def campaign_report(store: Store, audiences: list[Audience], campaign: str | None, now: datetime) -> Report:
     """The results report of one campaign (by slug) or all, steps in sequence order. Raises
     LookupError for an unknown campaign."""
@@ -73,3 +65,233 @@ def campaign_report(store: Store, audiences: list[Audience], campaign: str | Non
         raise LookupError(f"no campaign named {campaign!r}; see `campaign status`")
     order = {a.name: [st.key for st in a.steps] for a in audiences}
     return build_report(store, order, now).for_campaign(campaign)
+
+
+# ---- the console: plan, launch and change campaigns, each audited -------------------------------
+
+MAX_NAME_CHARS = 100
+MAX_REASON_CHARS = 300
+
+
+@dataclass
+class LaunchPlan:
+    """A launch as the coordinator filled it in, checked before anything is written."""
+
+    name: str
+    audience_names: list[str]
+    start: str  # as typed (the clinic's local time), kept for the confirm form
+    starts_at: datetime | None  # None: now
+    sandbox: bool
+    slug: str | None  # what it would be called; None when the name will not do
+    errors: list[str]  # what stops this launch whatever the sending mode
+    checks: list[Check]  # the live-send preflight, item by item
+    live: bool  # emails really reach people: then every check must pass
+    delivery: str  # where the emails go, in words
+
+    @property
+    def blocked_by_preflight(self) -> bool:
+        return self.live and any(not check.ok for check in self.checks)
+
+    @property
+    def can_launch(self) -> bool:
+        return not self.errors and not self.blocked_by_preflight
+
+
+def delivery_words(settings: Settings, sandbox: bool) -> str:
+    from campaign.campaigns import is_local_dev_host
+
+    if settings.sendgrid_api_key is None:
+        return "the outbox folder on the server: nothing is delivered to anyone"
+    if is_local_dev_host(settings.sendgrid_api_host):
+        return "the local SendGrid test server: nothing is delivered to anyone"
+    if sandbox or settings.sandbox:
+        return "SendGrid's sandbox: SendGrid checks each email and delivers none"
+    return "SendGrid, live: the emails reach real people"
+
+
+def parse_start(text: str, timezone: str) -> datetime | None:
+    """A start typed as the clinic's local date and time (YYYY-MM-DDTHH:MM, what a datetime
+    field sends); blank is now. Raises ValueError saying what to type."""
+    from zoneinfo import ZoneInfo
+
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"The start {text!r} is not a date and time; use e.g. 2026-03-02T09:00.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment
+
+
+def plan_launch(
+    store: Store,
+    settings: Settings,
+    audiences: list[Audience],
+    *,
+    name: str,
+    audience_names: list[str],
+    start: str,
+    sandbox: bool,
+) -> LaunchPlan:
+    """Everything a launch would do and every problem with it, before anything is written."""
+    from campaign.app.overview import cached_lint_errors
+    from campaign.approval import unapproved
+    from campaign.campaigns import CampaignError, check_launch, preflight_checks
+    from campaign.render import Renderer
+
+    name = " ".join(name.split())
+    errors, slug, starts_at = [], None, None
+    known = [a.name for a in audiences]
+    chosen = [n for n in known if n in audience_names]  # in priority order, each once
+    if not name:
+        errors.append("Give the campaign a name, e.g. “Spring 2026”.")
+    elif len(name) > MAX_NAME_CHARS:
+        errors.append(f"The name is longer than {MAX_NAME_CHARS} characters.")
+    if not chosen:
+        errors.append("Choose at least one audience.")
+    if name and len(name) <= MAX_NAME_CHARS and chosen:
+        try:
+            slug = check_launch(store, audiences, name=name, audience_names=chosen)
+        except CampaignError as problem:
+            errors.append(str(problem)[:1].upper() + str(problem)[1:] + ".")
+    try:
+        starts_at = parse_start(start, settings.clinic.timezone)
+    except ValueError as problem:
+        errors.append(str(problem))
+    templates = [st.template for a in audiences if a.name in chosen for st in a.steps]
+    renderer = Renderer(settings.templates_dir, settings.clinic)
+    checks = preflight_checks(
+        settings,
+        lint_errors=cached_lint_errors(settings, templates),
+        unapproved=unapproved(store, renderer, templates),
+    )
+    live = is_live(settings) and not sandbox
+    return LaunchPlan(
+        name,
+        chosen,
+        start.strip(),
+        starts_at,
+        sandbox,
+        slug,
+        errors,
+        checks,
+        live,
+        delivery_words(settings, sandbox),
+    )
+
+
+class LaunchRefused(ValueError):
+    """The plan has errors, or a live launch fails the preflight."""
+
+
+def launch_planned(
+    store: Store,
+    accounts: AccountStore,
+    actor: Actor,
+    settings: Settings,
+    audiences: list[Audience],
+    plan: LaunchPlan,
+    now: datetime,
+) -> Launched:
+    """Launch what the coordinator confirmed (re-checked now) and audit it. Raises LaunchRefused."""
+    from campaign.accounts import audit
+    from campaign.campaigns import CampaignError
+
+    if not plan.can_launch:
+        raise LaunchRefused("This launch has problems (listed on the page); nothing was launched.")
+    try:
+        launched = launch_campaign(
+            store,
+            settings,
+            audiences,
+            name=plan.name,
+            audience_names=plan.audience_names,
+            starts_at=plan.starts_at,
+            sandbox=plan.sandbox,
+            now=now,
+        )
+    except (PreflightFailed, CampaignError) as problem:
+        raise LaunchRefused(str(problem)) from None
+    slug = launched.campaign["slug"]
+    start = plan.starts_at.isoformat() if plan.starts_at else "now"
+    detail = f"audiences {','.join(plan.audience_names)}; starts {start}; sandbox {plan.sandbox}"
+    detail += f"; {len(launched.drafts)} preflight problem(s) open"
+    audit(accounts, actor, "campaign.launch", now=now, object_type="campaign", object_id=slug, detail=detail)
+    return launched
+
+
+def change_campaign(
+    store: Store,
+    accounts: AccountStore,
+    actor: Actor,
+    slug: str,
+    action: str,
+    *,
+    reason: str = "",
+    now: datetime,
+) -> dict:
+    """Pause (a reason is required), resume or stop a campaign, and audit it. Raises
+    CampaignError saying why it cannot."""
+    from campaign.accounts import audit
+    from campaign.campaigns import CampaignError, change_state
+
+    reason = " ".join(reason.split())
+    if action == "pause" and not reason:
+        raise CampaignError("Say why you pause it: the reason shows on the overview.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise CampaignError(f"The reason is longer than {MAX_REASON_CHARS} characters.")
+    if store.campaign(slug) is None:
+        raise CampaignError(f"There is no campaign {slug!r}.")
+    campaign = change_state(store, slug, action, reason or None)
+    audit(
+        accounts,
+        actor,
+        f"campaign.{action}",
+        now=now,
+        object_type="campaign",
+        object_id=campaign["slug"],
+        detail=reason,
+    )
+    return campaign
+
+
+def campaign_list(store: Store, settings: Settings, now: datetime) -> list[dict]:
+    """Every campaign with its state and counts (campaigns.status), newest first, with its
+    start as a time (`starts`, None: from launch) and its leads (`leads`, every enrollment)."""
+    from campaign.campaigns import status
+
+    rows = []
+    for row in reversed(status(store, settings, now)):
+        starts = datetime.fromisoformat(row["starts_at"]) if row["starts_at"] else None
+        leads = sum(a["enrolled"] for a in row["per_audience"].values())
+        rows.append({**row, "starts": starts, "leads": leads})
+    return rows
+
+
+def export_report_csv(
+    store: Store,
+    accounts: AccountStore,
+    actor: Actor,
+    audiences: list[Audience],
+    campaign: str | None,
+    now: datetime,
+) -> str:
+    """The report (one campaign or all) as formula-safe CSV, the same rows as `campaign report
+    --format csv`; the download is audited. Raises LookupError for an unknown campaign."""
+    from campaign.accounts import audit
+    from campaign.report import to_csv
+
+    report = campaign_report(store, audiences, campaign, now)
+    audit(
+        accounts,
+        actor,
+        "report.export",
+        now=now,
+        object_type="campaign" if campaign else "",
+        object_id=campaign or "",
+        detail=f"{len(report.rows)} rows",
+    )
+    return to_csv(report)

@@ -1,21 +1,26 @@
 """Content review use cases: lint every email, approve what lint lets through, write previews
-(the gallery, or one email for one lead)."""
+(the gallery, or one email for one lead), and the console's review: every email, one email with
+what changed since its approval, a reviewer's attested approval."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from threading import Lock
 from typing import TYPE_CHECKING
 
 from campaign.app.audiences import day_number
 
 if TYPE_CHECKING:
-    from campaign.approval import Approved
+    from campaign.accounts import Actor
+    from campaign.approval import Approved, FileDiff
     from campaign.audiences import Audience
     from campaign.lint import Problem
     from campaign.preview import Card, WrittenGallery
     from campaign.settings import Settings
     from campaign.store import Store
+    from campaign.store.accounts import AccountStore
 
 
 def shown_path(path: Path) -> str:
@@ -216,3 +221,195 @@ def write_email_preview(
         encoding="utf-8",
     )
     return EmailPreview(card, target, approvals_known)
+
+
+# ---- the console's content review ---------------------------------------------------------------
+
+
+def _find_step(audiences: list[Audience], audience: str, step: str):
+    """The audience and step, or LookupError naming what there is."""
+    chosen = next((a for a in audiences if a.name == audience), None)
+    if chosen is None:
+        raise LookupError(f"There is no audience {audience!r}.")
+    found = chosen.step(step)
+    if found is None:
+        raise LookupError(f"The {audience} sequence has no email {step!r}.")
+    return chosen, found
+
+
+@dataclass
+class ContentIndex:
+    cards: list[Card]  # every email, rendered for the sample lead, linted, with its approval state
+    audience_problems: dict[str, list[Problem]]  # sequence-wide lint problems, by audience
+
+    @property
+    def drafts(self) -> int:
+        return sum(1 for card in self.cards if not card.state.approved)
+
+
+# Linting every email takes a second or more (each is rendered for a dozen hostile names): the
+# console keeps the last result and redoes it only when a content file or the audiences change.
+_lint_memo: dict[tuple, tuple[list[Problem], dict[str, float]]] = {}
+_lint_lock = Lock()
+
+
+def linted(settings: Settings, audiences: list[Audience]) -> tuple[list[Problem], dict[str, float]]:
+    """run_lint over every email of these audiences (problems, grades), remembered until a file
+    under templates/ or clinic.yaml changes."""
+    from campaign.app.overview import _content_fingerprint
+    from campaign.lint import run_lint, sequences_of
+    from campaign.render import Renderer
+
+    sequences = sequences_of(audiences)
+    key = (
+        str(settings.templates_dir),
+        settings.public_url,
+        tuple((name, tuple(steps)) for name, steps in sequences.items()),
+        _content_fingerprint(settings),
+    )
+    with _lint_lock:
+        if key not in _lint_memo:
+            _lint_memo.clear()
+            renderer = Renderer(settings.templates_dir, settings.clinic)
+            _lint_memo[key] = run_lint(renderer, sequences, public_url=settings.public_url)
+        problems, grades = _lint_memo[key]
+        return list(problems), dict(grades)
+
+
+def _cards(store: Store, settings: Settings, audiences: list[Audience], linted_for: list[Audience]):
+    """The cards of `audiences` with their own lint problems and grades (lint of `linted_for`)."""
+    from campaign.preview import build_cards
+    from campaign.render import Renderer
+
+    renderer = Renderer(settings.templates_dir, settings.clinic)
+    gallery = build_cards(renderer, audiences, public_url=settings.public_url, store=store, lint=False)
+    problems, grades = linted(settings, linted_for)
+    for card in gallery.cards:
+        card.grade = grades.get(card.template)
+        card.problems = [p for p in problems if p.template == card.template]
+    return gallery.cards, problems
+
+
+def content_index(store: Store, settings: Settings, audiences: list[Audience]) -> ContentIndex:
+    """Every email of these audiences: subject, day, lint counts and approval state."""
+    cards, problems = _cards(store, settings, audiences, audiences)
+    return ContentIndex(cards, {a.name: [p for p in problems if p.template == a.name] for a in audiences})
+
+
+@dataclass
+class EmailReview:
+    card: Card  # rendered for the sample lead, with this email's lint problems and approval state
+    approved_at_hash: str | None  # the content hash of the approval compared with (None: none yet)
+    changes: list[FileDiff] | None  # since that approval; None when never approved or text not kept
+
+    @property
+    def blocking(self) -> list[Problem]:
+        """Lint errors: approval is refused until they are fixed."""
+        return [p for p in self.card.problems if p.severity == "error"]
+
+
+def email_review(
+    store: Store, settings: Settings, audiences: list[Audience], audience: str, step: str
+) -> EmailReview:
+    """One email as a reviewer sees it: the card, and what changed since the approval it is
+    compared with (the one of its current content, else the newest). Raises LookupError for an
+    unknown audience or step."""
+    from campaign.approval import approved_parts, changes_since, content_parts
+    from campaign.render import Renderer, TemplateError
+
+    chosen, _ = _find_step(audiences, audience, step)
+    # Lint of every audience (remembered for the index too); this email's own problems only.
+    cards, _ = _cards(store, settings, [chosen], audiences)
+    card = next(c for c in cards if c.step == step)
+    state = card.state
+    record = None
+    if state.approved:
+        record = store.approval_record(card.template, state.content_hash)
+    elif state.changed_since:
+        record = store.approval_record(card.template)
+    changes = None
+    kept = approved_parts(record["source_text"]) if record else None
+    if kept is not None:
+        try:
+            current = content_parts(Renderer(settings.templates_dir, settings.clinic), card.template)
+        except (TemplateError, OSError):
+            current = []
+        changes = changes_since(kept, current)
+    return EmailReview(card, record["content_hash"] if record else None, changes)
+
+
+def email_frame_html(settings: Settings, audiences: list[Audience], audience: str, step: str) -> str:
+    """The email's HTML as the console frames it: rendered for the sample lead, links opening
+    in a new tab. Raises LookupError for an unknown email, TemplateError when it does not render."""
+    from campaign.lint import sample_unsubscribe_url
+    from campaign.preview import SAMPLE_FIRST_NAME
+    from campaign.render import Renderer
+
+    _, found = _find_step(audiences, audience, step)
+    email = Renderer(settings.templates_dir, settings.clinic).render(
+        found.template,
+        first_name=SAMPLE_FIRST_NAME,
+        unsubscribe_url=sample_unsubscribe_url(settings.public_url),
+    )
+    return email.html.replace("<head>", '<head><base target="_blank">', 1)
+
+
+ATTESTATION = "I reviewed this email for medical accuracy."
+
+
+class ApprovalRefused(ValueError):
+    """An approval the rules refuse; the message says why and what to do."""
+
+
+def approve(
+    store: Store,
+    accounts: AccountStore,
+    settings: Settings,
+    audiences: list[Audience],
+    *,
+    audience: str,
+    step: str,
+    reviewer: str,
+    actor: Actor,
+    attested: bool,
+    reviewed_hash: str,
+    now: datetime,
+) -> Approved:
+    """A reviewer's sign-off of one email from the console: they attest to the medical review,
+    lint has no error in it, and the content is the one they saw (`reviewed_hash`). Records the
+    reviewer's name, role, the time, the content hash and the source, and audits it. Raises
+    LookupError for an unknown email, ApprovalRefused otherwise."""
+    from campaign.accounts import audit
+    from campaign.approval import ContentChanged
+    from campaign.approval import approve as record
+    from campaign.render import Renderer, TemplateError
+
+    _find_step(audiences, audience, step)
+    if not attested:
+        raise ApprovalRefused(f"Tick the box “{ATTESTATION}” to approve.")
+    request = approval_request(settings, audiences, audience, step)
+    if request.blocking:
+        raise ApprovalRefused(
+            f"Lint found {len(request.blocking)} error(s) in this email; "
+            "fix them in the template, then approve."
+        )
+    [template] = request.templates
+    try:
+        [done] = record(
+            store,
+            Renderer(settings.templates_dir, settings.clinic),
+            [template],
+            by=reviewer,
+            now=now,
+            role=actor.role,
+            reviewed={template: reviewed_hash},
+        )
+    except ContentChanged as changed:
+        raise ApprovalRefused(str(changed)) from None
+    except (TemplateError, OSError) as exc:
+        raise ApprovalRefused(f"The email cannot be read: {exc}") from None
+    detail = f"content {done.content_hash[:16]}" + ("" if done.new else f"; already approved by {done.by}")
+    audit(
+        accounts, actor, "content.approve", now=now, object_type="template", object_id=template, detail=detail
+    )
+    return done

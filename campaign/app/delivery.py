@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from campaign.accounts import Actor
     from campaign.audiences import Audience
     from campaign.settings import Settings
+    from campaign.store.accounts import AccountStore
 
 
 class UnsentTestEmail(Exception):
@@ -32,7 +35,8 @@ def send_test_email(
     step, UnsentTestEmail when it was not sent."""
     from email_validator import EmailNotValidError, validate_email
 
-    from campaign.engine import make_test_email
+    from campaign.compose import make_test_email
+    from campaign.delivery import BatchStopped
     from campaign.render import Renderer, TemplateError
     from campaign.runtime import make_transport, transport_label
 
@@ -51,10 +55,50 @@ def send_test_email(
     transport = make_transport(settings)
     try:
         [result] = transport.send_batch([email])
-    except Exception as exc:  # the transport's stops (a refused key) carry not_sent: say why
-        if not hasattr(exc, "not_sent"):
-            raise
+    except BatchStopped as exc:  # the transport's stops (a refused key): say why
         raise UnsentTestEmail(str(exc)) from None
     if result.status.value != "sent":
         raise UnsentTestEmail(f"test email not sent ({result.status.value}): {result.error}")
     return SentTestEmail(audience, step, address, email.send_id, result.message_id, transport_label(settings))
+
+
+def send_test_audited(
+    settings: Settings,
+    accounts: AccountStore,
+    actor: Actor,
+    audiences: list[Audience],
+    *,
+    audience: str,
+    step: str,
+    to: str,
+    first_name: str,
+    now: datetime,
+) -> SentTestEmail:
+    """send_test_email from the console, audited whether it went or not (the audit names the
+    email and the transport, never the body). Raises what send_test_email raises."""
+    from campaign.accounts import audit
+
+    template = f"{audience}/{step}"
+    try:
+        sent = send_test_email(settings, audiences, audience, step, to, first_name)
+    except (ValueError, LookupError, UnsentTestEmail) as problem:
+        audit(
+            accounts,
+            actor,
+            "test_send.failed",
+            now=now,
+            object_type="email",
+            object_id=template,
+            detail=str(problem),
+        )
+        raise
+    audit(
+        accounts,
+        actor,
+        "test_send",
+        now=now,
+        object_type="email",
+        object_id=template,
+        detail=f"to {sent.address} through {sent.transport}; send id {sent.send_id}",
+    )
+    return sent

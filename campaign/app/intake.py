@@ -63,9 +63,10 @@ def take_file(
     filename: str,
     now: datetime,
     on_chunk: Callable[[int], None] | None = None,
+    dry_run: bool = False,
 ) -> ImportCounts:
     """A parsed file's leads, streamed row by row through `prepare` into the upsert. Fields the
-    file has no column for are kept on existing leads."""
+    file has no column for are kept on existing leads. `dry_run`: counted, nothing written."""
     incoming = (
         prepare(
             Submission(values, "csv", f"{filename} row {row_number}"),
@@ -76,7 +77,7 @@ def take_file(
     )
     # Every row has the file's columns: the file decides what an existing lead keeps.
     rows = (Incoming(item.lead, item.proof) for item in incoming)
-    return store.upsert_leads(rows, now, on_chunk=on_chunk, columns=parsed.fields)
+    return store.upsert_leads(rows, now, on_chunk=on_chunk, columns=parsed.fields, dry_run=dry_run)
 
 
 # ---- the API: a few leads, each answered -------------------------------------------------------

@@ -1,17 +1,26 @@
-"""Lead use cases: import a CSV or .xlsx file, the leads overview, one lead's timeline, booked, forget."""
+"""Lead use cases: import a CSV or .xlsx file (or check it: a preview and a dry run), the leads
+overview, one lead's timeline, booked, forget."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campaign.app.intake import consent_record, take_file
 from campaign.audiences import Audience, load_audiences, match_audience
-from campaign.lead_fields import UTM_FIELDS
-from campaign.leads import ImportFileError, parse_lead_file, rejected_csv
+from campaign.lead_fields import FIELDS, UTM_FIELDS, header_key
+from campaign.leads import (
+    SKIP,
+    ImportFileError,
+    RejectedRow,
+    map_headers,
+    parse_lead_file,
+    preview_rows,
+    rejected_csv,
+)
 from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
@@ -27,9 +36,16 @@ class ImportSummary:
     rejected: int = 0
     rejected_file: str | None = None
     warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False  # counted, nothing written
+    first_rejected: list[RejectedRow] = field(default_factory=list)  # up to SHOWN_REJECTS, to show
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "first_rejected"} | {
+            "warnings": list(self.warnings)
+        }
+
+
+SHOWN_REJECTS = 20
 
 
 def import_file(
@@ -39,21 +55,32 @@ def import_file(
     now: datetime,
     overrides: dict[str, str] | None = None,
     rejects_path: Path | None = None,
+    *,
+    dry_run: bool = False,
+    display_name: str | None = None,
 ) -> ImportSummary:
     """Parse, write rejected rows (beside the file unless `rejects_path`), upsert. An unreadable
     file raises ImportFileError before anything is written. `store` may be an opener: it is
     called only when the file holds leads, so a failed import creates no database, and the
-    store it returns is closed here."""
+    store it returns is closed here. `dry_run`: the same counts and rejects, nothing written
+    (no leads, no rejects file). `display_name` names the file in messages (default: its path)."""
     path = Path(path)
+    name = display_name or str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImportFileError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None
+        raise ImportFileError(f"{name}: cannot read the file ({exc.strerror}); check the path") from None
     parsed = parse_lead_file(
-        data, filename=str(path), overrides=overrides, default_timezone=settings.clinic.timezone
+        data, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    summary = ImportSummary(file=str(path), rejected=len(parsed.rejected), warnings=parsed.warnings)
-    if parsed.rejected:
+    summary = ImportSummary(
+        file=name,
+        rejected=len(parsed.rejected),
+        warnings=parsed.warnings,
+        dry_run=dry_run,
+        first_rejected=parsed.rejected[:SHOWN_REJECTS],
+    )
+    if parsed.rejected and not dry_run:
         # Written first: a rejects file that cannot be written stops the import before any upsert.
         target = Path(rejects_path) if rejects_path else _beside(path)
         _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
@@ -63,12 +90,78 @@ def import_file(
     opened = store if isinstance(store, Store) else store()
     try:
         # Proof of consent names the file by its name (not the folder it was imported from).
-        counts = take_file(opened, parsed, path.name, now, on_chunk=advance)
+        counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
     finally:
         if opened is not store:
             opened.close()
     summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
     return summary
+
+
+@dataclass
+class ImportColumn:
+    index: int
+    header: str
+    field: str  # the field this column gives, or SKIP
+    automatic: str  # what the header alone would give (SKIP: nothing)
+
+
+@dataclass
+class ImportPreview:
+    columns: list[ImportColumn]
+    rows: list[list[str]]  # the first rows, one cell per column
+    warnings: list[str]  # about the mapping (several columns for one field ...)
+
+    @property
+    def has_email(self) -> bool:
+        return any(c.field == "email" for c in self.columns)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return (*FIELDS, SKIP)
+
+
+def preview_import(
+    path: Path, overrides: dict[str, str] | None = None, *, display_name: str | None = None, count: int = 5
+) -> ImportPreview:
+    """The header and first rows of a lead file, and the field each column maps to with these
+    overrides (header -> field or SKIP). Raises ImportFileError for an unreadable file."""
+    name = display_name or str(path)
+    headers, rows = preview_rows(Path(path).read_bytes(), filename=name, count=count)
+    chosen, warnings = map_headers(headers, overrides or {}, filename=name)
+    automatic = _automatic_fields(headers)
+    columns = [
+        ImportColumn(i, header, _field_of(chosen, i), automatic[i]) for i, header in enumerate(headers)
+    ]
+    width = len(headers)
+    return ImportPreview(columns, [(r + [""] * width)[:width] for r in rows], warnings)
+
+
+def column_overrides(headers: list[str], choices: list[str]) -> dict[str, str]:
+    """The overrides (header -> field or SKIP) under which each column gives its chosen field.
+    Raises ValueError for a choice that is no field, or two columns of one name given different
+    fields (overrides go by header)."""
+    named: dict[str, str] = {}
+    for index, (header, choice) in enumerate(zip(headers, choices, strict=True)):
+        if choice not in FIELDS and choice != SKIP:
+            raise ValueError(f"column {index + 1} ({header!r}): {choice!r} is not a field")
+        if named.setdefault(header_key(header), choice) != choice:
+            raise ValueError(f"two columns are named {header!r}: give them the same field")
+    automatic = _automatic_fields(headers)
+    # A field given by an override is read only from overridden columns (map_headers): every
+    # column choosing such a field is overridden, even where its header alone gives it.
+    overridden = {c for c, a in zip(choices, automatic) if c != a}
+    return {h: c for h, c, a in zip(headers, choices, automatic) if c != a or c in overridden}
+
+
+def _automatic_fields(headers: list[str]) -> list[str]:
+    """The field each column gives by its header alone (SKIP: none)."""
+    automatic, _ = map_headers(headers, {})
+    return [_field_of(automatic, i) for i in range(len(headers))]
+
+
+def _field_of(mapping: dict[str, list[int]], index: int) -> str:
+    return next((f for f, indexes in mapping.items() if index in indexes), SKIP)
 
 
 def _beside(path: Path) -> Path:

@@ -4,7 +4,7 @@ the settings, the store as a context manager, the audiences or a clear failure."
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -43,13 +43,12 @@ def settings() -> Settings:
 
 
 def parse_when(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
+    from campaign.clock import parse_when as parse
+
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--now {value!r} is not an ISO 8601 time; write it like 2026-03-02T14:00:00-05:00")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse(value)
+    except ValueError as exc:
+        fail(f"--now {exc}")
 
 
 def store_for(s: Settings) -> Store:

@@ -24,7 +24,11 @@ def import_(
     ],
     column: Annotated[
         list[str] | None,
-        typer.Option("--column", help='Map a header to a field: "Header Text=field". Repeatable.'),
+        typer.Option(
+            "--column",
+            help='Map a header to a field: "Header Text=field"; "Header Text=skip" leaves it out. '
+            "Repeatable.",
+        ),
     ] = None,
     rejects: Annotated[
         Path | None,

@@ -21,7 +21,18 @@ from campaign.store import Store
 from campaign.store.accounts import AccountStore
 
 # Each module has `routes`; a new page is a new module here (see campaign/console/__init__.py).
-PAGE_MODULES = ("auth", "overview", "activity", "users")
+PAGE_MODULES = (
+    "auth",
+    "overview",
+    "leads",
+    "lead_import",
+    "audiences",
+    "content",
+    "campaigns",
+    "reports",
+    "activity",
+    "users",
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 

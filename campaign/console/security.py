@@ -21,8 +21,11 @@ CSRF_FIELD = "csrf_token"
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# A response may set these itself, and keeps them: only the email preview frame does (its own
+# inline styles, framed by the console alone; see campaign/console/content.py).
+OWN_POLICY_HEADERS = ("Content-Security-Policy", "X-Frame-Options")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": CSP,
@@ -48,7 +51,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
+                    if name not in OWN_POLICY_HEADERS or name not in headers:
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -9,7 +9,7 @@ import html
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -17,6 +17,7 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from campaign.delivery import AfterSend, BeforeSend, stop_from_hook
 from campaign.delivery.payload import clean_display_name
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
@@ -93,50 +94,59 @@ class OutboxTransport:
         self._lock = threading.Lock()
 
     def send_batch(
-        self, emails: list[OutboundEmail], before_send: Callable[[str], bool] | None = None
+        self,
+        emails: Sequence[OutboundEmail],
+        before_send: BeforeSend | None = None,
+        after_send: AfterSend | None = None,
     ) -> list[SendResult]:
+        """Write each email; a hook may stop the batch (see campaign.delivery)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        results, entries = [], []
-        for email in emails:
-            if before_send is not None and not before_send(email.send_id):
-                results.append(
-                    SendResult(
+        results: list[SendResult] = []
+        entries: list[dict] = []
+        stopped = None
+        try:
+            for email in emails:
+                if before_send is not None and not before_send(email.send_id):
+                    result = SendResult(
                         send_id=email.send_id,
                         status=SendStatus.skipped,
                         error="unsubscribed or suppressed before sending",
                     )
-                )
-                continue
-            date = self.clock()
-            name = f"{date:%Y%m%dT%H%M%S}-{email.send_id}.eml"
-            try:
-                (self.directory / name).write_bytes(to_mime(email, date=date).as_bytes())
-            except (ValueError, TypeError, OSError) as exc:  # one bad email never sinks the batch
-                results.append(
-                    SendResult(send_id=email.send_id, status=SendStatus.failed, error=f"outbox: {exc}")
-                )
-                continue
-            entries.append(
-                {
-                    "file": name,
-                    "date": date.isoformat(),
-                    "to": email.to_email,
-                    "subject": email.subject,
-                    "send_id": email.send_id,
-                    "test": email.is_test,
-                }
-            )
-            results.append(
-                SendResult(
-                    send_id=email.send_id, status=SendStatus.sent, message_id=f"outbox-{email.send_id}"
-                )
-            )
-        if entries:
+                else:
+                    result = self._write(email, entries)
+                results.append(result)
+                if after_send is not None:
+                    after_send(result)
+        except Exception as exc:  # only the hooks raise: _write turns its errors into results
+            stopped = stop_from_hook(exc, "a hook")
+        if entries:  # what was written goes in the index, also when the batch stopped
             with self._lock:
                 with (self.directory / INDEX_JSONL).open("a", encoding="utf-8") as fh:
                     fh.writelines(json.dumps(e) + "\n" for e in entries)
                 write_index(self.directory)
+        if stopped is not None:
+            settled = {r.send_id for r in results}
+            raise stopped.with_outcome(results, [e.send_id for e in emails if e.send_id not in settled])
         return results
+
+    def _write(self, email: OutboundEmail, entries: list[dict]) -> SendResult:
+        date = self.clock()
+        name = f"{date:%Y%m%dT%H%M%S}-{email.send_id}.eml"
+        try:
+            (self.directory / name).write_bytes(to_mime(email, date=date).as_bytes())
+        except (ValueError, TypeError, OSError) as exc:  # one bad email never sinks the batch
+            return SendResult(send_id=email.send_id, status=SendStatus.failed, error=f"outbox: {exc}")
+        entries.append(
+            {
+                "file": name,
+                "date": date.isoformat(),
+                "to": email.to_email,
+                "subject": email.subject,
+                "send_id": email.send_id,
+                "test": email.is_test,
+            }
+        )
+        return SendResult(send_id=email.send_id, status=SendStatus.sent, message_id=f"outbox-{email.send_id}")
 
 
 def read_index(directory: Path) -> list[dict]:

@@ -1,7 +1,7 @@
 """Send OutboundEmails through SendGrid with the official client (sendgrid-python).
 
-One HTTP call per email, a bounded number in flight, a global emails-per-second ceiling, and
-an error policy that keeps "not sent" apart from "maybe sent":
+One HTTP call per email, a bounded number in flight, and an error policy that keeps "not sent"
+apart from "maybe sent" (the send policy, pacing and the pause after failures, is the caller's):
 
 ======================  ==============================================================
 202 / 200               sent (X-Message-Id kept; sandbox 200 has none)
@@ -10,7 +10,7 @@ an error policy that keeps "not sent" apart from "maybe sent":
                         unknown if any attempt may have reached SendGrid (timeout, reset
                         after the request went out), else failed ("retryable: ...")
 400 / 403 / 413         failed, final, SendGrid's error message kept
-401                     SendGridUnauthorized raised at once; nothing more is sent
+401                     Unauthorized raised at once; nothing more is sent
 ======================  ==============================================================
 
 There is no idempotency key at SendGrid: a retry after a timeout can deliver twice. Set
@@ -39,6 +39,14 @@ from typing import TYPE_CHECKING, Any
 from python_http_client.exceptions import HTTPError as _ClientHTTPError
 from sendgrid import SendGridAPIClient
 
+from campaign.delivery import (
+    AfterSend,
+    BatchStopped,
+    BeforeSend,
+    DeliveryError,
+    Unauthorized,
+    stop_from_hook,
+)
 from campaign.delivery.payload import build_payload, check_limits
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
@@ -67,68 +75,31 @@ if not any(isinstance(f, _DropPayloadLogs) for f in _client_logger.filters):
     _client_logger.addFilter(_DropPayloadLogs())
 
 
-# -- our errors ----------------------------------------------------------------------------
+# -- the account-wide 429 wait ------------------------------------------------------------
 
 
-class DeliveryError(Exception):
-    """Base of the errors this transport raises."""
-
-
-class BatchStopped(DeliveryError):
-    """A batch stopped early. ``results`` holds every email that settled (sent, failed,
-    unknown, skipped); ``not_sent`` the send_ids that were never sent (not attempted, or
-    refused before delivery); their ledger claims can be released."""
-
-    def __init__(self, message: str, results: list[SendResult], not_sent: list[str]) -> None:
-        super().__init__(message)
-        self.results = results
-        self.not_sent = not_sent
-
-
-class SendGridUnauthorized(BatchStopped):
-    """401: bad or revoked API key (or credits exhausted). Stop everything."""
-
-
-class TooManyFailures(BatchStopped):
-    """``max_consecutive_failures`` failed/unknown results in a row: pause the campaign."""
-
-
-# -- rate ceiling --------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """At most ``per_second`` acquisitions per second across threads, evenly spaced.
-
-    Each caller reserves the next free slot under a lock, then sleeps outside it until then.
-    Also holds a shared pause (set on a 429) that every caller waits out.
-    """
+class RateLimitPause:
+    """After a 429 every worker holds until SendGrid's reset: the limit is per account, not per
+    thread. (The emails-per-second ceiling is the caller's send policy, not this.)"""
 
     def __init__(
         self,
-        per_second: float | None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if per_second is not None and per_second <= 0:
-            raise ValueError("per_second must be positive (or None for no ceiling)")
-        self.interval = 1.0 / per_second if per_second else 0.0
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next = 0.0
         self._paused_until = 0.0
 
     def pause_until(self, when: float) -> None:
         with self._lock:
             self._paused_until = max(self._paused_until, when)
 
-    def acquire(self) -> None:
+    def wait(self) -> None:
         with self._lock:
-            now = self._clock()
-            slot = max(now, self._next, self._paused_until)
-            self._next = slot + self.interval
-        wait = slot - now
+            wait = self._paused_until - self._clock()
         if wait > 0:
             self._sleep(wait)
 
@@ -164,14 +135,12 @@ class SendGridTransport:
         track_clicks: bool = False,
         concurrency: int = 4,
         timeout: float = 10.0,
-        max_per_second: float | None = None,
         max_attempts: int = 4,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         max_rate_limit_waits: int = 5,
         rate_limit_wait_cap: float = 30.0,
         retry_ambiguous: bool = True,
-        max_consecutive_failures: int | None = 20,
         seed: int | None = None,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
@@ -190,13 +159,10 @@ class SendGridTransport:
         self.max_rate_limit_waits = max_rate_limit_waits
         self.rate_limit_wait_cap = rate_limit_wait_cap
         self.retry_ambiguous = retry_ambiguous
-        self.max_consecutive_failures = max_consecutive_failures
-        self.limiter = RateLimiter(max_per_second)
+        self.rate_limit_pause = RateLimitPause()
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self._local = threading.local()
-        self._count_lock = threading.Lock()
-        self._consecutive_failures = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> SendGridTransport:
@@ -210,31 +176,6 @@ class SendGridTransport:
     def __repr__(self) -> str:  # never show the key
         return f"SendGridTransport(host={self.host!r}, sandbox={self.sandbox})"
 
-    # -- failure counter -------------------------------------------------------------------
-
-    @property
-    def consecutive_failures(self) -> int:
-        """Failed/unknown results in a row, across batches; a sent email resets it."""
-        with self._count_lock:
-            return self._consecutive_failures
-
-    def reset_failure_count(self) -> None:
-        """Call when resuming a paused campaign."""
-        with self._count_lock:
-            self._consecutive_failures = 0
-
-    def _count(self, result: SendResult) -> bool:
-        """Update the counter; True when the ceiling is reached."""
-        with self._count_lock:
-            if result.status == SendStatus.sent:
-                self._consecutive_failures = 0
-            elif result.status in (SendStatus.failed, SendStatus.unknown):
-                self._consecutive_failures += 1
-            limit = self.max_consecutive_failures
-            return limit is not None and self._consecutive_failures >= limit
-
-    # -- sending ---------------------------------------------------------------------------
-
     def payload_for(self, email: OutboundEmail) -> dict[str, Any]:
         return build_payload(
             email,
@@ -247,14 +188,16 @@ class SendGridTransport:
     def send_batch(
         self,
         emails: Sequence[OutboundEmail],
-        before_send: Callable[[str], bool] | None = None,
+        before_send: BeforeSend | None = None,
+        after_send: AfterSend | None = None,
     ) -> list[SendResult]:
         """Send each email once; results in input order.
 
         ``before_send(send_id)`` runs once per email, right before its first HTTP call (not
         again on retries, so it may also claim a ledger row); False skips the email.
-        Raises SendGridUnauthorized or TooManyFailures, or BatchStopped when before_send
-        raised (its error as ``__cause__``); all carry ``results`` and ``not_sent``.
+        ``after_send(result)`` runs as each email settles. Raises Unauthorized on a 401, the
+        BatchStopped a hook raised, or BatchStopped when a hook failed otherwise (its error as
+        ``__cause__``); all carry ``results`` and ``not_sent``.
         """
         stop = threading.Event()
         stop_reason: list[BatchStopped] = []
@@ -274,30 +217,20 @@ class SendGridTransport:
                 result = self._send_one(email, before_send, stop)
             except _Unauthorized as exc:
                 halt(
-                    SendGridUnauthorized(
+                    Unauthorized(
                         f"SendGrid refused the API key ({exc.error}): check SENDGRID_API_KEY "
-                        "(or the account's credits); sending stopped",
-                        [],
-                        [],
+                        "(or the account's credits); sending stopped"
                     )
                 )
-                return exc.result
-            except Exception as exc:
-                # before_send (the caller's code) failed, before any HTTP call for this email.
-                # Stop the others too, rather than let them send while nobody collects results.
-                stopped = BatchStopped(f"sending stopped: before_send raised {exc!r}", [], [])
-                stopped.__cause__ = exc
-                halt(stopped)
+                result = exc.result
+            except Exception as exc:  # before_send, before any HTTP call for this email
+                halt(stop_from_hook(exc, "before_send"))
                 return None
-            if result is not None and self._count(result):
-                halt(
-                    TooManyFailures(
-                        f"{self.consecutive_failures} failed or unknown sends in a row "
-                        f"(last: {result.error}); sending paused",
-                        [],
-                        [],
-                    )
-                )
+            if result is not None and after_send is not None:
+                try:
+                    after_send(result)
+                except Exception as exc:
+                    halt(stop_from_hook(exc, "after_send"))
             return result
 
         with ThreadPoolExecutor(
@@ -308,10 +241,8 @@ class SendGridTransport:
 
         results = [r for r in outcomes if r is not None]
         if stop_reason:
-            exc = stop_reason[0]
-            exc.results = results
-            exc.not_sent = [e.send_id for e, r in zip(emails, outcomes) if r is None]
-            raise exc
+            not_sent = [e.send_id for e, r in zip(emails, outcomes) if r is None]
+            raise stop_reason[0].with_outcome(results, not_sent)
         return results
 
     def _client(self) -> SendGridAPIClient:
@@ -326,7 +257,7 @@ class SendGridTransport:
     def _send_one(
         self,
         email: OutboundEmail,
-        before_send: Callable[[str], bool] | None,
+        before_send: BeforeSend | None,
         stop: threading.Event,
     ) -> SendResult | None:
         send_id = email.send_id
@@ -335,15 +266,18 @@ class SendGridTransport:
         if problems:
             return SendResult(send_id=send_id, status=SendStatus.failed, error="; ".join(problems))
 
-        self.limiter.acquire()
+        self.rate_limit_pause.wait()
         if stop.is_set():
             return None
-        if before_send is not None and not before_send(send_id):
-            return SendResult(
-                send_id=send_id,
-                status=SendStatus.skipped,
-                error="unsubscribed or suppressed before sending",
-            )
+        if before_send is not None:
+            if not before_send(send_id):
+                return SendResult(
+                    send_id=send_id,
+                    status=SendStatus.skipped,
+                    error="unsubscribed or suppressed before sending",
+                )
+            if stop.is_set():  # the hook may have waited (pacing) while another worker stopped
+                return None
 
         maybe_delivered = False
         attempts = 0
@@ -370,7 +304,7 @@ class SendGridTransport:
                     return self._gave_up(send_id, attempt, maybe_delivered)
                 delay = self._rate_limit_delay(attempt.reset_at)
                 # Everyone waits: the limit is per account, not per thread.
-                self.limiter.pause_until(time.monotonic() + delay)
+                self.rate_limit_pause.pause_until(time.monotonic() + delay)
             else:  # retry
                 maybe_delivered = maybe_delivered or attempt.maybe_delivered
                 attempts += 1
@@ -388,7 +322,7 @@ class SendGridTransport:
                         error="stopped after: " + (attempt.error or ""),
                     )
                 return None
-            self.limiter.acquire()
+            self.rate_limit_pause.wait()
 
     @staticmethod
     def _gave_up(send_id: str, attempt: _Attempt, maybe_delivered: bool) -> SendResult:

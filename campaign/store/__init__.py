@@ -13,6 +13,7 @@ engine, and Store's methods are those parts' methods:
   events       webhook events and their effects, unsubscribe, booked, forget
   campaigns    campaigns and their state, approvals
   reports      reads for the CLI, reports and the demo
+  browse       the console's lead list (search, filters, pages by key) and one lead's page
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from campaign.store.browse import Browse, LeadQuery
 from campaign.store.campaigns import Campaigns
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
@@ -55,6 +57,7 @@ __all__ = [
     "ImportCounts",
     "Incoming",
     "Remembered",
+    "LeadQuery",
     "Store",
     "UnknownSend",
     "Upserted",
@@ -120,6 +123,7 @@ class Store:
         self._campaigns = Campaigns(engine, secret_key)
         self._reports = Reports(engine, secret_key)
         self._intake = Intake(engine, secret_key)
+        self._browse = Browse(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -206,6 +210,7 @@ class Store:
     pause_campaigns = _PartMethod("_campaigns", Campaigns.pause_campaigns)
     record_approval = _PartMethod("_campaigns", Campaigns.record_approval)
     approvals_for = _PartMethod("_campaigns", Campaigns.approvals_for)
+    approval_record = _PartMethod("_campaigns", Campaigns.approval_record)
 
     # ---- reads for the CLI and reports -------------------------------------------------------
     campaign_status = _PartMethod("_reports", Reports.campaign_status)
@@ -219,3 +224,11 @@ class Store:
     send_matrix = _PartMethod("_reports", Reports.send_matrix)
     ledger = _PartMethod("_reports", Reports.ledger)
     next_due_at = _PartMethod("_reports", Reports.next_due_at)
+
+    # ---- the console's lead pages ------------------------------------------------------------
+    search_leads = _PartMethod("_browse", Browse.search_leads)
+    public_id_to_id = _PartMethod("_browse", Browse.public_id_to_id)
+    latest_enrollments = _PartMethod("_browse", Browse.latest_enrollments)
+    lead_record = _PartMethod("_browse", Browse.lead_record)
+    lead_enrollments = _PartMethod("_browse", Browse.lead_enrollments)
+    lead_events = _PartMethod("_browse", Browse.lead_events)

@@ -108,9 +108,19 @@ class Campaigns(StorePart):
 
     # ---- approvals ---------------------------------------------------------------------------
 
-    def record_approval(self, template: str, content_hash: str, approved_by: str, now: datetime) -> bool:
-        """Record a reviewer's sign-off of one template at one content hash (campaign.approval).
-        False when this exact content was already approved: the first sign-off is kept."""
+    def record_approval(
+        self,
+        template: str,
+        content_hash: str,
+        approved_by: str,
+        now: datetime,
+        *,
+        role: str = "",
+        source_text: str | None = None,
+    ) -> bool:
+        """Record a reviewer's sign-off of one template at one content hash (campaign.approval),
+        with their role and the source they approved. False when this exact content was already
+        approved: the first sign-off is kept (only a missing source text is filled in)."""
         stmt = (
             self.insert(approvals)
             .values(
@@ -118,32 +128,50 @@ class Campaigns(StorePart):
                 content_hash=content_hash,
                 approved_by=approved_by,
                 approved_at=now,
+                approved_role=role,
+                source_text=source_text,
             )
             .on_conflict_do_nothing(index_elements=["template", "content_hash"])
             .returning(approvals.c.id)
         )
         with self.engine.begin() as conn:
-            return conn.execute(stmt).scalar() is not None
+            new = conn.execute(stmt).scalar() is not None
+            if not new and source_text is not None:
+                conn.execute(
+                    sa.update(approvals)
+                    .where(
+                        approvals.c.template == template,
+                        approvals.c.content_hash == content_hash,
+                        approvals.c.source_text.is_(None),
+                    )
+                    .values(source_text=source_text)
+                )
+        return new
 
     def approvals_for(self, templates: Iterable[str]) -> dict[str, list[dict]]:
-        """Every approval of these templates, newest first:
-        {template: [{"content_hash", "approved_by", "approved_at"}, ...]}."""
+        """Every approval of these templates, newest first (without the source text):
+        {template: [{"content_hash", "approved_by", "approved_role", "approved_at"}, ...]}."""
         names = list(dict.fromkeys(templates))
+        columns = ("content_hash", "approved_by", "approved_role", "approved_at")
         found: dict[str, list[dict]] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(names), CHUNK):
                 query = (
-                    sa.select(
-                        approvals.c.template,
-                        approvals.c.content_hash,
-                        approvals.c.approved_by,
-                        approvals.c.approved_at,
-                    )
+                    sa.select(approvals.c.template, *(approvals.c[c] for c in columns))
                     .where(approvals.c.template.in_(names[i : i + CHUNK]))
                     .order_by(approvals.c.approved_at.desc(), approvals.c.id.desc())
                 )
                 for row in conn.execute(query).mappings():
-                    found.setdefault(row["template"], []).append(
-                        {k: row[k] for k in ("content_hash", "approved_by", "approved_at")}
-                    )
+                    found.setdefault(row["template"], []).append({k: row[k] for k in columns})
         return found
+
+    def approval_record(self, template: str, content_hash: str | None = None) -> dict | None:
+        """One approval of a template with its source text: the one of this content hash, or
+        (no hash given) the newest; None when there is none."""
+        query = sa.select(approvals).where(approvals.c.template == template)
+        if content_hash is not None:
+            query = query.where(approvals.c.content_hash == content_hash)
+        query = query.order_by(approvals.c.approved_at.desc(), approvals.c.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None

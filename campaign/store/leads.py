@@ -129,9 +129,11 @@ class Leads(StorePart):
         on_chunk: Callable[[int], None] | None = None,
         columns: set[str] | None = None,
         on_upsert: Callable[[Upserted], AuditEntry | None] | None = None,
+        dry_run: bool = False,
     ) -> ImportCounts:
         """Insert new leads, update changed ones; unchanged rows are not touched at all. One
-        transaction, read in chunks (a large file is never held whole).
+        transaction, read in chunks (a large file is never held whole). `dry_run`: the same
+        counts, nothing written (the console's check before an import).
 
         `columns`: the fields the source file has; an existing lead keeps every other field
         (a file without a consent column never revokes consent). A booking is never undone
@@ -154,7 +156,7 @@ class Leads(StorePart):
                     inserts.append(_new_row(item, now))
                     continue
                 changes = _changes(item, row, item.fields or default_fields, now)
-                if changes:
+                if changes and not dry_run:
                     conn.execute(
                         sa.update(leads).where(leads.c.id == row["id"]).values(**changes, updated_at=now)
                     )
@@ -162,19 +164,18 @@ class Leads(StorePart):
                 counts[outcome] += 1
                 if on_upsert:
                     outcomes.append(Upserted(outcome, lead_from_row({**row, **changes})))
-            if inserts:
-                counts["created"] += len(inserts)
-                if on_upsert:
-                    query = sa.insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
-                    ids = conn.execute(query, inserts).scalars().all()
-                    outcomes += [
-                        Upserted("created", lead_from_row({**_NEW_DEFAULTS, **values, "id": lead_id}))
-                        for values, lead_id in zip(inserts, ids)
-                    ]
-                else:
-                    conn.execute(sa.insert(leads), inserts)
+            counts["created"] += len(inserts)
+            if inserts and not dry_run and on_upsert:
+                query = sa.insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
+                ids = conn.execute(query, inserts).scalars().all()
+                outcomes += [
+                    Upserted("created", lead_from_row({**_NEW_DEFAULTS, **values, "id": lead_id}))
+                    for values, lead_id in zip(inserts, ids)
+                ]
+            elif inserts and not dry_run:
+                conn.execute(sa.insert(leads), inserts)
             entries = [e for e in map(on_upsert, outcomes) if e is not None] if on_upsert else []
-            if entries:
+            if entries and not dry_run:
                 # vars(), not dataclasses.asdict: this runs once per lead the API takes.
                 conn.execute(
                     sa.insert(audit_log), [{k: v for k, v in vars(e).items() if k != "id"} for e in entries]
@@ -183,7 +184,8 @@ class Leads(StorePart):
                 on_chunk(len(batch))
             batch.clear()
 
-        with self.engine.begin() as conn:
+        # A dry run only reads: no write transaction, so it never holds up the tick.
+        with self.engine.connect() if dry_run else self.engine.begin() as conn:
             for item in incoming:
                 item = item if isinstance(item, Incoming) else Incoming(item)
                 if batch and any(queued.lead.email == item.lead.email for queued in batch):

@@ -96,6 +96,8 @@ idempotency_keys = sa.Table(
     sa.UniqueConstraint("token_name", "key", name="uq_idempotency_token_key"),
     sa.Index("ix_idempotency_created_at", "created_at"),
 )
+# The console's prefix search has case-insensitive indexes on first_name and last_name (and, on
+# PostgreSQL, a LIKE index on email): dialect-specific, so declared in migration 0006 only.
 
 suppressions = sa.Table(
     "suppressions",
@@ -120,6 +122,7 @@ enrollments = sa.Table(
     sa.Column("next_due_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
+    sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
 )
 
 sends = sa.Table(
@@ -169,6 +172,10 @@ approvals = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("approved_by", sa.String(200), nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=False),
+    sa.Column("approved_role", sa.String(16), nullable=False, server_default=""),  # "" from the CLI
+    # The files the hash covers, as approved (JSON [[file name, text], ...]), so a reviewer can
+    # see what changed since; NULL for approvals recorded before 0007_approval_source.
+    sa.Column("source_text", sa.Text, nullable=True),
     sa.UniqueConstraint("template", "content_hash", name="uq_approval_template_hash"),
 )
 

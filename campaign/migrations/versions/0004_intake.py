@@ -1,14 +1,14 @@
 """intake: proof of consent and UTM tags on leads; the lead API's idempotency keys
 
 Revision ID: 0004_intake
-Revises: 0005_console (written beside it from 0003_accounts; chained after it at the merge)
+Revises: 0007_approval_source (written beside 0005 from 0003_accounts; chained last at the merge)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_intake"
-down_revision = "0005_console"
+down_revision = "0007_approval_source"
 branch_labels = None
 depends_on = None
 

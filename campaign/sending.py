@@ -1,0 +1,219 @@
+"""Sending claimed steps: the send policy, then render, send and settle.
+
+The policy is the engine's, the same for every transport (listmonk: the manager paces and
+pauses, the messenger only sends): a ceiling on emails per second, and a pause of the
+campaigns after too many failed or unknown sends in a row. Transports only send and report
+each email's result, through the hooks described in campaign.delivery.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from campaign.audiences import Audience
+from campaign.compose import outbound
+from campaign.delivery import BatchStopped, TooManyFailures
+from campaign.models import SendResult, SendStatus
+from campaign.render import TemplateError
+from campaign.schedule import Plan, plan
+from campaign.settings import Settings
+from campaign.store import Claim, DueEnrollment
+
+if TYPE_CHECKING:
+    from campaign.engine import Context, TickReport
+
+# enrollment id -> (the due enrollment, its audience, the step key to send)
+Wanted = dict[int, tuple[DueEnrollment, Audience, str]]
+
+
+class Pacer:
+    """At most ``per_second`` emails per second across threads, evenly spaced (e.g. to warm up
+    a new sending domain). Each caller reserves the next free slot under a lock, then sleeps
+    outside it. It paces emails, not HTTP attempts: retries wait on the transport's backoff."""
+
+    def __init__(
+        self,
+        per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError("per_second must be positive (or None for no ceiling)")
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:  # no ceiling: no lock on the hot path
+            return
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+class FailureLimit:
+    """Failed or unknown sends in a row, across the batches of a tick (a sent email resets the
+    count; a skip leaves it). Reaching ``limit`` raises TooManyFailures, which stops the batch."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self._lock = threading.Lock()
+
+    def count(self, result: SendResult) -> None:
+        with self._lock:
+            if result.status is SendStatus.sent:
+                self.in_a_row = 0
+            elif result.status in (SendStatus.failed, SendStatus.unknown):
+                self.in_a_row += 1
+            reached = self.limit is not None and self.in_a_row >= self.limit
+            count = self.in_a_row
+        if reached:
+            raise TooManyFailures(f"{count} consecutive send failures (last: {result.error})")
+
+
+@dataclass
+class SendPolicy:
+    pacer: Pacer
+    failures: FailureLimit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendPolicy:
+        return cls(Pacer(settings.max_per_second), FailureLimit(settings.max_consecutive_failures))
+
+
+def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now: datetime) -> Plan:
+    return plan(
+        audience.steps,
+        set(sent_keys),
+        enrolled_at=due.enrolled_at,
+        last_email_at=last_email_at,
+        now=now,
+        window=audience.send_window,
+        tz=ZoneInfo(due.lead.timezone),
+        min_gap=audience.min_gap,
+    )
+
+
+def send_claims(
+    ctx: Context,
+    claims: list[Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+    release: Callable[[list[str]], object],
+) -> None:
+    """Render, send and settle claimed sends. What was never sent is handed to `release`
+    (its claim goes, so the step is due again): emails the transport did not attempt after a
+    stop, and retryable failures (5xx, network) that ran out of attempts.
+
+    The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
+    re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
+    batch's campaigns with the reason, and their remaining due sends wait for a resume."""
+    emails, results, lead_of_send = [], [], {}
+    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
+    for claim in claims:
+        due, audience, _ = wanted[claim.enrollment_id]
+        try:
+            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id]))
+            lead_of_send[claim.send_id] = (due.lead.id, due.lead.email)
+        except TemplateError as exc:
+            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
+            if str(exc) not in report.errors:
+                report.errors.append(str(exc))
+
+    def before_send(send_id: str) -> bool:
+        ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
+        return ctx.store.is_reachable(*lead_of_send[send_id])
+
+    # Rendering first, then sending: measured faster than rendering while the senders run
+    # (the renderer and the sender threads would fight over the GIL).
+    stopped = None
+    if emails:
+        try:
+            sent = ctx.transport.send_batch(
+                emails, before_send=before_send, after_send=ctx.policy.failures.count
+            )
+            results.extend(sent)
+        except BatchStopped as exc:
+            stopped = exc
+            results.extend(exc.results)
+    claim_of = {c.send_id: c for c in claims}
+    final = [r for r in results if not _retry_later(r)]
+    later = [r for r in results if _retry_later(r)]
+    for r in later:
+        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
+        report.failed[(audience.name, key)] += 1
+    settle(ctx, final, claim_of, wanted, now, report)
+    not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
+    if not_sent:
+        release(not_sent)
+    if stopped is None:
+        return
+    if not isinstance(stopped, TooManyFailures):
+        raise stopped
+    reason = f"paused after {stopped}"
+    campaign_ids = sorted({wanted[c.enrollment_id][0].campaign_id for c in claims})
+    ctx.store.pause_campaigns(campaign_ids, reason)
+    report.paused.extend(f"campaign {cid} {reason}" for cid in campaign_ids)
+
+
+def _retry_later(result: SendResult) -> bool:
+    """A failure the provider never accepted and that may pass later (5xx, network): not final."""
+    return result.status is SendStatus.failed and result.retryable
+
+
+def settle(
+    ctx: Context,
+    results: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+) -> None:
+    ctx.store.settle(results, now)
+    emailed, changes = [], []
+    for result in results:
+        claim = claims[result.send_id]
+        due, audience, key = wanted[claim.enrollment_id]
+        counter = {
+            SendStatus.sent: report.sent,
+            SendStatus.failed: report.failed,
+            SendStatus.skipped: report.skipped,
+            SendStatus.unknown: report.unknown,
+        }[result.status]
+        counter[(audience.name, key)] += 1
+        if result.status is SendStatus.skipped:
+            changes.append(
+                {
+                    "id": due.enrollment_id,
+                    "state": "exited",
+                    "exit_reason": "unsubscribed",
+                    "next_due_at": None,
+                }
+            )
+            continue
+        # Sent, or possibly sent: the gap counts from now. A final failure does not.
+        last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
+        if last is now:
+            emailed.append(due.lead.id)
+        p = plan_for(audience, due, due.sent_keys | {key}, last, now)
+        if p.finished:
+            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
+            report.finished += 1
+        else:
+            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
+    ctx.store.mark_emailed(emailed, now)
+    ctx.store.update_enrollments(changes)
