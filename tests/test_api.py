@@ -449,7 +449,9 @@ def test_a_posted_lead_gets_its_welcome_at_the_next_tick(live):
     with live.client(live.token("crm")) as client:
         planned = client.post("/leads", json=ANN).json()
         report = run_tick(build_context(live.settings, now=NOW, store=live.store), NOW)
-        after = client.get("/leads/ann@example.com").json()
+        got = client.get("/leads/ann@example.com")
+        after = got.json()
+    assert got.status_code == 200, got.text
     assert report.as_dict()["sent"] == {"gad/welcome": 1}
     assert after["status"] == "enrolled" and after["first_email_at"] == planned["first_email_at"]
     assert [(s["step"], s["status"]) for s in after["steps"][:2]] == [

@@ -238,3 +238,16 @@ def test_group_commit_shares_transactions_and_hands_each_caller_its_result():
     assert len(calls) < 20  # posts that came while one wrote went together
     submit(-1)
     assert results[-1] == "the group failed"
+
+
+def test_no_two_store_parts_claim_one_store_method():
+    """Store's methods are class attributes: a second part's method of the same name would
+    silently replace the first (two branches each added `latest_enrollments` once)."""
+    import ast
+    import inspect
+
+    import campaign.store
+
+    tree = ast.parse(inspect.getsource(campaign.store.Store))
+    names = [t.id for node in tree.body[0].body if isinstance(node, ast.Assign) for t in node.targets]
+    assert len(names) > 40 and len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -41,7 +41,7 @@ from campaign.api.schemas import (
     LeadResult,
     LeadStatus,
 )
-from campaign.app.intake import LeadOutcome, Submission, lead_status, take_leads
+from campaign.app.intake import LeadOutcome, Submission, UnknownLead, lead_status, take_leads
 from campaign.lead_fields import FIELDS
 from campaign.settings import Settings
 from campaign.store import Store, Upserted
@@ -305,7 +305,7 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
         now = clock()
         try:
             found = await run_in_threadpool(lead_status, store, settings, audiences.get(), email, now)
-        except LookupError as exc:
+        except UnknownLead as exc:
             raise ApiError(404, str(exc)) from None
         await run_in_threadpool(
             audit, accounts, actor, "lead.view", now=now, object_type="lead", object_id=found["id"]

@@ -24,6 +24,10 @@ from campaign.store import ALL_AUDIENCES, ImportCounts, Incoming, Store, Upserte
 from campaign.store.accounts import AuditEntry
 
 
+class UnknownLead(LookupError):
+    """No lead has that address."""
+
+
 @dataclass(frozen=True)
 class Submission:
     """One lead as it arrived: raw text per field, and where from (`via`: csv, api, form;
@@ -167,7 +171,7 @@ def describe(
     from campaign.engine import first_due  # the tick's own rule for the first email's time
 
     leads = list(leads)
-    enrolled = store.latest_enrollments([lead.id for lead in leads if lead.id not in created])
+    enrolled = store.standing_of([lead.id for lead in leads if lead.id not in created])
     hashes = {lead.id: email_hash(lead.email, store.secret_key) for lead in leads}
     suppressed = store.suppressed_hashes(hashes.values())
     active = store.active_campaigns(now) if len(enrolled) < len(leads) else []
@@ -248,14 +252,16 @@ def lead_status(
     store: Store, settings: Settings, audiences: list[Audience], email: str, now: datetime
 ) -> dict:
     """One lead for a CRM: where it stands, its consent, its steps sent and planned (from the
-    ledger and the schedule; never the raw events). LookupError for an unknown address."""
+    ledger and the schedule; never the raw events). UnknownLead for an unknown address."""
     from campaign.app.leads import lead_timeline  # that module imports this one
 
     lead = store.lead_by_email(email)
     if lead is None:
-        raise LookupError("no lead with that address")
+        raise UnknownLead("no lead with that address")
     try:
         steps = lead_timeline(store, settings, lead.email, now).steps
+    except KeyError:
+        raise  # a bug, not "no audience"
     except LookupError:  # no audience matches it: nothing is planned
         steps = []
     facts = describe(store, audiences, [lead], now)[lead.id]

@@ -169,7 +169,7 @@ class Store:
     intake_leads = _PartMethod("_leads", Leads.intake_leads)
 
     # ---- the lead API: where leads stand, Idempotency-Key ------------------------------------
-    latest_enrollments = _PartMethod("_intake", Intake.latest_enrollments)
+    standing_of = _PartMethod("_intake", Intake.standing_of)
     remember_request = _PartMethod("_intake", Intake.remember_request)
     remember_response = _PartMethod("_intake", Intake.remember_response)
     forget_request = _PartMethod("_intake", Intake.forget_request)

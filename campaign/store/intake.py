@@ -24,7 +24,7 @@ class Remembered:
 
 
 class Intake(StorePart):
-    def latest_enrollments(self, lead_ids: list[int]) -> dict[int, dict]:
+    def standing_of(self, lead_ids: list[int]) -> dict[int, dict]:
         """lead id -> its latest enrollment (with the campaign's slug and the time of its first
         email, if any went), for the leads that have one."""
         first_send = (
