@@ -77,7 +77,7 @@ def test_launch_shows_the_checklist_before_the_confirm_then_launches_and_audits(
     checklist = check_launch(coordinator, SPRING)
     assert checklist.status_code == 200
     items = re.findall(r'<li class="(pass|fail)"><strong>([^<]+)</strong>', checklist.text)
-    assert ("fail", "Every email approved in its current form") in items and len(items) == 7
+    assert ("fail", "Every email approved in its current form") in items and len(items) == 8
     assert "the outbox folder on the server" in checklist.text
     assert "Confirm and launch Spring 2026" in checklist.text
     assert console_server.store.campaign("spring-2026") is None  # checking writes nothing
