@@ -1,5 +1,10 @@
 """One lead's values, normalized: header aliases, free text to a closed vocabulary, addresses,
-time zones (pure: text in, a LeadIn or a ValueError with the reason out).
+time zones, the evidence of consent (pure: text in, a LeadIn or a ValueError with the reason out).
+
+Every way a lead arrives (a file row, the lead API; later the form) goes through
+`normalize_lead`. `strict` is the API's mode: every unreadable field is a problem, named. A file
+row is lenient: only a bad address rejects it; an unreadable consent is a no, an unknown time
+zone falls back (with a warning from the file parser).
 
 Real form exports are messy: headers are matched case-, space- and punctuation-insensitively
 through an alias table; the anxiety question's free text is mapped to a closed vocabulary.
@@ -7,15 +12,22 @@ through an alias table; the anxiety question's free text is mapped to a closed v
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 from campaign.models import AnxietyType, LeadIn
+from campaign.us_states import US_STATE_NAMES, US_STATE_TZ
 
-FIELDS = (
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# The stored lead's fields (models.LeadIn).
+LEAD_FIELDS = (
     "email",
     "first_name",
     "last_name",
@@ -26,9 +38,18 @@ FIELDS = (
     "state",
     "source",
     "booked",
+    *UTM_FIELDS,
 )
+# Not lead fields but evidence of consent: the wording shown (hashed), or its version, and the
+# submitter's address as a form relays it.
+CONSENT_FIELDS = ("consent_text", "consent_version", "consent_ip")
+FIELDS = LEAD_FIELDS + CONSENT_FIELDS  # what a file column or an API field may hold
 MAX_NAME = 200
 MAX_TEXT = 500
+MAX_SOURCE = 100
+MAX_UTM = 200
+MAX_VERSION = 100
+MAX_CONSENT_TEXT = 20_000
 
 
 def header_key(text: str) -> str:
@@ -72,8 +93,13 @@ _ALIASES = {
     ],
     "timezone": ["timezone", "time zone", "tz"],
     "state": ["state", "us state", "state/province", "province", "region"],
-    "source": ["source", "lead source", "utm source", "form", "form name"],
+    "source": ["source", "lead source", "form", "form name"],
     "booked": ["booked", "consultation booked", "has booked", "appointment booked"],
+    # UTM tags: as the fields are named, and as form builders label them ("UTM Source").
+    **{f: [f, f.replace("_", " ")] for f in UTM_FIELDS},
+    "consent_text": ["consent text", "consent wording", "consent language"],
+    "consent_version": ["consent version", "consent text version"],
+    "consent_ip": ["consent ip", "ip", "ip address", "submitter ip", "client ip"],
 }
 HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
 
@@ -153,102 +179,6 @@ _NUMBER_WORDS = {
 }
 _NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
 
-US_STATE_TZ = {
-    **dict.fromkeys(
-        [
-            "CT",
-            "DE",
-            "DC",
-            "FL",
-            "GA",
-            "IN",
-            "KY",
-            "ME",
-            "MD",
-            "MA",
-            "MI",
-            "NH",
-            "NJ",
-            "NY",
-            "NC",
-            "OH",
-            "PA",
-            "RI",
-            "SC",
-            "VT",
-            "VA",
-            "WV",
-        ],
-        "America/New_York",
-    ),
-    **dict.fromkeys(
-        ["AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX", "WI"],
-        "America/Chicago",
-    ),
-    **dict.fromkeys(["CO", "ID", "MT", "NM", "UT", "WY"], "America/Denver"),
-    "AZ": "America/Phoenix",
-    "CA": "America/Los_Angeles",
-    "NV": "America/Los_Angeles",
-    "OR": "America/Los_Angeles",
-    "WA": "America/Los_Angeles",
-    "AK": "America/Anchorage",
-    "HI": "Pacific/Honolulu",
-    "PR": "America/Puerto_Rico",
-}
-US_STATE_NAMES = {
-    "alabama": "AL",
-    "alaska": "AK",
-    "arizona": "AZ",
-    "arkansas": "AR",
-    "california": "CA",
-    "colorado": "CO",
-    "connecticut": "CT",
-    "delaware": "DE",
-    "district of columbia": "DC",
-    "florida": "FL",
-    "georgia": "GA",
-    "hawaii": "HI",
-    "idaho": "ID",
-    "illinois": "IL",
-    "indiana": "IN",
-    "iowa": "IA",
-    "kansas": "KS",
-    "kentucky": "KY",
-    "louisiana": "LA",
-    "maine": "ME",
-    "maryland": "MD",
-    "massachusetts": "MA",
-    "michigan": "MI",
-    "minnesota": "MN",
-    "mississippi": "MS",
-    "missouri": "MO",
-    "montana": "MT",
-    "nebraska": "NE",
-    "nevada": "NV",
-    "new hampshire": "NH",
-    "new jersey": "NJ",
-    "new mexico": "NM",
-    "new york": "NY",
-    "north carolina": "NC",
-    "north dakota": "ND",
-    "ohio": "OH",
-    "oklahoma": "OK",
-    "oregon": "OR",
-    "pennsylvania": "PA",
-    "rhode island": "RI",
-    "south carolina": "SC",
-    "south dakota": "SD",
-    "tennessee": "TN",
-    "texas": "TX",
-    "utah": "UT",
-    "vermont": "VT",
-    "virginia": "VA",
-    "washington": "WA",
-    "west virginia": "WV",
-    "wisconsin": "WI",
-    "wyoming": "WY",
-    "puerto rico": "PR",
-}
 # Any letter case: "america/chicago" is what a person typing it means.
 _TIMEZONES = {name.casefold(): name for name in available_timezones()}
 _TIMEZONE_NAMES = frozenset(_TIMEZONES.values())
@@ -353,34 +283,118 @@ def timezone_problem(values: dict[str, str], default: str) -> str | None:
 
 
 def parse_row(values: dict[str, str], *, default_timezone: str) -> LeadIn:
-    """One row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
-    email = row_email(values)
-    timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
-    return LeadIn(
-        email=email,
-        first_name=clean_name(values.get("first_name")),
-        last_name=clean_name(values.get("last_name")),
-        anxiety_type=parse_anxiety_type(values.get("anxiety_type")),
-        prior_treatments=parse_prior_treatments(values.get("prior_treatments")),
-        # Consent must be explicit: blank or unreadable means no (we store the lead, never mail it).
-        consent=_lenient_bool(values.get("consent")),
-        timezone=timezone,
-        state=state,
-        source=clean_text(values.get("source"), 100),
-        booked=_lenient_bool(values.get("booked")),
-    )
+    """One file row (field -> raw text) to a LeadIn. Raises ValueError with the reason."""
+    return normalize_lead(values, default_timezone=default_timezone).lead
 
 
-def _lenient_bool(text: str | None) -> bool:
+class InvalidLead(ValueError):
+    """The lead cannot be taken: one message per bad field (field -> what to change)."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = problems
+        super().__init__("; ".join(problems.values()))
+
+
+@dataclass(frozen=True)
+class ConsentEvidence:
+    """What came with the lead about its consent: the version of the wording shown (the given
+    `consent_version`, else "sha256:" + the hash of the exact `consent_text`) and the
+    submitter's network address as a form relayed it. Empty when not given."""
+
+    version: str = ""
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class NormalizedLead:
+    lead: LeadIn
+    evidence: ConsentEvidence
+
+
+def consent_text_version(text: str) -> str:
+    """The exact wording, byte for byte (no trimming): any change to it is a new version."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def normalize_lead(
+    values: Mapping[str, str | None], *, default_timezone: str, strict: bool = False
+) -> NormalizedLead:
+    """Raw text per field (missing or None: not given) -> the lead and its consent evidence.
+    Raises InvalidLead naming every bad field (lenient mode: only the address)."""
+    problems: dict[str, str] = {}
+    email = ""
     try:
-        return parse_bool(text, field_name="value")
-    except ValueError:
-        return False
+        email = row_email(values)
+    except ValueError as exc:
+        problems["email"] = str(exc)
+
+    def flag(name: str) -> bool:
+        # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
+        try:
+            return parse_bool(values.get(name), field_name=name)
+        except ValueError as exc:
+            if strict:
+                problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
+            return False
+
+    def too_long(name: str, limit: int) -> None:
+        if strict and len(values.get(name) or "") > limit:
+            problems[name] = f"{name} is longer than {limit} characters"
+
+    for name, limit in (("first_name", MAX_NAME), ("last_name", MAX_NAME), ("anxiety_type", MAX_TEXT)):
+        too_long(name, limit)
+    for name, limit in (("prior_treatments", MAX_TEXT), ("source", MAX_SOURCE)):
+        too_long(name, limit)
+    for name in UTM_FIELDS:
+        too_long(name, MAX_UTM)
+    given_tz = clean_text(values.get("timezone"), 64)
+    if strict and given_tz and canonical_timezone(given_tz) is None:
+        problems["timezone"] = (
+            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
+            "leave it out to use the state's or the clinic's"
+        )
+    timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
+    lead_values = {
+        "first_name": clean_name(values.get("first_name")),
+        "last_name": clean_name(values.get("last_name")),
+        "anxiety_type": parse_anxiety_type(values.get("anxiety_type")),
+        "prior_treatments": parse_prior_treatments(values.get("prior_treatments")),
+        "consent": flag("consent"),
+        "timezone": timezone,
+        "state": state,
+        "source": clean_text(values.get("source"), MAX_SOURCE),
+        "booked": flag("booked"),
+        **{name: clean_text(values.get(name), MAX_UTM) for name in UTM_FIELDS},
+    }
+    evidence = _evidence(values, strict, problems)
+    if problems:
+        raise InvalidLead(problems)
+    return NormalizedLead(LeadIn(email=email, **lead_values), evidence)
 
 
-def row_email(values: dict[str, str]) -> str:
+def _evidence(values: Mapping[str, str | None], strict: bool, problems: dict[str, str]) -> ConsentEvidence:
+    version = clean_text(values.get("consent_version"), MAX_VERSION)
+    if strict and len(values.get("consent_version") or "") > MAX_VERSION:
+        problems["consent_version"] = f"consent_version is longer than {MAX_VERSION} characters"
+    consent_text = values.get("consent_text") or ""
+    if strict and len(consent_text) > MAX_CONSENT_TEXT:
+        problems["consent_text"] = f"consent_text is longer than {MAX_CONSENT_TEXT} characters"
+    if not version and consent_text.strip():
+        version = consent_text_version(consent_text)
+    client = ""
+    raw_ip = (values.get("consent_ip") or "").strip()
+    if raw_ip:
+        try:
+            client = str(ipaddress.ip_address(raw_ip[:64]))
+        except ValueError:
+            if strict:
+                problems["consent_ip"] = f"consent_ip {raw_ip[:64]!r} is not an IPv4 or IPv6 address"
+    return ConsentEvidence(version=version, client=client)
+
+
+def row_email(values: Mapping[str, str | None]) -> str:
     """The row's address, normalized; a ValueError says why there is none."""
-    raw_email = values.get("email", "")
+    raw_email = values.get("email") or ""
     if not raw_email.strip():
         raise ValueError("email is empty")
     try:

@@ -80,15 +80,26 @@ class ParsedFile:
         """How many leads the file holds (distinct valid addresses)."""
         return len(self._last_row)
 
-    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
-        """(row number, lead) for each address's last row, in file order, built one at a time."""
+    @property
+    def default_timezone(self) -> str:
+        return self._default_timezone
+
+    def iter_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """(row number, field -> raw text) for each address's last row, in file order, read one
+        at a time: the lead intake (campaign.app.intake) normalizes them."""
         for row_number, cells in self._rows():
+            values = _values(cells, self._columns)
             try:
-                lead = parse_row(_values(cells, self._columns), default_timezone=self._default_timezone)
+                email = row_email(values)
             except ValueError:
                 continue  # already in `rejected`
-            if self._last_row.get(lead.email) == row_number:
-                yield row_number, lead
+            if self._last_row.get(email) == row_number:
+                yield row_number, values
+
+    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
+        """(row number, lead) for each address's last row, normalized as the intake does."""
+        for row_number, values in self.iter_rows():
+            yield row_number, parse_row(values, default_timezone=self._default_timezone)
 
     @property
     def leads(self) -> list[tuple[int, LeadIn]]:
@@ -104,7 +115,7 @@ def parse_lead_file(
 ) -> ParsedFile:
     """Check a whole file: headers, every address, duplicates, time zones. Bad rows are rejected
     one by one; only an unreadable file raises. The leads themselves are built lazily by
-    `ParsedFile.iter_leads()` (a second pass), so a large file is never held as objects."""
+    `ParsedFile.iter_rows()` (a second pass), so a large file is never held as objects."""
     if data.startswith(_ZIP):
         rows, warnings = _xlsx_rows(data, filename=filename)
     else:

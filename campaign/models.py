@@ -35,6 +35,25 @@ class LeadIn(BaseModel):
     state: str = ""
     source: str = ""
     booked: bool = False
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+
+
+class ConsentProof(BaseModel):
+    """How a lead's consent was given, kept with the lead: through what (`via`: csv, api, form),
+    which exactly (`ref`: "leads.csv row 12", the API token's name, the form's key), the version
+    of the wording shown (given, or "sha256:" + the hash of the exact text) and the submitter's
+    network address where a form relays it. The time is the store's: when it was recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    via: str
+    ref: str
+    version: str = ""
+    client: str = ""
 
 
 class Lead(LeadIn):
@@ -44,6 +63,8 @@ class Lead(LeadIn):
     public_id: str  # random, opaque; the only lead identifier that leaves the building
     unsubscribed_at: datetime | None = None
     last_email_at: datetime | None = None
+    consent_at: datetime | None = None  # when the consent below was recorded (None: not recorded)
+    consent_proof: ConsentProof | None = None
 
 
 class SendWindow(BaseModel):

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     sendgrid_max_body_bytes: int = Field(8 * 1024 * 1024, ge=1)  # CAMPAIGN_SENDGRID_MAX_BODY_BYTES
     # Every other post (unsubscribe, undo, booking webhook) is a few hundred bytes.
     max_body_bytes: int = Field(64 * 1024, ge=1)  # CAMPAIGN_MAX_BODY_BYTES
+    # The lead API: requests a second per token (per server process), and the body limit of a
+    # batch of up to 1,000 leads (a single lead's is max_body_bytes).
+    api_rate_limit: float = Field(20.0, gt=0)  # CAMPAIGN_API_RATE_LIMIT
+    api_batch_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)  # CAMPAIGN_API_BATCH_MAX_BODY_BYTES
     # Sending through SendGrid (issue 3).
     # A campaign pauses after this many failed or unknown sends in a row (CAMPAIGN_MAX_CONSECUTIVE_FAILURES).
     max_consecutive_failures: int = Field(20, ge=1)

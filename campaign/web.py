@@ -8,6 +8,7 @@
     POST /resubscribe/<token>          the signed undo offered on the confirmation page
     POST /webhooks/sendgrid            SendGrid's signed Event Webhook
     POST /webhooks/booking             {"email": ...} signed with HMAC-SHA256(CAMPAIGN_SECRET_KEY)
+    /api/v1/...                        the lead API (campaign.api, FastAPI), token-authenticated
 
 Every request body is capped before it is read whole (413 past CAMPAIGN_SENDGRID_MAX_BODY_BYTES
 for the SendGrid webhook, CAMPAIGN_MAX_BODY_BYTES for the rest): an unsigned post of any size
@@ -35,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from campaign.api import create_api
 from campaign.events import MalformedEvents, parse_events
 from campaign.settings import DEV_SECRET_KEY, Clinic, Settings
 from campaign.store import Store
@@ -45,6 +47,7 @@ log = logging.getLogger("campaign.web")
 
 BOOKING_SIGNATURE_HEADER = "X-Campaign-Signature"
 SENDGRID_WEBHOOK_PATH = "/webhooks/sendgrid"
+API_PREFIX = "/api/v1"
 CONSOLE_UPLOAD_PATH = "/console/import"  # the console's lead file upload (campaign.console.lead_import)
 
 # The token is in the URL: never send it on as a Referer; never cache; never frame.
@@ -243,7 +246,9 @@ class BodyLimit:
 
 
 async def too_large(scope, receive, send) -> None:
-    response = PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
+    response = PlainTextResponse(
+        "too large", status_code=413, headers={"Connection": "close", "Cache-Control": "no-store"}
+    )
     await response(scope, receive, send)
 
 
@@ -377,6 +382,8 @@ def create_app(
     def body_limit(path: str) -> int | None:
         if path == SENDGRID_WEBHOOK_PATH:
             return settings.sendgrid_max_body_bytes
+        if path == f"{API_PREFIX}/leads/batch":
+            return settings.api_batch_max_body_bytes
         if console and path == CONSOLE_UPLOAD_PATH:
             return None  # streamed to a file, with settings.console_upload_max_bytes
         return settings.max_body_bytes
@@ -394,6 +401,7 @@ def create_app(
         Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
         Route(SENDGRID_WEBHOOK_PATH, sendgrid_webhook, methods=["POST"]),
         Route("/webhooks/booking", booking_webhook, methods=["POST"]),
+        Mount(API_PREFIX, app=create_api(settings, db, clock)),  # the lead API (campaign.api)
     ]
     if console:
         from campaign.console import create_console

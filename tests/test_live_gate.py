@@ -82,6 +82,8 @@ def live_env(monkeypatch, live_settings, **overrides) -> None:
 
 def test_live_tick_refuses_before_anything_is_sent(live_settings, sqlite_store):
     """The engine's one tick sequence: the preflight comes first, so nothing is claimed."""
+    from datetime import UTC, datetime
+
     from campaign.engine import run_tick
     from campaign.models import LeadIn
     from campaign.runtime import build_context
@@ -141,6 +143,11 @@ def test_cli_tick_refusal_is_one_clear_message(live_settings, tmp_path):
     import sys
     from pathlib import Path
 
+    from campaign.models import LeadIn
+    from campaign.runtime import open_store
+
+    with open_store(live_settings) as store:  # a lead to send to: with none, tick only says so
+        store.upsert_leads([LeadIn(email="ann@example.com", consent=True)], datetime(2026, 3, 1, tzinfo=UTC))
     env = {
         **os.environ,
         "CAMPAIGN_DATABASE_URL": live_settings.database_url,

@@ -1,7 +1,9 @@
-"""The application layer: the use cases the CLI, the flows (and later the console and the API)
-call. Each takes settings, a store or audiences and returns plain values (dataclasses, dicts,
-rows); none prints, exits or parses options, and no rule lives in a caller.
+"""The application layer: the use cases the CLI, the flows, the lead API and the console call.
+Each takes settings, a store or audiences and returns plain values (dataclasses, dicts, rows);
+none prints, exits or parses options, and no rule lives in a caller.
 
+  intake     every lead, from a CSV row or the API: validated, normalized, upserted with its
+             proof of consent, and where it stands (audience, status, first email)
   leads      import a CSV, the leads overview, one lead's timeline, booked, forget
   audiences  the audiences with their lead counts, the audience and template check
   content    lint over every email, approvals, previews (gallery and one email)

@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from campaign.app.intake import consent_record, take_file
 from campaign.audiences import Audience, load_audiences, match_audience
-from campaign.lead_fields import FIELDS, header_key
+from campaign.lead_fields import FIELDS, UTM_FIELDS, header_key
 from campaign.leads import (
     SKIP,
     ImportFileError,
@@ -89,13 +90,8 @@ def import_file(
         return summary
     opened = store if isinstance(store, Store) else store()
     try:
-        counts = opened.upsert_leads(
-            (lead for _, lead in parsed.iter_leads()),
-            now,
-            on_chunk=advance,
-            columns=parsed.fields,
-            dry_run=dry_run,
-        )
+        # Proof of consent names the file by its name (not the folder it was imported from).
+        counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
     finally:
         if opened is not store:
             opened.close()
@@ -199,6 +195,9 @@ def has_leads(store: Store) -> bool:
 
 
 LEAD_COLUMNS = ("email", "audience", "status", "steps_sent", "next_step", "next_at")
+# How each lead's consent was given, and its UTM tags: in the JSON and CSV exports.
+CONSENT_COLUMNS = ("consent", "consent_at", "consent_via", "consent_ref", "consent_version", "consent_client")
+EXPORT_COLUMNS = LEAD_COLUMNS + CONSENT_COLUMNS + UTM_FIELDS
 
 
 def lead_rows(store: Store, audiences: list[Audience], chunk: int = 1000) -> list[dict]:
@@ -233,6 +232,7 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                     "steps_sent": 0,
                     "next_step": "",
                     "next_at": "",
+                    **_provenance(r),
                 }
             )
             continue
@@ -257,9 +257,20 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                 "steps_sent": r["steps_sent"],
                 "next_step": next_step,
                 "next_at": next_at,
+                **_provenance(r),
             }
         )
     return rows
+
+
+def _provenance(r: dict) -> dict:
+    at = r["consent_at"]
+    return {
+        "consent": bool(r["consent"]),
+        "consent_at": at.isoformat() if at else None,
+        **{c: r[c] for c in CONSENT_COLUMNS[2:]},
+        **{f: r[f] for f in UTM_FIELDS},
+    }
 
 
 @dataclass
@@ -269,6 +280,7 @@ class Timeline:
     steps: list[dict]  # step, day, at (the lead's local time), status
     # Why no (further) email will go to this lead, or None when its sequence goes on.
     will_not_email: str | None = None
+    consent: dict = field(default_factory=dict)  # given, at, via, ref, version, client
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -345,7 +357,13 @@ def lead_timeline(
             )
     if max_day is not None:
         rows = [r for r in rows if r["day"] <= max_day]
-    return Timeline(email=email, audience=audience.name if audience else "", steps=rows, will_not_email=never)
+    return Timeline(
+        email=email,
+        audience=audience.name if audience else "",
+        steps=rows,
+        will_not_email=never,
+        consent=consent_record(lead),
+    )
 
 
 def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:

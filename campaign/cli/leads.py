@@ -83,8 +83,10 @@ def leads(output_format: FormatOption = Format.table, as_json: JsonOption = Fals
     """One row per lead: audience, status, next step.
 
     Each lead's email, audience, status (enrolled, waiting for consent, exited and why,
-    finished), steps sent, and the next step with its time in the lead's time zone."""
-    from campaign.app.leads import LEAD_COLUMNS, lead_rows
+    finished), steps sent, and the next step with its time in the lead's time zone; json and csv
+    add how consent was given (when, via, which file row or token, wording version, client
+    address) and the UTM tags."""
+    from campaign.app.leads import EXPORT_COLUMNS, lead_rows
 
     output_format = chosen(output_format, as_json)
     s = settings()
@@ -101,7 +103,7 @@ def leads(output_format: FormatOption = Format.table, as_json: JsonOption = Fals
         print_table(table)
         console.print(f"{len(rows)} leads")
 
-    emit(output_format, rows=rows, columns=LEAD_COLUMNS, table=show)
+    emit(output_format, rows=rows, columns=EXPORT_COLUMNS, table=show)
 
 
 @app.command()
@@ -137,6 +139,7 @@ def timeline(
         if found.will_not_email:
             again = " again" if found.steps else ""
             console.print(f"{email} will not be emailed{again}: {found.will_not_email}.", highlight=False)
+        console.print(consent_line(found.consent), highlight=False)
 
     emit(
         output_format,
@@ -145,6 +148,19 @@ def timeline(
         data=found.as_dict(),
         table=show,
     )
+
+
+def consent_line(consent: dict) -> str:
+    if not consent.get("given"):
+        return "Consent: not given (never emailed)."
+    if not consent.get("at"):
+        return "Consent: given; how was not recorded (imported before proof of consent was kept)."
+    parts = [f"given {consent['at']} via {consent['via']} ({consent['ref']})"]
+    if consent.get("version"):
+        parts.append(f"wording {consent['version']}")
+    if consent.get("client"):
+        parts.append(f"from {consent['client']}")
+    return "Consent: " + ", ".join(parts) + "."
 
 
 @app.command()

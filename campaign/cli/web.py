@@ -24,10 +24,10 @@ def serve(
         ),
     ] = True,
 ):
-    """Run the web app: the console, unsubscribe pages, webhooks.
+    """Run the web app: console, API, webhooks.
 
-    The coordinator console (/console), unsubscribe pages, one-click unsubscribe, the SendGrid
-    and booking webhooks."""
+    The coordinator console (/console), the lead API (/api/v1), unsubscribe pages, one-click
+    unsubscribe, the SendGrid and booking webhooks."""
     import uvicorn
 
     from campaign.web import create_app

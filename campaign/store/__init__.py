@@ -5,7 +5,9 @@ SQLite by default, PostgreSQL by URL; schema changes go through Alembic (campaig
 engine, and Store's methods are those parts' methods:
 
   tables       the schema, address hashes, ids
-  leads        the import upsert, reads by address, the suppression list, is_reachable
+  leads        the upsert every intake shares (proof of consent, audit rows), reads by address,
+               the suppression list, is_reachable
+  intake       the lead API's reads (where leads stand) and its Idempotency-Key table
   enrollments  who is in which sequence, what is due
   ledger       claims and settlements, one row per (enrollment, step): at most one email each
   events       webhook events and their effects, unsubscribe, booked, forget
@@ -26,7 +28,8 @@ from campaign.store.browse import Browse, LeadQuery
 from campaign.store.campaigns import Campaigns
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
-from campaign.store.leads import ImportCounts, Leads
+from campaign.store.intake import Intake, Remembered
+from campaign.store.leads import ImportCounts, Incoming, Leads, Upserted
 from campaign.store.ledger import Claim, Ledger, UnknownSend
 from campaign.store.reports import Reports
 from campaign.store.tables import (
@@ -37,6 +40,7 @@ from campaign.store.tables import (
     email_hash,
     enrollments,
     events,
+    idempotency_keys,
     leads,
     metadata,
     new_public_id,
@@ -51,15 +55,19 @@ __all__ = [
     "Claim",
     "DueEnrollment",
     "ImportCounts",
+    "Incoming",
+    "Remembered",
     "LeadQuery",
     "Store",
     "UnknownSend",
+    "Upserted",
     "alembic_config",
     "approvals",
     "campaigns",
     "email_hash",
     "enrollments",
     "events",
+    "idempotency_keys",
     "leads",
     "metadata",
     "new_public_id",
@@ -114,6 +122,7 @@ class Store:
         self._events = EventLog(engine, secret_key)
         self._campaigns = Campaigns(engine, secret_key)
         self._reports = Reports(engine, secret_key)
+        self._intake = Intake(engine, secret_key)
         self._browse = Browse(engine, secret_key)
 
     @classmethod
@@ -158,6 +167,13 @@ class Store:
     is_reachable = _PartMethod("_leads", Leads.is_reachable)
     reachable_among = _PartMethod("_leads", Leads.reachable_among)
     suppress = _PartMethod("_leads", Leads.suppress)
+    intake_leads = _PartMethod("_leads", Leads.intake_leads)
+
+    # ---- the lead API: where leads stand, Idempotency-Key ------------------------------------
+    standing_of = _PartMethod("_intake", Intake.standing_of)
+    remember_request = _PartMethod("_intake", Intake.remember_request)
+    remember_response = _PartMethod("_intake", Intake.remember_response)
+    forget_request = _PartMethod("_intake", Intake.forget_request)
 
     # ---- enrollments -------------------------------------------------------------------------
     add_enrollments = _PartMethod("_enrollments", Enrollments.add_enrollments)

@@ -1,4 +1,5 @@
-"""Leads and the suppression list: the import upsert, reads by address, and "may we mail them now"."""
+"""Leads and the suppression list: the upsert every intake shares (with proof of consent and
+its audit rows), reads by address, and "may we mail them now"."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from campaign.models import AnxietyType, Lead, LeadIn
+from campaign.models import ConsentProof, Lead, LeadIn
+from campaign.store.accounts import AuditEntry, audit_log
 from campaign.store.base import StorePart
 from campaign.store.tables import enrollments, leads, new_public_id, suppressions
 
@@ -18,6 +20,9 @@ _REACHABLE = sa.text(
     "SELECT 1 FROM leads WHERE id = :id AND email = :email AND unsubscribed_at IS NULL AND booked = :no"
     " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = :hash)"
 )
+_NO_PROOF = dict.fromkeys(("consent_at", "consent_via", "consent_ref", "consent_version", "consent_client"))
+# A new row's columns that the insert leaves to the table's defaults.
+_NEW_DEFAULTS = {"unsubscribed_at": None, "last_email_at": None}
 
 
 @dataclass(frozen=True)
@@ -27,23 +32,83 @@ class ImportCounts:
     unchanged: int = 0
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One lead to upsert, with how its consent was given (stored when it gives consent) and
+    the fields its source has (None: the call's `columns`); an existing lead keeps the rest."""
+
+    lead: LeadIn
+    proof: ConsentProof | None = None
+    fields: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What one upsert did (created, updated or unchanged), and the lead as stored."""
+
+    outcome: str
+    lead: Lead
+
+
 def lead_from_row(row) -> Lead:
+    proof = None
+    if row["consent_via"] is not None:
+        proof = ConsentProof(
+            via=row["consent_via"],
+            ref=row["consent_ref"] or "",
+            version=row["consent_version"] or "",
+            client=row["consent_client"] or "",
+        )
     return Lead(
+        **{f: row[f] for f in LeadIn.model_fields},
         id=row["id"],
         public_id=row["public_id"],
-        email=row["email"],
-        first_name=row["first_name"],
-        last_name=row["last_name"],
-        anxiety_type=AnxietyType(row["anxiety_type"]),
-        prior_treatments=row["prior_treatments"],
-        consent=row["consent"],
-        timezone=row["timezone"],
-        state=row["state"],
-        source=row["source"],
-        booked=row["booked"],
         unsubscribed_at=row["unsubscribed_at"],
         last_email_at=row["last_email_at"],
+        consent_at=row["consent_at"],
+        consent_proof=proof,
     )
+
+
+def proof_columns(proof: ConsentProof, now: datetime) -> dict:
+    return {
+        "consent_at": now,
+        "consent_via": proof.via[:16],
+        "consent_ref": proof.ref[:300],
+        "consent_version": proof.version[:100] or None,
+        "consent_client": proof.client[:64] or None,
+    }
+
+
+def _new_row(item: Incoming, now: datetime) -> dict:
+    lead = item.lead
+    row = {
+        **lead.model_dump(mode="json"),
+        **_NO_PROOF,  # every row of one executemany has the same keys
+        "public_id": new_public_id(),
+        "created_at": now,
+        "updated_at": now,
+        "booked_at": now if lead.booked else None,
+    }
+    if lead.consent and item.proof is not None:
+        row.update(proof_columns(item.proof, now))
+    return row
+
+
+def _changes(item: Incoming, row, fields: frozenset[str], now: datetime) -> dict:
+    """The columns to update on an existing lead (empty: unchanged)."""
+    values = item.lead.model_dump(mode="json")
+    changes = {f: values[f] for f in fields if row[f] != values[f]}
+    if row["booked"]:
+        changes.pop("booked", None)
+    if changes.get("booked") and not row["booked_at"]:
+        changes["booked_at"] = now
+    # Consent given now (or given before, with no proof recorded): this is its proof. Consent
+    # that goes on keeps the proof of when it was first given.
+    gives_consent = "consent" in fields and item.lead.consent and item.proof is not None
+    if gives_consent and (not row["consent"] or row["consent_at"] is None):
+        changes.update(proof_columns(item.proof, now))
+    return changes
 
 
 def suppressed_among(conn, hashes: Iterable[str]) -> set[str]:
@@ -58,75 +123,104 @@ def suppressed_among(conn, hashes: Iterable[str]) -> set[str]:
 class Leads(StorePart):
     def upsert_leads(
         self,
-        incoming: Iterable[LeadIn],
+        incoming: Iterable[LeadIn | Incoming],
         now: datetime,
         chunk: int = 500,
         on_chunk: Callable[[int], None] | None = None,
         columns: set[str] | None = None,
+        on_upsert: Callable[[Upserted], AuditEntry | None] | None = None,
         dry_run: bool = False,
     ) -> ImportCounts:
-        """Insert new leads, update changed ones; unchanged rows are not touched at all.
-        `dry_run`: the same counts, nothing written (the console's check before an import).
+        """Insert new leads, update changed ones; unchanged rows are not touched at all. One
+        transaction, read in chunks (a large file is never held whole). `dry_run`: the same
+        counts, nothing written (the console's check before an import).
 
         `columns`: the fields the source file has; an existing lead keeps every other field
         (a file without a consent column never revokes consent). A booking is never undone
-        by an import."""
-        new = updated = unchanged = 0
-        fields = [f for f in LeadIn.model_fields if columns is None or f in columns or f == "email"]
-        batch: list[LeadIn] = []
+        by an import. `on_upsert` is told each outcome and may return an audit entry, written
+        in the same transaction."""
+        default_fields = frozenset(
+            f for f in LeadIn.model_fields if columns is None or f in columns or f == "email"
+        )
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        batch: list[Incoming] = []
 
         def flush(conn):
-            nonlocal new, updated, unchanged
-            existing = {
-                r["email"]: r
-                for r in conn.execute(
-                    sa.select(leads).where(leads.c.email.in_([lead.email for lead in batch]))
-                ).mappings()
-            }
-            inserts = []
-            for lead in batch:
-                values = lead.model_dump(mode="json")
-                row = existing.get(lead.email)
+            emails = [item.lead.email for item in batch]
+            found = conn.execute(sa.select(leads).where(leads.c.email.in_(emails))).mappings()
+            existing = {r["email"]: r for r in found}
+            inserts, outcomes = [], []
+            for item in batch:
+                row = existing.get(item.lead.email)
                 if row is None:
-                    inserts.append(
-                        {
-                            **values,
-                            "public_id": new_public_id(),
-                            "created_at": now,
-                            "updated_at": now,
-                            "booked_at": now if lead.booked else None,
-                        }
-                    )
+                    inserts.append(_new_row(item, now))
                     continue
-                changes = {f: values[f] for f in fields if row[f] != values[f]}
-                if row["booked"]:
-                    changes.pop("booked", None)
-                if not changes:
-                    unchanged += 1
-                    continue
-                if changes.get("booked") and not row["booked_at"]:
-                    changes["booked_at"] = now
-                if not dry_run:
+                changes = _changes(item, row, item.fields or default_fields, now)
+                if changes and not dry_run:
                     conn.execute(
                         sa.update(leads).where(leads.c.id == row["id"]).values(**changes, updated_at=now)
                     )
-                updated += 1
-            if inserts and not dry_run:
+                outcome = "updated" if changes else "unchanged"
+                counts[outcome] += 1
+                if on_upsert:
+                    outcomes.append(Upserted(outcome, lead_from_row({**row, **changes})))
+            counts["created"] += len(inserts)
+            if inserts and not dry_run and on_upsert:
+                query = sa.insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
+                ids = conn.execute(query, inserts).scalars().all()
+                outcomes += [
+                    Upserted("created", lead_from_row({**_NEW_DEFAULTS, **values, "id": lead_id}))
+                    for values, lead_id in zip(inserts, ids)
+                ]
+            elif inserts and not dry_run:
                 conn.execute(sa.insert(leads), inserts)
-            new += len(inserts)
+            entries = [e for e in map(on_upsert, outcomes) if e is not None] if on_upsert else []
+            if entries and not dry_run:
+                # vars(), not dataclasses.asdict: this runs once per lead the API takes.
+                conn.execute(
+                    sa.insert(audit_log), [{k: v for k, v in vars(e).items() if k != "id"} for e in entries]
+                )
             if on_chunk:
                 on_chunk(len(batch))
             batch.clear()
 
         # A dry run only reads: no write transaction, so it never holds up the tick.
         with self.engine.connect() if dry_run else self.engine.begin() as conn:
-            for lead in incoming:
-                batch.append(lead)
+            for item in incoming:
+                item = item if isinstance(item, Incoming) else Incoming(item)
+                if batch and any(queued.lead.email == item.lead.email for queued in batch):
+                    flush(conn)  # the same address twice in one call: the later one updates
+                batch.append(item)
                 if len(batch) >= chunk:
                     flush(conn)
             if batch:
                 flush(conn)
-        return ImportCounts(new, updated, unchanged)
+        return ImportCounts(counts["created"], counts["updated"], counts["unchanged"])
+
+    def intake_leads(
+        self,
+        incoming: list[Incoming],
+        now: datetime,
+        audit: Callable[[Upserted], AuditEntry | None] = lambda _: None,
+    ) -> list[Upserted]:
+        """upsert_leads for the API's few leads, with each one's outcome (find them by address).
+        A concurrent request that inserted the same new address first (a unique violation, all
+        rolled back) makes this an update: retried once."""
+        done: list[Upserted] = []
+
+        def collect(upserted: Upserted) -> AuditEntry | None:
+            done.append(upserted)
+            return audit(upserted)
+
+        for attempt in (1, 2):
+            done.clear()
+            try:
+                self.upsert_leads(incoming, now, on_upsert=collect)
+                return done
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def lead_by_email(self, email: str) -> Lead | None:
         with self.engine.connect() as conn:

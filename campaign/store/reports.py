@@ -10,6 +10,12 @@ import sqlalchemy as sa
 from campaign.store.base import StorePart
 from campaign.store.tables import campaigns, enrollments, events, leads, sends
 
+# How a lead's consent was given, and its UTM tags: listed with each lead.
+PROVENANCE_COLUMNS = (
+    *("consent_at", "consent_via", "consent_ref", "consent_version", "consent_client"),
+    *("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"),
+)
+
 
 class Reports(StorePart):
     def campaign_status(
@@ -123,6 +129,7 @@ class Reports(StorePart):
                 leads.c.booked,
                 leads.c.unsubscribed_at,
                 leads.c.timezone,
+                *(leads.c[c] for c in PROVENANCE_COLUMNS),
                 enrollments.c.id.label("enrollment_id"),
                 enrollments.c.audience,
                 enrollments.c.state.label("enrollment_state"),

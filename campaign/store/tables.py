@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+UTM_NAMES = ("source", "medium", "campaign", "term", "content")
+
 
 class UTCDateTime(sa.types.TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
@@ -70,6 +72,29 @@ leads = sa.Table(
     sa.Column("last_email_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    *(sa.Column(f"utm_{n}", sa.String(200), nullable=False, server_default="") for n in UTM_NAMES),
+    # Proof of consent (models.ConsentProof): set when consent is given, kept while it lasts.
+    sa.Column("consent_at", UTCDateTime, nullable=True),
+    sa.Column("consent_via", sa.String(16), nullable=True),
+    sa.Column("consent_ref", sa.String(300), nullable=True),
+    sa.Column("consent_version", sa.String(100), nullable=True),
+    sa.Column("consent_client", sa.String(64), nullable=True),
+)
+
+# The lead API's Idempotency-Key: a retry within a day gets the first answer and changes nothing.
+# Keys are per token (one client cannot see another's answers); the answer holds no address.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_name", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),  # sha256 of method, path and body
+    sa.Column("status_code", sa.Integer, nullable=True),  # None while the first request runs
+    sa.Column("response", sa.Text, nullable=True),  # the first answer's JSON body
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("token_name", "key", name="uq_idempotency_token_key"),
+    sa.Index("ix_idempotency_created_at", "created_at"),
 )
 # The console's prefix search has case-insensitive indexes on first_name and last_name (and, on
 # PostgreSQL, a LIKE index on email): dialect-specific, so declared in migration 0006 only.

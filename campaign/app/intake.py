@@ -1,0 +1,268 @@
+"""The lead intake: every way a lead arrives (a CSV file, the lead API; later the sign-up form)
+goes through here, so the same answers give the same stored lead.
+
+`prepare` is the one per-lead rule: raw text per field -> validated, normalized lead (anxiety
+answer mapped, consent read, time zone resolved) with the proof of how its consent was given.
+The store's one upsert keeps it (proof written when consent is given); `describe` says where
+each lead stands: its audience (the same `match_audience` the tick enrolls by), its status, and
+when its first email is planned, or why none is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from campaign.accounts import Actor
+from campaign.audiences import Audience, match_audience
+from campaign.lead_fields import LEAD_FIELDS, InvalidLead, normalize_lead
+from campaign.leads import ParsedFile
+from campaign.models import ConsentProof, Lead
+from campaign.settings import Settings
+from campaign.store import ALL_AUDIENCES, ImportCounts, Incoming, Store, Upserted, email_hash
+from campaign.store.accounts import AuditEntry
+
+
+class UnknownLead(LookupError):
+    """No lead has that address."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One lead as it arrived: raw text per field, and where from (`via`: csv, api, form;
+    `ref`: "leads.csv row 12", the token's name, the form's key)."""
+
+    values: Mapping[str, str | None]
+    via: str
+    ref: str
+    problems: Mapping[str, str] = field(default_factory=dict)  # found while reading it (a list ...)
+
+
+def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> Incoming:
+    """Validate and normalize one lead; InvalidLead names each bad field (`strict`: every
+    unreadable field; else only the address). An existing lead keeps the fields not given."""
+    try:
+        normalized = normalize_lead(submission.values, default_timezone=default_timezone, strict=strict)
+    except InvalidLead as exc:
+        raise InvalidLead({**submission.problems, **exc.problems}) from None
+    if submission.problems:
+        raise InvalidLead(dict(submission.problems))
+    proof = ConsentProof(
+        via=submission.via,
+        ref=submission.ref,
+        version=normalized.evidence.version,
+        client=normalized.evidence.client,
+    )
+    given = frozenset(f for f in submission.values if f in LEAD_FIELDS) | {"email"}
+    return Incoming(normalized.lead, proof, given)
+
+
+# ---- a CSV file --------------------------------------------------------------------------------
+
+
+def take_file(
+    store: Store,
+    parsed: ParsedFile,
+    filename: str,
+    now: datetime,
+    on_chunk: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+) -> ImportCounts:
+    """A parsed file's leads, streamed row by row through `prepare` into the upsert. Fields the
+    file has no column for are kept on existing leads. `dry_run`: counted, nothing written."""
+    incoming = (
+        prepare(
+            Submission(values, "csv", f"{filename} row {row_number}"),
+            default_timezone=parsed.default_timezone,
+            strict=False,
+        )
+        for row_number, values in parsed.iter_rows()
+    )
+    # Every row has the file's columns: the file decides what an existing lead keeps.
+    rows = (Incoming(item.lead, item.proof) for item in incoming)
+    return store.upsert_leads(rows, now, on_chunk=on_chunk, columns=parsed.fields, dry_run=dry_run)
+
+
+# ---- the API: a few leads, each answered -------------------------------------------------------
+
+
+@dataclass
+class LeadOutcome:
+    """The answer for one submitted lead: taken (created, updated or unchanged) with where it
+    stands, or refused with one message per bad field."""
+
+    outcome: str  # created, updated, unchanged, invalid
+    id: str | None = None  # the lead's opaque public id
+    audience: str | None = None
+    campaign: str | None = None
+    status: str | None = None
+    first_email_at: datetime | None = None
+    first_email_reason: str | None = None  # why first_email_at is null
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+# Upserts leads with an audit row each, in one transaction: the store's `intake_leads`, or a
+# writer that shares a transaction among concurrent requests (campaign.api.group_commit).
+Write = Callable[[list[Incoming], datetime, Callable[[Upserted], AuditEntry]], list[Upserted]]
+
+
+def take_leads(
+    store: Store,
+    audiences: list[Audience],
+    submissions: list[Submission],
+    now: datetime,
+    *,
+    default_timezone: str,
+    actor: Actor,
+    write: Write | None = None,
+) -> list[LeadOutcome]:
+    """Each submission validated (a bad one never sinks the rest), the good ones upserted in one
+    transaction with an audit row each (by `actor`; no anxiety type), then described."""
+    results: list[LeadOutcome | None] = []
+    incoming: list[Incoming] = []
+    for submission in submissions:
+        try:
+            incoming.append(prepare(submission, default_timezone=default_timezone, strict=True))
+            results.append(None)
+        except InvalidLead as exc:
+            results.append(LeadOutcome("invalid", problems=exc.problems))
+
+    def audit(upserted: Upserted) -> AuditEntry:
+        lead = upserted.lead
+        return AuditEntry(
+            at=now,
+            actor=actor.name[:320],
+            role=actor.role[:16],
+            client=actor.client[:100],
+            action=f"lead.{upserted.outcome}",
+            object_type="lead",
+            object_id=lead.public_id,
+            detail=f"via {actor.role}; consent {'yes' if lead.consent else 'no'}",
+        )
+
+    stored = (
+        {u.lead.email: u for u in (write or store.intake_leads)(incoming, now, audit)} if incoming else {}
+    )
+    created = {u.lead.id for u in stored.values() if u.outcome == "created"}
+    described = describe(store, audiences, [u.lead for u in stored.values()], now, created=created)
+    taken = iter(incoming)
+    for i, result in enumerate(results):
+        if result is None:
+            upserted = stored[next(taken).lead.email]
+            results[i] = LeadOutcome(upserted.outcome, **described[upserted.lead.id])
+    return results  # type: ignore[return-value]  (every None was filled)
+
+
+# ---- where leads stand -------------------------------------------------------------------------
+
+
+def describe(
+    store: Store,
+    audiences: list[Audience],
+    leads: Iterable[Lead],
+    now: datetime,
+    created: Collection[int] = frozenset(),
+) -> dict[int, dict]:
+    """lead id -> id, audience, campaign, status, first_email_at and first_email_reason (why it
+    is null), in a few queries for any number of leads. A lead not yet enrolled is judged as the
+    next tick would judge it (`engine.enroll_new`): a planned first email is the welcome the next
+    tick enrolls it for, at the first moment its send window is open."""
+    from campaign.engine import first_due  # the tick's own rule for the first email's time
+
+    leads = list(leads)
+    enrolled = store.standing_of([lead.id for lead in leads if lead.id not in created])
+    hashes = {lead.id: email_hash(lead.email, store.secret_key) for lead in leads}
+    suppressed = store.suppressed_hashes(hashes.values())
+    active = store.active_campaigns(now) if len(enrolled) < len(leads) else []
+    found = {}
+    for lead in leads:
+        facts = {"id": lead.public_id, "audience": None, "campaign": None, "first_email_at": None}
+        enrollment = enrolled.get(lead.id)
+        if enrollment is not None:
+            found[lead.id] = {**facts, **_enrolled(enrollment)}
+            continue
+        audience = match_audience(audiences, lead)
+        status, note = _not_enrolled(lead, hashes[lead.id] in suppressed, audience)
+        campaign = None
+        if note is None:
+            campaign = next((c for c in active if _includes(c, audience)), None)
+            if campaign is None:
+                note = "its audience is in no active campaign"
+        found[lead.id] = {
+            **facts,
+            "audience": audience.name if audience else None,
+            "campaign": campaign["slug"] if campaign else None,
+            "status": status,
+            "first_email_at": first_due(audience, now, lead.timezone) if campaign else None,
+            "first_email_reason": note,
+        }
+    return found
+
+
+def _enrolled(enrollment: dict) -> dict:
+    """An enrolled lead: its first email went at first_sent_at, or is due at next_due_at."""
+    state = enrollment["state"]
+    exited = f"exited ({enrollment['exit_reason']})"
+    status = {"active": "enrolled", "finished": "finished"}.get(state, exited)
+    first_at = enrollment["first_sent_at"] or (enrollment["next_due_at"] if state == "active" else None)
+    return {
+        "audience": enrollment["audience"],
+        "campaign": enrollment["campaign"],
+        "status": status,
+        "first_email_at": first_at,
+        "first_email_reason": None if first_at else f"{status} before any email went",
+    }
+
+
+def _not_enrolled(lead: Lead, suppressed: bool, audience: Audience | None) -> tuple[str, str | None]:
+    """A lead without an enrollment: its status, and why no email is planned (None: one is)."""
+    if lead.unsubscribed_at is not None:
+        return "unsubscribed", "unsubscribed"
+    if lead.booked:
+        return "booked", "booked a consultation"
+    if suppressed:
+        return "suppressed", "the address is suppressed (a bounce, a spam report, or forgotten)"
+    if not lead.consent:
+        return "waiting for consent", "no consent"
+    if audience is None:
+        return "not yet enrolled", "no audience matches this lead"
+    return "not yet enrolled", None
+
+
+def _includes(campaign: dict, audience: Audience) -> bool:
+    return campaign["audiences"] == ALL_AUDIENCES or audience.name in campaign["audiences"].split(",")
+
+
+def consent_record(lead: Lead) -> dict:
+    """How this lead's consent was given, as `campaign timeline`, `campaign leads --format json`
+    and the API show it."""
+    proof = lead.consent_proof
+    return {
+        "given": lead.consent,
+        "at": lead.consent_at.isoformat() if lead.consent_at else None,
+        "via": proof.via if proof else None,
+        "ref": proof.ref if proof else None,
+        "version": (proof.version or None) if proof else None,
+        "client": (proof.client or None) if proof else None,
+    }
+
+
+def lead_status(
+    store: Store, settings: Settings, audiences: list[Audience], email: str, now: datetime
+) -> dict:
+    """One lead for a CRM: where it stands, its consent, its steps sent and planned (from the
+    ledger and the schedule; never the raw events). UnknownLead for an unknown address."""
+    from campaign.app.leads import lead_timeline  # that module imports this one
+
+    lead = store.lead_by_email(email)
+    if lead is None:
+        raise UnknownLead("no lead with that address")
+    try:
+        steps = lead_timeline(store, settings, lead.email, now).steps
+    except KeyError:
+        raise  # a bug, not "no audience"
+    except LookupError:  # no audience matches it: nothing is planned
+        steps = []
+    facts = describe(store, audiences, [lead], now)[lead.id]
+    return {**facts, "email": lead.email, "consent": consent_record(lead), "steps": steps}
