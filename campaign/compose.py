@@ -42,17 +42,12 @@ def outbound(
         prior_treatments=lead.prior_treatments,
         review_credit=(credits or {}).get(step.template),
     )
-    return OutboundEmail(
+    return _email(
+        clinic,
+        content,
         send_id=claim.send_id,
         to_email=due.lead.email,
         to_name=" ".join(p for p in (due.lead.first_name, due.lead.last_name) if p),
-        from_email=clinic.sender_email,
-        from_name=clinic.sender_name,
-        reply_to=clinic.reply_to,
-        subject=content.subject,
-        preheader=content.preheader,
-        html=content.html,
-        text=content.text,
         unsubscribe_url=url,
         # Opaque: ESP metadata names no audience, and not the campaign's name either (names
         # of campaigns launched before names were checked may hold condition words). Events
@@ -90,10 +85,21 @@ def make_test_email(
         anxiety_type=anxiety_type,
         prior_treatments=prior_treatments,
     )
-    return OutboundEmail(
+    return _email(
+        clinic,
+        content,
         send_id=new_send_id(),
         to_email=to_email,
         to_name=first_name,
+        unsubscribe_url=url,
+        category="education",
+        is_test=True,
+    )
+
+
+def _email(clinic, content, **recipient) -> OutboundEmail:
+    """The message around rendered content: the clinic's sender lines, then the recipient's."""
+    return OutboundEmail(
         from_email=clinic.sender_email,
         from_name=clinic.sender_name,
         reply_to=clinic.reply_to,
@@ -101,7 +107,5 @@ def make_test_email(
         preheader=content.preheader,
         html=content.html,
         text=content.text,
-        unsubscribe_url=url,
-        category="education",
-        is_test=True,
+        **recipient,
     )

@@ -54,6 +54,29 @@ def wait_for(predicate, what: str, proc=None, limit: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def start_tick(settings, sg, tmp_path, extra: dict[str, str]) -> subprocess.Popen:
+    """A tick at MONDAY_10 in a child process of its own, sending to the server `sg`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "SENDGRID_"))}
+    env.update(
+        {
+            "CAMPAIGN_DATABASE_URL": settings.database_url,
+            "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
+            "CAMPAIGN_PUBLIC_URL": settings.public_url,
+            "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
+            "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+            "SENDGRID_API_KEY": KEY,
+            "SENDGRID_API_HOST": sg.url,
+            **extra,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, MONDAY_10.isoformat()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_settings, tmp_path):
     settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST="http://127.0.0.1:9", batch_size=6)
     ctx = build_context(settings)
@@ -67,25 +90,14 @@ def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_sett
     )
 
     with running_server(api_key=KEY, faults=Faults(latency_ms=200)) as sg:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "SENDGRID_"))}
-        env.update(
+        proc = start_tick(
+            settings,
+            sg,
+            tmp_path,
             {
-                "CAMPAIGN_DATABASE_URL": settings.database_url,
-                "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
-                "CAMPAIGN_PUBLIC_URL": settings.public_url,
-                "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
-                "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
                 "CAMPAIGN_BATCH_SIZE": "6",
                 "CAMPAIGN_SEND_CONCURRENCY": "2",
-                "SENDGRID_API_KEY": KEY,
-                "SENDGRID_API_HOST": sg.url,
-            }
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, MONDAY_10.isoformat()],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            },
         )
         try:
             # Batch 1 (6 emails) settled, batch 2 half sent and not settled: kill now.
@@ -152,27 +164,16 @@ def test_kill_9_leaves_only_the_last_answers_in_doubt(make_settings, tmp_path):
         MONDAY_10,
     )
     with running_server(api_key=KEY, faults=Faults(latency_ms=100)) as sg:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "SENDGRID_"))}
-        env.update(
+        proc = start_tick(
+            settings,
+            sg,
+            tmp_path,
             {
-                "CAMPAIGN_DATABASE_URL": settings.database_url,
-                "CAMPAIGN_SECRET_KEY": settings.secret_key.get_secret_value(),
-                "CAMPAIGN_PUBLIC_URL": settings.public_url,
-                "CAMPAIGN_CONTENT_DIR": str(PROJECT_ROOT),
-                "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
                 "CAMPAIGN_SEND_CONCURRENCY": "4",
                 # One request per email: what this test measures is the answers recorded as they
                 # come (a bulk request is one answer for all its recipients).
                 "CAMPAIGN_BULK_SENDING": "0",
-                "SENDGRID_API_KEY": KEY,
-                "SENDGRID_API_HOST": sg.url,
-            }
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, MONDAY_10.isoformat()],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            },
         )
         try:
             wait_for(lambda: len(sg.messages) >= 60, "the server accepted 60 messages", proc)
