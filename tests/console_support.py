@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +20,7 @@ from html import unescape
 
 import httpx
 import pytest
-import uvicorn
+from live_server import free_socket, running
 
 from campaign.accounts import add_user
 from campaign.settings import Settings
@@ -120,10 +117,7 @@ def serve_console(
 ) -> Iterator[ConsoleServer]:
     """create_app(settings, clock=clock) on uvicorn on a free loopback port; the settings'
     public_url becomes that address unless `public_url` is given (say, an https one)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = free_socket()
     settings = settings.model_copy(update={"public_url": public_url or url})
     app = create_app(settings, clock=clock, console=console)
     store = app.state.store
@@ -131,20 +125,8 @@ def serve_console(
         accounts = AccountStore(store.engine)
         for role, email in EMAILS.items():
             add_user(accounts, email, role, PASSWORD, now=clock())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with running(app, sock):
         yield ConsoleServer(url, settings, store, clock)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture

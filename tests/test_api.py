@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from conftest import SECRET
+from live_server import free_socket, running
 from typer.testing import CliRunner
 
 from campaign import accounts as acc
@@ -66,27 +65,12 @@ class Live:
 
 @contextlib.contextmanager
 def serve(make_settings, **overrides) -> Iterator[Live]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = free_socket()
     settings = make_settings(**{"public_url": url, "api_rate_limit": 1000, **overrides})
     clock = Clock(NOW)
     app = create_app(settings, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with running(app, sock):
         yield Live(url, settings, app.state.store, clock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

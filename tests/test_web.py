@@ -15,7 +15,6 @@ import hmac
 import json
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,11 +26,11 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from conftest import SECRET
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from live_server import free_socket, running
 from typer.testing import CliRunner
 
 from campaign.delivery.outbox import read_index
@@ -100,27 +99,12 @@ class Live:
 @contextlib.contextmanager
 def serve_app(make_settings, **overrides) -> Iterator[Live]:
     """create_app(settings) on uvicorn, bound to a free loopback port; public_url points at it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = free_socket()
     overrides = {"public_url": url, "SENDGRID_WEBHOOK_PUBLIC_KEY": PUBLIC_KEY, **overrides}
     settings = make_settings(**overrides)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with running(app, sock):
         yield Live(url, settings, app.state.store)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
