@@ -301,3 +301,13 @@ def test_enrollment_skips_unconfirmed_leads_and_expiry_deletes_them(store):
     assert store.expire_unconfirmed(now) == 0
     assert store.expire_unconfirmed(now + timedelta(seconds=1)) == 1
     assert store.lead_by_email("u@example.com") is None and store.lead_by_email("c@example.com") is not None
+
+
+def test_admins_see_the_forms_in_the_console(console_server):
+    from campaign.app.forms import create_form
+
+    settings = console_server.settings
+    made = create_form(console_server.store, settings, "website", None, None, NOW)
+    page = console_server.login("admin").get("/console/users")
+    assert page.status_code == 200
+    assert f"{settings.public_url}/forms/{made.key}" in page.text and made.consent_text in page.text
