@@ -32,7 +32,7 @@ from campaign.cli import app as cli
 from campaign.engine import run_tick
 from campaign.forms_tokens import make_confirm_token
 from campaign.lint.vocabulary import DEFAULT_HEALTH_TERMS
-from campaign.models import LeadIn
+from campaign.models import ConsentProof, LeadIn
 from campaign.runtime import build_context
 from campaign.store import Incoming, email_hash
 from campaign.store.tables import confirmations
@@ -301,6 +301,19 @@ def test_enrollment_skips_unconfirmed_leads_and_expiry_deletes_them(store):
     assert store.expire_unconfirmed(now) == 0
     assert store.expire_unconfirmed(now + timedelta(seconds=1)) == 1
     assert store.lead_by_email("u@example.com") is None and store.lead_by_email("c@example.com") is not None
+
+
+def test_a_trusted_source_giving_consent_confirms_a_waiting_lead(store):
+    now = utc(2026, 3, 2, 15)
+    waiting = LeadIn(email="w@example.com", consent=True)
+    form_proof = ConsentProof(via="form", ref="form website (k)")
+    store.upsert_leads([Incoming(waiting, form_proof, unconfirmed=True)], now)
+    store.upsert_leads([Incoming(waiting, form_proof, unconfirmed=True)], now)  # the form again
+    assert store.lead_by_email("w@example.com").unconfirmed_since is not None
+    store.upsert_leads([LeadIn(email="w@example.com", consent=False)], now)  # no consent: still waiting
+    assert store.lead_by_email("w@example.com").unconfirmed_since is not None
+    store.upsert_leads([Incoming(waiting, ConsentProof(via="csv", ref="leads.csv row 2"))], now)
+    assert store.lead_by_email("w@example.com").unconfirmed_since is None
 
 
 def test_admins_see_the_forms_in_the_console(console_server):

@@ -112,6 +112,10 @@ def _changes(item: Incoming, row, fields: frozenset[str], now: datetime) -> dict
     gives_consent = "consent" in fields and item.lead.consent and item.proof is not None
     if gives_consent and (not row["consent"] or row["consent_at"] is None):
         changes.update(proof_columns(item.proof, now))
+    # A trusted source's consent (a file; the API without double opt-in) confirms a lead that a
+    # public form left waiting for its double opt-in.
+    if gives_consent and not item.unconfirmed and row.get("unconfirmed_since") is not None:
+        changes["unconfirmed_since"] = None
     return changes
 
 
