@@ -273,16 +273,25 @@ def test_double_opt_in_applies_to_api_leads_when_switched_on(make_settings):
                 "/leads", json={"email": "api@example.com", "consent": True, "anxiety_type": "gad"}
             )
             again = api.post("/leads", json={"email": "api@example.com", "consent": True, "first_name": "Al"})
+            batch = [
+                {"email": "b1@example.com", "consent": True},
+                {"email": "oops"},
+                {"email": "b2@example.com"},
+            ]
+            batched = api.post("/leads/batch", json={"leads": batch})
         assert made.status_code == 201 and made.json()["status"] == "waiting for confirmation"
         assert made.json()["first_email_at"] is None
         assert again.status_code == 200
+        assert [r["outcome"] for r in batched.json()["results"]] == ["created", "invalid", "created"]
         message = wait_for_email(live, "api@example.com")
+        wait_for_email(live, "b1@example.com")
         assert tick(live, NOW) == []
         with page_client(live) as client:
             assert client.post(confirm_link(message).removeprefix(live.url)).status_code == 200
         assert tick(live, NOW + timedelta(minutes=15)) == ["api@example.com"]
         # One confirmation (a known lead's update asks for none), then the welcome.
         assert len(outbox_to(live, "api@example.com")) == 2
+        assert outbox_to(live, "b2@example.com") == []  # no consent: no confirmation email either
 
 
 # ---- the store, on both databases ---------------------------------------------------------------
@@ -295,9 +304,11 @@ def test_enrollment_skips_unconfirmed_leads_and_expiry_deletes_them(store):
     campaign = store.campaign("evergreen")
     assert [x.email for x in store.unenrolled_leads(campaign["id"], 0, 100)] == ["c@example.com"]
     public_id = store.lead_by_email("u@example.com").public_id
-    claim = store.claim_confirmation(public_id, now, since=now - timedelta(days=1), limit=1)
-    assert claim is not None and claim.lead.email == "u@example.com"
-    assert store.claim_confirmation(public_id, now, since=now - timedelta(days=1), limit=1) is None
+    (claim,) = store.claim_confirmations(
+        [public_id, "no-such-id"], now, since=now - timedelta(days=1), limit=1
+    )
+    assert claim.lead.email == "u@example.com"
+    assert store.claim_confirmations([public_id], now, since=now - timedelta(days=1), limit=1) == []
     assert store.expire_unconfirmed(now) == 0
     assert store.expire_unconfirmed(now + timedelta(seconds=1)) == 1
     assert store.lead_by_email("u@example.com") is None and store.lead_by_email("c@example.com") is not None

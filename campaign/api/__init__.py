@@ -254,8 +254,9 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
         ]
         if not double_opt_in:
             return outcomes, None
-        claims = [claim(store, settings, o.id, now) for o in done if o.outcome == "created"]
-        return outcomes, BackgroundTask(mailer.send, [c for c in claims if c is not None])
+        # A new lead that gave consent and is not suppressed: "waiting for confirmation".
+        created = [o.id for o in done if o.outcome == "created" and o.status == "waiting for confirmation"]
+        return outcomes, BackgroundTask(mailer.send, claim(store, settings, created, now))
 
     @api.post(
         "/leads",

@@ -180,12 +180,13 @@ def _store_unconfirmed(store: Store, settings: Settings, incoming, now: datetime
     if known is not None and known.unconfirmed_since is None:
         return None
     (stored,) = store.intake_leads([incoming], now)
-    return claim(store, settings, stored.lead.public_id, now)
+    return next(iter(claim(store, settings, [stored.lead.public_id], now)), None)
 
 
-def claim(store: Store, settings: Settings, public_id: str, now: datetime) -> Confirmation | None:
-    return store.claim_confirmation(
-        public_id, now, since=now - ADDRESS_WINDOW, limit=settings.form_confirmations_per_address
+def claim(store: Store, settings: Settings, public_ids: list[str], now: datetime) -> list[Confirmation]:
+    """The confirmation emails to send to these leads, within the per-address limit."""
+    return store.claim_confirmations(
+        public_ids, now, since=now - ADDRESS_WINDOW, limit=settings.form_confirmations_per_address
     )
 
 

@@ -246,7 +246,7 @@ class Store:
     forms = _PartMethod("_forms", Forms.forms)
     form_by_key = _PartMethod("_forms", Forms.form_by_key)
     disable_form = _PartMethod("_forms", Forms.disable_form)
-    claim_confirmation = _PartMethod("_forms", Forms.claim_confirmation)
+    claim_confirmations = _PartMethod("_forms", Forms.claim_confirmations)
     settle_confirmation = _PartMethod("_forms", Forms.settle_confirmation)
     confirmation_counts = _PartMethod("_forms", Forms.confirmation_counts)
     confirm_lead = _PartMethod("_forms", Forms.confirm_lead)

@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from campaign.models import Lead, SendResult
-from campaign.store.base import StorePart
+from campaign.store.base import StorePart, chunks
 from campaign.store.tables import confirmations, forms, leads, new_send_id
 
 
@@ -93,36 +93,49 @@ class Forms(StorePart):
 
     # ---- confirmation emails -----------------------------------------------------------------
 
-    def claim_confirmation(
-        self, public_id: str, now: datetime, since: datetime, limit: int
-    ) -> Confirmation | None:
-        """One more confirmation email for this unconfirmed lead, unless its address had `limit`
-        of them since `since` (then None). The claim is written before the email leaves."""
+    def claim_confirmations(
+        self, public_ids: list[str], now: datetime, since: datetime, limit: int
+    ) -> list[Confirmation]:
+        """One more confirmation email for each of these leads still waiting for their double
+        opt-in (with consent, subscribed), except an address that had `limit` of them since
+        `since`. One transaction; each claim is written before its email leaves."""
         from campaign.store.leads import lead_from_row  # that module imports this one
 
+        claimed: list[Confirmation] = []
         with self.engine.begin() as conn:
-            row = (
-                conn.execute(sa.select(leads).where(leads.c.public_id == public_id, ~opted_in()))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None  # confirmed meanwhile, or gone
-            hashed = self.hash(row["email"])
-            count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(confirmations)
-                .where(confirmations.c.email_hash == hashed, confirmations.c.requested_at >= since)
-            ).scalar()
-            if count >= limit:
-                return None
-            send_id = new_send_id()
-            conn.execute(
-                sa.insert(confirmations).values(
-                    lead_id=row["id"], email_hash=hashed, send_id=send_id, status="claimed", requested_at=now
+            for part in chunks(public_ids):
+                waiting = (~opted_in(), leads.c.consent.is_(True), leads.c.unsubscribed_at.is_(None))
+                found = conn.execute(sa.select(leads).where(leads.c.public_id.in_(part), *waiting))
+                rows = {self.hash(row["email"]): row for row in found.mappings()}
+                if not rows:
+                    continue
+                counts = dict(
+                    conn.execute(
+                        sa.select(confirmations.c.email_hash, sa.func.count())
+                        .where(
+                            confirmations.c.email_hash.in_(list(rows)), confirmations.c.requested_at >= since
+                        )
+                        .group_by(confirmations.c.email_hash)
+                    ).all()
                 )
-            )
-        return Confirmation(send_id, lead_from_row(row))
+                values = []
+                for hashed, row in rows.items():
+                    if counts.get(hashed, 0) >= limit:
+                        continue
+                    claim = Confirmation(new_send_id(), lead_from_row(row))
+                    claimed.append(claim)
+                    values.append(
+                        {
+                            "lead_id": row["id"],
+                            "email_hash": hashed,
+                            "send_id": claim.send_id,
+                            "status": "claimed",
+                            "requested_at": now,
+                        }
+                    )
+                if values:
+                    conn.execute(sa.insert(confirmations), values)
+        return claimed
 
     def settle_confirmation(self, result: SendResult, now: datetime) -> None:
         with self.engine.begin() as conn:
