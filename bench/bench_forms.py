@@ -20,13 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
-import sqlite3
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -34,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import cpu_seconds, postgres_schema, server
+from bench_api import cpu_seconds, each_database, machine_line, run_threads, server, summary, timing_cells
 
 SHOWN = re.compile(r'name="shown" value="([^"]+)"')
 
@@ -84,11 +80,7 @@ def run_clients(url: str, key: str, threads: int, seconds: float) -> tuple[list,
                     accepted[n].append(email)
                 i += 1
 
-    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_threads(client, threads)
     return [r for part in results for r in part], [e for part in accepted for e in part]
 
 
@@ -133,21 +125,13 @@ def measure(name: str, database_url: str, folder: Path, threads: int, seconds: f
         results, accepted = run_clients(url, key, threads, seconds)
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
         time.sleep(2)  # the last background sends
-    latencies = sorted(latency for _, latency in results)
     emails, statuses = stored(database_url)
     return {
         "database": name,
-        "requests": len(results),
-        "per_second": len(results) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "max_ms": latencies[-1] * 1000,
-        "statuses": dict(Counter(status for status, _ in results)),
+        **summary(results, elapsed, cpu, loadavg),
         "accepted": len(accepted),
         "lost": sum(e not in emails for e in accepted),
         "confirmations": dict(statuses),
-        "load_before": loadavg,
-        "server_cpu_ms": cpu / max(1, len(results)) * 1000,
     }
 
 
@@ -161,44 +145,25 @@ def main() -> None:
     os.environ.update(CAMPAIGN_FORM_MIN_FILL_SECONDS="0", CAMPAIGN_FORM_POSTS_PER_CLIENT_MINUTE="100000000")
     print(
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.seconds:g} s of sign-up form posts, "
-        f"{args.threads} client threads, one uvicorn process, transport: {args.transport}.\n"
-        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-        f"load average before: {os.getloadavg()[0]:.2f}.\n"
+        f"{args.threads} client threads, one uvicorn process, transport: {args.transport}.\n" + machine_line()
     )
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if args.database in ("sqlite", "both"):
-            rows.append(
-                measure(
-                    "SQLite",
-                    f"sqlite:///{folder / 'bench.db'}",
-                    folder,
-                    args.threads,
-                    args.seconds,
-                    args.transport,
-                )
-            )
-        if args.database in ("postgresql", "both"):
-            with postgres_schema() as url:
-                if url:
-                    rows.append(
-                        measure("PostgreSQL", url, folder, args.threads, args.seconds, args.transport)
-                    )
+        rows = each_database(
+            args.database,
+            folder,
+            lambda name, url: measure(name, url, folder, args.threads, args.seconds, args.transport),
+        )
     print(
         "| database | posts | posts/s | p50 | p99 | max | statuses | 200 stored unconfirmed "
         "| confirmation emails | server CPU per post | load avg (1 min) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         mails = ", ".join(f"{k}: {v}" for k, v in sorted(r["confirmations"].items()))
         print(
-            f"| {r['database']} | {r['requests']} | {r['per_second']:.0f} | {r['p50_ms']:.1f} ms | "
-            f"{r['p99_ms']:.1f} ms | {r['max_ms']:.0f} ms | {statuses} | "
-            f"{r['accepted'] - r['lost']} of {r['accepted']} | {mails} | {r['server_cpu_ms']:.1f} ms | "
-            f"{r['load_before']:.2f} |"
+            f"{timing_cells(r)} {r['accepted'] - r['lost']} of {r['accepted']} | {mails} | "
+            f"{r['server_cpu_ms']:.1f} ms | {r['load_before']:.2f} |"
         )
     if any(r["lost"] for r in rows):
         sys.exit("some posts answered 200 are not stored")
