@@ -65,12 +65,20 @@ def outbox_to(live: Live, address: str) -> list[dict]:
     return [e for e in read_index(live.settings.outbox_dir) if e["to"] == address]
 
 
-def wait_for_email(live: Live, address: str, count: int = 1) -> email.message.EmailMessage:
-    """The confirmation email goes after the answer (a background task): wait until it is there."""
-    deadline = time.monotonic() + 15
-    while len(found := outbox_to(live, address)) < count:
-        assert time.monotonic() < deadline, f"no confirmation email #{count} in the outbox"
+def wait_until(condition, what: str, seconds: float = 15):
+    """The confirmation email goes after the answer (a background task): wait for its effects."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"waited {seconds:g} s for {what}"
         time.sleep(0.02)
+    return found
+
+
+def wait_for_email(live: Live, address: str, count: int = 1) -> email.message.EmailMessage:
+    found = wait_until(
+        lambda: (f := outbox_to(live, address)) and len(f) >= count and f,
+        f"confirmation email #{count} in the outbox",
+    )
     data = (live.settings.outbox_dir / found[count - 1]["file"]).read_bytes()
     return email.message_from_bytes(data, policy=policy.default)
 

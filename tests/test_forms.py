@@ -22,6 +22,7 @@ from forms_support import (
     shown_token,
     sign_up,
     wait_for_email,
+    wait_until,
 )
 from test_api import NOW, serve
 from typer.testing import CliRunner
@@ -106,8 +107,7 @@ def test_a_sign_up_is_stored_unconfirmed_with_its_proof_and_gets_one_neutral_con
     assert "988" in text and live.settings.clinic.postal_address in text
     assert str(message["List-Unsubscribe"]).startswith(f"<{live.url}/unsubscribe/")
     assert confirm_link(message).startswith(f"{live.url}/confirm/")
-    with live.store.engine.connect() as conn:
-        assert conn.execute(sa.select(confirmations.c.status)).scalars().all() == ["sent"]
+    assert wait_until(lambda: live.store.confirmation_counts() == {"sent": 1}, "the email settled")
     (listed,) = lead_rows(live.store, load_audiences(live.settings.audiences_dir))
     assert listed["status"] == "waiting for confirmation"  # campaign leads
 
