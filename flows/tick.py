@@ -7,12 +7,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from campaign.app.ticks import records_tick
+from campaign.app.ticks import records_tick, tick_report
 from campaign.campaigns import PreflightFailed
-from campaign.clock import parse_when
-from campaign.engine import TickReport, enroll_new, reconcile_unknown, run_tick, send_due_batch
-from campaign.runtime import build_context
-from campaign.settings import get_settings
+from campaign.engine import TickReport, enroll_new, reconcile_unknown, send_due_batch
 
 # The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
 TASKS = {
@@ -40,12 +37,7 @@ def tick(now: str | None = None) -> dict | State:
 
 @records_tick  # the console's tick history: each run, its outcome and counts
 def recorded_tick(now: str | None = None) -> dict:
-    moment = parse_when(now)
-    ctx = build_context(get_settings(), now=moment if now else None)
-    try:
-        report = run_tick(ctx, moment, run=as_task)
-    finally:
-        ctx.store.close()
+    report = tick_report(now, run=as_task)
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])
     create_table_artifact(
