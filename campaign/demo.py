@@ -91,13 +91,18 @@ def sendgrid_server_process(api_key: str = DEMO_SENDGRID_KEY):
             raise RuntimeError("the SendGrid-compatible server did not start")
         yield first.rsplit(" ", 1)[-1].strip()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         proc.stdout.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a child process; kill it if it has not ended after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def server_record(url: str) -> dict:
