@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from campaign.accounts import audit
+from campaign.app.intake import consent_record
 from campaign.app.lead_pages import (
     STATUS_WORDS,
     LeadFilter,
@@ -32,6 +33,8 @@ NOTICES = {
     "(kept only as a keyed hash) is never mailed again.",
 }
 GONE = "There is no such lead. It may have been forgotten."
+# Where a consent came from (ConsentProof.via), before its reference (file and row, token, form).
+CONSENT_SOURCES = {"csv": "Imported from", "api": "The lead API, token", "form": "The web form"}
 
 
 @require("leads.view")
@@ -67,6 +70,8 @@ def _lead_page(page: PageRequest, public_id: str, *, error: str = "", status: in
         "lead.html",
         title=detail.name or detail.email,
         lead=detail,
+        consent=consent_record(detail.lead),
+        consent_sources=CONSENT_SOURCES,
         notice=NOTICES.get(code, "") if code != "forgotten" else "",
         error=error,
         status=status,
