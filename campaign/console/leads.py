@@ -89,11 +89,8 @@ def _action(verb: str, act):
     @require("leads.manage")
     def handler(page: PageRequest) -> Response:
         public_id = page.request.path_params["public_id"]
-        if not act(page.store, public_id, page.now):
+        if not act(page.store, public_id, page.now, page.actor):  # audited by the use case
             return page.render("error.html", title="No such lead", message=GONE, status=404)
-        audit(
-            page.accounts, page.actor, f"lead.{verb}", now=page.now, object_type="lead", object_id=public_id
-        )
         return page.redirect(f"/leads/{public_id}?done={verb}")
 
     handler.__name__ = f"lead_{verb}"
@@ -104,21 +101,13 @@ def _action(verb: str, act):
 def lead_forget(page: PageRequest) -> Response:
     public_id = page.request.path_params["public_id"]
     try:
-        deleted = forget_lead_confirmed(page.store, public_id, page.field("confirm_address"), page.now)
+        deleted = forget_lead_confirmed(  # audited by the use case
+            page.store, public_id, page.field("confirm_address"), page.now, page.actor
+        )
     except NotConfirmed as refused:
         return _lead_page(page, public_id, error=str(refused), status=400)
     if deleted is None:
         return page.render("error.html", title="No such lead", message=GONE, status=404)
-    counts = ", ".join(f"{n} {kind}" for kind, n in deleted.items())
-    audit(
-        page.accounts,
-        page.actor,
-        "lead.forget",
-        now=page.now,
-        object_type="lead",
-        object_id=public_id,
-        detail=f"deleted {counts}",
-    )
     return page.redirect("/leads?done=forgotten")
 
 
