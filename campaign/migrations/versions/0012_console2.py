@@ -91,11 +91,6 @@ _PG_APPLY = (
     "GROUP BY 1, 2, 3, 4 HAVING sum(d.d) <> 0 ORDER BY 1, 2, 3, 4 "
     f"ON CONFLICT ({KEY}) DO UPDATE SET n = c.n + excluded.n"
 )
-_PG_CHANGED = (
-    "SELECT o.enrollment_id, o.step_key, o.status, n.enrollment_id AS n_enrollment_id, "
-    "n.step_key AS n_step_key, n.status AS n_status FROM old_rows o JOIN new_rows n ON n.id = o.id "
-    "WHERE (o.enrollment_id, o.step_key, o.status) IS DISTINCT FROM (n.enrollment_id, n.step_key, n.status)"
-)
 PG_FUNCTIONS = {
     "send_counts_apply": f"""
 BEGIN
@@ -106,8 +101,8 @@ BEGIN
   ELSE
     {
         _PG_APPLY.format(
-            rows=f"WITH ch AS ({_PG_CHANGED}) SELECT enrollment_id, step_key, status, -1 FROM ch "
-            "UNION ALL SELECT n_enrollment_id, n_step_key, n_status, 1 FROM ch"
+            rows="SELECT enrollment_id, step_key, status, -1 FROM old_rows "
+            "UNION ALL SELECT enrollment_id, step_key, status, 1 FROM new_rows"
         )
     };
   END IF;
