@@ -17,22 +17,20 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import sqlalchemy as sa  # noqa: E402
+from bench_console import postgres_schema_url  # noqa: E402  (a private PostgreSQL schema)
 
 from campaign.models import SendResult, SendStatus  # noqa: E402
 from campaign.store import Store  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "CAMPAIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TRIGGERS = (
     "send_counts_insert",
@@ -133,13 +131,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "postgresql":
             run("SQLite", f"sqlite:///{tmp}/counts.db", args.leads, args.batch, args.rounds)
-        if args.only != "sqlite":
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
-            admin = sa.create_engine(POSTGRES_URL)
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        if args.only != "sqlite" and (found := postgres_schema_url()):
+            url, admin, schema = found
             try:
-                url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
                 run("PostgreSQL", url, args.leads, args.batch, args.rounds)
             finally:
                 with admin.begin() as conn:
