@@ -160,7 +160,24 @@ def test_the_migration_fills_the_counts_from_the_ledger_and_downgrades(store, da
     assert triggers_present(store) == TRIGGERS and diffs() == []
     if store.dialect == "postgresql":  # the lead list's "stopped" plan needs them (0012_console2)
         with store.engine.connect() as conn:
-            stats = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
+            stats = (
+                conn.execute(
+                    sa.text(
+                        "SELECT stxname FROM pg_statistic_ext "
+                        "WHERE stxnamespace = current_schema()::regnamespace"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            # A plan made for a big statement must not join a small one to every enrollment.
+            config = conn.execute(
+                sa.text(
+                    "SELECT proconfig FROM pg_proc WHERE proname = 'send_counts_apply' "
+                    "AND pronamespace = current_schema()::regnamespace"
+                )
+            ).scalar()
         assert "st_enrollments_state_exit_reason" in stats
+        assert {"enable_hashjoin=off", "enable_mergejoin=off"} <= set(config)
     kept = assert_counts_match(store, at_least=9)
     assert sum(n for k, n in kept.items() if k[3] == "sent") == 5
