@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.app.intake import consent_record, take_file
@@ -26,6 +27,9 @@ from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
 from campaign.store import Store, email_hash
+
+if TYPE_CHECKING:
+    from campaign.accounts import Actor
 
 
 @dataclass
@@ -59,12 +63,16 @@ def import_file(
     *,
     dry_run: bool = False,
     display_name: str | None = None,
+    actor: Actor | None = None,
+    audit_object: tuple[str, str] | None = None,
 ) -> ImportSummary:
     """Parse, write rejected rows (beside the file unless `rejects_path`), upsert. An unreadable
     file raises ImportFileError before anything is written. `store` may be an opener: it is
     called only when the file holds leads, so a failed import creates no database, and the
     store it returns is closed here. `dry_run`: the same counts and rejects, nothing written
-    (no leads, no rejects file). `display_name` names the file in messages (default: its path)."""
+    (no leads, no rejects file). `display_name` names the file in messages (default: its path).
+    Audited as `actor` ("import", on `audit_object` (type, id), by default the file's name)
+    whenever there is a database to write to: an opener that is never called audits nothing."""
     path = Path(path)
     name = display_name or str(path)
     try:
@@ -87,16 +95,30 @@ def import_file(
         _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
         summary.rejected_file = str(target)
     if not parsed.addresses:
+        if isinstance(store, Store) and not dry_run:
+            _audit_import(store, actor, audit_object or ("file", path.name), summary, now)
         return summary
     opened = store if isinstance(store, Store) else store()
     try:
         # Proof of consent names the file by its name (not the folder it was imported from).
         counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
+        summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+        if not dry_run:
+            _audit_import(opened, actor, audit_object or ("file", path.name), summary, now)
     finally:
         if opened is not store:
             opened.close()
-    summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
     return summary
+
+
+def _audit_import(
+    store: Store, actor: Actor | None, on: tuple[str, str], summary: ImportSummary, now
+) -> None:
+    from campaign.app.activity import record
+
+    counts = f"{summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged"
+    detail = f"{Path(summary.file).name}: {counts}, {summary.rejected} rejected"
+    record(store.engine, actor, "import", now=now, object_type=on[0], object_id=on[1], detail=detail)
 
 
 @dataclass
@@ -366,12 +388,42 @@ def lead_timeline(
     )
 
 
-def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:
-    """Stop the sequences of leads who booked; returns the addresses that are no lead."""
-    return [email for email in emails if not store.mark_booked(email, now)]
+def audit_lead(
+    store: Store,
+    actor: Actor | None,
+    verb: str,
+    public_id: str,
+    now: datetime,
+    deleted: dict[str, int] | None = None,
+) -> None:
+    """The audit row of an action on one lead ("lead.booked", "lead.forget" ...), by public id
+    only: the log never holds an address or an anxiety type."""
+    from campaign.app.activity import record
+
+    detail = "deleted " + ", ".join(f"{n} {kind}" for kind, n in deleted.items()) if deleted else ""
+    record(
+        store.engine, actor, f"lead.{verb}", now=now, object_type="lead", object_id=public_id, detail=detail
+    )
 
 
-def forget_lead(store: Store, email: str, now: datetime) -> dict[str, int]:
-    """Delete everything held about an address, keeping a keyed hash on the suppression list.
+def mark_booked(store: Store, emails: list[str], now: datetime, actor: Actor | None = None) -> list[str]:
+    """Stop the sequences of leads who booked, each audited as `actor` ("lead.booked", by
+    public id: the log holds no address); returns the addresses that are no lead."""
+    missing = []
+    for email in emails:
+        lead = store.lead_by_email(email)
+        if lead is None or not store.mark_booked(email, now):
+            missing.append(email)
+        else:
+            audit_lead(store, actor, "booked", lead.public_id, now)
+    return missing
+
+
+def forget_lead(store: Store, email: str, now: datetime, actor: Actor | None = None) -> dict[str, int]:
+    """Delete everything held about an address, keeping a keyed hash on the suppression list,
+    audited as `actor` ("lead.forget", by public id; no id when no lead had the address).
     Returns how many leads, enrollments, sends and events were deleted."""
-    return store.forget_lead(email, now)
+    lead = store.lead_by_email(email)
+    deleted = store.forget_lead(email, now)
+    audit_lead(store, actor, "forget", lead.public_id if lead else "", now, deleted=deleted)
+    return deleted

@@ -263,18 +263,24 @@ def test_send(
     SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
     claim, a random send id. With live SendGrid it passes the live preflight first (see
     --draft). Exit 1 when it was not sent."""
-    from contextlib import nullcontext
-
-    from campaign.app.delivery import UnsentTestEmail, send_test_email
-    from campaign.campaigns import is_live
+    from campaign.accounts import CLI
+    from campaign.app.delivery import UnsentTestEmail, send_test_audited
 
     s = settings()
-    # The approvals are in the database: opened only for a live send (nothing else needs it).
-    opened = store_for(s) if is_live(s) else nullcontext()
+    # The database holds the approvals (a live send) and the audit log (every test send).
     try:
-        with opened as store:
-            sent = send_test_email(
-                s, load_audiences_or_fail(s), audience, step, to, first_name, store=store, draft=draft
+        with store_for(s) as store:
+            sent = send_test_audited(
+                s,
+                store,
+                CLI,
+                load_audiences_or_fail(s),
+                audience=audience,
+                step=step,
+                to=to,
+                first_name=first_name,
+                now=datetime.now(UTC),
+                draft=draft,
             )
     except (ValueError, LookupError) as exc:
         fail(str(exc).strip("'\""))

@@ -124,6 +124,13 @@ enrollments = sa.Table(
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
     sa.Index("ix_enrollments_campaign_state", "campaign_id", "audience", "state"),  # the overview's counts
+    # The lead list's "stopped" filter (a few exited enrollments among many): 0012_console2.
+    sa.Index(
+        "ix_enrollments_exited_lead",
+        "lead_id",
+        postgresql_where=sa.text("state = 'exited'"),
+        sqlite_where=sa.text("state = 'exited'"),
+    ),
 )
 
 sends = sa.Table(
@@ -146,6 +153,18 @@ sends = sa.Table(
     sa.Index("ix_sends_status", "status", "claimed_at"),
     sa.Index("ix_sends_message_id", "message_id"),
     sa.Index("ix_sends_status_settled", "status", "settled_at"),  # the overview's "sent today"
+)
+
+# Ledger rows per (campaign, audience, step, status), kept by database triggers on sends in the
+# same transaction as each change (0012_console2): the overview reads this, not every send.
+send_counts = sa.Table(
+    "send_counts",
+    metadata,
+    sa.Column("campaign_id", sa.Integer, primary_key=True),
+    sa.Column("audience", sa.String(64), primary_key=True),
+    sa.Column("step_key", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
 )
 
 # The send ids a ledger row had before a resend gave it a new one: late events for any of them
