@@ -130,7 +130,12 @@ class Enrollments(StorePart):
                 enrollments.c.leased_until.is_(None),
                 enrollments.c.leased_until <= now,
                 enrollments.c.leased_by == worker,
-            )
+            ),
+            # Done in this tick by another run (a step claimed less than a lease ago): a run
+            # that fell behind (a hung request) must not walk it again; the next tick re-plans it.
+            ~sa.exists().where(
+                sends.c.enrollment_id == enrollments.c.id, sends.c.claimed_at > now - (until - now)
+            ),
         )
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True, of=enrollments)
