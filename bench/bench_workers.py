@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ POSTGRES_URL = os.environ.get(
 
 # One worker: waits for the start file, runs one tick, prints what it sent and when it ended.
 WORKER = """
-import json, sys, time
+import json, os, resource, sys, time
 from datetime import datetime
 from pathlib import Path
 from campaign.engine import run_tick
@@ -53,14 +54,27 @@ from campaign.runtime import build_context
 from campaign.settings import get_settings
 now = datetime.fromisoformat(sys.argv[1])
 ctx = build_context(get_settings(), now=now)
+
+
+def cpu_and_wait():
+    # CPU seconds, and seconds its threads spent runnable but waiting for a CPU (Linux schedstat).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    tasks = os.listdir("/proc/self/task")
+    waited = sum(int(open(f"/proc/self/task/{t}/schedstat").read().split()[1]) for t in tasks)
+    return usage.ru_utime + usage.ru_stime, waited / 1e9
+
+
+cpu0, wait0 = cpu_and_wait()  # start-up (imports, the migrations check) is not the tick's
 print("ready", flush=True)
 while not Path(sys.argv[2]).exists():
     time.sleep(0.001)
 report = run_tick(ctx, now)
 ended = time.time()
 ctx.store.close()
+cpu1, wait1 = cpu_and_wait()
 print(json.dumps({"sent": sum(report.sent.values()), "unknown": sum(report.unknown.values()),
-                  "failed": sum(report.failed.values()), "ended": ended}), flush=True)
+                  "failed": sum(report.failed.values()), "ended": ended,
+                  "cpu_s": cpu1 - cpu0, "cpu_total_s": cpu1, "cpu_wait_s": wait1 - wait0}), flush=True)
 """
 
 
@@ -195,6 +209,10 @@ def run_workers(workers: int, host: str, args, tmp: Path) -> dict:
         "duplicates": summary["messages"] - recorded,
         "ledger": statuses,
         "shares": [s["sent"] for s in shares],
+        # The workers' own CPU (not the server's, PostgreSQL's or the other sessions'), per email.
+        "cpu_ms": 1000 * sum(s["cpu_s"] for s in shares) / max(recorded, 1),
+        "cpu_wait_s": max(s["cpu_wait_s"] for s in shares),
+        "cpu_total_s": sum(s["cpu_total_s"] for s in shares),
     }
 
 
@@ -227,6 +245,12 @@ def main() -> None:
                 f"shares {r['shares']}  (prepared in {r['prepared_s']:.0f} s)",
                 flush=True,
             )
+    # The server has exited: its CPU is in RUSAGE_CHILDREN with the workers'; the difference is its own.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = sum(r["cpu_total_s"] for r in rows)
+    server_ms = (
+        1000 * (children.ru_utime + children.ru_stime - workers_cpu) / sum(r["recorded"] for r in rows)
+    )
     mode = "bulk requests" if args.bulk else "one email per request"
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {args.leads:,} due leads; {mode}; "
@@ -236,8 +260,9 @@ def main() -> None:
         f"{', '.join(f'{x:.1f}' for x in loads)} (a machine shared with other sessions); "
         f"Python {platform.python_version()}.",
         "",
-        "| workers | wall s | emails/s | × 1 worker | recorded | duplicates | ledger | each worker sent |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workers | wall s | emails/s | × 1 worker | recorded | duplicates | ledger | each worker sent "
+        "| workers' CPU ms/email | waiting for a CPU, s (threads summed, most waiting worker) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = rows[0]["rate"]
     for r in rows:
@@ -245,8 +270,14 @@ def main() -> None:
         shares = ", ".join(f"{s:,}" for s in r["shares"])
         lines.append(
             f"| {r['workers']} | {r['wall_s']:.1f} | {r['rate']:,.0f} | {r['rate'] / base:.2f} | "
-            f"{r['recorded']:,} | {r['duplicates']} | {ledger} | {shares} |"
+            f"{r['recorded']:,} | {r['duplicates']} | {ledger} | {shares} | {r['cpu_ms']:.1f} "
+            f"| {r['cpu_wait_s']:.1f} |"
         )
+    lines += [
+        "",
+        f"The SendGrid-compatible server's own CPU: {server_ms:.1f} ms per recorded email "
+        "(PostgreSQL's is not counted).",
+    ]
     table = "\n".join(lines)
     print(table)
     if args.write:

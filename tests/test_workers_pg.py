@@ -13,16 +13,14 @@ import os
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
-from conftest import POSTGRES_URL
-from test_prefect_server import BIN, free_port, wait_healthy
+from conftest import postgres_schema
+from test_prefect_server import prefect_server
 
 from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.devserver import Faults, running_server
@@ -56,45 +54,16 @@ print("RESULT " + json.dumps({**totals, "walked": sum(walked)}), flush=True)
 
 @pytest.fixture
 def pg_url(postgres_reason):
-    """A private schema in the test PostgreSQL database, dropped afterwards."""
     if postgres_reason:
         pytest.skip(f"{postgres_reason}: concurrent tick runs need PostgreSQL (SQLite is one writer)")
-    schema = f"w_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("w") as url:
+        yield url
 
 
 @pytest.fixture
 def prefect_api(tmp_path):
-    """`prefect server start` on a free port, for this test only."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(api, server)
-        yield api
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    with prefect_server(tmp_path / "prefect") as env:
+        yield env["PREFECT_API_URL"]
 
 
 def ask(api: str, path: str, body: dict):
