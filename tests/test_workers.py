@@ -54,6 +54,22 @@ def test_two_walks_at_once_take_disjoint_batches_and_let_go_after(make_settings,
     assert {lease for lease in lease_columns(ctx)} == {(None, None)}  # every lease let go
 
 
+def test_a_run_behind_does_not_walk_again_what_another_run_sent_in_this_tick(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 4, batch_size=10)
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    done, _ = ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 0, 2, "run-a", MONDAY_10 + LEASE)
+    ctx.store.claim([(d.enrollment_id, "welcome") for d in done], MONDAY_10, "sendgrid")
+    ctx.store.release_leases([d.enrollment_id for d in done], "run-a")
+    # Still due (the next tick re-plans them), but not for a run of this tick that is behind.
+    assert len(ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 10)) == 4
+    rest, _ = ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 0, 10, "run-b", MONDAY_10 + LEASE)
+    assert {d.enrollment_id for d in rest}.isdisjoint({d.enrollment_id for d in done}) and len(rest) == 2
+    later, _ = ctx.store.lease_due_enrollments(
+        campaign_ids, MONDAY_10 + timedelta(minutes=15), 0, 10, "next-tick", MONDAY_10 + timedelta(minutes=25)
+    )
+    assert len(later) == 4
+
+
 def test_the_batch_reads_the_lead_columns_a_step_needs(make_settings, database_url):
     ctx = enrolled_context(make_settings, database_url, 2, batch_size=10)
     ctx.store.suppress("w1@example.com", "bounce", MONDAY_10)
