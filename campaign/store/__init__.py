@@ -180,6 +180,9 @@ class Store:
     enrolled_audiences = _PartMethod("_enrollments", Enrollments.enrolled_audiences)
     refresh_sequence_version = _PartMethod("_enrollments", Enrollments.refresh_sequence_version)
     due_enrollments = _PartMethod("_enrollments", Enrollments.due_enrollments)
+    lease_due_enrollments = _PartMethod("_enrollments", Enrollments.lease_due_enrollments)
+    release_leases = _PartMethod("_enrollments", Enrollments.release_leases)
+    leased_by_others = _PartMethod("_enrollments", Enrollments.leased_by_others)
     enrollments_by_id = _PartMethod("_enrollments", Enrollments.enrollments_by_id)
     update_enrollments = _PartMethod("_enrollments", Enrollments.update_enrollments)
 

@@ -120,6 +120,9 @@ enrollments = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, finished, exited
     sa.Column("exit_reason", sa.String(32), nullable=True),
     sa.Column("next_due_at", UTCDateTime, nullable=True),
+    # The lease of a tick run walking this row (0013_workers): other runs skip it until then.
+    sa.Column("leased_until", UTCDateTime, nullable=True),
+    sa.Column("leased_by", sa.String(64), nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
@@ -130,6 +133,12 @@ enrollments = sa.Table(
         "lead_id",
         postgresql_where=sa.text("state = 'exited'"),
         sqlite_where=sa.text("state = 'exited'"),
+    ),
+    sa.Index(  # leased rows only (a few batches): finds a concurrent tick run at once
+        "ix_enrollments_leased",
+        "leased_until",
+        sqlite_where=sa.text("leased_until IS NOT NULL"),
+        postgresql_where=sa.text("leased_until IS NOT NULL"),
     ),
 )
 
