@@ -18,9 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("enrollments") as batch:
-        batch.add_column(sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("leased_by", sa.String(length=64), nullable=True))
+    # Plain ALTER TABLE, not a batch copy of the table: SQLite's copy-and-rename would break the
+    # send_counts triggers (0012_console2) that name enrollments.
+    op.add_column("enrollments", sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("enrollments", sa.Column("leased_by", sa.String(length=64), nullable=True))
     op.create_index(
         "ix_enrollments_leased",
         "enrollments",
@@ -32,6 +33,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_enrollments_leased", table_name="enrollments")
-    with op.batch_alter_table("enrollments") as batch:
-        batch.drop_column("leased_by")
-        batch.drop_column("leased_until")
+    op.drop_column("enrollments", "leased_by")  # SQLite 3.35+ drops a column in place
+    op.drop_column("enrollments", "leased_until")
