@@ -151,14 +151,14 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
     report = _refreshed(ctx, now)
     ctx.store.fill_email_hashes()  # the suppression check joins on the address hash
     compiled = ctx.store.compile_audiences(ctx.audiences)
+    zones: list[str] | None = None  # read once, when a campaign enrolls set-based
     for campaign in ctx.store.active_campaigns(now):
         audiences = campaign_audiences(campaign, ctx)
-        zones: list[str] | None = None
         for audience, _ in compiled.sql:
             if audience not in audiences:
                 continue
             if zones is None:
-                zones = ctx.store.enrollment_zones(campaign["id"])
+                zones = ctx.store.enrollment_zones()
             due = {zone: first_due(audience, now, zone) for zone in zones}
             rule = compiled.first_match(audience)
             if n := ctx.store.enroll_matching(campaign["id"], audience, rule, due, now):

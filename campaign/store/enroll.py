@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 BOOL_FIELDS = frozenset({"consent", "booked"})
 NUMBER_FIELDS = frozenset({"prior_treatments"})  # nullable: an unknown number
 STRING_FIELDS = RULE_FIELDS - BOOL_FIELDS - NUMBER_FIELDS  # NOT NULL text columns
+# PostgreSQL: rows added by one INSERT ... SELECT after which enrollments' statistics are renewed.
+ANALYZE_AFTER = 10_000
 COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 
@@ -171,28 +173,22 @@ def compile_audiences(audiences: Sequence[Audience], dialect: str) -> CompiledAu
     return result
 
 
-def _may_enroll(campaign_id: int) -> list[sa.ColumnElement[bool]]:
-    """Consenting, reachable (hash known), and not yet in this campaign."""
+def _reachable() -> list[sa.ColumnElement[bool]]:
+    """Consenting and reachable, the address hash known (the suppression check needs it)."""
     return [
         leads.c.consent.is_(True),
         leads.c.booked.is_(False),
         leads.c.unsubscribed_at.is_(None),
         leads.c.email_hash.is_not(None),
-        ~sa.exists().where(enrollments.c.lead_id == leads.c.id, enrollments.c.campaign_id == campaign_id),
     ]
 
 
 class Enroll(StorePart):
-    def fill_email_hashes(self, chunk: int = 10_000) -> int:
+    def fill_email_hashes(self, chunk: int = 5_000) -> int:
         """Write the keyed address hash on leads that have none (rows from before 0012_enroll,
         or from a writer that did not set it). Returns how many were filled."""
         filled, after_id = 0, 0
         query = sa.select(leads.c.id, leads.c.email).where(leads.c.email_hash.is_(None))
-        update = (
-            sa.update(leads)
-            .where(leads.c.id == sa.bindparam("b_id"))
-            .values(email_hash=sa.bindparam("b_hash"))
-        )
         while True:
             with self.engine.begin() as conn:
                 rows = conn.execute(
@@ -200,13 +196,25 @@ class Enroll(StorePart):
                 ).all()
                 if not rows:
                     return filled
-                conn.execute(update, [{"b_id": i, "b_hash": self.hash(email)} for i, email in rows])
+                hashed = [(i, self.hash(email)) for i, email in rows]
+                if self.dialect == "postgresql":  # one UPDATE ... FROM (VALUES ...) a chunk
+                    values = sa.values(sa.column("id", sa.Integer), sa.column("hash", sa.String), name="v")
+                    values = values.data(hashed)
+                    stmt = sa.update(leads).where(leads.c.id == values.c.id).values(email_hash=values.c.hash)
+                    conn.execute(stmt)
+                else:  # SQLite: executemany in-process is as fast, and has no VALUES aliases
+                    stmt = sa.update(leads).where(leads.c.id == sa.bindparam("b_id"))
+                    conn.execute(
+                        stmt.values(email_hash=sa.bindparam("b_hash")),
+                        [{"b_id": i, "b_hash": h} for i, h in hashed],
+                    )
             filled += len(rows)
             after_id = rows[-1].id
 
-    def enrollment_zones(self, campaign_id: int) -> list[str]:
-        """The time zones of the leads this campaign may enroll (a few distinct values)."""
-        query = sa.select(leads.c.timezone).where(*_may_enroll(campaign_id)).distinct()
+    def enrollment_zones(self) -> list[str]:
+        """The time zones of the leads a campaign may enroll (a few distinct values; some
+        of those leads may be enrolled already)."""
+        query = sa.select(leads.c.timezone).where(*_reachable()).distinct()
         with self.engine.connect() as conn:
             return sorted(conn.execute(query).scalars())
 
@@ -238,10 +246,15 @@ class Enroll(StorePart):
             sa.literal("active"),
             due,
         ).where(
-            *_may_enroll(campaign_id),
+            # The column tests first, the probes last (SQLite evaluates the terms in this order).
+            *_reachable(),
             leads.c.timezone.in_(list(due_by_zone)),
             rule,
-            ~sa.exists().where(enrollments.c.lead_id == leads.c.id, enrollments.c.audience == name),
+            # Not in this campaign, nor ever in this audience's sequence: one probe by lead.
+            ~sa.exists().where(
+                enrollments.c.lead_id == leads.c.id,
+                sa.or_(enrollments.c.campaign_id == campaign_id, enrollments.c.audience == name),
+            ),
             ~sa.exists().where(suppressions.c.email_hash == leads.c.email_hash),
         )
         columns = [
@@ -260,4 +273,9 @@ class Enroll(StorePart):
             .execution_options(preserve_rowcount=True)  # psycopg's count of an INSERT, kept
         )
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount
+            added = conn.execute(stmt).rowcount
+            if self.dialect == "postgresql" and added >= ANALYZE_AFTER:
+                # The next audience's probes must not be planned on stale row counts (a nested
+                # loop over a table thought empty took minutes at 1M): fresh statistics now.
+                conn.execute(sa.text("ANALYZE enrollments"))
+        return added
