@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 BOOL_FIELDS = frozenset({"consent", "booked"})
 NUMBER_FIELDS = frozenset({"prior_treatments"})  # nullable: an unknown number
 STRING_FIELDS = RULE_FIELDS - BOOL_FIELDS - NUMBER_FIELDS  # NOT NULL text columns
-# PostgreSQL: rows added by one INSERT ... SELECT after which enrollments' statistics are renewed.
+# PostgreSQL: rows written by one step after which the table's statistics are renewed.
 ANALYZE_AFTER = 10_000
 COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
@@ -195,6 +195,8 @@ class Enroll(StorePart):
                     query.where(leads.c.id > after_id).order_by(leads.c.id).limit(chunk)
                 ).all()
                 if not rows:
+                    if self.dialect == "postgresql" and filled >= ANALYZE_AFTER:
+                        conn.execute(sa.text("ANALYZE leads"))  # plans must see the hashes
                     return filled
                 hashed = [(i, self.hash(email)) for i, email in rows]
                 if self.dialect == "postgresql":  # one UPDATE ... FROM (VALUES ...) a chunk
