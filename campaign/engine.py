@@ -161,41 +161,78 @@ def first_due(audience: Audience, enrolled_at: datetime, tz: str) -> datetime:
 
 def enroll_new(ctx: Context, now: datetime) -> TickReport:
     """Put every consenting, reachable lead not yet in an active campaign into the first
-    audience (by priority) that matches it. Walks leads by id in batches."""
-    report = TickReport(now=now)
-    for audience in ctx.audiences:  # live sequence edits: re-plan from the new steps
-        ctx.store.refresh_sequence_version(audience.name, audience.version, now)
+    audience (by priority) that matches it, set-based: per campaign and audience one
+    INSERT ... SELECT over the audience's rule compiled to SQL, the first email's time per time
+    zone. Audiences from the first rule that does not compile on are walked in Python
+    (`enroll_by_walk`'s loop, over the leads no compiled audience takes)."""
+    report = _refreshed(ctx, now)
+    ctx.store.fill_email_hashes()  # the suppression check joins on the address hash
+    compiled = ctx.store.compile_audiences(ctx.audiences)
+    zones: list[str] | None = None  # read once, when a campaign enrolls set-based
     for campaign in ctx.store.active_campaigns(now):
         audiences = campaign_audiences(campaign, ctx)
-        after_id = 0
-        while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size):
-            after_id = batch[-1].id
-            # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
-            hashes = {lead.id: email_hash(lead.email, ctx.store.secret_key) for lead in batch}
-            suppressed = ctx.store.suppressed_hashes(hashes.values())
-            # A lead who is or was in an audience's sequence (any campaign) never joins it again.
-            already = ctx.store.enrolled_audiences([lead.id for lead in batch])
-            rows = []
-            for lead in batch:
-                audience = match_audience(ctx.audiences, lead)
-                if audience is None or audience not in audiences or hashes[lead.id] in suppressed:
-                    continue
-                if audience.name in already[lead.id]:
-                    continue
-                rows.append(
-                    {
-                        "campaign_id": campaign["id"],
-                        "lead_id": lead.id,
-                        "audience": audience.name,
-                        "audience_version": audience.version,
-                        "enrolled_at": now,
-                        "state": "active",
-                        "next_due_at": first_due(audience, now, lead.timezone),
-                    }
-                )
-                report.enrolled[audience.name] += 1
-            ctx.store.add_enrollments(rows)
+        for audience, _ in compiled.sql:
+            if audience not in audiences:
+                continue
+            if zones is None:
+                zones = ctx.store.enrollment_zones()
+            due = {zone: first_due(audience, now, zone) for zone in zones}
+            rule = compiled.first_match(audience)
+            if n := ctx.store.enroll_matching(campaign["id"], audience, rule, due, now):
+                report.enrolled[audience.name] += n
+        if walked := [a for a in compiled.walked if a in audiences]:
+            _enroll_walk(ctx, campaign, walked, now, report, skip=compiled.matched_before())
     return report
+
+
+def enroll_by_walk(ctx: Context, now: datetime) -> TickReport:
+    """enroll_new as a walk of leads by id in batches, each matched in Python: the reference
+    the set-based enrollment is tested against (and the fallback for rules SQL cannot hold)."""
+    report = _refreshed(ctx, now)
+    for campaign in ctx.store.active_campaigns(now):
+        _enroll_walk(ctx, campaign, campaign_audiences(campaign, ctx), now, report)
+    return report
+
+
+def _refreshed(ctx: Context, now: datetime) -> TickReport:
+    for audience in ctx.audiences:  # live sequence edits: re-plan from the new steps
+        ctx.store.refresh_sequence_version(audience.name, audience.version, now)
+    return TickReport(now=now)
+
+
+def _enroll_walk(
+    ctx: Context, campaign: dict, audiences: list[Audience], now: datetime, report: TickReport, skip=None
+) -> None:
+    """Enroll the campaign's unenrolled leads whose first matching audience is one of
+    `audiences`, by id in batches; `skip`: leads the set-based part has judged already."""
+    after_id = 0
+    while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size, skip):
+        after_id = batch[-1].id
+        # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
+        hashes = {lead.id: email_hash(lead.email, ctx.store.secret_key) for lead in batch}
+        suppressed = ctx.store.suppressed_hashes(hashes.values())
+        # A lead who is or was in an audience's sequence (any campaign) never joins it again.
+        already = ctx.store.enrolled_audiences([lead.id for lead in batch])
+        rows = []
+        for lead in batch:
+            audience = match_audience(ctx.audiences, lead)
+            if audience is None or audience not in audiences or hashes[lead.id] in suppressed:
+                continue
+            if audience.name in already[lead.id]:
+                continue
+            rows.append(
+                {
+                    "campaign_id": campaign["id"],
+                    "lead_id": lead.id,
+                    "audience": audience.name,
+                    "audience_version": audience.version,
+                    "enrolled_at": now,
+                    "state": "active",
+                    "next_due_at": first_due(audience, now, lead.timezone),
+                }
+            )
+            report.enrolled[audience.name] += 1
+        ctx.store.add_enrollments(rows)
 
 
 # ---- due sends -----------------------------------------------------------------------------------

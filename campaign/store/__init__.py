@@ -9,6 +9,7 @@ engine, and Store's methods are those parts' methods:
                the suppression list, is_reachable
   intake       the lead API's reads (where leads stand) and its Idempotency-Key table
   enrollments  who is in which sequence, what is due
+  enroll       set-based enrollment: the audiences' rules compiled to SQL, INSERT ... SELECT
   ledger       claims and settlements, one row per (enrollment, step): at most one email each
   events       webhook events and their effects, unsubscribe, booked, forget
   campaigns    campaigns and their state, approvals
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from campaign.store.browse import Browse, LeadQuery
 from campaign.store.campaigns import Campaigns
+from campaign.store.enroll import CompiledAudiences, Enroll, compile_audiences
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
 from campaign.store.intake import Intake, Remembered
@@ -124,6 +126,7 @@ class Store:
         self._reports = Reports(engine, secret_key)
         self._intake = Intake(engine, secret_key)
         self._browse = Browse(engine, secret_key)
+        self._enroll = Enroll(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -185,6 +188,15 @@ class Store:
     leased_by_others = _PartMethod("_enrollments", Enrollments.leased_by_others)
     enrollments_by_id = _PartMethod("_enrollments", Enrollments.enrollments_by_id)
     update_enrollments = _PartMethod("_enrollments", Enrollments.update_enrollments)
+
+    # ---- set-based enrollment (rules compiled to SQL) ----------------------------------------
+    fill_email_hashes = _PartMethod("_enroll", Enroll.fill_email_hashes)
+    enrollment_zones = _PartMethod("_enroll", Enroll.enrollment_zones)
+    enroll_matching = _PartMethod("_enroll", Enroll.enroll_matching)
+
+    def compile_audiences(self, audiences) -> CompiledAudiences:
+        """The audiences' match rules as SQL for this database (campaign.store.enroll)."""
+        return compile_audiences(audiences, self.dialect)
 
     # ---- the send ledger ---------------------------------------------------------------------
     claim = _PartMethod("_ledger", Ledger.claim)

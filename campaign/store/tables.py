@@ -79,6 +79,15 @@ leads = sa.Table(
     sa.Column("consent_ref", sa.String(300), nullable=True),
     sa.Column("consent_version", sa.String(100), nullable=True),
     sa.Column("consent_client", sa.String(64), nullable=True),
+    # The keyed hash of the address (email_hash below), for the suppression check in SQL
+    # (0012_enroll): written with each new lead; NULL until the tick fills it in.
+    sa.Column("email_hash", sa.String(64), nullable=True),
+    sa.Index(
+        "ix_leads_email_hash_missing",
+        "id",
+        sqlite_where=sa.text("email_hash IS NULL"),
+        postgresql_where=sa.text("email_hash IS NULL"),
+    ),
 )
 
 # The lead API's Idempotency-Key: a retry within a day gets the first answer and changes nothing.
