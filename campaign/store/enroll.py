@@ -185,7 +185,7 @@ def _reachable() -> list[sa.ColumnElement[bool]]:
 
 class Enroll(StorePart):
     def fill_email_hashes(self, chunk: int = 5_000) -> int:
-        """Write the keyed address hash on leads that have none (rows from before 0012_enroll,
+        """Write the keyed address hash on leads that have none (rows from before 0014_enroll,
         or from a writer that did not set it). Returns how many were filled."""
         filled, after_id = 0, 0
         query = sa.select(leads.c.id, leads.c.email).where(leads.c.email_hash.is_(None))

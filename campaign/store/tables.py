@@ -80,7 +80,7 @@ leads = sa.Table(
     sa.Column("consent_version", sa.String(100), nullable=True),
     sa.Column("consent_client", sa.String(64), nullable=True),
     # The keyed hash of the address (email_hash below), for the suppression check in SQL
-    # (0012_enroll): written with each new lead; NULL until the tick fills it in.
+    # (0014_enroll): written with each new lead; NULL until the tick fills it in.
     sa.Column("email_hash", sa.String(64), nullable=True),
     sa.Index(
         "ix_leads_email_hash_missing",

@@ -6,15 +6,15 @@ SQL cannot compute. The hash is written with each new lead; rows written before 
 (or by a writer that does not set it) keep NULL until the next tick fills them in
 (`Enroll.fill_email_hashes`) and are not enrolled before. A partial index finds those rows.
 
-Revision ID: 0012_enroll
-Revises: 0011_intake
+Revision ID: 0014_enroll
+Revises: 0013_workers
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_enroll"
-down_revision = "0011_intake"
+revision = "0014_enroll"
+down_revision = "0013_workers"
 branch_labels = None
 depends_on = None
 
@@ -22,8 +22,7 @@ MISSING = sa.text("email_hash IS NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("leads") as batch:
-        batch.add_column(sa.Column("email_hash", sa.String(length=64), nullable=True))
+    op.add_column("leads", sa.Column("email_hash", sa.String(length=64), nullable=True))
     op.create_index(
         "ix_leads_email_hash_missing",
         "leads",
@@ -35,5 +34,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_leads_email_hash_missing", table_name="leads")
-    with op.batch_alter_table("leads") as batch:
-        batch.drop_column("email_hash")
+    op.drop_column("leads", "email_hash")  # in place (SQLite 3.35+): no copy of the table
