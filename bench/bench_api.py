@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,11 +142,7 @@ def run_clients(url: str, token: str, threads: int, seconds: float) -> tuple[lis
                     accepted[n].append(email)
                 i += 1
 
-    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_threads(client, threads)
     return [r for part in results for r in part], [e for part in accepted for e in part]
 
 
@@ -165,6 +162,58 @@ def stored_emails(database_url: str) -> set[str]:
     return found
 
 
+def summary(results: list, elapsed: float, cpu: float, loadavg: float) -> dict:
+    """Requests/s, latency percentiles, statuses, load and server CPU of one timed run."""
+    latencies = sorted(latency for _, latency in results)
+    return {
+        "requests": len(results),
+        "per_second": len(results) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "statuses": dict(Counter(status for status, _ in results)),
+        "load_before": loadavg,
+        "server_cpu_ms": cpu / max(1, len(results)) * 1000,
+    }
+
+
+def timing_cells(r: dict) -> str:
+    """A results row's first cells: database, requests, rate, p50, p99, max, statuses."""
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+    return (
+        f"| {r['database']} | {r['requests']} | {r['per_second']:.0f} | {r['p50_ms']:.1f} ms | "
+        f"{r['p99_ms']:.1f} ms | {r['max_ms']:.0f} ms | {statuses} |"
+    )
+
+
+def run_threads(client: Callable[[int], None], threads: int) -> None:
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def machine_line() -> str:
+    return (
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
+        f"load average before: {os.getloadavg()[0]:.2f}.\n"
+    )
+
+
+def each_database(choice: str, folder: Path, measure_one: Callable[[str, str], dict]) -> list[dict]:
+    """measure_one(name, database URL) on a SQLite file and/or a private PostgreSQL schema."""
+    rows = []
+    if choice in ("sqlite", "both"):
+        rows.append(measure_one("SQLite", f"sqlite:///{folder / 'bench.db'}"))
+    if choice in ("postgresql", "both"):
+        with postgres_schema() as url:
+            if url:
+                rows.append(measure_one("PostgreSQL", url))
+    return rows
+
+
 def measure(name: str, database_url: str, folder: Path, threads: int, seconds: float) -> dict:
     with server(database_url, folder) as (url, token, pid):
         run_clients(url, token, threads, 2)  # warm up: connections, caches, the first queries
@@ -172,21 +221,13 @@ def measure(name: str, database_url: str, folder: Path, threads: int, seconds: f
         started, cpu = time.perf_counter(), cpu_seconds(pid)
         results, accepted = run_clients(url, token, threads, seconds)
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
-    latencies = sorted(latency for _, latency in results)
     stored = stored_emails(database_url)
     lost = [e for e in accepted if e not in stored]
     return {
         "database": name,
-        "requests": len(results),
-        "per_second": len(results) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "max_ms": latencies[-1] * 1000,
-        "statuses": dict(Counter(status for status, _ in results)),
+        **summary(results, elapsed, cpu, loadavg),
         "accepted": len(accepted),
         "lost": len(lost),
-        "load_before": loadavg,
-        "server_cpu_ms": cpu / max(1, len(results)) * 1000,
     }
 
 
@@ -199,34 +240,22 @@ def main() -> None:
 
     print(
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.seconds:g} s of single-lead POSTs, "
-        f"{args.threads} client threads, one uvicorn process.\n"
-        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-        f"load average before: {os.getloadavg()[0]:.2f}.\n"
+        f"{args.threads} client threads, one uvicorn process.\n" + machine_line()
     )
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if args.database in ("sqlite", "both"):
-            rows.append(
-                measure("SQLite", f"sqlite:///{folder / 'bench.db'}", folder, args.threads, args.seconds)
-            )
-        if args.database in ("postgresql", "both"):
-            with postgres_schema() as url:
-                if url:
-                    rows.append(measure("PostgreSQL", url, folder, args.threads, args.seconds))
+        rows = each_database(
+            args.database, folder, lambda name, url: measure(name, url, folder, args.threads, args.seconds)
+        )
     print(
         "| database | requests | leads/s | p50 | p99 | max | statuses | 2xx stored | server CPU per lead "
         "| load avg (1 min) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         print(
-            f"| {r['database']} | {r['requests']} | {r['per_second']:.0f} | {r['p50_ms']:.1f} ms | "
-            f"{r['p99_ms']:.1f} ms | {r['max_ms']:.0f} ms | {statuses} | "
-            f"{r['accepted'] - r['lost']} of {r['accepted']} | {r['server_cpu_ms']:.1f} ms | "
-            f"{r['load_before']:.2f} |"
+            f"{timing_cells(r)} {r['accepted'] - r['lost']} of {r['accepted']} | "
+            f"{r['server_cpu_ms']:.1f} ms | {r['load_before']:.2f} |"
         )
     if any(r["lost"] for r in rows):
         sys.exit("some leads answered 2xx are not in the database")

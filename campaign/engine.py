@@ -26,6 +26,7 @@ from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
 from campaign.events import ACCEPTED_KINDS
+from campaign.forms_tokens import CONFIRM_MAX_AGE
 from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
@@ -369,6 +370,9 @@ def reconcile_unknown(ctx: Context, now: datetime) -> TickReport:
     Counts go to report.reconciled; the resends' results to report.sent/failed/...
     """
     report = TickReport(now=now)
+    # Leads that never confirmed their address (double opt-in) within 7 days: deleted, never mailed.
+    if expired := ctx.store.expire_unconfirmed(now - CONFIRM_MAX_AGE):
+        report.reconciled["unconfirmed expired"] += expired
     report.reconciled["stale"] += ctx.store.mark_stale_claims_unknown(now - STALE_CLAIM, now)
     report.reconciled["confirmed"] += ctx.store.confirm_unknown_from_events(ACCEPTED_KINDS, now)
     cutoff = now - timedelta(hours=ctx.settings.unknown_resend_after_hours)

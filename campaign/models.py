@@ -65,6 +65,7 @@ class Lead(LeadIn):
     last_email_at: datetime | None = None
     consent_at: datetime | None = None  # when the consent below was recorded (None: not recorded)
     consent_proof: ConsentProof | None = None
+    unconfirmed_since: datetime | None = None  # double opt-in not done yet: never enrolled
 
 
 class SendWindow(BaseModel):

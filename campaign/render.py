@@ -253,15 +253,18 @@ class Renderer:
         anxiety_type: str | None = None,
         prior_treatments: int | None = None,
         review_credit: str | None = None,
+        links: dict[str, str] | None = None,
     ) -> RenderedEmail:
         """One email for one lead. ``review_credit`` is the footer's "Medically reviewed by ..."
         line (campaign.approval.review_credit) when the current content is approved; it is not
-        part of the template, so it never changes the approval hash."""
+        part of the template, so it never changes the approval hash. ``links``: more URLs the
+        template may use (the confirmation email's ``confirm_url``)."""
         src = self.source(name)
         base = {
             "clinic": self.clinic,
             "unsubscribe_url": unsubscribe_url,
             "booking_url": self.clinic.booking_url,
+            **(links or {}),
         }
         plain = {**base, **lead_context(first_name)}
         reported = body_context(anxiety_type, prior_treatments)

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     # system's temporary directory). Each is deleted after the import, or 2 hours after upload.
     console_upload_max_bytes: int = Field(50 * 1024 * 1024, ge=1)
     console_upload_dir: Path | None = None
+    # Sign-up forms (/forms/{key}) and double opt-in (campaign.app.forms). CAMPAIGN_DOUBLE_OPT_IN=1:
+    # the API's new leads confirm their address too (a form's always do).
+    double_opt_in: bool = False
+    form_min_fill_seconds: float = Field(3.0, ge=0)  # a faster post is a bot's: dropped
+    form_confirmations_per_address: int = Field(3, ge=1)  # confirmation emails per address per 24 h
+    form_posts_per_client_minute: int = Field(10, ge=1)  # form posts per client address per minute
 
     @property
     def audiences_dir(self) -> Path:

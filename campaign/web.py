@@ -9,6 +9,7 @@
     POST /webhooks/sendgrid            SendGrid's signed Event Webhook
     POST /webhooks/booking             {"email": ...} signed with HMAC-SHA256(CAMPAIGN_SECRET_KEY)
     /api/v1/...                        the lead API (campaign.api, FastAPI), token-authenticated
+    /forms/{key}, /confirm/{token}     sign-up forms and double opt-in (campaign.forms_web)
 
 Every request body is capped before it is read whole (413 past CAMPAIGN_SENDGRID_MAX_BODY_BYTES
 for the SendGrid webhook, CAMPAIGN_MAX_BODY_BYTES for the rest): an unsigned post of any size
@@ -403,6 +404,9 @@ def create_app(
         Route("/webhooks/booking", booking_webhook, methods=["POST"]),
         Mount(API_PREFIX, app=create_api(settings, db, clock)),  # the lead API (campaign.api)
     ]
+    from campaign.forms_web import form_routes  # that module uses this one's pages
+
+    routes += form_routes(settings, db, clock)  # /forms/{key} and /confirm/{token}
     if console:
         from campaign.console import create_console
 

@@ -26,6 +26,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -41,6 +42,7 @@ from campaign.api.schemas import (
     LeadResult,
     LeadStatus,
 )
+from campaign.app.forms import ConfirmationMailer, claim
 from campaign.app.intake import LeadOutcome, Submission, UnknownLead, lead_status, take_leads
 from campaign.lead_fields import FIELDS
 from campaign.settings import Settings
@@ -180,6 +182,9 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
         return authorize
 
     writer, reader = Depends(token_for("leads:write")), Depends(token_for("leads:read"))
+    # CAMPAIGN_DOUBLE_OPT_IN: new leads wait for their confirmation, as a form's do (app.forms).
+    double_opt_in = settings.double_opt_in
+    mailer = ConfirmationMailer(settings, store, clock) if double_opt_in else None
     group = GroupCommit(lambda jobs: write_together(store, jobs))
 
     def write(incoming, now, audit):
@@ -222,8 +227,9 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
         )
         return response
 
-    def take(actor: Actor, items: list[object]) -> list[LeadOutcome]:
-        """Each item read into a submission (one that is no object is refused alone), then taken."""
+    def take(actor: Actor, items: list[object]) -> tuple[list[LeadOutcome], BackgroundTask | None]:
+        """Each item read into a submission (one that is no object is refused alone), then taken;
+        with CAMPAIGN_DOUBLE_OPT_IN, the confirmation emails of the new leads to send after."""
         submissions, refused = [], {}
         for i, item in enumerate(items):
             values, problems = raw_values(item)
@@ -231,13 +237,26 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
                 refused[i] = problems
             else:
                 submissions.append(Submission(values, "api", actor.name, problems))
-        taken = iter(
-            take_leads(store, audiences.get(), submissions, clock(), default_timezone=tz, actor=actor)
+        now = clock()
+        done = take_leads(
+            store,
+            audiences.get(),
+            submissions,
+            now,
+            default_timezone=tz,
+            actor=actor,
+            unconfirmed=double_opt_in,
         )
-        return [
+        taken = iter(done)
+        outcomes = [
             LeadOutcome("invalid", problems=refused[i]) if i in refused else next(taken)
             for i in range(len(items))
         ]
+        if not double_opt_in:
+            return outcomes, None
+        # A new lead that gave consent and is not suppressed: "waiting for confirmation".
+        created = [o.id for o in done if o.outcome == "created" and o.status == "waiting for confirmation"]
+        return outcomes, BackgroundTask(mailer.send, claim(store, settings, created, now))
 
     @api.post(
         "/leads",
@@ -257,11 +276,13 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
             data = read_body(body, request.headers.get("content-type", ""))
             if isinstance(data, list):
                 raise ApiError(422, "one lead is a JSON object; post a list to /api/v1/leads/batch")
-            (outcome,) = await run_in_threadpool(take, actor, [data])
+            (outcome,), confirmations = await run_in_threadpool(take, actor, [data])
             if outcome.outcome == "invalid":
                 return error_response(422, "the lead is not valid", outcome.problems)
             return JSONResponse(
-                jsonable_encoder(_result(outcome)), status_code=201 if outcome.outcome == "created" else 200
+                jsonable_encoder(_result(outcome)),
+                status_code=201 if outcome.outcome == "created" else 200,
+                background=confirmations,
             )
 
         return await idempotent(request, actor, body, run)
@@ -283,7 +304,7 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
                 raise ApiError(422, 'a batch is a JSON object {"leads": [...]}', {"leads": "a list of leads"})
             if len(items) > MAX_BATCH:
                 raise ApiError(422, f"at most {MAX_BATCH:,} leads per batch (got {len(items):,})")
-            outcomes = await run_in_threadpool(take, actor, items)
+            outcomes, confirmations = await run_in_threadpool(take, actor, items)
             results = [
                 {"index": i, "fields": o.problems} if o.outcome == "invalid" else {"index": i, **_result(o)}
                 for i, o in enumerate(outcomes)
@@ -294,7 +315,9 @@ def create_api(settings: Settings, store: Store, clock: Callable[[], datetime]) 
                 k: sum(o.outcome == k for o in outcomes)
                 for k in ("created", "updated", "unchanged", "invalid")
             }
-            return JSONResponse(jsonable_encoder({"results": results, "counts": counts}))
+            return JSONResponse(
+                jsonable_encoder({"results": results, "counts": counts}), background=confirmations
+            )
 
         return await idempotent(request, actor, body, run)
 

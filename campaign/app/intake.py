@@ -11,7 +11,7 @@ when its first email is planned, or why none is.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from campaign.accounts import Actor
@@ -116,14 +116,17 @@ def take_leads(
     default_timezone: str,
     actor: Actor,
     write: Write | None = None,
+    unconfirmed: bool = False,
 ) -> list[LeadOutcome]:
     """Each submission validated (a bad one never sinks the rest), the good ones upserted in one
-    transaction with an audit row each (by `actor`; no anxiety type), then described."""
+    transaction with an audit row each (by `actor`; no anxiety type), then described.
+    `unconfirmed`: a new lead waits for its double opt-in (CAMPAIGN_DOUBLE_OPT_IN)."""
     results: list[LeadOutcome | None] = []
     incoming: list[Incoming] = []
     for submission in submissions:
         try:
-            incoming.append(prepare(submission, default_timezone=default_timezone, strict=True))
+            item = prepare(submission, default_timezone=default_timezone, strict=True)
+            incoming.append(replace(item, unconfirmed=True) if unconfirmed else item)
             results.append(None)
         except InvalidLead as exc:
             results.append(LeadOutcome("invalid", problems=exc.problems))
@@ -225,6 +228,8 @@ def _not_enrolled(lead: Lead, suppressed: bool, audience: Audience | None) -> tu
         return "suppressed", "the address is suppressed (a bounce, a spam report, or forgotten)"
     if not lead.consent:
         return "waiting for consent", "no consent"
+    if lead.unconfirmed_since is not None:
+        return "waiting for confirmation", "the address is not confirmed yet (double opt-in)"
     if audience is None:
         return "not yet enrolled", "no audience matches this lead"
     return "not yet enrolled", None

@@ -244,6 +244,8 @@ def _lead_rows_chunk(store: Store, audiences: dict[str, Audience], overview: lis
                 status = "unsubscribed"
             elif r["booked"]:
                 status = "booked"
+            elif r["unconfirmed_since"]:
+                status = "waiting for confirmation"
             else:
                 status = "waiting for consent" if not r["consent"] else "not yet enrolled"
             rows.append(

@@ -9,6 +9,7 @@ code; no rule lives here.
   campaigns  launch, pause, resume, stop, status, report
   delivery   tick, schedule, demo, dev-sendgrid, test-send
   web        serve
+  forms      form create, list, disable (sign-up forms)
 
 Quick commands never import Prefect (about 1.3 s); only tick, demo and the flow commands do,
 after campaign.prefect_env has set Prefect's defaults for this process.
@@ -30,9 +31,11 @@ for _module in ("leads", "delivery", "campaigns", "content", "web"):
     import_module(f"campaign.cli.{_module}")
 
 from campaign.cli.accounts import token_app, user_app  # noqa: E402
+from campaign.cli.forms import form_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(form_app, name="form")
 
 __all__ = ["app", "main"]
 

@@ -1,5 +1,6 @@
 """/console/users (admins): the console's users; add one with a role, disable one. The rules and
-the audit entries are campaign.accounts'."""
+the audit entries are campaign.accounts'. The sign-up forms are listed too (made with `campaign
+form create`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from campaign.accounts import ROLES, AccountError, add_user, disable_user, list_users
+from campaign.app.forms import form_url
 from campaign.console.pages import PageRequest, require
 
 NOTICES = {"added": "Added {email}.", "disabled": "Disabled {email}; their sessions have ended."}
@@ -21,6 +23,7 @@ def _page(page: PageRequest, *, error: str = "", form: dict | None = None, statu
         "users.html",
         title="Users",
         users=list_users(page.accounts),
+        forms=[(f, form_url(page.settings, f)) for f in page.store.forms()],  # read-only
         roles=ROLES,
         error=error,
         notice=notice,

@@ -15,6 +15,7 @@ engine, and Store's methods are those parts' methods:
   campaigns    campaigns and their state, approvals
   reports      reads for the CLI, reports and the demo
   browse       the console's lead list (search, filters, pages by key) and one lead's page
+  forms        sign-up forms, confirmation emails, double opt-in (opted_in: never enroll before it)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from campaign.store.campaigns import Campaigns
 from campaign.store.enroll import CompiledAudiences, Enroll, compile_audiences
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
+from campaign.store.forms import Form, FormExists, Forms, opted_in
 from campaign.store.intake import Intake, Remembered
 from campaign.store.leads import ImportCounts, Incoming, Leads, Upserted
 from campaign.store.ledger import Claim, Ledger, UnknownSend
@@ -54,6 +56,8 @@ from campaign.store.tables import (
 __all__ = [
     "ALL_AUDIENCES",
     "EVERGREEN",
+    "Form",
+    "FormExists",
     "Claim",
     "DueEnrollment",
     "ImportCounts",
@@ -74,6 +78,7 @@ __all__ = [
     "metadata",
     "new_public_id",
     "new_send_id",
+    "opted_in",
     "sends",
     "suppressions",
 ]
@@ -127,6 +132,7 @@ class Store:
         self._intake = Intake(engine, secret_key)
         self._browse = Browse(engine, secret_key)
         self._enroll = Enroll(engine, secret_key)
+        self._forms = Forms(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -250,3 +256,14 @@ class Store:
     lead_record = _PartMethod("_browse", Browse.lead_record)
     lead_enrollments = _PartMethod("_browse", Browse.lead_enrollments)
     lead_events = _PartMethod("_browse", Browse.lead_events)
+
+    # ---- sign-up forms and double opt-in -----------------------------------------------------
+    create_form = _PartMethod("_forms", Forms.create_form)
+    forms = _PartMethod("_forms", Forms.forms)
+    form_by_key = _PartMethod("_forms", Forms.form_by_key)
+    disable_form = _PartMethod("_forms", Forms.disable_form)
+    claim_confirmations = _PartMethod("_forms", Forms.claim_confirmations)
+    settle_confirmation = _PartMethod("_forms", Forms.settle_confirmation)
+    confirmation_counts = _PartMethod("_forms", Forms.confirmation_counts)
+    confirm_lead = _PartMethod("_forms", Forms.confirm_lead)
+    expire_unconfirmed = _PartMethod("_forms", Forms.expire_unconfirmed)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from campaign.audiences import RULE_FIELDS, Audience, matches
 from campaign.models import LeadIn
 from campaign.store.base import StorePart
+from campaign.store.forms import opted_in
 from campaign.store.tables import UTCDateTime, enrollments, leads, suppressions
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def _reachable() -> list[sa.ColumnElement[bool]]:
         leads.c.booked.is_(False),
         leads.c.unsubscribed_at.is_(None),
         leads.c.email_hash.is_not(None),
+        opted_in(),  # a form's lead waits for its double opt-in
     ]
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from campaign.models import ConsentProof, Lead, LeadIn
 from campaign.store.accounts import AuditEntry, audit_log
 from campaign.store.base import StorePart
+from campaign.store.forms import opted_in
 from campaign.store.tables import enrollments, leads, new_public_id, suppressions
 
 # The tick asks this once per email, right before its HTTP call: one plain statement, built once.
@@ -40,6 +41,7 @@ class Incoming:
     lead: LeadIn
     proof: ConsentProof | None = None
     fields: frozenset[str] | None = None
+    unconfirmed: bool = False  # a new lead waits for its double opt-in (store.forms.opted_in)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def lead_from_row(row) -> Lead:
         last_email_at=row["last_email_at"],
         consent_at=row["consent_at"],
         consent_proof=proof,
+        unconfirmed_since=row.get("unconfirmed_since"),
     )
 
 
@@ -89,6 +92,7 @@ def _new_row(item: Incoming, now: datetime) -> dict:
         "created_at": now,
         "updated_at": now,
         "booked_at": now if lead.booked else None,
+        "unconfirmed_since": now if item.unconfirmed else None,
     }
     if lead.consent and item.proof is not None:
         row.update(proof_columns(item.proof, now))
@@ -108,6 +112,10 @@ def _changes(item: Incoming, row, fields: frozenset[str], now: datetime) -> dict
     gives_consent = "consent" in fields and item.lead.consent and item.proof is not None
     if gives_consent and (not row["consent"] or row["consent_at"] is None):
         changes.update(proof_columns(item.proof, now))
+    # A trusted source's consent (a file; the API without double opt-in) confirms a lead that a
+    # public form left waiting for its double opt-in.
+    if gives_consent and not item.unconfirmed and row.get("unconfirmed_since") is not None:
+        changes["unconfirmed_since"] = None
     return changes
 
 
@@ -244,6 +252,7 @@ class Leads(StorePart):
                 leads.c.consent.is_(True),
                 leads.c.booked.is_(False),
                 leads.c.unsubscribed_at.is_(None),
+                opted_in(),
                 leads.c.id.not_in(enrolled),
                 sa.true() if skip is None else sa.not_(skip),
             )

@@ -146,6 +146,7 @@ class Reports(StorePart):
                 leads.c.consent,
                 leads.c.booked,
                 leads.c.unsubscribed_at,
+                leads.c.unconfirmed_since,
                 leads.c.timezone,
                 *(leads.c[c] for c in PROVENANCE_COLUMNS),
                 enrollments.c.id.label("enrollment_id"),

@@ -88,6 +88,10 @@ leads = sa.Table(
         sqlite_where=sa.text("email_hash IS NULL"),
         postgresql_where=sa.text("email_hash IS NULL"),
     ),
+    # Double opt-in (0015_forms): set while a form's (or, with CAMPAIGN_DOUBLE_OPT_IN, the API's)
+    # new lead has not confirmed its address; such a lead is never enrolled (store.forms.opted_in).
+    sa.Column("unconfirmed_since", UTCDateTime, nullable=True, index=True),
+    sa.Column("confirmed_at", UTCDateTime, nullable=True),
 )
 
 # The lead API's Idempotency-Key: a retry within a day gets the first answer and changes nothing.
@@ -105,6 +109,42 @@ idempotency_keys = sa.Table(
     sa.UniqueConstraint("token_name", "key", name="uq_idempotency_token_key"),
     sa.Index("ix_idempotency_created_at", "created_at"),
 )
+# Embeddable sign-up forms (0015_forms): the public key in /forms/{key}, and the exact consent
+# wording the form shows with its version (sha256 of the text), the proof a form's lead keeps.
+forms = sa.Table(
+    "forms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("audience_question", sa.String(300), nullable=False),
+    sa.Column("consent_text", sa.Text, nullable=False),
+    sa.Column("consent_version", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("key", name="uq_forms_key"),
+    sa.UniqueConstraint("name", name="uq_forms_name"),
+)
+
+# Each double opt-in email: claimed before it is sent, settled after (sent once); the per-address
+# limit counts them by the address's keyed hash.
+confirmations = sa.Table(
+    "confirmations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("lead_id", sa.Integer, sa.ForeignKey("leads.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("email_hash", sa.String(64), nullable=False),
+    sa.Column("send_id", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # claimed, sent, failed, unknown
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("settled_at", UTCDateTime, nullable=True),
+    sa.Column("message_id", sa.String(128), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("send_id", name="uq_confirmations_send_id"),
+    sa.Index("ix_confirmations_hash_requested", "email_hash", "requested_at"),
+    sa.Index("ix_confirmations_lead_id", "lead_id"),
+)
+
 # The console's prefix search has case-insensitive indexes on first_name and last_name (and, on
 # PostgreSQL, a LIKE index on email): dialect-specific, so declared in migration 0006 only.
 
