@@ -130,9 +130,12 @@ def phase_bare(db: Path, host: str, concurrency: int, batch_size: int) -> dict:
 class PerEmailOnly:
     """The same transport without send_bulk: the engine sends one email per request."""
 
+    supports_bulk = False
+
     def __init__(self, transport) -> None:
         self.name = transport.name
         self.send_batch = transport.send_batch
+        self.finish = transport.finish
 
 
 def phase_tick(db: Path, host: str, concurrency: int, batch_size: int, per_email: bool = False) -> dict:
