@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,27 @@ class BulkEmail:
     category: str
     sandbox: bool
     recipients: list[BulkRecipient] = field(default_factory=list)
+
+
+def send_step_size(ctx: Context) -> int:
+    """Due enrollments per send step: CAMPAIGN_BULK_BATCH_SIZE where the transport sends in
+    bulk (bigger groups, fuller requests), else each batch of the due walk as it comes."""
+    if getattr(ctx.transport, "supports_bulk", False) and ctx.settings.bulk_sending:
+        return ctx.settings.bulk_batch_size
+    return 1
+
+
+def gathered(batches: Iterable[list[DueEnrollment]], size: int) -> Iterator[list[DueEnrollment]]:
+    """Consecutive batches joined until they hold at least `size` due enrollments (the last may
+    hold fewer). Each is then planned, claimed, sent and settled as one."""
+    pending: list[DueEnrollment] = []
+    for batch in batches:
+        pending.extend(batch)
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 def substitutions(first_name: str, url: str) -> dict[str, str]:

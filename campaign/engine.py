@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BulkComposer
+from campaign.bulk import BulkComposer, gathered, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -265,7 +265,8 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     try:
         report = run(reconcile_unknown, ctx, now)
         report.merge(run(enroll_new, ctx, now))
-        for batch in due_batches(ctx, now):
+        # Bulk sending joins batches of the due walk (CAMPAIGN_BULK_BATCH_SIZE) into one step.
+        for batch in gathered(due_batches(ctx, now), send_step_size(ctx)):
             report.merge(run(send_due_batch, ctx, batch, now))
             advance(len(batch))
     finally:
