@@ -158,8 +158,19 @@ class AnswerRecorder:
         self.recorded.update(r.send_id for r in group)
 
 
+# Plans by everything that decides them: the leads enrolled in one tick, in one time zone and
+# at one step share a plan, so a step to a million leads computes a handful. The audience is
+# kept in the value, so its id cannot be reused by another while the entry lives.
+_plans: dict[tuple, tuple[Audience, Plan]] = {}
+_PLANS_KEPT = 10_000
+
+
 def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now: datetime) -> Plan:
-    return plan(
+    key = (id(audience), frozenset(sent_keys), due.enrolled_at, last_email_at, now, due.lead.timezone)
+    known = _plans.get(key)
+    if known is not None:
+        return known[1]
+    p = plan(
         audience.steps,
         set(sent_keys),
         enrolled_at=due.enrolled_at,
@@ -169,6 +180,10 @@ def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, n
         tz=ZoneInfo(due.lead.timezone),
         min_gap=audience.min_gap,
     )
+    if len(_plans) >= _PLANS_KEPT:
+        _plans.clear()
+    _plans[key] = (audience, p)
+    return p
 
 
 def send_claims(
@@ -281,7 +296,7 @@ def settle(
     """Settle the batch: ledger rows (but those `recorded` as their answers came), the leads'
     last email, the enrollments' next step, and the report's counts."""
     ctx.store.settle([r for r in results if r.send_id not in recorded], now)
-    emailed, changes = [], []
+    emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
     for result in results:
         claim = claims[result.send_id]
         due, audience, key = wanted[claim.enrollment_id]
@@ -304,7 +319,7 @@ def settle(
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
-        if last is now:
+        if last is now and result.send_id not in recorded:
             emailed.append(due.lead.id)
         p = plan_for(audience, due, due.sent_keys | {key}, last, now)
         if p.finished:
