@@ -20,6 +20,7 @@ import html
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from campaign.audiences import Audience
@@ -189,6 +190,11 @@ def recipient_subject(template: BulkTemplate, first_name: str, url: str) -> str:
     return " ".join(template.subject.replace(_NAME_A, first_name).replace(_URL_A, url).split())
 
 
+@lru_cache(maxsize=4096)  # names repeat: clean each once
+def _display_name(first: str | None, last: str | None) -> str:
+    return clean_display_name(" ".join(p for p in (first, last) if p))
+
+
 def group_for_bulk(
     ctx: Context,
     claims: list[Claim],
@@ -236,7 +242,7 @@ def group_for_bulk(
             BulkRecipient(
                 send_id=claim.send_id,
                 to_email=lead.email,
-                to_name=clean_display_name(" ".join(p for p in (lead.first_name, lead.last_name) if p)),
+                to_name=_display_name(lead.first_name, lead.last_name),
                 subject=recipient_subject(template, first, url),
                 unsubscribe_url=url,
                 substitutions=substitutions(first, url),
