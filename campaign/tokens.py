@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -136,3 +137,16 @@ def read_undo_token(token: str, secret: str, max_age: int = UNDO_MAX_AGE) -> tup
 
 def unsubscribe_url(public_url: str, public_id: str, secret: str) -> str:
     return f"{public_url.rstrip('/')}/unsubscribe/{make_token(public_id, secret)}"
+
+
+def unsubscribe_url_maker(public_url: str, secret: str) -> Callable[[str], str]:
+    """unsubscribe_url for many leads at one moment: the prefix, key and issue time made once."""
+    prefix = f"{public_url.rstrip('/')}/unsubscribe/"
+    key = _key(secret, "unsubscribe")
+    issued = f".{int(time.time()):x}"
+
+    def url(public_id: str) -> str:
+        signed = public_id + issued
+        return f"{prefix}{signed}.{_signature(key, signed)}"
+
+    return url
