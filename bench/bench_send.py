@@ -19,6 +19,7 @@ whose record was just reset. Only 127.0.0.1 is contacted; everything stops by it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,15 +44,16 @@ KEY = "SG.bench-key"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
 
 
-def settings_for(db: Path, host: str, concurrency: int, batch_size: int):
+def settings_for(db: Path | str, host: str, concurrency: int, batch_size: int):
+    """`db`: a SQLite file, or a database URL (PostgreSQL)."""
     from campaign.settings import Settings
 
     return Settings(
-        database_url=f"sqlite:///{db}",
+        database_url=db if isinstance(db, str) else f"sqlite:///{db}",
         secret_key="bench-secret",
         public_url="https://clinic.example.org",
         content_dir=ROOT,
-        outbox_dir=db.parent / "outbox",
+        outbox_dir=Path(tempfile.gettempdir()) / "bench-send-outbox",  # unused: SendGrid
         batch_size=batch_size,
         send_concurrency=concurrency,
         SENDGRID_API_KEY=KEY,
@@ -58,7 +61,7 @@ def settings_for(db: Path, host: str, concurrency: int, batch_size: int):
     )
 
 
-def prepare(db: Path, n: int) -> None:
+def prepare(db: Path | str, n: int) -> None:
     """N consenting leads in New York, enrolled at NOW: every welcome is due at NOW.
 
     The first four (one per anxiety type) go through the import and enrollment; the rest are
@@ -110,7 +113,7 @@ def copy_leads(engine, models: int, n: int, first: tuple, last: tuple) -> None:
     series = (
         ("WITH RECURSIVE n(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM n WHERE i < :last) ", "n")
         if sqlite
-        else ("", "generate_series(:first, :last) AS n(i)")
+        else ("", "generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS n(i)")
     )
     public_id = "lower(hex(randomblob(16)))" if sqlite else "md5(random()::text || n.i::text)"
     columns = [
@@ -190,7 +193,7 @@ class PerEmailOnly:
         self.finish = transport.finish
 
 
-def phase_tick(db: Path, host: str, concurrency: int, batch_size: int, per_email: bool = False) -> dict:
+def phase_tick(db: Path | str, host: str, concurrency: int, batch_size: int, per_email: bool = False) -> dict:
     from campaign.engine import run_tick
     from campaign.runtime import build_context
 
@@ -211,7 +214,9 @@ def child(args) -> None:
         "tick": phase_tick,
         "per-email": lambda *a: phase_tick(*a, per_email=True),
     }[args.phase]
-    result = fn(Path(args.db), args.host, int(args.concurrency), args.batch_size)
+    result = fn(
+        args.db if "://" in args.db else Path(args.db), args.host, int(args.concurrency), args.batch_size
+    )
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -227,7 +232,9 @@ def dev(url: str, path: str, body: dict | None = None) -> dict:
         return json.load(answer)
 
 
-def run_child(phase: str, db: Path, url: str, concurrency: int, batch_size: int, profile: str | None) -> dict:
+def run_child(
+    phase: str, db: Path | str, url: str, concurrency: int, batch_size: int, profile: str | None
+) -> dict:
     cmd = [sys.executable]
     if profile:
         cmd += ["-m", "cProfile", "-o", f"{profile}-{phase}-c{concurrency}.prof"]
@@ -364,11 +371,9 @@ def devserver_usage(pid: int | None) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-def measure(phase: str, template: Path, n: int, url: str, concurrency: int, batch_size: int, args) -> dict:
-    """One tick in a child process on a copy of `template`; the server must have recorded
-    every recipient exactly once, and the ledger every row sent."""
-    db = template.parent / f"{phase}.db"
-    shutil.copy(template, db)
+def measure(phase: str, db: Path | str, n: int, url: str, concurrency: int, batch_size: int, args) -> dict:
+    """One tick in a child process on the prepared database `db`; the server must have
+    recorded every recipient exactly once, and the ledger every row sent."""
     dev(url, "/_dev/reset")
     server = devserver_pid()
     cpu_before, _ = devserver_usage(server)
@@ -395,8 +400,25 @@ def measure(phase: str, template: Path, n: int, url: str, concurrency: int, batc
     )
     if not ok:
         raise SystemExit(f"{phase}: not every recipient exactly once: {r} {record}")
-    db.unlink()
     return r
+
+
+@contextlib.contextmanager
+def postgres_schema(database_url: str):
+    """A private schema in the PostgreSQL database of `database_url`, dropped at the end."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(database_url)
+    schema = f"bench_send_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in database_url else "?"
+    try:
+        yield f"{database_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def main_bulk(args, batch_size: int) -> None:
@@ -405,18 +427,33 @@ def main_bulk(args, batch_size: int) -> None:
 
     concurrency = 4
     runs = []
+    database = os.environ.get("CAMPAIGN_DATABASE_URL", "")
+    postgres = database.startswith("postgresql")
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp, sendgrid_server_process(KEY) as url:
         for n, phases in ((args.emails, ("per-email", "tick")), (args.bulk, ("tick",))):
             template = Path(tmp) / f"template-{n}.db"
-            t = time.perf_counter()
-            prepare(template, n)
-            print(f"prepared {n} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
+            if not postgres:
+                t = time.perf_counter()
+                prepare(template, n)
+                print(f"prepared {n} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
             for phase in phases:
-                runs.append((phase, n, measure(phase, template, n, url, concurrency, batch_size, args)))
-            template.unlink()
+                if postgres:  # a fresh schema per tick, filled the same way
+                    with postgres_schema(database) as db:
+                        t = time.perf_counter()
+                        prepare(db, n)
+                        print(f"prepared {n} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
+                        runs.append((phase, n, measure(phase, db, n, url, concurrency, batch_size, args)))
+                    continue
+                db = Path(tmp) / f"{phase}.db"
+                shutil.copy(template, db)
+                runs.append((phase, n, measure(phase, db, n, url, concurrency, batch_size, args)))
+                db.unlink()
+            template.unlink(missing_ok=True)
     load = os.getloadavg()
     lines = [
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, tick batch size {batch_size}, {concurrency} in flight, "
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {'PostgreSQL' if postgres else 'SQLite'}, "
+        f"tick batch size {batch_size}, bulk step {os.environ.get('CAMPAIGN_BULK_BATCH_SIZE', '10000')}, "
+        f"{concurrency} in flight, "
         f"0 ms added latency; load average before the report {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",
         f"Command: `cd {ROOT} && .venv/bin/python bench/bench_send.py {' '.join(sys.argv[1:])}`",
         "",
