@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -405,20 +404,15 @@ def measure(phase: str, db: Path | str, n: int, url: str, concurrency: int, batc
 
 @contextlib.contextmanager
 def postgres_schema(database_url: str):
-    """A private schema in the PostgreSQL database of `database_url`, dropped at the end."""
-    import sqlalchemy as sa
+    """A private schema in the PostgreSQL database of `database_url`, dropped at the end
+    (bench_api's helper, pointed at this URL)."""
+    import bench_api
 
-    admin = sa.create_engine(database_url)
-    schema = f"bench_send_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in database_url else "?"
-    try:
-        yield f"{database_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    bench_api.POSTGRES_URL = database_url
+    with bench_api.postgres_schema() as url:
+        if url is None:
+            raise SystemExit(f"PostgreSQL not reachable at {database_url}")
+        yield url
 
 
 def main_bulk(args, batch_size: int) -> None:
