@@ -135,8 +135,12 @@ def copy_leads(engine, models: int, n: int, first: tuple, last: tuple) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(leads), {"first": models, "last": n - 1, "models": models})
         conn.execute(sa.text(enroll), {"models": models})
-        if not sqlite:
-            conn.execute(sa.text("ANALYZE"))
+    # Statistics after a bulk load, as PostgreSQL's autovacuum would gather them. Without them
+    # SQLite walks the due enrollments through ix_enrollments_due and sorts every batch by id:
+    # 2.9 s per batch of 1,000 at 1M due (quadratic); with them, by primary key, 2 ms.
+    with engine.connect() as conn:
+        conn.execute(sa.text("ANALYZE"))
+        conn.commit()
 
 
 def transport_for(host: str, concurrency: int):
