@@ -227,7 +227,13 @@ def send_claims(
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
+    # A bulk request's recipients share its fate: a timed-out request counts once toward the
+    # failure limit, not once per recipient (a thousand "in a row" would pause the campaign on
+    # the first ambiguous request). Its results come in its thread, after before_request.
+    request = threading.local()
+
     def before_request(send_ids: list[str]) -> set[str]:
+        request.failure_counted = False
         for _ in send_ids:
             ctx.policy.pacer.wait()
         reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
@@ -240,6 +246,10 @@ def send_claims(
 
     def after_send(result: SendResult) -> None:
         recorder.add(result)  # first: the failure limit may raise
+        if result.status in (SendStatus.failed, SendStatus.unknown) and hasattr(request, "failure_counted"):
+            if request.failure_counted:
+                return
+            request.failure_counted = True
         ctx.policy.failures.count(result)
 
     stopped = None

@@ -276,3 +276,18 @@ def test_without_bulk_the_due_walks_batches_go_as_they_come(make_settings, sg):
 
     run_tick(ctx, MONDAY_10, run=run)
     assert batches == [10, 10, 5] and sg.counters.accepted == 25
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_timed_out_request_counts_once_toward_the_failure_limit(make_settings, sg, limit):
+    """25 recipients of one request, all unknown after a timeout: one failed request, not 25
+    failures in a row. With CAMPAIGN_MAX_CONSECUTIVE_FAILURES=2 the campaign keeps going (it
+    paused on the first ambiguous request before); with 1 it pauses."""
+    ctx = context(make_settings, sg, timeout=0.3, max_consecutive_failures=limit)
+    ctx.store.upsert_leads(gad_leads(25), MONDAY_10)
+    sg.set_faults(hang=1.0)
+    report = run_tick(ctx, MONDAY_10)
+    sg.set_faults(hang=0.0)
+    assert statuses(ctx.store) == Counter(unknown=25)
+    assert bool(report.paused) is (limit == 1)
+    assert (ctx.store.campaign("evergreen")["state"] == "active") is (limit == 2)
