@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BulkComposer
+from campaign.bulk import BulkComposer, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -239,8 +239,9 @@ def _enroll_walk(
 # ---- due sends -----------------------------------------------------------------------------------
 
 
-def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
-    """Enrollments due at `now` in active campaigns, in id order, one batch at a time.
+def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterator[list[DueEnrollment]]:
+    """Enrollments due at `now` in active campaigns, in id order, one batch (`size`, default
+    CAMPAIGN_BATCH_SIZE) at a time.
     The active campaigns are read again before each batch: a campaign paused mid-tick (too
     many failures) sends nothing more.
 
@@ -254,7 +255,7 @@ def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
     after_id = 0
     while campaign_ids := [c["id"] for c in store.active_campaigns(now)]:
         batch, walked_to = store.lease_due_enrollments(
-            campaign_ids, now, after_id, ctx.settings.batch_size, worker, now + LEASE
+            campaign_ids, now, after_id, size or ctx.settings.batch_size, worker, now + LEASE
         )
         if walked_to is None:
             return
@@ -339,7 +340,11 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     try:
         report = run(reconcile_unknown, ctx, now)
         report.merge(run(enroll_new, ctx, now))
-        with closing(due_batches(ctx, now)) as batches:  # lets go of the lease if a batch fails
+        # A bulk tick leases CAMPAIGN_BULK_BATCH_SIZE due enrollments a step (fuller requests);
+        # the lease lasts until that step is sent and settled.
+        with closing(
+            due_batches(ctx, now, send_step_size(ctx))
+        ) as batches:  # lets go of the lease if a batch fails
             for batch in batches:
                 report.merge(run(send_due_batch, ctx, batch, now))
                 advance(len(batch))

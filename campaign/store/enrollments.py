@@ -255,18 +255,33 @@ class Enrollments(StorePart):
         ]
 
     def update_enrollments(self, changes: list[dict]) -> None:
-        """Each dict: id plus the columns to set (next_due_at, state, exit_reason)."""
-        # One executemany per shape of change, not one statement per row.
-        shapes: dict[tuple[str, ...], list[dict]] = {}
+        """Each dict: id plus the columns to set (next_due_at, state, exit_reason).
+
+        Set-based: the enrollments given the same values (a step's leads enrolled together in one
+        time zone share their next due time) in one UPDATE ... WHERE id IN (...); the others in
+        one executemany per shape of change."""
+        same: dict[tuple, list[int]] = {}
         for change in changes:
-            columns = tuple(sorted(k for k in change if k != "id"))
-            if columns:
-                shapes.setdefault(columns, []).append(
-                    {"b_id": change["id"], **{f"b_{k}": change[k] for k in columns}}
+            values = tuple(sorted((k, v) for k, v in change.items() if k != "id"))
+            if values:
+                same.setdefault(values, []).append(change["id"])
+        many = {values: ids for values, ids in same.items() if len(ids) > 1}
+        shapes: dict[tuple[str, ...], list[dict]] = {}
+        for values, ids in same.items():
+            if len(ids) == 1:
+                shapes.setdefault(tuple(k for k, _ in values), []).append(
+                    {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
                 )
-        if not shapes:
+        if not same:
             return
         with self.engine.begin() as conn:
+            for values, ids in many.items():
+                for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
+                    conn.execute(
+                        sa.update(enrollments)
+                        .where(enrollments.c.id.in_(ids[i : i + 900]))
+                        .values(dict(values))
+                    )
             for columns, params in shapes.items():
                 stmt = (
                     sa.update(enrollments)
