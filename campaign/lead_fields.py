@@ -12,6 +12,7 @@ through an alias table; the anxiety question's free text is mapped to a closed v
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -20,7 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import available_timezones
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
+from email_validator.rfc_constants import ATEXT, EMAIL_MAX_LENGTH
+from email_validator.syntax import validate_email_domain_name
 
 from campaign.models import AnxietyType, LeadIn
 from campaign.us_states import US_STATE_NAMES, US_STATE_TZ
@@ -190,6 +193,8 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     """Stored as given (escaping happens at render), minus control characters, bounded."""
     if not value:
         return ""
+    if value.isprintable():  # the usual case: no control character, no odd space
+        return " ".join(value.split())[:limit]
     # Line breaks and tabs become spaces; other control characters are dropped.
     value = "".join(
         " " if ch in "\t\r\n\v\f" else ch
@@ -206,13 +211,55 @@ def clean_name(value: str | None) -> str:
     return clean_text(_ENCODED_WORD_MARK.sub(" ", clean_text(value, MAX_NAME * 2)), MAX_NAME)
 
 
+# A plain address (dot-atom ASCII before the @, ASCII letters, digits, dots and hyphens after):
+# checked by email_validator's own rules with the domain's check kept per domain (an import of
+# a million rows names a few thousand domains). Anything else takes the full validation.
+_PLAIN_ADDRESS = re.compile(rf"([{ATEXT}]+(?:\.[{ATEXT}]+)*)@([A-Za-z0-9.-]+)")  # RFC 5322 dot-atom
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> str | None:
+    """The domain normalized as validate_email does, or None where it would refuse it."""
+    try:
+        found = validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)
+    except EmailSyntaxError:
+        return None
+    return found["domain"] if found["domain"] == found["ascii_domain"] else None
+
+
 def normalize_email(raw: str) -> str:
     """Syntax check (no DNS) and one canonical spelling: the same address in any case is one lead."""
+    raw = raw.strip()
+    plain = _PLAIN_ADDRESS.fullmatch(raw)
+    if plain:
+        domain = _plain_domain(plain[2])
+        if domain is not None and len(plain[1]) + 1 + max(len(domain), len(plain[2])) <= EMAIL_MAX_LENGTH:
+            return f"{plain[1]}@{domain}".casefold()
+    return _validated_email(raw)
+
+
+def _validated_email(raw: str) -> str:
+    """normalize_email by the full validation (every address the plain path does not take)."""
     # No SMTPUTF8: SendGrid and many mailbox providers cannot deliver to a non-ASCII local part.
     result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     return result.normalized.casefold()
 
 
+def _cached_for_short_text(fn):
+    """`fn(*texts)` remembered for the last few thousand short answers (a form's choices repeat
+    on every row); a long one is worked out each time, so memory stays bounded."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+
+    @functools.wraps(fn)
+    def call(*texts):
+        if all(t is None or len(t) <= 200 for t in texts):
+            return cached(*texts)
+        return fn(*texts)
+
+    return call
+
+
+@_cached_for_short_text
 def parse_anxiety_type(text: str | None) -> AnxietyType:
     text = clean_text(text)
     if not text:
@@ -226,6 +273,7 @@ def parse_anxiety_type(text: str | None) -> AnxietyType:
     return AnxietyType.unspecified
 
 
+@_cached_for_short_text
 def parse_prior_treatments(text: str | None) -> int | None:
     """A number, a number word, or a list ("SSRIs; therapy") counted. Blank is unknown."""
     text = clean_text(text).casefold()
@@ -257,6 +305,7 @@ def canonical_timezone(text: str | None) -> str | None:
     return _TIMEZONES.get(clean_text(text, 64).casefold())
 
 
+@_cached_for_short_text
 def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[str, str]:
     """IANA name if valid; else from a US state; else the clinic's. Returns (timezone, state code)."""
     state_code = clean_text(state, 40)

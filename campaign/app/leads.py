@@ -14,12 +14,12 @@ from campaign.audiences import Audience, load_audiences, match_audience
 from campaign.lead_fields import FIELDS, UTM_FIELDS, header_key
 from campaign.leads import (
     SKIP,
-    ImportFileError,
     RejectedRow,
+    RejectsFile,
     map_headers,
-    parse_lead_file,
+    open_lead_file,
     preview_rows,
-    rejected_csv,
+    repeated_addresses,
 )
 from campaign.models import Lead
 from campaign.progress import advance
@@ -67,35 +67,36 @@ def import_file(
     (no leads, no rejects file). `display_name` names the file in messages (default: its path)."""
     path = Path(path)
     name = display_name or str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"{name}: cannot read the file ({exc.strerror}); check the path") from None
-    parsed = parse_lead_file(
-        data, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
+    lead_file = open_lead_file(
+        path, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    summary = ImportSummary(
-        file=name,
-        rejected=len(parsed.rejected),
-        warnings=parsed.warnings,
-        dry_run=dry_run,
-        first_rejected=parsed.rejected[:SHOWN_REJECTS],
-    )
-    if parsed.rejected and not dry_run:
-        # Written first: a rejects file that cannot be written stops the import before any upsert.
-        target = Path(rejects_path) if rejects_path else _beside(path)
-        _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
-        summary.rejected_file = str(target)
-    if not parsed.addresses:
-        return summary
-    opened = store if isinstance(store, Store) else store()
+    summary = ImportSummary(file=name, warnings=list(lead_file.warnings), dry_run=dry_run)
+    target = Path(rejects_path) if rejects_path else _beside(path)
+    # Written as they come: a rejects file that cannot be written stops the import (rolled back).
+    rejects = None if dry_run else RejectsFile(target, path, lead_file.headers)
+
+    def reject(row: RejectedRow) -> None:
+        summary.rejected += 1
+        if len(summary.first_rejected) < SHOWN_REJECTS:
+            summary.first_rejected.append(row)
+        if rejects is not None:
+            rejects.add(row)
+
     try:
         # Proof of consent names the file by its name (not the folder it was imported from).
-        counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
+        taken = take_file(
+            store, lead_file, path.name, now, on_reject=reject, on_chunk=advance, dry_run=dry_run
+        )
     finally:
-        if opened is not store:
-            opened.close()
-    summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+        if rejects is not None:
+            rejects.close()
+    if rejects is not None and rejects.written:
+        summary.rejected_file = str(target)
+    if taken is not None:
+        counts = taken.counts
+        summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+    repeats = repeated_addresses(taken.repeated, taken.first_repeats) if taken else repeated_addresses()
+    summary.warnings += lead_file.row_warnings(repeats)
     return summary
 
 
@@ -128,7 +129,7 @@ def preview_import(
     """The header and first rows of a lead file, and the field each column maps to with these
     overrides (header -> field or SKIP). Raises ImportFileError for an unreadable file."""
     name = display_name or str(path)
-    headers, rows = preview_rows(Path(path).read_bytes(), filename=name, count=count)
+    headers, rows = preview_rows(Path(path), filename=name, count=count)
     chosen, warnings = map_headers(headers, overrides or {}, filename=name)
     automatic = _automatic_fields(headers)
     columns = [
@@ -172,17 +173,6 @@ def _beside(path: Path) -> Path:
         if path.suffix == ".csv"
         else path.with_name(path.name + ".rejected.csv")
     )
-
-
-def _write_rejects(target: Path, source: Path, text: str) -> None:
-    if target.exists() and target.resolve() == source.resolve():
-        raise ImportFileError(f"{target}: the rejected rows would overwrite the file being imported")
-    try:
-        target.write_text(text, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ImportFileError(
-            f"{target}: cannot write the rejected rows ({exc.strerror}); pass --rejects PATH"
-        ) from None
 
 
 def has_leads(store: Store) -> bool:
