@@ -189,6 +189,20 @@ _TIMEZONE_NAMES = frozenset(_TIMEZONES.values())
 _ENCODED_WORD_MARK = re.compile(r"=\?|\?=")
 
 
+def _cached_for_short_text(fn):
+    """`fn(*texts)` remembered for the last few thousand short answers (a form's choices repeat
+    on every row); a long one is worked out each time, so memory stays bounded."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+
+    @functools.wraps(fn)
+    def call(*texts):
+        if all(t is None or len(t) <= 200 for t in texts):
+            return cached(*texts)
+        return fn(*texts)
+
+    return call
+
+
 def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     """Stored as given (escaping happens at render), minus control characters, bounded."""
     if not value:
@@ -204,6 +218,7 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     return " ".join(value.split())[:limit]
 
 
+@_cached_for_short_text
 def clean_name(value: str | None) -> str:
     """A first or last name: clean_text, and never an RFC 2047 encoded word. Such a name, put in
     an email header, could decode to a line break and add a header (a Bcc); the delivery code
@@ -245,20 +260,6 @@ def _validated_email(raw: str) -> str:
     return result.normalized.casefold()
 
 
-def _cached_for_short_text(fn):
-    """`fn(*texts)` remembered for the last few thousand short answers (a form's choices repeat
-    on every row); a long one is worked out each time, so memory stays bounded."""
-    cached = functools.lru_cache(maxsize=4096)(fn)
-
-    @functools.wraps(fn)
-    def call(*texts):
-        if all(t is None or len(t) <= 200 for t in texts):
-            return cached(*texts)
-        return fn(*texts)
-
-    return call
-
-
 @_cached_for_short_text
 def parse_anxiety_type(text: str | None) -> AnxietyType:
     text = clean_text(text)
@@ -292,12 +293,16 @@ def parse_prior_treatments(text: str | None) -> int | None:
 
 
 def parse_bool(text: str | None, *, field_name: str) -> bool:
+    value = _yes_no(text)
+    if value is None:
+        raise ValueError(f"{field_name} {text!r} is not yes/no")
+    return value
+
+
+@_cached_for_short_text
+def _yes_no(text: str | None) -> bool | None:
     value = clean_text(text).casefold().rstrip(".!")
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{field_name} {text!r} is not yes/no")
+    return True if value in _TRUE else False if value in _FALSE else None
 
 
 def canonical_timezone(text: str | None) -> str | None:
@@ -386,22 +391,8 @@ def normalize_lead(
                 problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
             return False
 
-    def too_long(name: str, limit: int) -> None:
-        if strict and len(values.get(name) or "") > limit:
-            problems[name] = f"{name} is longer than {limit} characters"
-
-    for name, limit in (("first_name", MAX_NAME), ("last_name", MAX_NAME), ("anxiety_type", MAX_TEXT)):
-        too_long(name, limit)
-    for name, limit in (("prior_treatments", MAX_TEXT), ("source", MAX_SOURCE)):
-        too_long(name, limit)
-    for name in UTM_FIELDS:
-        too_long(name, MAX_UTM)
-    given_tz = clean_text(values.get("timezone"), 64)
-    if strict and given_tz and canonical_timezone(given_tz) is None:
-        problems["timezone"] = (
-            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
-            "leave it out to use the state's or the clinic's"
-        )
+    if strict:
+        _strict_problems(values, problems)
     timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
     lead_values = {
         "first_name": clean_name(values.get("first_name")),
@@ -419,6 +410,29 @@ def normalize_lead(
     if problems:
         raise InvalidLead(problems)
     return NormalizedLead(LeadIn(email=email, **lead_values), evidence)
+
+
+_LIMITS = {
+    "first_name": MAX_NAME,
+    "last_name": MAX_NAME,
+    "anxiety_type": MAX_TEXT,
+    "prior_treatments": MAX_TEXT,
+    "source": MAX_SOURCE,
+    **dict.fromkeys(UTM_FIELDS, MAX_UTM),
+}
+
+
+def _strict_problems(values: Mapping[str, str | None], problems: dict[str, str]) -> None:
+    """What strict mode refuses beyond an unreadable flag: text too long, an unknown time zone."""
+    for name, limit in _LIMITS.items():
+        if len(values.get(name) or "") > limit:
+            problems[name] = f"{name} is longer than {limit} characters"
+    given_tz = clean_text(values.get("timezone"), 64)
+    if given_tz and canonical_timezone(given_tz) is None:
+        problems["timezone"] = (
+            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
+            "leave it out to use the state's or the clinic's"
+        )
 
 
 def _evidence(values: Mapping[str, str | None], strict: bool, problems: dict[str, str]) -> ConsentEvidence:

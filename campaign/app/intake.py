@@ -42,6 +42,9 @@ class Submission:
     problems: Mapping[str, str] = field(default_factory=dict)  # found while reading it (a list ...)
 
 
+_GIVEN = frozenset(LEAD_FIELDS)
+
+
 def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> Incoming:
     """Validate and normalize one lead; InvalidLead names each bad field (`strict`: every
     unreadable field; else only the address). An existing lead keeps the fields not given."""
@@ -57,7 +60,7 @@ def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> I
         version=normalized.evidence.version,
         client=normalized.evidence.client,
     )
-    given = frozenset(f for f in submission.values if f in LEAD_FIELDS) | {"email"}
+    given = _GIVEN.intersection(submission.values) | {"email"}
     return Incoming(normalized.lead, proof, given)
 
 

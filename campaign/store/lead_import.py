@@ -12,6 +12,7 @@ before with no proof recorded) records this row's proof, consent that goes on ke
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,12 +62,17 @@ class FileImport:
     first_repeats: list[tuple[int, str, int]] = field(default_factory=list)
 
 
+_lead_values = operator.attrgetter(*LEAD_FIELDS)
+_ANXIETY = LEAD_FIELDS.index("anxiety_type")
+
+
 def _stage_row(item: Staged, now: datetime) -> tuple:
-    values = item.lead.model_dump(mode="json")
+    values = list(_lead_values(item.lead))
+    values[_ANXIETY] = values[_ANXIETY].value  # as stored: the enum's text
     proof = proof_columns(item.proof, now) if item.proof is not None else dict.fromkeys(_PROOF)
     return (
         item.row_number,
-        *(values[name] for name in LEAD_FIELDS),
+        *values,
         new_public_id(),  # used only if the row makes a new lead
         *(proof[name] for name in _PROOF),
     )
