@@ -174,11 +174,12 @@ class LeadImport(StorePart):
             gives = _gives_consent()
             sets["consent_at"] = sa.case((gives, at), else_=leads.c.consent_at)
             sets.update({p: sa.case((gives, stage.c[p]), else_=leads.c[p]) for p in _PROOF})
-        conn.execute(
-            sa.update(leads)
-            .where(leads.c.email == stage.c.email, _changed(fields))
-            .values(**sets, updated_at=at)
-        )
+        if fields != {"email"}:  # a file of addresses alone changes no lead
+            conn.execute(
+                sa.update(leads)
+                .where(leads.c.email == stage.c.email, _changed(fields))
+                .values(**sets, updated_at=at)
+            )
         proof = sa.and_(stage.c.consent, stage.c.consent_via.is_not(None))
         new = sa.select(
             *(stage.c[f] for f in LEAD_FIELDS),
