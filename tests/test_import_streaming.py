@@ -291,3 +291,24 @@ def test_the_quick_address_check_gives_what_the_full_validation_gives(raw):
             return type(exc).__name__
 
     assert outcome(normalize_email) == outcome(_validated_email)
+
+
+def test_a_write_by_another_connection_while_rows_are_staged_does_not_fail_the_import(settings, tmp_path):
+    """SQLite: the tick writes while a long file is staged; the import takes the write lock
+    only for its last statements and still commits (no stale read snapshot to upgrade)."""
+    from campaign.runtime import open_store
+    from campaign.store import Staged
+
+    with open_store(settings) as importer, open_store(settings) as tick:
+        importer.upsert_leads([LeadIn(email="seen@example.com")], NOW)
+        importer.lead_by_email("seen@example.com")  # the import's pooled connection has read
+
+        def rows():
+            for i in range(6):
+                if i == 3:  # midway: another connection commits a change
+                    tick.upsert_leads([LeadIn(email="tick@example.com")], NOW)
+                yield Staged(i + 2, LeadIn(email=f"l{i}@example.com"), None)
+
+        found = importer.import_leads(rows(), NOW, columns={"email"}, chunk=2)
+        assert found.counts.new == 6
+        assert {"tick@example.com", "l5@example.com"} <= set(stored(importer))

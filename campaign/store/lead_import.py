@@ -91,9 +91,9 @@ class LeadImport(StorePart):
         shown: int = 5,
     ) -> FileImport:
         """Upsert a file's rows (in file order; an address may come again: its last row wins).
-        `columns`: the fields the file has; an existing lead keeps the others. One transaction:
-        an exception from `rows` (an unreadable row, a rejects file that cannot be written)
-        leaves the leads as they were. `dry_run`: the same counts, nothing written. `shown`:
+        `columns`: the fields the file has; an existing lead keeps the others. The leads change
+        in one transaction: an exception from `rows` (an unreadable row, a rejects file that
+        cannot be written) leaves them as they were. `dry_run`: the same counts, nothing written. `shown`:
         how many repeated rows to name."""
         fields = frozenset(f for f in LEAD_FIELDS if f in columns or f == "email")
         rows = iter(rows)
@@ -110,6 +110,12 @@ class LeadImport(StorePart):
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql("ANALYZE lead_stage")  # temporary tables get no autovacuum
                 repeated, first = self._keep_last_rows(conn, shown)
+                if self.dialect == "sqlite" and not dry_run:
+                    # The staging table is the connection's own; the leads' write lock is taken
+                    # now, before they are read (a read first could not become a write once the
+                    # tick has committed meanwhile), and held for the last few statements.
+                    conn.commit()
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 counts = self._count(conn, fields)
                 if not dry_run:
                     self._write(conn, fields, now)
