@@ -194,11 +194,20 @@ def _cached_for_short_text(fn):
     on every row); a long one is worked out each time, so memory stays bounded."""
     cached = functools.lru_cache(maxsize=4096)(fn)
 
+    if fn.__code__.co_argcount == 1:  # the usual case, called for every row: kept quick
+
+        @functools.wraps(fn)
+        def call_one(text):
+            return cached(text) if text is None or len(text) <= 200 else fn(text)
+
+        return call_one
+
     @functools.wraps(fn)
     def call(*texts):
-        if all(t is None or len(t) <= 200 for t in texts):
-            return cached(*texts)
-        return fn(*texts)
+        for text in texts:
+            if text is not None and len(text) > 200:
+                return fn(*texts)
+        return cached(*texts)
 
     return call
 
@@ -382,15 +391,6 @@ def normalize_lead(
     except ValueError as exc:
         problems["email"] = str(exc)
 
-    def flag(name: str) -> bool:
-        # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
-        try:
-            return parse_bool(values.get(name), field_name=name)
-        except ValueError as exc:
-            if strict:
-                problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
-            return False
-
     if strict:
         _strict_problems(values, problems)
     timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
@@ -399,17 +399,27 @@ def normalize_lead(
         "last_name": clean_name(values.get("last_name")),
         "anxiety_type": parse_anxiety_type(values.get("anxiety_type")),
         "prior_treatments": parse_prior_treatments(values.get("prior_treatments")),
-        "consent": flag("consent"),
+        "consent": _flag(values, "consent", strict, problems),
         "timezone": timezone,
         "state": state,
         "source": clean_text(values.get("source"), MAX_SOURCE),
-        "booked": flag("booked"),
+        "booked": _flag(values, "booked", strict, problems),
         **{name: clean_text(values.get(name), MAX_UTM) for name in UTM_FIELDS},
     }
     evidence = _evidence(values, strict, problems)
     if problems:
         raise InvalidLead(problems)
     return NormalizedLead(LeadIn(email=email, **lead_values), evidence)
+
+
+def _flag(values: Mapping[str, str | None], name: str, strict: bool, problems: dict[str, str]) -> bool:
+    # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
+    try:
+        return parse_bool(values.get(name), field_name=name)
+    except ValueError as exc:
+        if strict:
+            problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
+        return False
 
 
 _LIMITS = {
