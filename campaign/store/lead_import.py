@@ -39,10 +39,12 @@ stage = sa.Table(
     *(sa.Column(name, leads.c[name].type) for name in LEAD_FIELDS),
     sa.Column("public_id", sa.String(32)),
     *(sa.Column(name, leads.c[name].type) for name in _PROOF),
+    sa.Column("lead_id", sa.Integer),  # the lead with this address, found once all are staged
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
-_COLUMNS = ", ".join(c.name for c in stage.columns)
+_LOADED = [c.name for c in stage.columns if c.name != "lead_id"]
+_COLUMNS = ", ".join(_LOADED)
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,8 @@ class LeadImport(StorePart):
         """Upsert a file's rows (in file order; an address may come again: its last row wins).
         `columns`: the fields the file has; an existing lead keeps the others. The leads change
         in one transaction: an exception from `rows` (an unreadable row, a rejects file that
-        cannot be written) leaves them as they were. `dry_run`: the same counts, nothing written. `shown`:
-        how many repeated rows to name."""
+        cannot be written) leaves them as they were. `dry_run`: the same counts, nothing
+        written. `shown`: how many repeated rows to name."""
         fields = frozenset(f for f in LEAD_FIELDS if f in columns or f == "email")
         rows = iter(rows)
         with self.engine.connect() as conn:
@@ -109,27 +111,40 @@ class LeadImport(StorePart):
                     self._load(conn, part)
                     if on_chunk:
                         on_chunk(len(part))
-                conn.exec_driver_sql("CREATE INDEX lead_stage_email ON lead_stage (email, row_number)")
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql("ANALYZE lead_stage")  # temporary tables get no autovacuum
-                repeated, first = self._keep_last_rows(conn, shown)
-                if self.dialect == "sqlite" and not dry_run:
-                    # The staging table is the connection's own; the leads' write lock is taken
-                    # now, before they are read (a read first could not become a write once the
-                    # tick has committed meanwhile), and held for the last few statements.
-                    conn.commit()
-                    conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                counts = self._count(conn, fields)
-                if not dry_run:
-                    self._write(conn, fields, now)
-                    conn.commit()
+                repeated, first, counts = self._merge(conn, fields, now, dry_run, shown)
             finally:
                 conn.rollback()  # a dry run, or a failure: nothing stays (PostgreSQL drops the stage)
                 if self.dialect == "sqlite":
                     conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lead_stage")
                     conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
         return FileImport(counts, repeated, first)
+
+    def _merge(
+        self, conn: sa.Connection, fields: frozenset[str], now: datetime, dry_run: bool, shown: int
+    ) -> tuple[int, list[tuple[int, str, int]], ImportCounts]:
+        """Once every row is staged: the last row per address kept, the counts, the writes."""
+        conn.exec_driver_sql("CREATE INDEX lead_stage_email ON lead_stage (email, row_number)")
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("ANALYZE lead_stage")  # temporary tables get no autovacuum
+        repeated, first = self._keep_last_rows(conn, shown)
+        if self.dialect == "sqlite" and not dry_run:
+            # The staging table is the connection's own; the leads' write lock is taken now,
+            # before they are read (a read first could not become a write once the tick has
+            # committed meanwhile), and held for the last few statements.
+            conn.commit()
+            conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Each row's lead, found once: the statements below join by id, and the insert never
+        # reads the table it writes (a plan that did rescanned it for every row inserted).
+        conn.execute(sa.update(stage).where(stage.c.email == leads.c.email).values(lead_id=leads.c.id))
+        if self.dialect == "postgresql":  # the joins below are planned on what is there now
+            conn.exec_driver_sql("ANALYZE lead_stage")
+            conn.exec_driver_sql("ANALYZE leads")
+        counts = self._count(conn, fields)
+        if not dry_run:
+            self._write(conn, fields, now)
+            conn.commit()
+        return repeated, first, counts
 
     def _load(self, conn: sa.Connection, part: list[tuple]) -> None:
         if self.dialect == "postgresql":
@@ -138,7 +153,7 @@ class LeadImport(StorePart):
                 for row in part:
                     copy.write_row(row)
         else:
-            marks = ", ".join("?" * len(stage.columns))
+            marks = ", ".join("?" * len(_LOADED))
             conn.exec_driver_sql(f"INSERT INTO lead_stage ({_COLUMNS}) VALUES ({marks})", part)
 
     def _keep_last_rows(self, conn: sa.Connection, shown: int) -> tuple[int, list[tuple[int, str, int]]]:
@@ -164,13 +179,13 @@ class LeadImport(StorePart):
         return total - distinct, [tuple(row) for row in first]
 
     def _count(self, conn: sa.Connection, fields: frozenset[str]) -> ImportCounts:
-        matched = sa.and_(leads.c.id.is_not(None), _changed(fields))
+        matched = sa.and_(stage.c.lead_id.is_not(None), _changed(fields))
         total, existing, updated = conn.execute(
             sa.select(
                 sa.func.count(),
-                sa.func.count(leads.c.id),
+                sa.func.count(stage.c.lead_id),
                 sa.func.coalesce(sa.func.sum(sa.case((matched, 1), else_=0)), 0),
-            ).select_from(stage.outerjoin(leads, leads.c.email == stage.c.email))
+            ).select_from(stage.outerjoin(leads, leads.c.id == stage.c.lead_id))
         ).one()
         return ImportCounts(new=total - existing, updated=updated, unchanged=existing - updated)
 
@@ -188,7 +203,7 @@ class LeadImport(StorePart):
         if fields != {"email"}:  # a file of addresses alone changes no lead
             conn.execute(
                 sa.update(leads)
-                .where(leads.c.email == stage.c.email, _changed(fields))
+                .where(leads.c.id == stage.c.lead_id, _changed(fields))
                 .values(**sets, updated_at=at)
             )
         proof = sa.and_(stage.c.consent, stage.c.consent_via.is_not(None))
@@ -200,7 +215,7 @@ class LeadImport(StorePart):
             sa.case((stage.c.booked, at)),
             sa.case((proof, at)),
             *(sa.case((proof, stage.c[p])) for p in _PROOF),
-        ).where(~sa.exists().where(leads.c.email == stage.c.email))
+        ).where(stage.c.lead_id.is_(None))
         targets = [*LEAD_FIELDS, "public_id", "created_at", "updated_at", "booked_at", "consent_at", *_PROOF]
         conn.execute(sa.insert(leads).from_select(targets, new.order_by(stage.c.row_number)))
 
