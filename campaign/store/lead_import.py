@@ -39,12 +39,20 @@ stage = sa.Table(
     *(sa.Column(name, leads.c[name].type) for name in LEAD_FIELDS),
     sa.Column("public_id", sa.String(32)),
     *(sa.Column(name, leads.c[name].type) for name in _PROOF),
-    sa.Column("lead_id", sa.Integer),  # the lead with this address, found once all are staged
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
-_LOADED = [c.name for c in stage.columns if c.name != "lead_id"]
-_COLUMNS = ", ".join(_LOADED)
+_COLUMNS = ", ".join(c.name for c in stage.columns)
+# The staged rows whose address is a lead already, and its id: found once, in a narrow table
+# (writing it costs little; rewriting every staged row to add the id cost more than the rest).
+found = sa.Table(
+    "lead_stage_found",
+    stage.metadata,
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("lead_id", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,7 @@ class LeadImport(StorePart):
         rows = iter(rows)
         with self.engine.connect() as conn:
             try:
-                if self.dialect == "sqlite":
-                    conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lead_stage")
+                self._drop_stage(conn)
                 stage.create(conn)
                 while part := [_stage_row(item, now) for item in itertools.islice(rows, chunk)]:
                     self._load(conn, part)
@@ -114,9 +121,7 @@ class LeadImport(StorePart):
                 repeated, first, counts = self._merge(conn, fields, now, dry_run, shown)
             finally:
                 conn.rollback()  # a dry run, or a failure: nothing stays (PostgreSQL drops the stage)
-                if self.dialect == "sqlite":
-                    conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lead_stage")
-                    conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
+                self._drop_stage(conn)
         return FileImport(counts, repeated, first)
 
     def _merge(
@@ -136,15 +141,25 @@ class LeadImport(StorePart):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         # Each row's lead, found once: the statements below join by id, and the insert never
         # reads the table it writes (a plan that did rescanned it for every row inserted).
-        conn.execute(sa.update(stage).where(stage.c.email == leads.c.email).values(lead_id=leads.c.id))
+        found.create(conn)
+        matches = sa.select(stage.c.row_number, leads.c.id).join(leads, leads.c.email == stage.c.email)
+        conn.execute(sa.insert(found).from_select(["row_number", "lead_id"], matches))
         if self.dialect == "postgresql":  # the joins below are planned on what is there now
-            conn.exec_driver_sql("ANALYZE lead_stage")
+            conn.exec_driver_sql("ANALYZE lead_stage_found")
             conn.exec_driver_sql("ANALYZE leads")
         counts = self._count(conn, fields)
         if not dry_run:
             self._write(conn, fields, now)
             conn.commit()
         return repeated, first, counts
+
+    def _drop_stage(self, conn: sa.Connection) -> None:
+        """SQLite keeps a connection's temporary tables past its transactions: drop them (and
+        give back the page cache). PostgreSQL drops them at the transaction's end."""
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lead_stage_found")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lead_stage")
+            conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default
 
     def _load(self, conn: sa.Connection, part: list[tuple]) -> None:
         if self.dialect == "postgresql":
@@ -153,7 +168,7 @@ class LeadImport(StorePart):
                 for row in part:
                     copy.write_row(row)
         else:
-            marks = ", ".join("?" * len(_LOADED))
+            marks = ", ".join("?" * len(stage.columns))
             conn.exec_driver_sql(f"INSERT INTO lead_stage ({_COLUMNS}) VALUES ({marks})", part)
 
     def _keep_last_rows(self, conn: sa.Connection, shown: int) -> tuple[int, list[tuple[int, str, int]]]:
@@ -179,13 +194,16 @@ class LeadImport(StorePart):
         return total - distinct, [tuple(row) for row in first]
 
     def _count(self, conn: sa.Connection, fields: frozenset[str]) -> ImportCounts:
-        matched = sa.and_(stage.c.lead_id.is_not(None), _changed(fields))
+        matched = sa.and_(found.c.lead_id.is_not(None), _changed(fields))
+        joined = stage.outerjoin(found, found.c.row_number == stage.c.row_number).outerjoin(
+            leads, leads.c.id == found.c.lead_id
+        )
         total, existing, updated = conn.execute(
             sa.select(
                 sa.func.count(),
-                sa.func.count(stage.c.lead_id),
+                sa.func.count(found.c.lead_id),
                 sa.func.coalesce(sa.func.sum(sa.case((matched, 1), else_=0)), 0),
-            ).select_from(stage.outerjoin(leads, leads.c.id == stage.c.lead_id))
+            ).select_from(joined)
         ).one()
         return ImportCounts(new=total - existing, updated=updated, unchanged=existing - updated)
 
@@ -203,7 +221,11 @@ class LeadImport(StorePart):
         if fields != {"email"}:  # a file of addresses alone changes no lead
             conn.execute(
                 sa.update(leads)
-                .where(leads.c.id == stage.c.lead_id, _changed(fields))
+                .where(
+                    leads.c.id == found.c.lead_id,
+                    found.c.row_number == stage.c.row_number,
+                    _changed(fields),
+                )
                 .values(**sets, updated_at=at)
             )
         proof = sa.and_(stage.c.consent, stage.c.consent_via.is_not(None))
@@ -215,7 +237,7 @@ class LeadImport(StorePart):
             sa.case((stage.c.booked, at)),
             sa.case((proof, at)),
             *(sa.case((proof, stage.c[p])) for p in _PROOF),
-        ).where(stage.c.lead_id.is_(None))
+        ).where(~sa.exists().where(found.c.row_number == stage.c.row_number))
         targets = [*LEAD_FIELDS, "public_id", "created_at", "updated_at", "booked_at", "consent_at", *_PROOF]
         conn.execute(sa.insert(leads).from_select(targets, new.order_by(stage.c.row_number)))
 
