@@ -15,18 +15,18 @@ from campaign.audiences import Audience, load_audiences, match_audience
 from campaign.lead_fields import FIELDS, UTM_FIELDS, header_key
 from campaign.leads import (
     SKIP,
-    ImportFileError,
     RejectedRow,
+    RejectsFile,
     map_headers,
-    parse_lead_file,
+    open_lead_file,
     preview_rows,
-    rejected_csv,
+    repeated_addresses,
 )
 from campaign.models import Lead
 from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
-from campaign.store import Store, email_hash
+from campaign.store import FileImport, Store, email_hash
 
 if TYPE_CHECKING:
     from campaign.accounts import Actor
@@ -75,39 +75,42 @@ def import_file(
     whenever there is a database to write to: an opener that is never called audits nothing."""
     path = Path(path)
     name = display_name or str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"{name}: cannot read the file ({exc.strerror}); check the path") from None
-    parsed = parse_lead_file(
-        data, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
+    lead_file = open_lead_file(
+        path, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    summary = ImportSummary(
-        file=name,
-        rejected=len(parsed.rejected),
-        warnings=parsed.warnings,
-        dry_run=dry_run,
-        first_rejected=parsed.rejected[:SHOWN_REJECTS],
-    )
-    if parsed.rejected and not dry_run:
-        # Written first: a rejects file that cannot be written stops the import before any upsert.
-        target = Path(rejects_path) if rejects_path else _beside(path)
-        _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
-        summary.rejected_file = str(target)
-    if not parsed.addresses:
-        if isinstance(store, Store) and not dry_run:
-            _audit_import(store, actor, audit_object or ("file", path.name), summary, now)
-        return summary
-    opened = store if isinstance(store, Store) else store()
+    summary = ImportSummary(file=name, warnings=list(lead_file.warnings), dry_run=dry_run)
+    target = Path(rejects_path) if rejects_path else _beside(path)
+    # Written as they come: a rejects file that cannot be written stops the import (rolled back).
+    rejects = None if dry_run else RejectsFile(target, path, lead_file.headers)
+    audited_on = audit_object or ("file", path.name)
+
+    def reject(row: RejectedRow) -> None:
+        summary.rejected += 1
+        if len(summary.first_rejected) < SHOWN_REJECTS:
+            summary.first_rejected.append(row)
+        if rejects is not None:
+            rejects.add(row)
+
+    def done(opened: Store, taken: FileImport) -> None:
+        counts = taken.counts
+        summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+        if not dry_run:  # in the open store, before an opened one is closed
+            _audit_import(opened, actor, audited_on, summary, now)
+
     try:
         # Proof of consent names the file by its name (not the folder it was imported from).
-        counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
-        summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
-        if not dry_run:
-            _audit_import(opened, actor, audit_object or ("file", path.name), summary, now)
+        taken = take_file(
+            store, lead_file, path.name, now, on_reject=reject, on_chunk=advance, dry_run=dry_run, then=done
+        )
     finally:
-        if opened is not store:
-            opened.close()
+        if rejects is not None:
+            rejects.close()
+    if rejects is not None and rejects.written:
+        summary.rejected_file = str(target)
+    if taken is None and isinstance(store, Store) and not dry_run:  # rejects alone: audited too
+        _audit_import(store, actor, audited_on, summary, now)
+    repeats = repeated_addresses(taken.repeated, taken.first_repeats) if taken else repeated_addresses()
+    summary.warnings += lead_file.row_warnings(repeats)
     return summary
 
 
@@ -150,7 +153,7 @@ def preview_import(
     """The header and first rows of a lead file, and the field each column maps to with these
     overrides (header -> field or SKIP). Raises ImportFileError for an unreadable file."""
     name = display_name or str(path)
-    headers, rows = preview_rows(Path(path).read_bytes(), filename=name, count=count)
+    headers, rows = preview_rows(Path(path), filename=name, count=count)
     chosen, warnings = map_headers(headers, overrides or {}, filename=name)
     automatic = _automatic_fields(headers)
     columns = [
@@ -194,17 +197,6 @@ def _beside(path: Path) -> Path:
         if path.suffix == ".csv"
         else path.with_name(path.name + ".rejected.csv")
     )
-
-
-def _write_rejects(target: Path, source: Path, text: str) -> None:
-    if target.exists() and target.resolve() == source.resolve():
-        raise ImportFileError(f"{target}: the rejected rows would overwrite the file being imported")
-    try:
-        target.write_text(text, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ImportFileError(
-            f"{target}: cannot write the rejected rows ({exc.strerror}); pass --rejects PATH"
-        ) from None
 
 
 def has_leads(store: Store) -> bool:

@@ -5,6 +5,7 @@ SQLite by default, PostgreSQL by URL; schema changes go through Alembic (campaig
 engine, and Store's methods are those parts' methods:
 
   tables       the schema, address hashes, ids
+  lead_import  a lead file's import, set-based (a staging table, COPY on PostgreSQL)
   leads        the upsert every intake shares (proof of consent, audit rows), reads by address,
                the suppression list, is_reachable
   intake       the lead API's reads (where leads stand) and its Idempotency-Key table
@@ -33,6 +34,7 @@ from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
 from campaign.store.forms import Form, FormExists, Forms, opted_in
 from campaign.store.intake import Intake, Remembered
+from campaign.store.lead_import import FileImport, LeadImport, Staged
 from campaign.store.leads import ImportCounts, Incoming, Leads, Upserted
 from campaign.store.ledger import Claim, Ledger, UnknownSend
 from campaign.store.reports import Reports
@@ -56,6 +58,7 @@ from campaign.store.tables import (
 __all__ = [
     "ALL_AUDIENCES",
     "EVERGREEN",
+    "FileImport",
     "Form",
     "FormExists",
     "Claim",
@@ -63,6 +66,7 @@ __all__ = [
     "ImportCounts",
     "Incoming",
     "Remembered",
+    "Staged",
     "LeadQuery",
     "Store",
     "UnknownSend",
@@ -133,6 +137,7 @@ class Store:
         self._browse = Browse(engine, secret_key)
         self._enroll = Enroll(engine, secret_key)
         self._forms = Forms(engine, secret_key)
+        self._lead_import = LeadImport(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -177,6 +182,7 @@ class Store:
     reachable_among = _PartMethod("_leads", Leads.reachable_among)
     suppress = _PartMethod("_leads", Leads.suppress)
     intake_leads = _PartMethod("_leads", Leads.intake_leads)
+    import_leads = _PartMethod("_lead_import", LeadImport.import_leads)  # a lead file, set-based
 
     # ---- the lead API: where leads stand, Idempotency-Key ------------------------------------
     standing_of = _PartMethod("_intake", Intake.standing_of)
