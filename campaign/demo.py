@@ -1,9 +1,11 @@
 """`campaign demo`: the main job end to end on the embedded default, on a simulated clock.
 
 A fresh folder gets its own SQLite file and outbox. The sample leads are imported, then the
-tick flow runs at each 15-minute mark (like the cron schedule) at which something is due,
-until the simulated days are over. Marks where nothing is due are skipped: they would send
-nothing, and each Prefect flow run costs about a second.
+tick runs at each 15-minute mark (like the cron schedule) at which something is due, until the
+simulated days are over. Marks where nothing is due are skipped: they would send nothing. Like
+`campaign tick`, the import and the ticks are Prefect flow runs when a Prefect server is
+configured (or with --prefect: then a temporary server, about a second per flow run), else
+plain calls in this process.
 """
 
 from __future__ import annotations
@@ -89,13 +91,18 @@ def sendgrid_server_process(api_key: str = DEMO_SENDGRID_KEY):
             raise RuntimeError("the SendGrid-compatible server did not start")
         yield first.rsplit(" ", 1)[-1].strip()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         proc.stdout.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a child process; kill it if it has not ended after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def server_record(url: str) -> dict:
@@ -106,16 +113,25 @@ def server_record(url: str) -> dict:
     return {"messages": len(data["messages"]), "send_ids": ids}
 
 
-def run_demo(folder: Path, *, days: int, start: datetime, console: Console, sendgrid: bool = False) -> dict:
+def run_demo(
+    folder: Path,
+    *,
+    days: int,
+    start: datetime,
+    console: Console,
+    sendgrid: bool = False,
+    prefect: bool | None = None,
+) -> dict:
     """`sendgrid`: send through the official client to the project's SendGrid-compatible
-    server (started in a child process) instead of writing the outbox."""
+    server (started in a child process) instead of writing the outbox. `prefect`: import and
+    tick as Prefect flows (None: when a Prefect server is configured, like `campaign tick`)."""
     if not sendgrid:
-        return _run_demo(folder, days=days, start=start, console=console)
+        return _run_demo(folder, days=days, start=start, console=console, prefect=prefect)
     saved = {k: os.environ.get(k) for k in ("SENDGRID_API_KEY", "SENDGRID_API_HOST")}
     with sendgrid_server_process() as url:
         os.environ["SENDGRID_API_KEY"], os.environ["SENDGRID_API_HOST"] = DEMO_SENDGRID_KEY, url
         try:
-            result = _run_demo(folder, days=days, start=start, console=console)
+            result = _run_demo(folder, days=days, start=start, console=console, prefect=prefect)
             record = server_record(url)
         finally:
             for k, v in saved.items():
@@ -144,7 +160,7 @@ def run_demo(folder: Path, *, days: int, start: datetime, console: Console, send
     return result
 
 
-def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> dict:
+def _run_demo(folder: Path, *, days: int, start: datetime, console: Console, prefect: bool | None) -> dict:
     folder = folder.resolve()
     prepare_folder(folder)
     db = folder / "campaign.db"
@@ -159,17 +175,23 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
     leads_csv = folder / "sample_leads.csv"
     shutil.copy(PROJECT_ROOT / "audiences" / "sample_leads.csv", leads_csv)
 
+    from campaign.app.ticks import tick_runner
     from campaign.runtime import open_store, transport_label
     from campaign.settings import get_settings
-    from flows.import_leads import import_leads
-    from flows.tick import tick
 
     settings = get_settings()
+    tick, note = tick_runner(prefect)
     console.print(
         f"Demo in {folder}\nTransport: {transport_label(settings)}. Simulating {days} days from "
         f"{start.isoformat()}."
     )
-    summary = import_leads(str(leads_csv))
+    if note:  # as `campaign tick` says it
+        console.print(
+            ("No Prefect server configured: " if prefect is None else "")
+            + "the import and the ticks run in this process (--prefect runs them as Prefect flows).",
+            highlight=False,
+        )
+    summary = import_leads(settings, leads_csv, flow=note is None)
     console.print(
         f"Imported {summary['new']} leads ({summary['rejected']} rows rejected: see "
         f"{summary['rejected_file']})."
@@ -181,7 +203,7 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
             store,
             start,
             start + timedelta(days=days),
-            lambda moment: tick(now=moment.isoformat()),
+            lambda moment: tick(moment.isoformat()),
             on_tick=lambda moment, totals: (
                 console.print(
                     f"  {moment:%a %b %d %H:%M} UTC  enrolled {totals['enrolled']:>3}  sent "
@@ -247,6 +269,18 @@ def _run_demo(folder: Path, *, days: int, start: datetime, console: Console) -> 
         "console_user": user,
         "console_password": password,
     }
+
+
+def import_leads(settings, path: Path, *, flow: bool) -> dict:
+    """The sample file into the demo's database: through the import flow, or plainly."""
+    if flow:
+        from flows.import_leads import import_leads as import_flow
+
+        return import_flow(str(path))
+    from campaign.app.leads import import_file
+    from campaign.runtime import open_store
+
+    return import_file(lambda: open_store(settings), settings, str(path), datetime.now(UTC)).as_dict()
 
 
 DEMO_USER = "demo-admin@clinic.example"

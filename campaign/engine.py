@@ -8,15 +8,20 @@ benchmarks as plain calls. Every time decision takes `now`; rules live in the pu
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BulkComposer
+from campaign.bulk import BulkComposer, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -32,6 +37,18 @@ from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
 # A claim still unsettled after this long belongs to a run that died mid-send.
 STALE_CLAIM = timedelta(minutes=15)
+# A due batch's lease: other tick runs skip its rows until the batch is done, or this long after
+# `now` if its run died. Shorter than STALE_CLAIM: a dead run's unclaimed rows are walked again
+# before its claims are reconciled. Longer than a batch takes (1,000 emails at ESP speed).
+LEASE = timedelta(minutes=10)
+SQLITE_ONE_WRITER = (
+    "another tick run is walking this SQLite database at the same time: SQLite takes one "
+    "writer at a time, so concurrent ticks wait on each other and add nothing. Run one tick at "
+    "a time (the tick deployment's concurrency_limit: 1), or set CAMPAIGN_DATABASE_URL to "
+    "PostgreSQL to scale out (README, 'Scaling out')."
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,57 +162,114 @@ def first_due(audience: Audience, enrolled_at: datetime, tz: str) -> datetime:
 
 def enroll_new(ctx: Context, now: datetime) -> TickReport:
     """Put every consenting, reachable lead not yet in an active campaign into the first
-    audience (by priority) that matches it. Walks leads by id in batches."""
-    report = TickReport(now=now)
-    for audience in ctx.audiences:  # live sequence edits: re-plan from the new steps
-        ctx.store.refresh_sequence_version(audience.name, audience.version, now)
+    audience (by priority) that matches it, set-based: per campaign and audience one
+    INSERT ... SELECT over the audience's rule compiled to SQL, the first email's time per time
+    zone. Audiences from the first rule that does not compile on are walked in Python
+    (`enroll_by_walk`'s loop, over the leads no compiled audience takes)."""
+    report = _refreshed(ctx, now)
+    ctx.store.fill_email_hashes()  # the suppression check joins on the address hash
+    compiled = ctx.store.compile_audiences(ctx.audiences)
+    zones: list[str] | None = None  # read once, when a campaign enrolls set-based
     for campaign in ctx.store.active_campaigns(now):
         audiences = campaign_audiences(campaign, ctx)
-        after_id = 0
-        while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size):
-            after_id = batch[-1].id
-            # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
-            hashes = {lead.id: email_hash(lead.email, ctx.store.secret_key) for lead in batch}
-            suppressed = ctx.store.suppressed_hashes(hashes.values())
-            # A lead who is or was in an audience's sequence (any campaign) never joins it again.
-            already = ctx.store.enrolled_audiences([lead.id for lead in batch])
-            rows = []
-            for lead in batch:
-                audience = match_audience(ctx.audiences, lead)
-                if audience is None or audience not in audiences or hashes[lead.id] in suppressed:
-                    continue
-                if audience.name in already[lead.id]:
-                    continue
-                rows.append(
-                    {
-                        "campaign_id": campaign["id"],
-                        "lead_id": lead.id,
-                        "audience": audience.name,
-                        "audience_version": audience.version,
-                        "enrolled_at": now,
-                        "state": "active",
-                        "next_due_at": first_due(audience, now, lead.timezone),
-                    }
-                )
-                report.enrolled[audience.name] += 1
-            ctx.store.add_enrollments(rows)
+        for audience, _ in compiled.sql:
+            if audience not in audiences:
+                continue
+            if zones is None:
+                zones = ctx.store.enrollment_zones()
+            due = {zone: first_due(audience, now, zone) for zone in zones}
+            rule = compiled.first_match(audience)
+            if n := ctx.store.enroll_matching(campaign["id"], audience, rule, due, now):
+                report.enrolled[audience.name] += n
+        if walked := [a for a in compiled.walked if a in audiences]:
+            _enroll_walk(ctx, campaign, walked, now, report, skip=compiled.matched_before())
     return report
+
+
+def enroll_by_walk(ctx: Context, now: datetime) -> TickReport:
+    """enroll_new as a walk of leads by id in batches, each matched in Python: the reference
+    the set-based enrollment is tested against (and the fallback for rules SQL cannot hold)."""
+    report = _refreshed(ctx, now)
+    for campaign in ctx.store.active_campaigns(now):
+        _enroll_walk(ctx, campaign, campaign_audiences(campaign, ctx), now, report)
+    return report
+
+
+def _refreshed(ctx: Context, now: datetime) -> TickReport:
+    for audience in ctx.audiences:  # live sequence edits: re-plan from the new steps
+        ctx.store.refresh_sequence_version(audience.name, audience.version, now)
+    return TickReport(now=now)
+
+
+def _enroll_walk(
+    ctx: Context, campaign: dict, audiences: list[Audience], now: datetime, report: TickReport, skip=None
+) -> None:
+    """Enroll the campaign's unenrolled leads whose first matching audience is one of
+    `audiences`, by id in batches; `skip`: leads the set-based part has judged already."""
+    after_id = 0
+    while batch := ctx.store.unenrolled_leads(campaign["id"], after_id, ctx.settings.batch_size, skip):
+        after_id = batch[-1].id
+        # Suppressed addresses (bounces, complaints, forgotten leads) are never enrolled.
+        hashes = {lead.id: email_hash(lead.email, ctx.store.secret_key) for lead in batch}
+        suppressed = ctx.store.suppressed_hashes(hashes.values())
+        # A lead who is or was in an audience's sequence (any campaign) never joins it again.
+        already = ctx.store.enrolled_audiences([lead.id for lead in batch])
+        rows = []
+        for lead in batch:
+            audience = match_audience(ctx.audiences, lead)
+            if audience is None or audience not in audiences or hashes[lead.id] in suppressed:
+                continue
+            if audience.name in already[lead.id]:
+                continue
+            rows.append(
+                {
+                    "campaign_id": campaign["id"],
+                    "lead_id": lead.id,
+                    "audience": audience.name,
+                    "audience_version": audience.version,
+                    "enrolled_at": now,
+                    "state": "active",
+                    "next_due_at": first_due(audience, now, lead.timezone),
+                }
+            )
+            report.enrolled[audience.name] += 1
+        ctx.store.add_enrollments(rows)
 
 
 # ---- due sends -----------------------------------------------------------------------------------
 
 
-def due_batches(ctx: Context, now: datetime) -> Iterator[list[DueEnrollment]]:
-    """Enrollments due at `now` in active campaigns, in id order, one batch at a time.
+def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterator[list[DueEnrollment]]:
+    """Enrollments due at `now` in active campaigns, in id order, one batch (`size`, default
+    CAMPAIGN_BATCH_SIZE) at a time.
     The active campaigns are read again before each batch: a campaign paused mid-tick (too
-    many failures) sends nothing more."""
+    many failures) sends nothing more.
+
+    Each batch is leased to this walk until the caller comes back for the next one (or for
+    LEASE at most, if it dies): concurrent tick runs on PostgreSQL walk disjoint batches
+    (Enrollments.lease_due_enrollments). The ledger's claim stays the exactly-once guard."""
+    worker = worker_name()
+    store = ctx.store
+    if store.dialect == "sqlite" and store.leased_by_others(now, worker):
+        log.warning(SQLITE_ONE_WRITER)
     after_id = 0
-    while campaign_ids := [c["id"] for c in ctx.store.active_campaigns(now)]:
-        batch = ctx.store.due_enrollments(campaign_ids, now, after_id, ctx.settings.batch_size)
-        if not batch:
+    while campaign_ids := [c["id"] for c in store.active_campaigns(now)]:
+        batch, walked_to = store.lease_due_enrollments(
+            campaign_ids, now, after_id, size or ctx.settings.batch_size, worker, now + LEASE
+        )
+        if walked_to is None:
             return
-        after_id = batch[-1].enrollment_id
-        yield batch
+        after_id = walked_to
+        try:
+            if batch:
+                yield batch
+        finally:  # also when the caller stops early or raises
+            store.release_leases([due.enrollment_id for due in batch], worker)
+
+
+def worker_name() -> str:
+    """Who holds a lease: this machine, process and walk (no address, nothing secret)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def exit_reason(due: DueEnrollment, audience: Audience | None) -> str | None:
@@ -266,9 +340,14 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     try:
         report = run(reconcile_unknown, ctx, now)
         report.merge(run(enroll_new, ctx, now))
-        for batch in due_batches(ctx, now):
-            report.merge(run(send_due_batch, ctx, batch, now))
-            advance(len(batch))
+        # A bulk tick leases CAMPAIGN_BULK_BATCH_SIZE due enrollments a step (fuller requests);
+        # the lease lasts until that step is sent and settled.
+        with closing(
+            due_batches(ctx, now, send_step_size(ctx))
+        ) as batches:  # lets go of the lease if a batch fails
+            for batch in batches:
+                report.merge(run(send_due_batch, ctx, batch, now))
+                advance(len(batch))
     finally:
         ctx.transport.finish()  # once per tick, also when it stops early (the outbox's index.html)
     return report

@@ -12,6 +12,7 @@ through an alias table; the anxiety question's free text is mapped to a closed v
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -20,7 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import available_timezones
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
+from email_validator.rfc_constants import ATEXT, EMAIL_MAX_LENGTH
+from email_validator.syntax import validate_email_domain_name
 
 from campaign.models import AnxietyType, LeadIn
 from campaign.us_states import US_STATE_NAMES, US_STATE_TZ
@@ -186,10 +189,35 @@ _TIMEZONE_NAMES = frozenset(_TIMEZONES.values())
 _ENCODED_WORD_MARK = re.compile(r"=\?|\?=")
 
 
+def _cached_for_short_text(fn):
+    """`fn(*texts)` remembered for the last few thousand short answers (a form's choices repeat
+    on every row); a long one is worked out each time, so memory stays bounded."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+
+    if fn.__code__.co_argcount == 1:  # the usual case, called for every row: kept quick
+
+        @functools.wraps(fn)
+        def call_one(text):
+            return cached(text) if text is None or len(text) <= 200 else fn(text)
+
+        return call_one
+
+    @functools.wraps(fn)
+    def call(*texts):
+        for text in texts:
+            if text is not None and len(text) > 200:
+                return fn(*texts)
+        return cached(*texts)
+
+    return call
+
+
 def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     """Stored as given (escaping happens at render), minus control characters, bounded."""
     if not value:
         return ""
+    if value.isprintable():  # the usual case: no control character, no odd space
+        return " ".join(value.split())[:limit]
     # Line breaks and tabs become spaces; other control characters are dropped.
     value = "".join(
         " " if ch in "\t\r\n\v\f" else ch
@@ -199,6 +227,7 @@ def clean_text(value: str | None, limit: int = MAX_TEXT) -> str:
     return " ".join(value.split())[:limit]
 
 
+@_cached_for_short_text
 def clean_name(value: str | None) -> str:
     """A first or last name: clean_text, and never an RFC 2047 encoded word. Such a name, put in
     an email header, could decode to a line break and add a header (a Bcc); the delivery code
@@ -206,13 +235,41 @@ def clean_name(value: str | None) -> str:
     return clean_text(_ENCODED_WORD_MARK.sub(" ", clean_text(value, MAX_NAME * 2)), MAX_NAME)
 
 
+# A plain address (dot-atom ASCII before the @, ASCII letters, digits, dots and hyphens after):
+# checked by email_validator's own rules with the domain's check kept per domain (an import of
+# a million rows names a few thousand domains). Anything else takes the full validation.
+_PLAIN_ADDRESS = re.compile(rf"([{ATEXT}]+(?:\.[{ATEXT}]+)*)@([A-Za-z0-9.-]+)")  # RFC 5322 dot-atom
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> str | None:
+    """The domain normalized as validate_email does, or None where it would refuse it."""
+    try:
+        found = validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)
+    except EmailSyntaxError:
+        return None
+    return found["domain"] if found["domain"] == found["ascii_domain"] else None
+
+
 def normalize_email(raw: str) -> str:
     """Syntax check (no DNS) and one canonical spelling: the same address in any case is one lead."""
+    raw = raw.strip()
+    plain = _PLAIN_ADDRESS.fullmatch(raw)
+    if plain:
+        domain = _plain_domain(plain[2])
+        if domain is not None and len(plain[1]) + 1 + max(len(domain), len(plain[2])) <= EMAIL_MAX_LENGTH:
+            return f"{plain[1]}@{domain}".casefold()
+    return _validated_email(raw)
+
+
+def _validated_email(raw: str) -> str:
+    """normalize_email by the full validation (every address the plain path does not take)."""
     # No SMTPUTF8: SendGrid and many mailbox providers cannot deliver to a non-ASCII local part.
     result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     return result.normalized.casefold()
 
 
+@_cached_for_short_text
 def parse_anxiety_type(text: str | None) -> AnxietyType:
     text = clean_text(text)
     if not text:
@@ -226,6 +283,7 @@ def parse_anxiety_type(text: str | None) -> AnxietyType:
     return AnxietyType.unspecified
 
 
+@_cached_for_short_text
 def parse_prior_treatments(text: str | None) -> int | None:
     """A number, a number word, or a list ("SSRIs; therapy") counted. Blank is unknown."""
     text = clean_text(text).casefold()
@@ -244,12 +302,16 @@ def parse_prior_treatments(text: str | None) -> int | None:
 
 
 def parse_bool(text: str | None, *, field_name: str) -> bool:
+    value = _yes_no(text)
+    if value is None:
+        raise ValueError(f"{field_name} {text!r} is not yes/no")
+    return value
+
+
+@_cached_for_short_text
+def _yes_no(text: str | None) -> bool | None:
     value = clean_text(text).casefold().rstrip(".!")
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{field_name} {text!r} is not yes/no")
+    return True if value in _TRUE else False if value in _FALSE else None
 
 
 def canonical_timezone(text: str | None) -> str | None:
@@ -257,6 +319,7 @@ def canonical_timezone(text: str | None) -> str | None:
     return _TIMEZONES.get(clean_text(text, 64).casefold())
 
 
+@_cached_for_short_text
 def resolve_timezone(tz: str | None, state: str | None, default: str) -> tuple[str, str]:
     """IANA name if valid; else from a US state; else the clinic's. Returns (timezone, state code)."""
     state_code = clean_text(state, 40)
@@ -328,48 +391,58 @@ def normalize_lead(
     except ValueError as exc:
         problems["email"] = str(exc)
 
-    def flag(name: str) -> bool:
-        # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
-        try:
-            return parse_bool(values.get(name), field_name=name)
-        except ValueError as exc:
-            if strict:
-                problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
-            return False
-
-    def too_long(name: str, limit: int) -> None:
-        if strict and len(values.get(name) or "") > limit:
-            problems[name] = f"{name} is longer than {limit} characters"
-
-    for name, limit in (("first_name", MAX_NAME), ("last_name", MAX_NAME), ("anxiety_type", MAX_TEXT)):
-        too_long(name, limit)
-    for name, limit in (("prior_treatments", MAX_TEXT), ("source", MAX_SOURCE)):
-        too_long(name, limit)
-    for name in UTM_FIELDS:
-        too_long(name, MAX_UTM)
-    given_tz = clean_text(values.get("timezone"), 64)
-    if strict and given_tz and canonical_timezone(given_tz) is None:
-        problems["timezone"] = (
-            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
-            "leave it out to use the state's or the clinic's"
-        )
+    if strict:
+        _strict_problems(values, problems)
     timezone, state = resolve_timezone(values.get("timezone"), values.get("state"), default_timezone)
     lead_values = {
         "first_name": clean_name(values.get("first_name")),
         "last_name": clean_name(values.get("last_name")),
         "anxiety_type": parse_anxiety_type(values.get("anxiety_type")),
         "prior_treatments": parse_prior_treatments(values.get("prior_treatments")),
-        "consent": flag("consent"),
+        "consent": _flag(values, "consent", strict, problems),
         "timezone": timezone,
         "state": state,
         "source": clean_text(values.get("source"), MAX_SOURCE),
-        "booked": flag("booked"),
+        "booked": _flag(values, "booked", strict, problems),
         **{name: clean_text(values.get(name), MAX_UTM) for name in UTM_FIELDS},
     }
     evidence = _evidence(values, strict, problems)
     if problems:
         raise InvalidLead(problems)
     return NormalizedLead(LeadIn(email=email, **lead_values), evidence)
+
+
+def _flag(values: Mapping[str, str | None], name: str, strict: bool, problems: dict[str, str]) -> bool:
+    # Consent must be explicit: blank or (leniently) unreadable means no (stored, never mailed).
+    try:
+        return parse_bool(values.get(name), field_name=name)
+    except ValueError as exc:
+        if strict:
+            problems[name] = f"{exc}; send yes or no (true/false, 1/0, on/off)"
+        return False
+
+
+_LIMITS = {
+    "first_name": MAX_NAME,
+    "last_name": MAX_NAME,
+    "anxiety_type": MAX_TEXT,
+    "prior_treatments": MAX_TEXT,
+    "source": MAX_SOURCE,
+    **dict.fromkeys(UTM_FIELDS, MAX_UTM),
+}
+
+
+def _strict_problems(values: Mapping[str, str | None], problems: dict[str, str]) -> None:
+    """What strict mode refuses beyond an unreadable flag: text too long, an unknown time zone."""
+    for name, limit in _LIMITS.items():
+        if len(values.get(name) or "") > limit:
+            problems[name] = f"{name} is longer than {limit} characters"
+    given_tz = clean_text(values.get("timezone"), 64)
+    if given_tz and canonical_timezone(given_tz) is None:
+        problems["timezone"] = (
+            f"timezone {given_tz!r} is not an IANA time zone name (like America/New_York); "
+            "leave it out to use the state's or the clinic's"
+        )
 
 
 def _evidence(values: Mapping[str, str | None], strict: bool, problems: dict[str, str]) -> ConsentEvidence:

@@ -1,5 +1,10 @@
 """Lead file import: a CSV (any common delimiter) or an Excel .xlsx file to rows, rejects and
-warnings (pure: bytes in; each row's values are normalized by campaign.lead_fields).
+warnings (each row's values are normalized by campaign.lead_fields).
+
+A file is read as a stream (`open_lead_file`: a path or bytes; the rows are read one at a time,
+as often as asked), so a file of any size is never held whole. `parse_lead_file` is the
+in-memory form for a small file (bytes in, leads and rejects out): it keeps an address -> row
+map; the import keeps none (the store picks each address's last row, campaign.app.intake).
 
 Headers are matched through lead_fields' alias table or `--column` overrides. Several columns
 for one field (a repeated header, or two aliases) are read left to right: each row takes the
@@ -8,29 +13,19 @@ first of them that is not empty, and a warning names the columns.
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from pathlib import Path
 
-from campaign.csv_export import csv_text
+from campaign.csv_export import csv_text, neutralize
 from campaign.lead_fields import FIELDS, HEADER_ALIASES, header_key, parse_row, row_email, timezone_problem
+from campaign.lead_reader import ImportFileError, Rows, rows_of
 from campaign.models import LeadIn
-
-Rows = Callable[[], Iterator[tuple[int, list[str]]]]  # re-readable: (row number, cells), header = 1
 
 SHOWN_ROWS = 5  # a repeated warning prints one line: its count and this many example rows
 SKIP = "skip"  # an override target: the column is not read (e.g. a wrongly aliased one)
-_DELIMITERS = ",;\t"
-_ZIP = b"PK\x03\x04"
-_OLE2 = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 .xls, and password-protected .xlsx
-
-
-class ImportFileError(Exception):
-    """The file as a whole cannot be read; nothing is imported."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class RejectedRow:
 
 
 @dataclass
-class _RepeatedWarning:
+class RepeatedWarning:
     """One kind of row warning: every row is counted, only the first few are kept."""
 
     summary: str  # "{count} rows ..." for the one-line form
@@ -64,31 +59,76 @@ class _RepeatedWarning:
         ]
 
 
+def repeat_message(email: str, earlier_row: int) -> str:
+    # Later rows win: a form export lists newer answers below older ones.
+    return f"repeats {email!r} from row {earlier_row}; this row wins"
+
+
+def repeated_addresses(count: int = 0, first: Iterable[tuple[int, str, int]] = ()) -> RepeatedWarning:
+    """The warning about rows that repeat an earlier row's address: `count` rows, the first few
+    of them as (row, address, the row before it with that address)."""
+    found = RepeatedWarning("{count} rows repeat an address from an earlier row; the later row wins", count)
+    found.first = [(row, repeat_message(email, earlier)) for row, email, earlier in first]
+    return found
+
+
+@dataclass
+class LeadFile:
+    """A lead file opened for reading: its headers, the field each column gives and warnings
+    about the file as a whole. Its rows are read on demand, one at a time (`records`)."""
+
+    filename: str
+    headers: list[str]
+    fields: set[str]  # the lead fields this file has a column for
+    warnings: list[str]
+    default_timezone: str
+    _rows: Rows
+    _columns: dict[str, list[int]]  # field -> columns, first non-empty wins
+    zones: RepeatedWarning = field(
+        default_factory=lambda: RepeatedWarning("{count} rows name a time zone that does not exist")
+    )
+
+    def records(self) -> Iterator[tuple[int, list[str], dict[str, str]]]:
+        """(row number, the cells as written, field -> raw text) for every data row, in file
+        order. A CSV that breaks down midway raises ImportFileError."""
+        try:
+            for row_number, cells in _data_rows(self._rows):
+                yield row_number, cells, _values(cells, self._columns)
+        except csv.Error as exc:
+            raise ImportFileError(f"{self.filename}: CSV error: {exc}") from None
+
+    def check_timezone(self, row_number: int, values: dict[str, str]) -> None:
+        """Counts a taken row that names a time zone that does not exist."""
+        problem = timezone_problem(values, self.default_timezone)
+        if problem:
+            self.zones.add(row_number, problem)
+
+    def row_warnings(self, repeats: RepeatedWarning) -> list[str]:
+        """After a read through the rows: repeated addresses, then unknown time zones."""
+        return repeats.lines(self.filename) + self.zones.lines(self.filename)
+
+
 @dataclass
 class ParsedFile:
+    """A small file read whole (tests, checks): its rejects and warnings, and the leads (each
+    address's last row). It keeps an address -> row map: the import itself does not."""
+
+    file: LeadFile
     rejected: list[RejectedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    headers: list[str] = field(default_factory=list)
-    fields: set[str] = field(default_factory=set)  # the lead fields this file has a column for
-    _rows: Rows = lambda: iter(())
-    _columns: dict[str, list[int]] = field(default_factory=dict)  # field -> columns, first non-empty wins
-    _default_timezone: str = "America/New_York"
     _last_row: dict[str, int] = field(default_factory=dict)  # address -> the row that wins
 
     @property
-    def addresses(self) -> int:
-        """How many leads the file holds (distinct valid addresses)."""
-        return len(self._last_row)
+    def headers(self) -> list[str]:
+        return self.file.headers
 
     @property
-    def default_timezone(self) -> str:
-        return self._default_timezone
+    def fields(self) -> set[str]:
+        return self.file.fields
 
     def iter_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """(row number, field -> raw text) for each address's last row, in file order, read one
-        at a time: the lead intake (campaign.app.intake) normalizes them."""
-        for row_number, cells in self._rows():
-            values = _values(cells, self._columns)
+        """(row number, field -> raw text) for each address's last row, in file order."""
+        for row_number, _, values in self.file.records():
             try:
                 email = row_email(values)
             except ValueError:
@@ -96,14 +136,39 @@ class ParsedFile:
             if self._last_row.get(email) == row_number:
                 yield row_number, values
 
-    def iter_leads(self) -> Iterator[tuple[int, LeadIn]]:
-        """(row number, lead) for each address's last row, normalized as the intake does."""
-        for row_number, values in self.iter_rows():
-            yield row_number, parse_row(values, default_timezone=self._default_timezone)
-
     @property
     def leads(self) -> list[tuple[int, LeadIn]]:
-        return list(self.iter_leads())
+        """(row number, lead) for each address's last row, normalized as the intake does."""
+        zone = self.file.default_timezone
+        return [(number, parse_row(values, default_timezone=zone)) for number, values in self.iter_rows()]
+
+
+def open_lead_file(
+    source: Path | bytes,
+    *,
+    filename: str,
+    overrides: dict[str, str] | None = None,
+    default_timezone: str = "America/New_York",
+) -> LeadFile:
+    """Open a lead file (a path, or the bytes of a small one): its encoding or format, header
+    row and column mapping checked; only an unreadable file raises ImportFileError. The rows
+    are read later, as a stream."""
+    rows, warnings = rows_of(source, filename)
+    try:
+        reader = rows()
+        header_row = next(reader, None)
+        reader.close()  # the rest is read later, from the start
+    except csv.Error as exc:
+        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
+    headers = header_row[1] if header_row else []
+    columns, mapping_warnings = map_headers(headers, overrides or {}, filename=filename)
+    if "email" not in columns:
+        raise ImportFileError(
+            f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
+            f'--column "<its header>=email"' + "".join(f"\n{w}" for w in mapping_warnings)
+        )
+    warnings += mapping_warnings
+    return LeadFile(filename, headers, set(columns), warnings, default_timezone, rows, columns)
 
 
 def parse_lead_file(
@@ -113,75 +178,50 @@ def parse_lead_file(
     overrides: dict[str, str] | None = None,
     default_timezone: str = "America/New_York",
 ) -> ParsedFile:
-    """Check a whole file: headers, every address, duplicates, time zones. Bad rows are rejected
-    one by one; only an unreadable file raises. The leads themselves are built lazily by
-    `ParsedFile.iter_rows()` (a second pass), so a large file is never held as objects."""
-    if data.startswith(_ZIP):
-        rows, warnings = _xlsx_rows(data, filename=filename)
-    else:
-        rows, warnings = _csv_rows(data, filename=filename)
-    try:
-        header_row = next(rows(), None)
-        headers = header_row[1] if header_row else []
-        columns, mapping_warnings = map_headers(headers, overrides or {}, filename=filename)
-        if "email" not in columns:
-            raise ImportFileError(
-                f"{filename}: no email column among {headers[:12]}; rename it 'Email' or pass "
-                f'--column "<its header>=email"' + "".join(f"\n{w}" for w in mapping_warnings)
-            )
-        parsed = ParsedFile(
-            warnings=warnings + mapping_warnings,
-            headers=headers,
-            fields=set(columns),
-            _rows=lambda: _data_rows(rows),
-            _columns=columns,
-            _default_timezone=default_timezone,
-        )
-        _check_rows(parsed, filename)
-    except csv.Error as exc:
-        raise ImportFileError(f"{filename}: CSV error: {exc}") from None
-    return parsed
-
-
-def _check_rows(parsed: ParsedFile, filename: str) -> None:
-    """The first pass: rejects, repeated addresses, unknown time zones."""
-    repeats = _RepeatedWarning("{count} rows repeat an address from an earlier row; the later row wins")
-    zones = _RepeatedWarning("{count} rows name a time zone that does not exist")
-    for row_number, cells in parsed._rows():
-        values = _values(cells, parsed._columns)
+    """Check a whole small file in memory: headers, every address, duplicates, time zones. Bad
+    rows are rejected one by one; only an unreadable file raises."""
+    lead_file = open_lead_file(
+        data, filename=filename, overrides=overrides, default_timezone=default_timezone
+    )
+    parsed = ParsedFile(lead_file)
+    repeats = repeated_addresses()
+    for row_number, cells, values in lead_file.records():
         try:
             email = row_email(values)
         except ValueError as exc:
             parsed.rejected.append(RejectedRow(row_number, tuple(cells), str(exc)))
             continue
         if email in parsed._last_row:
-            # Later rows win: a form export lists newer answers below older ones.
-            repeats.add(row_number, f"repeats {email!r} from row {parsed._last_row[email]}; this row wins")
+            repeats.add(row_number, repeat_message(email, parsed._last_row[email]))
         parsed._last_row[email] = row_number
-        problem = timezone_problem(values, parsed._default_timezone)
-        if problem:
-            zones.add(row_number, problem)
-    parsed.warnings += repeats.lines(filename) + zones.lines(filename)
+        lead_file.check_timezone(row_number, values)
+    parsed.warnings = lead_file.warnings + lead_file.row_warnings(repeats)
+    return parsed
 
 
 def _values(cells: list[str], columns: dict[str, list[int]]) -> dict[str, str]:
     """field -> raw text: the first of the field's columns that is not blank in this row."""
     values = {}
     for name, indexes in columns.items():
+        if len(indexes) == 1:  # the usual case, quick
+            values[name] = cells[indexes[0]] if indexes[0] < len(cells) else ""
+            continue
         present = [cells[i] for i in indexes if i < len(cells)]
         values[name] = next((v for v in present if v.strip()), present[0] if present else "")
     return values
 
 
-def preview_rows(data: bytes, *, filename: str, count: int = 5) -> tuple[list[str], list[list[str]]]:
+def preview_rows(source: Path | bytes, *, filename: str, count: int = 5) -> tuple[list[str], list[list[str]]]:
     """The header row and the first `count` rows of a file, for a preview (no checks). Raises
     ImportFileError for a file that cannot be read at all."""
-    read = _xlsx_rows if data.startswith(_ZIP) else _csv_rows
-    rows, _ = read(data, filename=filename)
+    rows, _ = rows_of(source, filename)
+    reader = rows()
     try:
-        found = [cells for _, cells in itertools.islice(rows(), count + 1)]
+        found = [cells for _, cells in itertools.islice(reader, count + 1)]
     except csv.Error as exc:
         raise ImportFileError(f"{filename}: CSV error: {exc}") from None
+    finally:
+        reader.close()
     return (found[0], found[1:]) if found else ([], [])
 
 
@@ -189,122 +229,6 @@ def _data_rows(rows: Rows) -> Iterator[tuple[int, list[str]]]:
     reader = rows()
     next(reader, None)  # the header row
     return reader
-
-
-# ---- CSV ----------------------------------------------------------------------------------------
-
-
-def decode(data: bytes, *, filename: str) -> tuple[str, list[str]]:
-    """UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"); Latin-1 with a warning
-    when UTF-8 fails. Binary files are refused, naming what they look like."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16"), []
-        except UnicodeDecodeError:
-            pass  # not text after all: refused below
-    if data.startswith(_OLE2):
-        raise ImportFileError(
-            f"{filename} is an Excel 97-2003 (.xls) or password-protected workbook, not a CSV: "
-            "open it in Excel and save it as .xlsx (no password) or as CSV UTF-8"
-        )
-    if b"\x00" in data[:8192]:
-        raise ImportFileError(
-            f"{filename} is not a CSV file (it holds binary data): export the leads as CSV UTF-8 "
-            "or as an Excel .xlsx workbook"
-        )
-    try:
-        return data.decode("utf-8-sig"), []
-    except UnicodeDecodeError as exc:
-        warning = (
-            f"{filename}: not valid UTF-8 (byte {exc.start}); read as Latin-1. "
-            "Check accented names, and export as UTF-8 next time."
-        )
-        return data.decode("latin-1"), [warning]
-
-
-def sniff_delimiter(text: str) -> str:
-    """Comma, semicolon (European Excel) or tab: whichever splits the header row into the most
-    columns; a comma on a tie."""
-
-    def width(delimiter: str) -> int:
-        try:
-            return len(next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), []))
-        except csv.Error:
-            return 0
-
-    return max(_DELIMITERS, key=width)
-
-
-def _csv_rows(data: bytes, *, filename: str) -> tuple[Rows, list[str]]:
-    text, warnings = decode(data, filename=filename)
-    if not text.strip():
-        raise ImportFileError(f"{filename}: the file is empty; export the leads again with a header row")
-    delimiter = sniff_delimiter(text)
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        for cells in reader:
-            if cells:  # a blank line is no record
-                # The physical line of the record's end; good enough to find it.
-                yield reader.line_num, cells
-
-    return rows, warnings
-
-
-# ---- Excel ---------------------------------------------------------------------------------------
-
-
-def _xlsx_rows(data: bytes, *, filename: str) -> tuple[Rows, list[str]]:
-    """The first sheet of an .xlsx workbook, streamed (openpyxl's read-only mode), cells as text."""
-    import openpyxl  # only for .xlsx files: quick commands never pay for the import
-
-    def open_workbook():
-        try:
-            return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # a zip that is no workbook fails in many ways: one message
-            raise ImportFileError(
-                f"{filename} is a zip file but not an Excel .xlsx workbook ({type(exc).__name__}): "
-                "export the leads as CSV UTF-8 or as .xlsx"
-            ) from None
-
-    workbook = open_workbook()
-    sheets = workbook.sheetnames
-    workbook.close()
-    warnings = []
-    if len(sheets) > 1:
-        warnings.append(
-            f"{filename}: read the first sheet, {sheets[0]!r}, of {len(sheets)}; the others are ignored"
-        )
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        workbook = open_workbook()
-        try:
-            sheet = workbook.worksheets[0]
-            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-                cells = [_cell_text(v) for v in values]
-                if any(c.strip() for c in cells):  # Excel keeps formatted empty rows: skip them
-                    yield number, cells
-        except Exception as exc:  # a damaged sheet fails in openpyxl's XML parsing, in many ways
-            raise ImportFileError(
-                f"{filename}: cannot read the workbook's first sheet ({type(exc).__name__}); "
-                "save it again from Excel, or as CSV UTF-8"
-            ) from None
-        finally:
-            workbook.close()
-
-    return rows, warnings
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 3.0 prior treatments -> "3"
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    return str(value)
 
 
 # ---- headers ------------------------------------------------------------------------------------
@@ -380,14 +304,46 @@ def parse_column_overrides(specs: list[str]) -> dict[str, str]:
 
 # ---- rejects ------------------------------------------------------------------------------------
 
+REJECT_COLUMNS = ("row_number", "reason")
+
 
 def rejected_csv(rejected: list[RejectedRow], headers: list[str]) -> str:
     """row_number, reason, then the row as written. The rows echo the form's raw answers: the
     shared writer keeps formulas inert."""
-    return csv_text(
-        ["row_number", "reason", *headers],
-        (
-            [row.row_number, row.reason, *row.cells, *[""] * (len(headers) - len(row.cells))]
-            for row in rejected
-        ),
-    )
+    return csv_text([*REJECT_COLUMNS, *headers], (_reject_cells(row, headers) for row in rejected))
+
+
+def _reject_cells(row: RejectedRow, headers: list[str]) -> list:
+    return [row.row_number, row.reason, *row.cells, *[""] * (len(headers) - len(row.cells))]
+
+
+class RejectsFile:
+    """The rejected rows of an import, written as they come (as `rejected_csv` writes them). The
+    file is created at the first row: an import without rejects writes none. A file that
+    cannot be written raises ImportFileError (the import's transaction then rolls back)."""
+
+    def __init__(self, target: Path, source: Path, headers: list[str]):
+        if target.exists() and target.resolve() == Path(source).resolve():
+            raise ImportFileError(f"{target}: the rejected rows would overwrite the file being imported")
+        self.target = target
+        self.headers = headers
+        self.written = 0
+        self._out = None
+
+    def add(self, row: RejectedRow) -> None:
+        try:
+            if self._out is None:
+                self._out = self.target.open("w", encoding="utf-8", newline="")
+                # As csv_text writes: CRLF, and no cell a spreadsheet would run as a formula.
+                self._writer = csv.writer(self._out, lineterminator="\r\n")
+                self._writer.writerow([neutralize(c) for c in (*REJECT_COLUMNS, *self.headers)])
+            self._writer.writerow([neutralize(c) for c in _reject_cells(row, self.headers)])
+        except OSError as exc:
+            raise ImportFileError(
+                f"{self.target}: cannot write the rejected rows ({exc.strerror}); pass --rejects PATH"
+            ) from None
+        self.written += 1
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()

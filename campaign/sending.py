@@ -158,8 +158,19 @@ class AnswerRecorder:
         self.recorded.update(r.send_id for r in group)
 
 
+# Plans by everything that decides them: the leads enrolled in one tick, in one time zone and
+# at one step share a plan, so a step to a million leads computes a handful. The audience is
+# kept in the value, so its id cannot be reused by another while the entry lives.
+_plans: dict[tuple, tuple[Audience, Plan]] = {}
+_PLANS_KEPT = 10_000
+
+
 def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, now: datetime) -> Plan:
-    return plan(
+    key = (id(audience), frozenset(sent_keys), due.enrolled_at, last_email_at, now, due.lead.timezone)
+    known = _plans.get(key)
+    if known is not None:
+        return known[1]
+    p = plan(
         audience.steps,
         set(sent_keys),
         enrolled_at=due.enrolled_at,
@@ -169,6 +180,10 @@ def plan_for(audience: Audience, due: DueEnrollment, sent_keys, last_email_at, n
         tz=ZoneInfo(due.lead.timezone),
         min_gap=audience.min_gap,
     )
+    if len(_plans) >= _PLANS_KEPT:
+        _plans.clear()
+    _plans[key] = (audience, p)
+    return p
 
 
 def send_claims(
@@ -212,7 +227,13 @@ def send_claims(
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
+    # A bulk request's recipients share its fate: a timed-out request counts once toward the
+    # failure limit, not once per recipient (a thousand "in a row" would pause the campaign on
+    # the first ambiguous request). Its results come in its thread, after before_request.
+    request = threading.local()
+
     def before_request(send_ids: list[str]) -> set[str]:
+        request.failure_counted = False
         for _ in send_ids:
             ctx.policy.pacer.wait()
         reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
@@ -225,6 +246,10 @@ def send_claims(
 
     def after_send(result: SendResult) -> None:
         recorder.add(result)  # first: the failure limit may raise
+        if result.status in (SendStatus.failed, SendStatus.unknown) and hasattr(request, "failure_counted"):
+            if request.failure_counted:
+                return
+            request.failure_counted = True
         ctx.policy.failures.count(result)
 
     stopped = None
@@ -281,7 +306,7 @@ def settle(
     """Settle the batch: ledger rows (but those `recorded` as their answers came), the leads'
     last email, the enrollments' next step, and the report's counts."""
     ctx.store.settle([r for r in results if r.send_id not in recorded], now)
-    emailed, changes = [], []
+    emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
     for result in results:
         claim = claims[result.send_id]
         due, audience, key = wanted[claim.enrollment_id]
@@ -304,7 +329,7 @@ def settle(
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
-        if last is now:
+        if last is now and result.send_id not in recorded:
             emailed.append(due.lead.id)
         p = plan_for(audience, due, due.sent_keys | {key}, last, now)
         if p.finished:

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # Up to 1,000 recipients of the same email per SendGrid request (personalizations); off:
     # one request per email (CAMPAIGN_BULK_SENDING=0), e.g. while checking a new account.
     bulk_sending: bool = True
+    # A bulk tick joins the due walk's batches up to this many due enrollments before it plans,
+    # claims and sends them (CAMPAIGN_BULK_BATCH_SIZE): spread over audiences and stories, the
+    # groups of one email then fill requests of close to 1,000 recipients.
+    bulk_batch_size: int = Field(10_000, ge=1, le=100_000)
     # An 'unknown' send (maybe reached SendGrid) with no processed/delivered event after this
     # many hours is sent again.
     unknown_resend_after_hours: float = Field(2.0, gt=0)

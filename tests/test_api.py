@@ -251,6 +251,7 @@ def _lead_fields(row: dict) -> dict:
         "id",
         "public_id",
         "email",
+        "email_hash",  # the address's keyed hash (0014_enroll)
         "created_at",
         "updated_at",
         "consent_at",

@@ -237,3 +237,57 @@ def test_a_lead_who_left_after_the_claim_is_skipped_and_the_rest_go(make_setting
     run_tick(ctx, MONDAY_10)
     assert statuses(ctx.store) == Counter(sent=14, skipped=1)
     assert "lead4@example.com" not in {e for m in sg.messages for e in m.to_emails}
+
+
+def test_a_bulk_tick_joins_the_due_walks_batches_into_full_requests(make_settings, sg):
+    """45 due leads of one email, walked 10 at a time: before, 4 requests of 10 and 5 single
+    emails; joined into steps of up to CAMPAIGN_BULK_BATCH_SIZE, one request of 45. Each step
+    still claims before it sends and settles after: every lead once, every row sent."""
+    ctx = context(make_settings, sg, batch_size=10, bulk_batch_size=1000)
+    ctx.store.upsert_leads(gad_leads(45), MONDAY_10)
+    report = run_tick(ctx, MONDAY_10)
+    assert sum(report.sent.values()) == 45
+    assert sg.counters.accepted == 1 and len(sg.messages[0].body["personalizations"]) == 45
+    assert statuses(ctx.store) == Counter(sent=45)
+    assert Counter(e for m in sg.messages for e in m.to_emails) == Counter(
+        {f"lead{i}@example.com": 1 for i in range(45)}
+    )
+
+
+def test_joined_steps_stop_at_the_bulk_batch_size(make_settings, sg):
+    ctx = context(make_settings, sg, batch_size=10, bulk_batch_size=20)
+    ctx.store.upsert_leads(gad_leads(45), MONDAY_10)
+    run_tick(ctx, MONDAY_10)
+    # Steps of 20, 20 and 5: two requests of 20, and the last 5 (a small group) one email each.
+    sizes = sorted(len(m.body["personalizations"]) for m in sg.messages if m.index in (None, 0))
+    assert sizes == [1, 1, 1, 1, 1, 20, 20]
+    assert statuses(ctx.store) == Counter(sent=45) and len(sg.messages) == 45
+
+
+def test_without_bulk_the_due_walks_batches_go_as_they_come(make_settings, sg):
+    ctx = context(make_settings, sg, batch_size=10, bulk_sending=False)
+    ctx.store.upsert_leads(gad_leads(25), MONDAY_10)
+    batches = []
+
+    def run(step, *args):
+        if step.__name__ == "send_due_batch":
+            batches.append(len(args[1]))
+        return step(*args)
+
+    run_tick(ctx, MONDAY_10, run=run)
+    assert batches == [10, 10, 5] and sg.counters.accepted == 25
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_timed_out_request_counts_once_toward_the_failure_limit(make_settings, sg, limit):
+    """25 recipients of one request, all unknown after a timeout: one failed request, not 25
+    failures in a row. With CAMPAIGN_MAX_CONSECUTIVE_FAILURES=2 the campaign keeps going (it
+    paused on the first ambiguous request before); with 1 it pauses."""
+    ctx = context(make_settings, sg, timeout=0.3, max_consecutive_failures=limit)
+    ctx.store.upsert_leads(gad_leads(25), MONDAY_10)
+    sg.set_faults(hang=1.0)
+    report = run_tick(ctx, MONDAY_10)
+    sg.set_faults(hang=0.0)
+    assert statuses(ctx.store) == Counter(unknown=25)
+    assert bool(report.paused) is (limit == 1)
+    assert (ctx.store.campaign("evergreen")["state"] == "active") is (limit == 2)

@@ -218,7 +218,15 @@ def test_demo_prints_no_traceback_or_telemetry_error_and_keeps_prefect_out_of_ho
     env["HOME"] = str(tmp_path / "home")  # a clinic user's own, empty home
     folder = tmp_path / "demo"
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "campaign"), "demo", "--days", "2", "--dir", str(folder)],
+        [
+            str(Path(sys.executable).parent / "campaign"),
+            "demo",
+            "--prefect",
+            "--days",
+            "2",
+            "--dir",
+            str(folder),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,

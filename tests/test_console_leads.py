@@ -302,3 +302,46 @@ def test_a_broken_audience_file_leaves_the_lead_pages_readable(make_settings, tm
         assert page.status_code == 200 and "audience files have problems" in page.text
         audiences = client.get("/console/audiences")
         assert audiences.status_code == 200 and "gad.yaml: not valid YAML" in audiences.text
+
+
+def test_a_leads_page_shows_the_proof_of_consent(console_server, tmp_path):
+    """When, from where (file and row, API token), the wording's version, the client address;
+    a consent from before proof was kept says so, and no consent shows no proof."""
+    from campaign.app.leads import import_file
+    from campaign.models import ConsentProof
+    from campaign.store import Incoming
+
+    form = tmp_path / "form.csv"
+    form.write_text(
+        "Email,May we email you?,Consent version,IP address\n"
+        "old@example.com,no,,\n"
+        "ann@example.com,yes,2026-02 v3,203.0.113.7\n"
+    )
+    import_file(console_server.store, console_server.settings, form, START)
+    console_server.store.upsert_leads(
+        [Incoming(LeadIn(email="api@example.com", consent=True), ConsentProof(via="api", ref="crm-sync"))],
+        START + timedelta(hours=1),
+    )
+    add_leads(console_server, LeadIn(email="legacy@example.com", consent=True))
+    client = console_server.login("reviewer")
+
+    def proof(email: str) -> dict[str, str] | None:
+        text = unescape(client.get(f"/console/leads/{public_id(console_server, email)}").text)
+        if "Proof of consent" not in text:
+            return None
+        text = text.split("Proof of consent</h3>")[1].split("</dl>")[0].split("<h2")[0]
+        found = re.findall(
+            r"<dt>(When|Source|Consent text version|Client address)</dt><dd>([^<]*)</dd>", text
+        )
+        return dict(found) or {"none": text.split("</p>")[0].strip()}
+
+    ann = proof("ann@example.com")
+    assert ann["Source"] == "Imported from form.csv row 3"
+    assert ann["Consent text version"] == "2026-02 v3" and ann["Client address"] == "203.0.113.7"
+    assert ann["When"] and ann["When"] != "-"
+    api = proof("api@example.com")
+    assert api["Source"] == "The lead API, token crm-sync"
+    assert api["Consent text version"] == "not given" and api["Client address"] == "not relayed"
+    assert ann["When"] != api["When"]  # each its own time
+    assert "before proof was kept" in proof("legacy@example.com")["none"]
+    assert proof("old@example.com") is None  # no consent: nothing to prove

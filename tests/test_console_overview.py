@@ -9,6 +9,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 from console_support import START, Clock, serve_console
+from send_counts_support import assert_counts_match
 
 from campaign.app.leads import import_file
 from campaign.app.ticks import recent_ticks, record_tick, records_tick, scrub_error
@@ -57,6 +58,14 @@ def test_overview_counts_equal_the_ledger_after_a_tick(console_server, tmp_path)
         )
     for audience, n in enrolled.items():
         assert f"{audience}: {n} enrolled, {n} active" in html
+    # The per-step table is read from send_counts (kept by triggers), not counted per request.
+    assert_counts_match(ctx.store, at_least=50)
+    with ctx.store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE send_counts SET n = n + 1000 WHERE audience = 'gad' AND step_key = 'welcome'")
+        )
+    html = console_server.login("reviewer").get("/console/").text
+    assert step_sent(html, "gad", "welcome") == matrix[("gad", "welcome")] + 1000
     # The tick history: this tick, its outcome and its counts.
     ticks = html[html.index('id="ticks"') :]
     assert "2026-03-02 10:00 EST" in ticks and 'class="outcome-ok">ok<' in ticks

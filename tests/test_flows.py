@@ -35,6 +35,23 @@ def test_tick_deployment_runs_every_15_minutes():
     assert tick["schedules"][0]["cron"] == "*/15 * * * *"
 
 
+def test_a_5_minute_tick_is_offered_beside_the_15_minute_one_and_off_by_default():
+    """Speed to lead (issue 11): one tick schedule runs at a time, the 15-minute one unless chosen."""
+    deployments = {d["name"]: d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
+    fast, default = deployments["tick-5min"], deployments["tick"]
+    assert fast["entrypoint"] == default["entrypoint"] == "flows/tick.py:tick"
+    assert [(s["cron"], s["active"]) for s in fast["schedules"]] == [("*/5 * * * *", False)]
+    assert [(s["cron"], s["active"]) for s in default["schedules"]] == [("*/15 * * * *", True)]
+    assert fast["concurrency_limit"] == default["concurrency_limit"] == 1
+
+
+def test_campaign_schedule_serves_the_5_minute_tick_without_its_inactive_schedule():
+    from flows.serve import deployments_from_yaml
+
+    served = {d.name: d for d in deployments_from_yaml()}
+    assert not served["tick-5min"].schedules and len(served["tick"].schedules) == 1
+
+
 @pytest.mark.prefect
 def test_import_and_tick_flows_run_for_real(prefect_harness, settings, monkeypatch, tmp_path):
     monkeypatch.setenv("CAMPAIGN_DATABASE_URL", settings.database_url)

@@ -3,6 +3,7 @@ worker, and a triggered tick run whose emails land in the outbox. About a minute
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,21 +42,18 @@ def wait_healthy(url: str, process: subprocess.Popen, limit: float = 150) -> Non
     raise TimeoutError(f"prefect server not healthy at {url} after {limit} s")
 
 
-@pytest.mark.prefect
-def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
+@contextlib.contextmanager
+def prefect_server(prefect_home: Path) -> Iterator[dict[str, str]]:
+    """`prefect server start` on a free port; yields the environment that points at it."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
-        "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}",
-        "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
-        "CAMPAIGN_HOME": str(PROJECT_ROOT),
     }
-    env.pop("SENDGRID_API_KEY", None)
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -64,6 +63,22 @@ def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
     )
     try:
         wait_healthy(api, server)
+        yield env
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+@pytest.mark.prefect
+def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
+    with prefect_server(tmp_path / "prefect") as prefect_env:
+        env = {
+            **prefect_env,
+            "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}",
+            "CAMPAIGN_OUTBOX_DIR": str(tmp_path / "outbox"),
+            "CAMPAIGN_HOME": str(PROJECT_ROOT),
+        }
+        env.pop("SENDGRID_API_KEY", None)
 
         def run(*args, timeout=120):
             result = subprocess.run(
@@ -107,6 +122,3 @@ def test_deploy_from_prefect_yaml_and_run_tick_on_a_worker(tmp_path):
         rest, _ = serving.communicate(timeout=60)
         assert "tick/tick" in seen and "daily-report/daily-report" in seen and "reconcile/reconcile" in seen
         assert serving.returncode == 0 and "Stopped" in rest and "Traceback" not in rest
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)

@@ -325,3 +325,42 @@ def test_main_serves_and_prints_url_and_keys():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_a_bulk_request_is_recorded_per_recipient_from_its_bytes():
+    """A million recipients are kept as their requests' bytes, with each recipient's send id
+    and addresses taken out; the parsed body comes back only when someone looks."""
+    from campaign.devserver.state import Faults, ServerState
+
+    body = {
+        "from": {"email": "c@x.org"},
+        "custom_args": {"send_id": "top"},
+        "personalizations": [
+            {
+                "to": [{"email": f"r{i}@x.org"}],
+                "substitutions": {"%%n%%": f"N{i}"},
+                "custom_args": {"send_id": f"s{i}"},
+            }
+            for i in range(3)
+        ]
+        + [{"to": [{"email": "r3@x.org"}], "substitutions": {"%%n%%": "N3"}}],
+        "subject": "Hi %%n%%",
+        "content": [{"type": "text/plain", "value": "Dear %%n%%"}],
+    }
+    raw = json.dumps(body).encode()
+    state = ServerState("SG.k", Faults(), 1 << 20)
+    message_id = state.record(json.loads(raw), raw)
+    messages = state.messages
+    assert [(m.message_id, m.index, m.send_id, m.to_emails) for m in messages] == [
+        (message_id, 0, "s0", ["r0@x.org"]),
+        (message_id, 1, "s1", ["r1@x.org"]),
+        (message_id, 2, "s2", ["r2@x.org"]),
+        (message_id, 3, "top", ["r3@x.org"]),  # the request's custom_args where it has none
+    ]
+    stored = messages[0].stored
+    assert all(m.stored is stored for m in messages) and stored.raw == raw
+    assert stored._parsed is None  # nothing parsed kept until asked
+    assert (
+        messages[2].payload["content"][0]["value"] == "Dear N2" and messages[2].payload["subject"] == "Hi N2"
+    )
+    assert messages[0].body == body

@@ -108,3 +108,56 @@ def test_reachability_in_one_query_matches_the_full_check(store):
         assert store.is_reachable(lead.id, lead.email) == store.is_reachable(lead.id)
     assert [store.is_reachable(lead.id, lead.email) for lead in leads] == [True, False, False, False]
     assert not store.is_reachable(leads[0].id, "someone-else@example.com")
+
+
+def test_set_based_settling_writes_each_sends_own_outcome(store):
+    """A bulk request's recipients share one outcome (one UPDATE ... IN for all of them); the
+    odd ones out keep theirs. More sends than one IN list holds, on SQLite and PostgreSQL."""
+    n = 1000
+    _, lead_ids, enrollments = setup(store, n)
+    claims = store.claim([(e, "welcome") for e in enrollments], T0, "sendgrid")
+    later = T0 + timedelta(minutes=1)
+    results = [
+        SendResult(send_id=c.send_id, status=SendStatus.sent, message_id="req-1") for c in claims[:950]
+    ]
+    results += [SendResult(send_id=claims[950].send_id, status=SendStatus.failed, error="bad address")]
+    results += [
+        SendResult(send_id=c.send_id, status=SendStatus.unknown, error="timeout") for c in claims[951:990]
+    ]
+    results += [
+        SendResult(send_id=c.send_id, status=SendStatus.sent, message_id=f"m{i}")
+        for i, c in enumerate(claims[990:])
+    ]
+    store.settle(results, later, emailed=lead_ids[:950])
+    rows = {r["send_id"]: r for r in store.ledger()}
+    for r in results:
+        row = rows[r.send_id]
+        assert (row["status"], row["message_id"], row["settled_at"]) == (r.status.value, r.message_id, later)
+    assert [c.send_id for c in claims[990:]] == [
+        s for s, r in rows.items() if (r["message_id"] or "")[:1] == "m"
+    ]
+    assert store.lead_by_email("s0@example.com").last_email_at == later
+    assert store.lead_by_email("s949@example.com").last_email_at == later
+    assert store.lead_by_email("s950@example.com").last_email_at is None
+
+
+def test_set_based_enrollment_updates_give_each_enrollment_its_values(store):
+    _, lead_ids, enrollments = setup(store, 1000)
+    t1, t2 = T0 + timedelta(days=1), T0 + timedelta(days=2)
+    changes = [{"id": e, "next_due_at": t1} for e in enrollments[:980]]
+    changes += [{"id": enrollments[980], "next_due_at": t2}]  # alone
+    changes += [{"id": e, "state": "finished", "next_due_at": None} for e in enrollments[981:995]]
+    changes += [
+        {"id": e, "state": "exited", "exit_reason": "unsubscribed", "next_due_at": None}
+        for e in enrollments[995:]
+    ]
+    store.update_enrollments(changes)
+    got = {lid: store.enrollment_for_lead(lid) for lid in lead_ids}
+    for lid, change in zip(lead_ids, changes, strict=True):
+        row = got[lid]
+        assert row["id"] == change["id"]
+        assert (row["state"], row["exit_reason"], row["next_due_at"]) == (
+            change.get("state", "active"),
+            change.get("exit_reason"),
+            change["next_due_at"],
+        )

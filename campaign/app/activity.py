@@ -16,6 +16,31 @@ AUDIT_COLUMNS = ("id", "at", "actor", "role", "client", "action", "object_type",
 EXPORT_PAGE = 1000
 
 
+def record(
+    engine,
+    actor: Actor | None,
+    action: str,
+    *,
+    now: datetime,
+    object_type: str = "",
+    object_id: str = "",
+    detail: str = "",
+) -> None:
+    """The audit row of a use case done by `actor` (the console's user, an API token, or the
+    command line's CLI actor), written by the use case itself so each caller gets it once.
+    `actor` None: not audited (the demo, tests)."""
+    if actor is not None:
+        audit(
+            AccountStore(engine),
+            actor,
+            action,
+            now=now,
+            object_type=object_type,
+            object_id=object_id,
+            detail=detail,
+        )
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     actor: str | None = None

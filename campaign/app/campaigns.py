@@ -35,11 +35,14 @@ def launch_campaign(
     starts_at: datetime | None,
     sandbox: bool,
     now: datetime,
+    actor: Actor | None = None,
 ) -> Launched:
     """Create a campaign over some audiences. A live one (campaigns.is_live, and not a sandbox
     campaign) must pass the preflight: raises PreflightFailed listing every problem; otherwise
     the same problems come back as drafts to fix. Raises CampaignError for unknown audiences
-    or a taken name."""
+    or a taken name. Audited as `actor` (the console's user or the CLI)."""
+    from campaign.app.activity import record
+
     templates = [st.template for a in audiences if a.name in audience_names for st in a.steps]
     problems = live_preflight(settings, store, templates)
     if problems and is_live(settings) and not sandbox:
@@ -52,6 +55,18 @@ def launch_campaign(
         starts_at=starts_at,
         sandbox=sandbox,
         now=now,
+    )
+    start = starts_at.isoformat() if starts_at else "now"
+    detail = f"audiences {','.join(audience_names)}; starts {start}; sandbox {sandbox}"
+    detail += f"; {len(problems)} preflight problem(s) open"
+    record(
+        store.engine,
+        actor,
+        "campaign.launch",
+        now=now,
+        object_type="campaign",
+        object_id=campaign["slug"],
+        detail=detail,
     )
     return Launched(campaign, problems)
 
@@ -189,15 +204,14 @@ class LaunchRefused(ValueError):
 
 def launch_planned(
     store: Store,
-    accounts: AccountStore,
     actor: Actor,
     settings: Settings,
     audiences: list[Audience],
     plan: LaunchPlan,
     now: datetime,
 ) -> Launched:
-    """Launch what the coordinator confirmed (re-checked now) and audit it. Raises LaunchRefused."""
-    from campaign.accounts import audit
+    """Launch what the coordinator confirmed (re-checked now), audited (by launch_campaign).
+    Raises LaunchRefused."""
     from campaign.campaigns import CampaignError
 
     if not plan.can_launch:
@@ -212,20 +226,15 @@ def launch_planned(
             starts_at=plan.starts_at,
             sandbox=plan.sandbox,
             now=now,
+            actor=actor,
         )
     except (PreflightFailed, CampaignError) as problem:
         raise LaunchRefused(str(problem)) from None
-    slug = launched.campaign["slug"]
-    start = plan.starts_at.isoformat() if plan.starts_at else "now"
-    detail = f"audiences {','.join(plan.audience_names)}; starts {start}; sandbox {plan.sandbox}"
-    detail += f"; {len(launched.drafts)} preflight problem(s) open"
-    audit(accounts, actor, "campaign.launch", now=now, object_type="campaign", object_id=slug, detail=detail)
     return launched
 
 
 def change_campaign(
     store: Store,
-    accounts: AccountStore,
     actor: Actor,
     slug: str,
     action: str,
@@ -235,7 +244,7 @@ def change_campaign(
 ) -> dict:
     """Pause (a reason is required), resume or stop a campaign, and audit it. Raises
     CampaignError saying why it cannot."""
-    from campaign.accounts import audit
+    from campaign.app.activity import record
     from campaign.campaigns import CampaignError, change_state
 
     reason = " ".join(reason.split())
@@ -243,11 +252,9 @@ def change_campaign(
         raise CampaignError("Say why you pause it: the reason shows on the overview.")
     if len(reason) > MAX_REASON_CHARS:
         raise CampaignError(f"The reason is longer than {MAX_REASON_CHARS} characters.")
-    if store.campaign(slug) is None:
-        raise CampaignError(f"There is no campaign {slug!r}.")
     campaign = change_state(store, slug, action, reason or None)
-    audit(
-        accounts,
+    record(
+        store.engine,
         actor,
         f"campaign.{action}",
         now=now,

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from campaign.audiences import Audience
     from campaign.settings import Settings
     from campaign.store import Store
-    from campaign.store.accounts import AccountStore
 
 
 class UnsentTestEmail(Exception):
@@ -93,7 +92,6 @@ def send_test_email(
 def send_test_audited(
     settings: Settings,
     store: Store,
-    accounts: AccountStore,
     actor: Actor,
     audiences: list[Audience],
     *,
@@ -102,18 +100,19 @@ def send_test_audited(
     to: str,
     first_name: str,
     now: datetime,
+    draft: bool = False,
 ) -> SentTestEmail:
-    """send_test_email from the console (never a draft: the console has no override), audited
+    """send_test_email from the console or the command line (only it sends drafts), audited
     whether it went or not (the audit names the email and the transport, never the body).
     Raises what send_test_email raises."""
-    from campaign.accounts import audit
+    from campaign.app.activity import record
 
     template = f"{audience}/{step}"
     try:
-        sent = send_test_email(settings, audiences, audience, step, to, first_name, store=store)
+        sent = send_test_email(settings, audiences, audience, step, to, first_name, store=store, draft=draft)
     except (ValueError, LookupError, UnsentTestEmail) as problem:
-        audit(
-            accounts,
+        record(
+            store.engine,
             actor,
             "test_send.failed",
             now=now,
@@ -122,8 +121,8 @@ def send_test_audited(
             detail=str(problem),
         )
         raise
-    audit(
-        accounts,
+    record(
+        store.engine,
         actor,
         "test_send",
         now=now,

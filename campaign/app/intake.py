@@ -3,25 +3,28 @@ goes through here, so the same answers give the same stored lead.
 
 `prepare` is the one per-lead rule: raw text per field -> validated, normalized lead (anxiety
 answer mapped, consent read, time zone resolved) with the proof of how its consent was given.
-The store's one upsert keeps it (proof written when consent is given); `describe` says where
+The store keeps it (proof written when consent is given): row by row for the API's few leads,
+set-based for a file's many (the same rules, in SQL); `describe` says where
 each lead stands: its audience (the same `match_audience` the tick enrolls by), its status, and
 when its first email is planned, or why none is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from campaign.accounts import Actor
 from campaign.audiences import Audience, match_audience
 from campaign.lead_fields import LEAD_FIELDS, InvalidLead, normalize_lead
-from campaign.leads import ParsedFile
+from campaign.leads import LeadFile, RejectedRow
 from campaign.models import ConsentProof, Lead
 from campaign.settings import Settings
-from campaign.store import ALL_AUDIENCES, ImportCounts, Incoming, Store, Upserted, email_hash
+from campaign.store import ALL_AUDIENCES, FileImport, Incoming, Staged, Store, Upserted, email_hash
 from campaign.store.accounts import AuditEntry
+from campaign.store.lead_import import STAGE_CHUNK
 
 
 class UnknownLead(LookupError):
@@ -39,6 +42,9 @@ class Submission:
     problems: Mapping[str, str] = field(default_factory=dict)  # found while reading it (a list ...)
 
 
+_GIVEN = frozenset(LEAD_FIELDS)
+
+
 def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> Incoming:
     """Validate and normalize one lead; InvalidLead names each bad field (`strict`: every
     unreadable field; else only the address). An existing lead keeps the fields not given."""
@@ -54,7 +60,7 @@ def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> I
         version=normalized.evidence.version,
         client=normalized.evidence.client,
     )
-    given = frozenset(f for f in submission.values if f in LEAD_FIELDS) | {"email"}
+    given = _GIVEN.intersection(submission.values) | {"email"}
     return Incoming(normalized.lead, proof, given)
 
 
@@ -62,26 +68,58 @@ def prepare(submission: Submission, *, default_timezone: str, strict: bool) -> I
 
 
 def take_file(
-    store: Store,
-    parsed: ParsedFile,
-    filename: str,
+    store: Store | Callable[[], Store],
+    lead_file: LeadFile,
+    name: str,
     now: datetime,
+    *,
+    on_reject: Callable[[RejectedRow], None],
     on_chunk: Callable[[int], None] | None = None,
     dry_run: bool = False,
-) -> ImportCounts:
-    """A parsed file's leads, streamed row by row through `prepare` into the upsert. Fields the
-    file has no column for are kept on existing leads. `dry_run`: counted, nothing written."""
-    incoming = (
-        prepare(
-            Submission(values, "csv", f"{filename} row {row_number}"),
-            default_timezone=parsed.default_timezone,
-            strict=False,
+    chunk: int = STAGE_CHUNK,
+    then: Callable[[Store, FileImport], None] | None = None,
+) -> FileImport | None:
+    """A lead file's rows, read one at a time, each through `prepare` (leniently: only a bad
+    address rejects a row; `on_reject` gets it with the reason), the taken ones into the
+    store's set-based import, where each address's last row wins. Proof of consent names
+    `name` and the row. Fields the file has no column for are kept on existing leads.
+
+    `store` may be an opener: it is called only once a row is taken (a file of rejects alone
+    creates no database), and the store it returns is closed here. None: no row was taken.
+    `dry_run`: counted, nothing written. `chunk`: rows staged at a time. `then(store, result)`
+    runs in the open store once the rows are in (the import's audit entry)."""
+
+    def taken() -> Iterator[Staged]:
+        for row_number, cells, values in lead_file.records():
+            submission = Submission(values, "csv", f"{name} row {row_number}")
+            try:
+                item = prepare(submission, default_timezone=lead_file.default_timezone, strict=False)
+            except InvalidLead as exc:
+                on_reject(RejectedRow(row_number, tuple(cells), str(exc)))
+                continue
+            lead_file.check_timezone(row_number, values)
+            yield Staged(row_number, item.lead, item.proof)
+
+    rows = taken()
+    first = next(rows, None)
+    if first is None:
+        return None
+    opened = store if isinstance(store, Store) else store()
+    try:
+        result = opened.import_leads(
+            itertools.chain([first], rows),
+            now,
+            columns=lead_file.fields,
+            chunk=chunk,
+            on_chunk=on_chunk,
+            dry_run=dry_run,
         )
-        for row_number, values in parsed.iter_rows()
-    )
-    # Every row has the file's columns: the file decides what an existing lead keeps.
-    rows = (Incoming(item.lead, item.proof) for item in incoming)
-    return store.upsert_leads(rows, now, on_chunk=on_chunk, columns=parsed.fields, dry_run=dry_run)
+        if then is not None:
+            then(opened, result)
+        return result
+    finally:
+        if opened is not store:
+            opened.close()
 
 
 # ---- the API: a few leads, each answered -------------------------------------------------------

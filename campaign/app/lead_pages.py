@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from campaign.app.leads import lead_timeline
+from campaign.app.leads import audit_lead, lead_timeline
 from campaign.audiences import Audience, AudienceFileError, Verdict, explain_match
 from campaign.models import LeadIn
 from campaign.settings import Settings
 from campaign.store import LeadQuery, Store, email_hash
 from campaign.store.browse import LEAD_STATUSES
 from campaign.store.leads import lead_from_row
+
+if TYPE_CHECKING:
+    from campaign.accounts import Actor
 
 PAGE_SIZE = 50
 MAX_SEARCH = 200
@@ -273,20 +277,27 @@ class NotConfirmed(ValueError):
     """The typed address is not the lead's: nothing was done."""
 
 
-def mark_lead_booked(store: Store, public_id: str, now: datetime) -> bool:
-    """Booked, and every active sequence ends; False when no lead has this public id."""
+def mark_lead_booked(store: Store, public_id: str, now: datetime, actor: Actor | None = None) -> bool:
+    """Booked, and every active sequence ends, audited as `actor`; False when no lead has this
+    public id."""
     record = store.lead_record(public_id)
-    return record is not None and store.mark_booked(record["email"], now)
+    done = record is not None and store.mark_booked(record["email"], now)
+    if done:
+        audit_lead(store, actor, "booked", public_id, now)
+    return done
 
 
-def unsubscribe_lead(store: Store, public_id: str, now: datetime) -> bool:
-    """Unsubscribed (as by the lead's own link), every active sequence ends; False when no
-    lead has this public id."""
-    return store.unsubscribe_lead(public_id, now) is not None
+def unsubscribe_lead(store: Store, public_id: str, now: datetime, actor: Actor | None = None) -> bool:
+    """Unsubscribed (as by the lead's own link), every active sequence ends, audited as
+    `actor`; False when no lead has this public id."""
+    done = store.unsubscribe_lead(public_id, now) is not None
+    if done:
+        audit_lead(store, actor, "unsubscribed", public_id, now)
+    return done
 
 
 def forget_lead_confirmed(
-    store: Store, public_id: str, typed_address: str, now: datetime
+    store: Store, public_id: str, typed_address: str, now: datetime, actor: Actor | None = None
 ) -> dict[str, int] | None:
     """Forget the lead once the typed address is its own (any case or surrounding spaces);
     None when no lead has this public id. Raises NotConfirmed otherwise."""
@@ -295,4 +306,6 @@ def forget_lead_confirmed(
         return None
     if typed_address.strip().casefold() != record["email"]:
         raise NotConfirmed("The address you typed is not this lead's address. Nothing was deleted.")
-    return store.forget_lead(record["email"], now)
+    deleted = store.forget_lead(record["email"], now)
+    audit_lead(store, actor, "forget", public_id, now, deleted=deleted)
+    return deleted

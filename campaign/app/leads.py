@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.app.intake import consent_record, take_file
@@ -14,18 +15,21 @@ from campaign.audiences import Audience, load_audiences, match_audience
 from campaign.lead_fields import FIELDS, UTM_FIELDS, header_key
 from campaign.leads import (
     SKIP,
-    ImportFileError,
     RejectedRow,
+    RejectsFile,
     map_headers,
-    parse_lead_file,
+    open_lead_file,
     preview_rows,
-    rejected_csv,
+    repeated_addresses,
 )
 from campaign.models import Lead
 from campaign.progress import advance
 from campaign.schedule import timeline
 from campaign.settings import Settings
-from campaign.store import Store, email_hash
+from campaign.store import FileImport, Store, email_hash
+
+if TYPE_CHECKING:
+    from campaign.accounts import Actor
 
 
 @dataclass
@@ -59,44 +63,65 @@ def import_file(
     *,
     dry_run: bool = False,
     display_name: str | None = None,
+    actor: Actor | None = None,
+    audit_object: tuple[str, str] | None = None,
 ) -> ImportSummary:
     """Parse, write rejected rows (beside the file unless `rejects_path`), upsert. An unreadable
     file raises ImportFileError before anything is written. `store` may be an opener: it is
     called only when the file holds leads, so a failed import creates no database, and the
     store it returns is closed here. `dry_run`: the same counts and rejects, nothing written
-    (no leads, no rejects file). `display_name` names the file in messages (default: its path)."""
+    (no leads, no rejects file). `display_name` names the file in messages (default: its path).
+    Audited as `actor` ("import", on `audit_object` (type, id), by default the file's name)
+    whenever there is a database to write to: an opener that is never called audits nothing."""
     path = Path(path)
     name = display_name or str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"{name}: cannot read the file ({exc.strerror}); check the path") from None
-    parsed = parse_lead_file(
-        data, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
+    lead_file = open_lead_file(
+        path, filename=name, overrides=overrides, default_timezone=settings.clinic.timezone
     )
-    summary = ImportSummary(
-        file=name,
-        rejected=len(parsed.rejected),
-        warnings=parsed.warnings,
-        dry_run=dry_run,
-        first_rejected=parsed.rejected[:SHOWN_REJECTS],
-    )
-    if parsed.rejected and not dry_run:
-        # Written first: a rejects file that cannot be written stops the import before any upsert.
-        target = Path(rejects_path) if rejects_path else _beside(path)
-        _write_rejects(target, path, rejected_csv(parsed.rejected, parsed.headers))
-        summary.rejected_file = str(target)
-    if not parsed.addresses:
-        return summary
-    opened = store if isinstance(store, Store) else store()
+    summary = ImportSummary(file=name, warnings=list(lead_file.warnings), dry_run=dry_run)
+    target = Path(rejects_path) if rejects_path else _beside(path)
+    # Written as they come: a rejects file that cannot be written stops the import (rolled back).
+    rejects = None if dry_run else RejectsFile(target, path, lead_file.headers)
+    audited_on = audit_object or ("file", path.name)
+
+    def reject(row: RejectedRow) -> None:
+        summary.rejected += 1
+        if len(summary.first_rejected) < SHOWN_REJECTS:
+            summary.first_rejected.append(row)
+        if rejects is not None:
+            rejects.add(row)
+
+    def done(opened: Store, taken: FileImport) -> None:
+        counts = taken.counts
+        summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+        if not dry_run:  # in the open store, before an opened one is closed
+            _audit_import(opened, actor, audited_on, summary, now)
+
     try:
         # Proof of consent names the file by its name (not the folder it was imported from).
-        counts = take_file(opened, parsed, path.name, now, on_chunk=advance, dry_run=dry_run)
+        taken = take_file(
+            store, lead_file, path.name, now, on_reject=reject, on_chunk=advance, dry_run=dry_run, then=done
+        )
     finally:
-        if opened is not store:
-            opened.close()
-    summary.new, summary.updated, summary.unchanged = counts.new, counts.updated, counts.unchanged
+        if rejects is not None:
+            rejects.close()
+    if rejects is not None and rejects.written:
+        summary.rejected_file = str(target)
+    if taken is None and isinstance(store, Store) and not dry_run:  # rejects alone: audited too
+        _audit_import(store, actor, audited_on, summary, now)
+    repeats = repeated_addresses(taken.repeated, taken.first_repeats) if taken else repeated_addresses()
+    summary.warnings += lead_file.row_warnings(repeats)
     return summary
+
+
+def _audit_import(
+    store: Store, actor: Actor | None, on: tuple[str, str], summary: ImportSummary, now
+) -> None:
+    from campaign.app.activity import record
+
+    counts = f"{summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged"
+    detail = f"{Path(summary.file).name}: {counts}, {summary.rejected} rejected"
+    record(store.engine, actor, "import", now=now, object_type=on[0], object_id=on[1], detail=detail)
 
 
 @dataclass
@@ -128,7 +153,7 @@ def preview_import(
     """The header and first rows of a lead file, and the field each column maps to with these
     overrides (header -> field or SKIP). Raises ImportFileError for an unreadable file."""
     name = display_name or str(path)
-    headers, rows = preview_rows(Path(path).read_bytes(), filename=name, count=count)
+    headers, rows = preview_rows(Path(path), filename=name, count=count)
     chosen, warnings = map_headers(headers, overrides or {}, filename=name)
     automatic = _automatic_fields(headers)
     columns = [
@@ -172,17 +197,6 @@ def _beside(path: Path) -> Path:
         if path.suffix == ".csv"
         else path.with_name(path.name + ".rejected.csv")
     )
-
-
-def _write_rejects(target: Path, source: Path, text: str) -> None:
-    if target.exists() and target.resolve() == source.resolve():
-        raise ImportFileError(f"{target}: the rejected rows would overwrite the file being imported")
-    try:
-        target.write_text(text, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ImportFileError(
-            f"{target}: cannot write the rejected rows ({exc.strerror}); pass --rejects PATH"
-        ) from None
 
 
 def has_leads(store: Store) -> bool:
@@ -368,12 +382,42 @@ def lead_timeline(
     )
 
 
-def mark_booked(store: Store, emails: list[str], now: datetime) -> list[str]:
-    """Stop the sequences of leads who booked; returns the addresses that are no lead."""
-    return [email for email in emails if not store.mark_booked(email, now)]
+def audit_lead(
+    store: Store,
+    actor: Actor | None,
+    verb: str,
+    public_id: str,
+    now: datetime,
+    deleted: dict[str, int] | None = None,
+) -> None:
+    """The audit row of an action on one lead ("lead.booked", "lead.forget" ...), by public id
+    only: the log never holds an address or an anxiety type."""
+    from campaign.app.activity import record
+
+    detail = "deleted " + ", ".join(f"{n} {kind}" for kind, n in deleted.items()) if deleted else ""
+    record(
+        store.engine, actor, f"lead.{verb}", now=now, object_type="lead", object_id=public_id, detail=detail
+    )
 
 
-def forget_lead(store: Store, email: str, now: datetime) -> dict[str, int]:
-    """Delete everything held about an address, keeping a keyed hash on the suppression list.
+def mark_booked(store: Store, emails: list[str], now: datetime, actor: Actor | None = None) -> list[str]:
+    """Stop the sequences of leads who booked, each audited as `actor` ("lead.booked", by
+    public id: the log holds no address); returns the addresses that are no lead."""
+    missing = []
+    for email in emails:
+        lead = store.lead_by_email(email)
+        if lead is None or not store.mark_booked(email, now):
+            missing.append(email)
+        else:
+            audit_lead(store, actor, "booked", lead.public_id, now)
+    return missing
+
+
+def forget_lead(store: Store, email: str, now: datetime, actor: Actor | None = None) -> dict[str, int]:
+    """Delete everything held about an address, keeping a keyed hash on the suppression list,
+    audited as `actor` ("lead.forget", by public id; no id when no lead had the address).
     Returns how many leads, enrollments, sends and events were deleted."""
-    return store.forget_lead(email, now)
+    lead = store.lead_by_email(email)
+    deleted = store.forget_lead(email, now)
+    audit_lead(store, actor, "forget", lead.public_id if lead else "", now, deleted=deleted)
+    return deleted

@@ -116,3 +116,55 @@ def records_tick(run: Callable[..., dict]) -> Callable[..., dict]:
         return summary
 
     return recorded
+
+
+# ---- running a tick: as a Prefect flow, or plainly in this process ----------------------------
+
+PLAIN_NOTE = (
+    "No Prefect server configured: ran the tick in this process "
+    "(set PREFECT_API_URL to run it as a Prefect flow)."
+)
+CHOSEN_PLAIN_NOTE = "Ran the tick in this process (--no-prefect), not as a Prefect flow."
+
+
+def tick_report(now: str | None = None, run: Callable[..., TickReport] | None = None) -> TickReport:
+    """One tick at `now` (ISO 8601; default: the real clock) on the configured database and
+    transport: the live-send preflight, then campaign.engine.run_tick. `run` runs each step
+    (default: a plain call; the tick flow passes one that makes each step a Prefect task)."""
+    from campaign.clock import parse_when
+    from campaign.engine import plain, run_tick
+    from campaign.runtime import build_context
+    from campaign.settings import get_settings
+
+    moment = parse_when(now)
+    ctx = build_context(get_settings(), now=moment if now else None)
+    try:
+        return run_tick(ctx, moment, run=run or plain)
+    finally:
+        ctx.store.close()
+
+
+@records_tick  # the same tick history as the flow's runs
+def plain_tick(now: str | None = None) -> dict:
+    """The tick flow's sequence without Prefect: no server, no task runs. Returns counts only."""
+    return tick_report(now).as_dict()
+
+
+def wants_flow(prefect: bool | None = None) -> bool:
+    """Run the tick as a Prefect flow? `prefect` is the user's choice (--prefect/--no-prefect);
+    without one, only when a Prefect server is configured (else a flow starts a temporary one)."""
+    if prefect is not None:
+        return prefect
+    from campaign.prefect_env import configured_api_url
+
+    return configured_api_url() is not None
+
+
+def tick_runner(prefect: bool | None = None) -> tuple[Callable[[str | None], dict], str | None]:
+    """`(tick(now) -> summary, note)`: the tick flow when wanted (see wants_flow), else
+    plain_tick with the one-line note that says so (None for the flow)."""
+    if wants_flow(prefect):
+        from flows.tick import tick as tick_flow
+
+        return (lambda now: tick_flow(now=now)), None
+    return plain_tick, PLAIN_NOTE if prefect is None else CHOSEN_PLAIN_NOTE

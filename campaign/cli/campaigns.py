@@ -40,12 +40,14 @@ STATUS_COLUMNS = (
 )
 
 
-def _campaign_action(name: str, action: str, reason: str | None = None) -> None:
-    from campaign.campaigns import CampaignError, change_state
+def _campaign_action(name: str, action: str, reason: str = "") -> None:
+    from campaign.accounts import CLI
+    from campaign.app.campaigns import change_campaign
+    from campaign.campaigns import CampaignError
 
     with store_for(settings()) as store:
         try:
-            campaign = change_state(store, name, action, reason)
+            campaign = change_campaign(store, CLI, name, action, reason=reason, now=datetime.now(UTC))
         except CampaignError as exc:
             fail(str(exc), code=1)
     console.print(f"Campaign {campaign['slug']} is now {campaign['state']}.", highlight=False)
@@ -73,6 +75,7 @@ def launch(
 
     A live one (SendGrid, not sandbox) must pass the preflight: lint clean, content approved,
     and the settings a live send needs."""
+    from campaign.accounts import CLI
     from campaign.app.campaigns import launch_campaign
     from campaign.campaigns import CampaignError, PreflightFailed
 
@@ -91,6 +94,7 @@ def launch(
                 starts_at=starts_at,
                 sandbox=sandbox,
                 now=datetime.now(UTC),
+                actor=CLI,
             )
         except PreflightFailed as exc:
             fail(

@@ -24,6 +24,15 @@ from campaign.cli.base import (
 from campaign.cli.output import Format, FormatOption, JsonOption, chosen, emit
 from campaign.progress import terminal_progress
 
+PrefectOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--prefect/--no-prefect",
+        help="Run as a Prefect flow, or in this process. Default: a flow only when a Prefect server is "
+        "configured (PREFECT_API_URL or the active Prefect profile); a flow without one starts a "
+        "temporary server (10+ s).",
+    ),
+]
 TICK_COLUMNS = ("now", "enrolled", "sent", "failed", "skipped", "unknown", "finished", "errors")
 
 
@@ -35,11 +44,13 @@ def tick(
     ] = None,
     output_format: FormatOption = Format.table,
     as_json: JsonOption = False,
+    prefect: PrefectOption = None,
 ):
-    """Enroll new leads and send what is due (a flow run).
+    """Enroll new leads and send what is due.
 
-    Enrolls new consenting leads, then sends every step due at --now (default: the real clock).
-    With no leads yet it says so, and how to import them."""
+    Enrolls new consenting leads, then sends every step due at --now (default: the real clock):
+    as a Prefect flow run when a Prefect server is configured (PREFECT_API_URL), else in this
+    process. With no leads yet it says so, and how to import them."""
     output_format = chosen(output_format, as_json)
     moment = parse_when(now) if now else None
     from campaign.app.leads import has_leads
@@ -52,12 +63,13 @@ def tick(
     if nobody:
         _no_leads_yet(output_format, moment)
         return
-    from flows.tick import tick as tick_flow
+    from campaign.app.ticks import tick_runner
 
+    run, note = tick_runner(prefect)
     try:
         with terminal_progress("Ticking (enrollments looked at)", enabled=output_format is Format.table):
             # The parsed time goes on, so "2026-03-02" or "tomorrow" mean what they meant here.
-            summary = tick_flow(now=moment.isoformat() if moment else None)
+            summary = run(moment.isoformat() if moment else None)
     except PreflightFailed as exc:  # the flow's own preflight of a live send
         fail(f"{exc}\nNothing was sent.", code=1)
     except Unauthorized:
@@ -66,7 +78,19 @@ def tick(
             "tick. Check SENDGRID_API_KEY (it needs the Mail Send permission).",
             code=1,
         )
-    _print_tick_summary(output_format, summary)
+    except RuntimeError as exc:  # Prefect's client: the configured server did not answer
+        if not str(exc).startswith("Failed to reach API"):
+            raise
+        fail(
+            f"{exc} (the configured Prefect server). Nothing was sent. Start the server, or run the tick "
+            "in this process: campaign tick --no-prefect",
+            code=1,
+        )
+    if note and output_format is Format.table:
+        console.print(note, highlight=False, soft_wrap=True)
+    elif note and output_format is Format.csv:  # the CSV stays rows only
+        err.print(note, highlight=False, soft_wrap=True)
+    _print_tick_summary(output_format, {**summary, "note": note} if note else summary)
 
 
 def _no_leads_yet(output_format: Format, moment: datetime | None) -> None:
@@ -145,14 +169,23 @@ def demo(
             ),
         ),
     ] = False,
+    prefect: PrefectOption = None,
 ):
     """The whole job on sample leads, in a fresh folder.
 
     Imports the sample leads, ticks through DAYS simulated days on the embedded default (a
-    SQLite file, the outbox, Prefect's local mode), and shows what went out and where to look."""
+    SQLite file, the outbox; Prefect flows only with a configured Prefect server or --prefect),
+    and shows what went out and where to look."""
     from campaign.demo import run_demo
 
-    run_demo(dir, days=days, start=parse_when(start, "--start"), console=console, sendgrid=sendgrid)
+    run_demo(
+        dir,
+        days=days,
+        start=parse_when(start, "--start"),
+        console=console,
+        sendgrid=sendgrid,
+        prefect=prefect,
+    )
 
 
 @app.command("dev-sendgrid")
@@ -230,18 +263,24 @@ def test_send(
     SENDGRID_API_KEY, else the outbox), marked as a test, outside the ledger: no lead, no
     claim, a random send id. With live SendGrid it passes the live preflight first (see
     --draft). Exit 1 when it was not sent."""
-    from contextlib import nullcontext
-
-    from campaign.app.delivery import UnsentTestEmail, send_test_email
-    from campaign.campaigns import is_live
+    from campaign.accounts import CLI
+    from campaign.app.delivery import UnsentTestEmail, send_test_audited
 
     s = settings()
-    # The approvals are in the database: opened only for a live send (nothing else needs it).
-    opened = store_for(s) if is_live(s) else nullcontext()
+    # The database holds the approvals (a live send) and the audit log (every test send).
     try:
-        with opened as store:
-            sent = send_test_email(
-                s, load_audiences_or_fail(s), audience, step, to, first_name, store=store, draft=draft
+        with store_for(s) as store:
+            sent = send_test_audited(
+                s,
+                store,
+                CLI,
+                load_audiences_or_fail(s),
+                audience=audience,
+                step=step,
+                to=to,
+                first_name=first_name,
+                now=datetime.now(UTC),
+                draft=draft,
             )
     except (ValueError, LookupError) as exc:
         fail(str(exc).strip("'\""))

@@ -44,6 +44,7 @@ def import_(
 
     Rows without a valid email go to <file>.rejected.csv (or --rejects) with the reason; the rest import.
     """
+    from campaign.accounts import CLI
     from campaign.app.leads import import_file
     from campaign.leads import ImportFileError, parse_column_overrides
 
@@ -57,7 +58,13 @@ def import_(
         with terminal_progress(f"Importing {path.name}", enabled=output_format is Format.table):
             # An opener: the database is created only once there are leads to write.
             summary = import_file(
-                lambda: store_for(s), s, path, datetime.now(UTC), overrides=overrides, rejects_path=rejects
+                lambda: store_for(s),
+                s,
+                path,
+                datetime.now(UTC),
+                overrides=overrides,
+                rejects_path=rejects,
+                actor=CLI,
             )
     except ImportFileError as exc:
         fail(f"{exc}\nNothing was imported.")
@@ -172,10 +179,11 @@ def booked(
     """Mark leads as booked: their sequences stop.
 
     Each lead's sequence ends with the reason "booked"."""
+    from campaign.accounts import CLI
     from campaign.app.leads import mark_booked
 
     with store_for(settings()) as store:
-        missing = mark_booked(store, emails, datetime.now(UTC))
+        missing = mark_booked(store, emails, datetime.now(UTC), actor=CLI)
     console.print(
         f"Marked {len(emails) - len(missing)} of {len(emails)} lead(s) booked; their sequences stopped.",
         highlight=False,
@@ -195,12 +203,13 @@ def forget(
 
     Deletes the lead, its enrollments, sends and events; keeps only a keyed hash on the
     suppression list so it is never emailed again. Asks first on a terminal."""
+    from campaign.accounts import CLI
     from campaign.app.leads import forget_lead
 
     if not yes and sys.stdin.isatty():
         typer.confirm("Delete this lead and everything about it? This cannot be undone", abort=True)
     with store_for(settings()) as store:
-        counts = forget_lead(store, email, datetime.now(UTC))
+        counts = forget_lead(store, email, datetime.now(UTC), actor=CLI)
     if counts["leads"]:
         console.print(
             f"Forgot 1 lead: deleted {counts['enrollments']} enrollment(s), {counts['sends']} send(s), "

@@ -114,9 +114,7 @@ def launch_form(page: PageRequest) -> Response:
 def launch_confirm(page: PageRequest) -> Response:
     plan = _plan(page, page.form)
     try:
-        launched = launch_planned(
-            page.store, page.accounts, page.actor, page.settings, audiences_of(page), plan, page.now
-        )
+        launched = launch_planned(page.store, page.actor, page.settings, audiences_of(page), plan, page.now)
     except LaunchRefused as refused:
         return _launch_page(page, _plan(page, page.form), error=str(refused), status=400)
     return page.redirect(
@@ -128,7 +126,7 @@ def _change(page: PageRequest, action: str) -> Response:
     slug = page.request.path_params["slug"]
     try:
         changed = change_campaign(
-            page.store, page.accounts, page.actor, slug, action, reason=page.field("reason"), now=page.now
+            page.store, page.actor, slug, action, reason=page.field("reason"), now=page.now
         )
     except CampaignError as problem:
         return _list_page(page, error=str(problem), status=400)
@@ -193,7 +191,6 @@ def test_send(page: PageRequest) -> Response:
         send_test_audited(
             page.settings,
             page.store,
-            page.accounts,
             page.actor,
             audiences_of(page),
             audience=audience,

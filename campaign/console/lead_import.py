@@ -213,6 +213,8 @@ def run_import(page: PageRequest) -> Response:
             overrides,
             rejects_path=upload.rejects,
             display_name=upload.name,
+            actor=page.actor,  # the use case audits it ("import", on the upload)
+            audit_object=("upload", upload.token),
         )
     except (ImportFileError, ValueError) as problem:
         return _check_page(page, upload, page.form, error=f"Nothing was imported: {problem}")
@@ -220,16 +222,6 @@ def run_import(page: PageRequest) -> Response:
     upload.summary = {**summary.as_dict(), "rejected_file": summary.rejected_file is not None}
     uploads.save(upload)
     uploads.drop_file(upload)  # the file itself is not kept once imported
-    audit(
-        page.accounts,
-        page.actor,
-        "import",
-        now=page.now,
-        object_type="upload",
-        object_id=upload.token,
-        detail=f"{upload.name}: {summary.new} new, {summary.updated} updated, "
-        f"{summary.unchanged} unchanged, {summary.rejected} rejected",
-    )
     return page.redirect(f"/import/{upload.token}")
 
 

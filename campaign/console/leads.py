@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from campaign.accounts import audit
+from campaign.app.intake import consent_record
 from campaign.app.lead_pages import (
     STATUS_WORDS,
     LeadFilter,
@@ -32,6 +33,8 @@ NOTICES = {
     "(kept only as a keyed hash) is never mailed again.",
 }
 GONE = "There is no such lead. It may have been forgotten."
+# Where a consent came from (ConsentProof.via), before its reference (file and row, token, form).
+CONSENT_SOURCES = {"csv": "Imported from", "api": "The lead API, token", "form": "The web form"}
 
 
 @require("leads.view")
@@ -67,6 +70,8 @@ def _lead_page(page: PageRequest, public_id: str, *, error: str = "", status: in
         "lead.html",
         title=detail.name or detail.email,
         lead=detail,
+        consent=consent_record(detail.lead),
+        consent_sources=CONSENT_SOURCES,
         notice=NOTICES.get(code, "") if code != "forgotten" else "",
         error=error,
         status=status,
@@ -84,11 +89,8 @@ def _action(verb: str, act):
     @require("leads.manage")
     def handler(page: PageRequest) -> Response:
         public_id = page.request.path_params["public_id"]
-        if not act(page.store, public_id, page.now):
+        if not act(page.store, public_id, page.now, page.actor):  # audited by the use case
             return page.render("error.html", title="No such lead", message=GONE, status=404)
-        audit(
-            page.accounts, page.actor, f"lead.{verb}", now=page.now, object_type="lead", object_id=public_id
-        )
         return page.redirect(f"/leads/{public_id}?done={verb}")
 
     handler.__name__ = f"lead_{verb}"
@@ -99,21 +101,13 @@ def _action(verb: str, act):
 def lead_forget(page: PageRequest) -> Response:
     public_id = page.request.path_params["public_id"]
     try:
-        deleted = forget_lead_confirmed(page.store, public_id, page.field("confirm_address"), page.now)
+        deleted = forget_lead_confirmed(  # audited by the use case
+            page.store, public_id, page.field("confirm_address"), page.now, page.actor
+        )
     except NotConfirmed as refused:
         return _lead_page(page, public_id, error=str(refused), status=400)
     if deleted is None:
         return page.render("error.html", title="No such lead", message=GONE, status=404)
-    counts = ", ".join(f"{n} {kind}" for kind, n in deleted.items())
-    audit(
-        page.accounts,
-        page.actor,
-        "lead.forget",
-        now=page.now,
-        object_type="lead",
-        object_id=public_id,
-        detail=f"deleted {counts}",
-    )
     return page.redirect("/leads?done=forgotten")
 
 

@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 messages = list(state.messages)
                 counters = dataclasses.asdict(state.counters)
-            to = [e.lower() for m in messages for e in m.to_emails]
+            to = [e.lower() for m in messages for e in m.to]
             send_ids = [m.send_id for m in messages]
             self._send_json(
                 200,
@@ -254,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Validated and answered, nothing delivered, no events, no X-Message-Id.
             state.count("sandbox")
             return self._send_json(200)
-        message_id = state.record(body)
+        message_id = state.record(body, raw)
         self._send_json(202, None, {"X-Message-Id": message_id})
 
 

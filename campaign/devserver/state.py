@@ -7,6 +7,7 @@ same faults on every run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import secrets
 import threading
@@ -60,16 +61,42 @@ class Faults:
 # -- records -------------------------------------------------------------------------------
 
 
+class StoredBody:
+    """An accepted request body kept as its bytes: a million recipients' parsed dicts would
+    hold gigabytes and make every garbage collection walk them. Parsed again (once) when a
+    test or the activity search looks at it."""
+
+    __slots__ = ("raw", "_parsed")
+
+    def __init__(self, raw: bytes, parsed: dict[str, Any] | None = None) -> None:
+        self.raw = raw
+        self._parsed = parsed
+
+    @property
+    def parsed(self) -> dict[str, Any]:
+        if self._parsed is None:
+            self._parsed = json.loads(self.raw)
+        return self._parsed
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedMessage:
     """What one recipient was sent. A request with several personalizations records one per
     personalization; ``payload`` then shows that recipient's email alone, substitutions
-    applied, computed when asked (a million recipients share one request body in memory)."""
+    applied, computed when asked (a million recipients share one request body in memory).
+    The send id and addresses are taken out when recorded, so counting a million needs no
+    body."""
 
     message_id: str
-    body: dict[str, Any]
+    stored: StoredBody
     received_at: float
-    index: int | None = None  # the personalization, for a request of several
+    index: int | None  # the personalization, for a request of several
+    send_id: str | None
+    to: tuple[str, ...]
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.stored.parsed
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -78,19 +105,8 @@ class RecordedMessage:
         return personalized(self.body, self.index)
 
     @property
-    def _personalization(self) -> dict[str, Any]:
-        return self.body["personalizations"][self.index or 0]
-
-    @property
-    def send_id(self) -> str | None:
-        args = {**(self.body.get("custom_args") or {}), **(self._personalization.get("custom_args") or {})}
-        return args.get("send_id")
-
-    @property
     def to_emails(self) -> list[str]:
-        if self.index is None:
-            return [r["email"] for p in self.body["personalizations"] for r in p.get("to", [])]
-        return [r["email"] for r in self._personalization.get("to", [])]
+        return list(self.to)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -189,16 +205,30 @@ class ServerState:
                     return name
             return None
 
-    def record(self, payload: dict[str, Any]) -> str:
+    def record(self, payload: dict[str, Any], raw: bytes | None = None) -> str:
         """Record an accepted request, one message per recipient; returns its X-Message-Id
-        (SendGrid's: 22 characters of URL-safe base64, one for the whole request)."""
+        (SendGrid's: 22 characters of URL-safe base64, one for the whole request). ``raw``
+        is the body as received: kept instead of ``payload`` (see StoredBody)."""
         message_id = secrets.token_urlsafe(16)
         now = time.time()
+        stored = StoredBody(raw, None) if raw is not None else StoredBody(b"", payload)
         personalizations = payload["personalizations"]
+        base = (payload.get("custom_args") or {}).get("send_id")
+
+        def send_id(p: dict[str, Any]) -> str | None:
+            return (p.get("custom_args") or {}).get("send_id", base)
+
+        def to(p: dict[str, Any]) -> tuple[str, ...]:
+            return tuple(r["email"] for r in p.get("to", []))
+
         if len(personalizations) == 1 and "substitutions" not in personalizations[0]:
-            messages = [RecordedMessage(message_id, payload, now)]
+            p = personalizations[0]
+            messages = [RecordedMessage(message_id, stored, now, None, send_id(p), to(p))]
         else:
-            messages = [RecordedMessage(message_id, payload, now, i) for i in range(len(personalizations))]
+            messages = [
+                RecordedMessage(message_id, stored, now, i, send_id(p), to(p))
+                for i, p in enumerate(personalizations)
+            ]
         with self.lock:
             self.messages.extend(messages)
             self.counters.accepted += 1

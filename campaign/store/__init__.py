@@ -5,10 +5,12 @@ SQLite by default, PostgreSQL by URL; schema changes go through Alembic (campaig
 engine, and Store's methods are those parts' methods:
 
   tables       the schema, address hashes, ids
+  lead_import  a lead file's import, set-based (a staging table, COPY on PostgreSQL)
   leads        the upsert every intake shares (proof of consent, audit rows), reads by address,
                the suppression list, is_reachable
   intake       the lead API's reads (where leads stand) and its Idempotency-Key table
   enrollments  who is in which sequence, what is due
+  enroll       set-based enrollment: the audiences' rules compiled to SQL, INSERT ... SELECT
   ledger       claims and settlements, one row per (enrollment, step): at most one email each
   events       webhook events and their effects, unsubscribe, booked, forget
   campaigns    campaigns and their state, approvals
@@ -27,10 +29,12 @@ import sqlalchemy as sa
 
 from campaign.store.browse import Browse, LeadQuery
 from campaign.store.campaigns import Campaigns
+from campaign.store.enroll import CompiledAudiences, Enroll, compile_audiences
 from campaign.store.enrollments import DueEnrollment, Enrollments
 from campaign.store.events import EventLog
 from campaign.store.forms import Form, FormExists, Forms, opted_in
 from campaign.store.intake import Intake, Remembered
+from campaign.store.lead_import import FileImport, LeadImport, Staged
 from campaign.store.leads import ImportCounts, Incoming, Leads, Upserted
 from campaign.store.ledger import Claim, Ledger, UnknownSend
 from campaign.store.reports import Reports
@@ -54,6 +58,7 @@ from campaign.store.tables import (
 __all__ = [
     "ALL_AUDIENCES",
     "EVERGREEN",
+    "FileImport",
     "Form",
     "FormExists",
     "Claim",
@@ -61,6 +66,7 @@ __all__ = [
     "ImportCounts",
     "Incoming",
     "Remembered",
+    "Staged",
     "LeadQuery",
     "Store",
     "UnknownSend",
@@ -129,7 +135,9 @@ class Store:
         self._reports = Reports(engine, secret_key)
         self._intake = Intake(engine, secret_key)
         self._browse = Browse(engine, secret_key)
+        self._enroll = Enroll(engine, secret_key)
         self._forms = Forms(engine, secret_key)
+        self._lead_import = LeadImport(engine, secret_key)
 
     @classmethod
     def open(cls, url: str, *, secret_key: str, migrate: bool = True) -> Store:
@@ -174,6 +182,7 @@ class Store:
     reachable_among = _PartMethod("_leads", Leads.reachable_among)
     suppress = _PartMethod("_leads", Leads.suppress)
     intake_leads = _PartMethod("_leads", Leads.intake_leads)
+    import_leads = _PartMethod("_lead_import", LeadImport.import_leads)  # a lead file, set-based
 
     # ---- the lead API: where leads stand, Idempotency-Key ------------------------------------
     standing_of = _PartMethod("_intake", Intake.standing_of)
@@ -186,8 +195,20 @@ class Store:
     enrolled_audiences = _PartMethod("_enrollments", Enrollments.enrolled_audiences)
     refresh_sequence_version = _PartMethod("_enrollments", Enrollments.refresh_sequence_version)
     due_enrollments = _PartMethod("_enrollments", Enrollments.due_enrollments)
+    lease_due_enrollments = _PartMethod("_enrollments", Enrollments.lease_due_enrollments)
+    release_leases = _PartMethod("_enrollments", Enrollments.release_leases)
+    leased_by_others = _PartMethod("_enrollments", Enrollments.leased_by_others)
     enrollments_by_id = _PartMethod("_enrollments", Enrollments.enrollments_by_id)
     update_enrollments = _PartMethod("_enrollments", Enrollments.update_enrollments)
+
+    # ---- set-based enrollment (rules compiled to SQL) ----------------------------------------
+    fill_email_hashes = _PartMethod("_enroll", Enroll.fill_email_hashes)
+    enrollment_zones = _PartMethod("_enroll", Enroll.enrollment_zones)
+    enroll_matching = _PartMethod("_enroll", Enroll.enroll_matching)
+
+    def compile_audiences(self, audiences) -> CompiledAudiences:
+        """The audiences' match rules as SQL for this database (campaign.store.enroll)."""
+        return compile_audiences(audiences, self.dialect)
 
     # ---- the send ledger ---------------------------------------------------------------------
     claim = _PartMethod("_ledger", Ledger.claim)
@@ -230,6 +251,7 @@ class Store:
     enrollment_for_lead = _PartMethod("_reports", Reports.enrollment_for_lead)
     audience_counts = _PartMethod("_reports", Reports.audience_counts)
     send_matrix = _PartMethod("_reports", Reports.send_matrix)
+    send_counts_drift = _PartMethod("_reports", Reports.send_counts_drift)
     ledger = _PartMethod("_reports", Reports.ledger)
     next_due_at = _PartMethod("_reports", Reports.next_due_at)
 

@@ -161,7 +161,7 @@ class Leads(StorePart):
             for item in batch:
                 row = existing.get(item.lead.email)
                 if row is None:
-                    inserts.append(_new_row(item, now))
+                    inserts.append({**_new_row(item, now), "email_hash": self.hash(item.lead.email)})
                     continue
                 changes = _changes(item, row, item.fields or default_fields, now)
                 if changes and not dry_run:
@@ -239,8 +239,11 @@ class Leads(StorePart):
             )
         return lead_from_row(row) if row else None
 
-    def unenrolled_leads(self, campaign_id: int, after_id: int, limit: int) -> list[Lead]:
-        """Consenting, reachable leads without an enrollment in this campaign, by id (keyset)."""
+    def unenrolled_leads(
+        self, campaign_id: int, after_id: int, limit: int, skip: sa.ColumnElement[bool] | None = None
+    ) -> list[Lead]:
+        """Consenting, reachable leads without an enrollment in this campaign, by id (keyset);
+        `skip`: leave out the leads this expression over `leads` holds for."""
         enrolled = sa.select(enrollments.c.lead_id).where(enrollments.c.campaign_id == campaign_id)
         query = (
             sa.select(leads)
@@ -251,6 +254,7 @@ class Leads(StorePart):
                 leads.c.unsubscribed_at.is_(None),
                 opted_in(),
                 leads.c.id.not_in(enrolled),
+                sa.true() if skip is None else sa.not_(skip),
             )
             .order_by(leads.c.id)
             .limit(limit)

@@ -6,6 +6,7 @@ retried runs can never create a second ledger row for an (enrollment, step).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,16 +47,18 @@ class Ledger(StorePart):
         already has a row (another worker, an earlier run) is silently not claimed."""
         if not wanted:
             return []
+        # Send ids as new_send_id makes them (32 hex digits of os.urandom), from one call.
+        ids = os.urandom(16 * len(wanted)).hex()
         rows = [
             {
-                "send_id": new_send_id(),
+                "send_id": ids[32 * i : 32 * i + 32],
                 "enrollment_id": e,
                 "step_key": k,
                 "status": SendStatus.claimed.value,
                 "transport": transport,
                 "claimed_at": now,
             }
-            for e, k in wanted
+            for i, (e, k) in enumerate(wanted)
         ]
         # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
         # from one cached compiled statement, instead of compiling a new 200-row VALUES each batch.
@@ -69,40 +72,49 @@ class Ledger(StorePart):
 
     def settle(self, results: list[SendResult], now: datetime, emailed: Iterable[int] = ()) -> None:
         """Write each send's outcome; `emailed` lead ids get last_email_at = now in the same
-        transaction (a group recorded mid-batch keeps the gap even if the run dies)."""
+        transaction (a group recorded mid-batch keeps the gap even if the run dies).
+
+        Set-based: one UPDATE ... WHERE send_id IN (...) per outcome shared by many sends (every
+        recipient of a bulk request has the same status and message id), an executemany for
+        the rest."""
         if not results:
             return
-        lead_ids = sorted(set(emailed))
-        stmt = (
-            sa.update(sends)
-            .where(sends.c.send_id == sa.bindparam("b_send_id"))
-            .values(
-                status=sa.bindparam("b_status"),
-                message_id=sa.bindparam("b_message_id"),
-                error=sa.bindparam("b_error"),
-                settled_at=now,
-            )
-        )
+        outcomes: dict[tuple, list[str]] = {}
+        for r in results:
+            outcomes.setdefault((r.status.value, r.message_id, r.error), []).append(r.send_id)
+        alone = [(outcome, ids[0]) for outcome, ids in outcomes.items() if len(ids) == 1]
         with self.engine.begin() as conn:
-            conn.execute(
-                stmt,
-                [
-                    {
-                        "b_send_id": r.send_id,
-                        "b_status": r.status.value,
-                        "b_message_id": r.message_id,
-                        "b_error": r.error,
-                    }
-                    for r in results
-                ],
-            )
-            if lead_ids:
-                conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
+            for (status, message_id, error), ids in outcomes.items():
+                if len(ids) == 1:
+                    continue
+                for chunk in _chunks(ids):
+                    conn.execute(
+                        sa.update(sends)
+                        .where(sends.c.send_id.in_(chunk))
+                        .values(status=status, message_id=message_id, error=error, settled_at=now)
+                    )
+            if alone:
+                conn.execute(
+                    sa.update(sends)
+                    .where(sends.c.send_id == sa.bindparam("b_send_id"))
+                    .values(
+                        status=sa.bindparam("b_status"),
+                        message_id=sa.bindparam("b_message_id"),
+                        error=sa.bindparam("b_error"),
+                        settled_at=now,
+                    ),
+                    [
+                        {"b_send_id": send_id, "b_status": status, "b_message_id": mid, "b_error": error}
+                        for (status, mid, error), send_id in alone
+                    ],
+                )
+            _set_last_email_at(conn, emailed, now)
 
-    def mark_emailed(self, lead_ids: list[int], now: datetime) -> None:
+    def mark_emailed(self, lead_ids: Iterable[int], now: datetime) -> None:
+        lead_ids = list(lead_ids)
         if lead_ids:
             with self.engine.begin() as conn:
-                conn.execute(sa.update(leads).where(leads.c.id.in_(lead_ids)).values(last_email_at=now))
+                _set_last_email_at(conn, lead_ids, now)
 
     def release(self, send_ids: Iterable[str]) -> int:
         """Delete claims whose email was never sent (not attempted, or refused before delivery):
@@ -285,3 +297,17 @@ class Ledger(StorePart):
             conn.execute(
                 sa.delete(previous_send_ids).where(previous_send_ids.c.send_id.in_(list(new_to_old.values())))
             )
+
+
+# Bound parameters per IN list: under SQLite's oldest limit (999), far under PostgreSQL's.
+_IN_CHUNK = 900
+
+
+def _chunks(values: list) -> Iterable[list]:
+    for i in range(0, len(values), _IN_CHUNK):
+        yield values[i : i + _IN_CHUNK]
+
+
+def _set_last_email_at(conn: sa.Connection, lead_ids: Iterable[int], now: datetime) -> None:
+    for chunk in _chunks(sorted(set(lead_ids))):
+        conn.execute(sa.update(leads).where(leads.c.id.in_(chunk)).values(last_email_at=now))

@@ -79,7 +79,16 @@ leads = sa.Table(
     sa.Column("consent_ref", sa.String(300), nullable=True),
     sa.Column("consent_version", sa.String(100), nullable=True),
     sa.Column("consent_client", sa.String(64), nullable=True),
-    # Double opt-in (0012_forms): set while a form's (or, with CAMPAIGN_DOUBLE_OPT_IN, the API's)
+    # The keyed hash of the address (email_hash below), for the suppression check in SQL
+    # (0014_enroll): written with each new lead; NULL until the tick fills it in.
+    sa.Column("email_hash", sa.String(64), nullable=True),
+    sa.Index(
+        "ix_leads_email_hash_missing",
+        "id",
+        sqlite_where=sa.text("email_hash IS NULL"),
+        postgresql_where=sa.text("email_hash IS NULL"),
+    ),
+    # Double opt-in (0015_forms): set while a form's (or, with CAMPAIGN_DOUBLE_OPT_IN, the API's)
     # new lead has not confirmed its address; such a lead is never enrolled (store.forms.opted_in).
     sa.Column("unconfirmed_since", UTCDateTime, nullable=True, index=True),
     sa.Column("confirmed_at", UTCDateTime, nullable=True),
@@ -100,7 +109,7 @@ idempotency_keys = sa.Table(
     sa.UniqueConstraint("token_name", "key", name="uq_idempotency_token_key"),
     sa.Index("ix_idempotency_created_at", "created_at"),
 )
-# Embeddable sign-up forms (0012_forms): the public key in /forms/{key}, and the exact consent
+# Embeddable sign-up forms (0015_forms): the public key in /forms/{key}, and the exact consent
 # wording the form shows with its version (sha256 of the text), the proof a form's lead keeps.
 forms = sa.Table(
     "forms",
@@ -160,10 +169,26 @@ enrollments = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, finished, exited
     sa.Column("exit_reason", sa.String(32), nullable=True),
     sa.Column("next_due_at", UTCDateTime, nullable=True),
+    # The lease of a tick run walking this row (0013_workers): other runs skip it until then.
+    sa.Column("leased_until", UTCDateTime, nullable=True),
+    sa.Column("leased_by", sa.String(64), nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
     sa.Index("ix_enrollments_campaign_state", "campaign_id", "audience", "state"),  # the overview's counts
+    # The lead list's "stopped" filter (a few exited enrollments among many): 0012_console2.
+    sa.Index(
+        "ix_enrollments_exited_lead",
+        "lead_id",
+        postgresql_where=sa.text("state = 'exited'"),
+        sqlite_where=sa.text("state = 'exited'"),
+    ),
+    sa.Index(  # leased rows only (a few batches): finds a concurrent tick run at once
+        "ix_enrollments_leased",
+        "leased_until",
+        sqlite_where=sa.text("leased_until IS NOT NULL"),
+        postgresql_where=sa.text("leased_until IS NOT NULL"),
+    ),
 )
 
 sends = sa.Table(
@@ -186,6 +211,18 @@ sends = sa.Table(
     sa.Index("ix_sends_status", "status", "claimed_at"),
     sa.Index("ix_sends_message_id", "message_id"),
     sa.Index("ix_sends_status_settled", "status", "settled_at"),  # the overview's "sent today"
+)
+
+# Ledger rows per (campaign, audience, step, status), kept by database triggers on sends in the
+# same transaction as each change (0012_console2): the overview reads this, not every send.
+send_counts = sa.Table(
+    "send_counts",
+    metadata,
+    sa.Column("campaign_id", sa.Integer, primary_key=True),
+    sa.Column("audience", sa.String(64), primary_key=True),
+    sa.Column("step_key", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
 )
 
 # The send ids a ledger row had before a resend gave it a new one: late events for any of them

@@ -1,14 +1,14 @@
 """forms: embeddable sign-up forms, their confirmation emails, and double opt-in on leads
 
-Revision ID: 0012_forms
-Revises: 0011_intake
+Revision ID: 0015_forms
+Revises: 0014_enroll
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_forms"
-down_revision = "0011_intake"
+revision = "0015_forms"
+down_revision = "0014_enroll"
 branch_labels = None
 depends_on = None
 
@@ -17,10 +17,9 @@ TIME = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     # A lead waiting for its double opt-in: never enrolled, deleted 7 days on (store.forms).
-    with op.batch_alter_table("leads") as batch:
-        batch.add_column(sa.Column("unconfirmed_since", TIME, nullable=True))
-        batch.add_column(sa.Column("confirmed_at", TIME, nullable=True))
-        batch.create_index("ix_leads_unconfirmed_since", ["unconfirmed_since"])
+    op.add_column("leads", sa.Column("unconfirmed_since", TIME, nullable=True))
+    op.add_column("leads", sa.Column("confirmed_at", TIME, nullable=True))
+    op.create_index("ix_leads_unconfirmed_since", "leads", ["unconfirmed_since"])
     op.create_table(
         "forms",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -58,7 +57,6 @@ def downgrade() -> None:
     op.drop_index("ix_confirmations_hash_requested", table_name="confirmations")
     op.drop_table("confirmations")
     op.drop_table("forms")
-    with op.batch_alter_table("leads") as batch:
-        batch.drop_index("ix_leads_unconfirmed_since")
-        batch.drop_column("confirmed_at")
-        batch.drop_column("unconfirmed_since")
+    op.drop_index("ix_leads_unconfirmed_since", table_name="leads")
+    op.drop_column("leads", "confirmed_at")  # in place (SQLite 3.35+): no copy of the table
+    op.drop_column("leads", "unconfirmed_since")

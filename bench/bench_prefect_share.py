@@ -1,0 +1,237 @@
+"""Benchmark: Prefect's share of a tick (issue 14). In one run, on copies of one SQLite database
+of N enrolled leads (all due), against the project's SendGrid-compatible server (a child process
+on 127.0.0.1; the engine chooses the bulk path):
+
+* plain: campaign.app.ticks.plain_tick, what `campaign tick` runs with no Prefect server;
+* flow:  flows.tick.tick, the Prefect flow (each step a task), reporting to a real local Prefect
+  server (`prefect server start`, its own PREFECT_HOME, started once before the runs).
+
+Each run is a fresh child process; the time is that of the tick call alone (the flow's includes
+creating the flow run, its task runs, states, logs and the artifact). Prefect's import, which a
+worker's flow process pays once per run, is reported beside it. Runs alternate (plain, flow,
+flow, plain, ...) so a change in the shared machine's load hits both. Every run must leave every
+lead's email recorded once by the server and sent in the ledger.
+
+    .venv/bin/python bench/bench_prefect_share.py                  # 20,000 emails, 2 pairs
+    .venv/bin/python bench/bench_prefect_share.py --emails 2000 --pairs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from bench_send import KEY, NOW, dev, prepare, summary  # noqa: E402
+
+from campaign.demo import sendgrid_server_process, stop_process  # noqa: E402
+
+
+def child(phase: str) -> None:
+    """One tick in this process, configured by the environment (as `campaign tick` is)."""
+    began = time.perf_counter()
+    if phase == "flow":
+        from flows.tick import tick as run
+    else:
+        from campaign.app.ticks import plain_tick as run
+    imported = time.perf_counter() - began
+    cpu_before, started = cpu_seconds(), time.perf_counter()
+    result = run(now=NOW.isoformat())
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sent = result["totals"]["sent"]
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "import": imported, "sent": sent, "rss": peak}))
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time, all threads (user + system): less at the mercy of the machine's
+    load than the wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def prefect_server(folder: Path):
+    """`prefect server start` on a free 127.0.0.1 port, its state in `folder`; yields its API URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(folder),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (folder / "server.log").open("w")
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1"]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stdout=log, stderr=log, cwd=folder)
+
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Prefect server did not start; see {folder / 'server.log'}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_process(proc, timeout=30)
+        log.close()
+
+
+def run_phase(phase: str, template: Path, n: int, sendgrid: str, api: str, args, index: int) -> dict:
+    db = template.parent / f"{phase}-{index}.db"
+    shutil.copy(template, db)
+    dev(sendgrid, "/_dev/reset")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CAMPAIGN_", "SENDGRID_"))}
+    env.update(
+        CAMPAIGN_DATABASE_URL=f"sqlite:///{db}",
+        CAMPAIGN_SECRET_KEY="bench-secret",
+        CAMPAIGN_PUBLIC_URL="https://clinic.example.org",
+        CAMPAIGN_CONTENT_DIR=str(ROOT),
+        CAMPAIGN_OUTBOX_DIR=str(template.parent / "outbox"),
+        CAMPAIGN_SEND_CONCURRENCY="4",
+        SENDGRID_API_KEY=KEY,
+        SENDGRID_API_HOST=sendgrid,
+        PREFECT_HOME=str(template.parent / "prefect-client"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+    )
+    if phase == "flow":
+        env["PREFECT_API_URL"] = api
+        env["PREFECT_LOGGING_LEVEL"] = args.prefect_log_level
+    cmd = [sys.executable]
+    if args.profile:
+        cmd += ["-m", "cProfile", "-o", f"{args.profile}-{phase}-{index}.prof"]
+    started = time.perf_counter()
+    out = subprocess.run(
+        [*cmd, __file__, "--phase", phase], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(f"{phase} failed:\n{out.stderr[-3000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    record = summary(sendgrid)
+    with sqlite_ledger(db) as ledger_sent:
+        ok = r["sent"] == ledger_sent == record["messages"] == record["distinct_to"] == n
+    if not ok:
+        raise SystemExit(f"{phase}: not every recipient exactly once: {r} ledger {ledger_sent} {record}")
+    r.update(wall=wall, requests=record["counters"]["accepted"])
+    print(
+        f"{phase:<5} #{index}  tick {r['seconds']:6.2f} s  CPU {r['cpu']:6.2f} s  (import "
+        f"{r['import']:.2f} s, process {wall:.2f} s)  {n / r['seconds']:7.0f} emails/s  "
+        f"{r['requests']} requests  peak RSS {r['rss']:.0f} MB  load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    db.unlink()
+    return r
+
+
+@contextlib.contextmanager
+def sqlite_ledger(db: Path):
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        yield conn.execute("SELECT count(*) FROM sends WHERE status = 'sent'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--emails", type=int, default=20_000)
+    parser.add_argument("--pairs", type=int, default=2, help="plain/flow pairs, alternating order")
+    parser.add_argument("--prefect-log-level", default="INFO", help="PREFECT_LOGGING_LEVEL of the flow run")
+    parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-<i>.prof")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        child(args.phase)
+        return
+
+    runs: dict[str, list[dict]] = {"plain": [], "flow": []}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp:
+        tmp = Path(tmp)
+        template = tmp / "template.db"
+        t = time.perf_counter()
+        prepare(template, args.emails)
+        print(f"prepared {args.emails} enrolled leads in {time.perf_counter() - t:.1f} s", flush=True)
+        (tmp / "prefect-server").mkdir()
+        with sendgrid_server_process(KEY) as sendgrid, prefect_server(tmp / "prefect-server") as api:
+            print(f"Prefect server at {api}; SendGrid-compatible server at {sendgrid}", flush=True)
+            for i in range(args.pairs):
+                for phase in ("plain", "flow") if i % 2 == 0 else ("flow", "plain"):
+                    runs[phase].append(run_phase(phase, template, args.emails, sendgrid, api, args, i))
+    report(runs, args, load_before)
+
+
+def report(runs: dict[str, list[dict]], args, load_before) -> None:
+    plain = statistics.median(r["seconds"] for r in runs["plain"])
+    flow = statistics.median(r["seconds"] for r in runs["flow"])
+    share = (flow - plain) / flow
+    plain_cpu = statistics.median(r["cpu"] for r in runs["plain"])
+    flow_cpu = statistics.median(r["cpu"] for r in runs["flow"])
+    load = os.getloadavg()
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.emails:,} due emails, bulk, "
+        f"{len(runs['plain'])} runs each; Prefect log level {args.prefect_log_level}; nproc "
+        f"{len(os.sched_getaffinity(0))}; load average {load_before[0]:.2f} before, {load[0]:.2f} / "
+        f"{load[1]:.2f} / {load[2]:.2f} after (shared machine: ~7 helpers at work).",
+        f"Command: `cd {ROOT} && .venv/bin/python bench/bench_prefect_share.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| run | tick wall (median) | each run | tick CPU (median) | each run | import | process wall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for phase in ("plain", "flow"):
+        rs = runs[phase]
+        lines.append(
+            f"| {phase} | {statistics.median(r['seconds'] for r in rs):.2f} s | "
+            + ", ".join(f"{r['seconds']:.2f}" for r in rs)
+            + f" s | {statistics.median(r['cpu'] for r in rs):.2f} s | "
+            + ", ".join(f"{r['cpu']:.2f}" for r in rs)
+            + f" s | {statistics.median(r['import'] for r in rs):.2f} s | "
+            f"{statistics.median(r['wall'] for r in rs):.2f} s |"
+        )
+    lines += [
+        "",
+        f"Prefect's share of the tick, (flow - plain) / flow: **{share:.1%}** of the wall time, "
+        f"{(flow_cpu - plain_cpu) / flow_cpu:.1%} of the tick process's CPU time (aim ≤ 10%).",
+        "",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

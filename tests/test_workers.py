@@ -1,0 +1,179 @@
+"""Concurrent tick runs take disjoint due batches: the lease on due enrollments (0013_workers),
+on a real SQLite file and a real PostgreSQL schema. The end-to-end run of three tick processes
+under a Prefect server is tests/test_workers_pg.py."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from campaign.engine import LEASE, SQLITE_ONE_WRITER, due_batches, enroll_new, run_tick
+from campaign.models import AnxietyType, LeadIn
+from campaign.runtime import build_context
+from campaign.store import enrollments
+
+NY = ZoneInfo("America/New_York")
+MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(UTC)
+
+
+def enrolled_context(make_settings, database_url: str, n: int, batch_size: int):
+    ctx = build_context(make_settings(database_url=database_url, batch_size=batch_size))
+    kinds = list(AnxietyType)
+    ctx.store.upsert_leads(
+        [
+            LeadIn(email=f"w{i}@example.com", first_name="Wren", anxiety_type=kinds[i % 4], consent=True)
+            for i in range(n)
+        ],
+        MONDAY_10,
+    )
+    enroll_new(ctx, MONDAY_10)
+    return ctx
+
+
+def lease_columns(ctx) -> list[tuple]:
+    with ctx.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(enrollments.c.leased_until, enrollments.c.leased_by)).tuples())
+
+
+def test_two_walks_at_once_take_disjoint_batches_and_let_go_after(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 10, batch_size=3)
+    first, second = due_batches(ctx, MONDAY_10), due_batches(ctx, MONDAY_10)
+    seen: list[list[int]] = []
+    for walk in (first, second, first, second, first, second):  # interleaved, as two runs would
+        batch = next(walk, None)
+        if batch is not None:
+            seen.append([d.enrollment_id for d in batch])
+    ids = [i for batch in seen for i in batch]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 10, seen
+    assert all(batch == sorted(batch) for batch in seen)
+    for walk in (first, second):
+        walk.close()
+    assert {lease for lease in lease_columns(ctx)} == {(None, None)}  # every lease let go
+
+
+def test_a_run_behind_does_not_walk_again_what_another_run_sent_in_this_tick(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 4, batch_size=10)
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    done, _ = ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 0, 2, "run-a", MONDAY_10 + LEASE)
+    ctx.store.claim([(d.enrollment_id, "welcome") for d in done], MONDAY_10, "sendgrid")
+    ctx.store.release_leases([d.enrollment_id for d in done], "run-a")
+    # Still due (the next tick re-plans them), but not for a run of this tick that is behind.
+    assert len(ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 10)) == 4
+    rest, _ = ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 0, 10, "run-b", MONDAY_10 + LEASE)
+    assert {d.enrollment_id for d in rest}.isdisjoint({d.enrollment_id for d in done}) and len(rest) == 2
+    later, _ = ctx.store.lease_due_enrollments(
+        campaign_ids, MONDAY_10 + timedelta(minutes=15), 0, 10, "next-tick", MONDAY_10 + timedelta(minutes=25)
+    )
+    assert len(later) == 4
+
+
+def test_the_batch_reads_the_lead_columns_a_step_needs(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 2, batch_size=10)
+    ctx.store.suppress("w1@example.com", "bounce", MONDAY_10)
+    [batch] = list(due_batches(ctx, MONDAY_10))
+    # Enrollment goes audience by audience (set-based), so the walk's order is not the leads'.
+    first, second = sorted(batch, key=lambda due: due.lead.email)
+    assert (first.lead.email, first.lead.first_name, first.lead.anxiety_type) == (
+        "w0@example.com",
+        "Wren",
+        "gad",
+    )
+    assert (first.suppressed, second.suppressed) == (False, True)
+    assert first.lead.consent and not first.lead.booked and first.lead.timezone == "America/New_York"
+    assert not hasattr(first.lead, "utm_source")  # only what the planner, exit check and render read
+
+
+def test_a_dead_runs_lease_keeps_its_rows_until_it_expires(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 4, batch_size=10)
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    held, walked_to = ctx.store.lease_due_enrollments(
+        campaign_ids, MONDAY_10, 0, 2, "dead-run", MONDAY_10 + LEASE
+    )
+    assert len(held) == 2 and walked_to == held[-1].enrollment_id
+    # The dead run never lets go: a tick now sends to the other two only.
+    report = run_tick(ctx, MONDAY_10 + timedelta(minutes=1))
+    assert sum(report.sent.values()) == 2
+    assert {d.lead.id for d in held}.isdisjoint({r["lead_id"] for r in ctx.store.ledger()})
+    # Past the lease, the next tick walks them.
+    later = run_tick(ctx, MONDAY_10 + LEASE + timedelta(minutes=1))
+    assert sum(later.sent.values()) == 2 and len(ctx.store.ledger()) == 4
+
+
+def test_a_lead_due_in_two_campaigns_goes_to_one_run_at_a_time(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 1, batch_size=10)
+    other = ctx.store.create_campaign(
+        slug="spring",
+        name="Spring",
+        audiences=["gad"],
+        starts_at=None,
+        sandbox=False,
+        versions={},
+        now=MONDAY_10,
+    )
+    [evergreen_row] = ctx.store.due_enrollments([1, other["id"]], MONDAY_10, 0, 10)
+    ctx.store.add_enrollments(
+        [
+            {
+                "campaign_id": other["id"],
+                "lead_id": evergreen_row.lead.id,
+                "audience": "gad",
+                "audience_version": evergreen_row.audience_version,
+                "enrolled_at": MONDAY_10,
+                "state": "active",
+                "next_due_at": MONDAY_10,
+            }
+        ]
+    )
+    ids = [evergreen_row.campaign_id, other["id"]]
+    mine, _ = ctx.store.lease_due_enrollments(ids, MONDAY_10, 0, 1, "run-a", MONDAY_10 + LEASE)
+    theirs, walked_to = ctx.store.lease_due_enrollments(ids, MONDAY_10, 0, 10, "run-b", MONDAY_10 + LEASE)
+    assert [d.lead.id for d in mine] == [evergreen_row.lead.id]
+    assert theirs == [] and walked_to > mine[0].enrollment_id  # let go, and walked past
+    assert sorted(lease_columns(ctx), key=str) == sorted(
+        [(MONDAY_10 + LEASE, "run-a"), (None, None)], key=str
+    )
+
+
+def test_concurrent_ticks_on_sqlite_are_named_as_such(make_settings, tmp_path, caplog):
+    ctx = enrolled_context(make_settings, f"sqlite:///{tmp_path / 'one.db'}", 3, batch_size=10)
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 0, 1, "other-run", MONDAY_10 + LEASE)
+    with caplog.at_level(logging.WARNING, logger="campaign.engine"):
+        [batch] = list(due_batches(ctx, MONDAY_10))
+    assert len(batch) == 2
+    assert SQLITE_ONE_WRITER in caplog.text and "PostgreSQL" in caplog.text
+    caplog.clear()
+    ctx.store.release_leases([1, 2, 3], "other-run")
+    with caplog.at_level(logging.WARNING, logger="campaign.engine"):
+        list(due_batches(ctx, MONDAY_10))
+    assert SQLITE_ONE_WRITER not in caplog.text
+
+
+def test_migration_0012_matches_the_declared_schema_and_goes_down_and_up(store, database_url):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from campaign.store import alembic_config, metadata
+
+    def diffs() -> list:
+        with store.engine.connect() as conn:
+            found = compare_metadata(MigrationContext.configure(conn), metadata)
+        return [d for d in found if "enrollments" in repr(d)]
+
+    def columns() -> set[str]:
+        return {c["name"] for c in sa.inspect(store.engine).get_columns("enrollments")}
+
+    assert {"leased_until", "leased_by"} <= columns() and diffs() == []
+    cfg = alembic_config(database_url)
+    before = ScriptDirectory.from_config(cfg).get_revision("0013_workers").down_revision
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, before)
+    assert not {"leased_until", "leased_by"} & columns()
+    store.migrate()
+    assert {"leased_until", "leased_by"} <= columns() and diffs() == []
