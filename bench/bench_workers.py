@@ -13,8 +13,8 @@ rows 'sent', and each worker's share.
     .venv/bin/python bench/bench_workers.py --leads 20000 --bulk      # bulk requests
     .venv/bin/python bench/bench_workers.py --write                   # append to bench/RESULTS.md
 
-PostgreSQL: CAMPAIGN_BENCH_POSTGRES_URL (default the tests' postgresql+psycopg://postgres@
-127.0.0.1:5432/test); each run uses a schema of its own, dropped afterwards.
+PostgreSQL: CAMPAIGN_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test);
+each run uses a schema of its own, dropped afterwards (bench_api.postgres_schema).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,9 +38,6 @@ sys.path.insert(0, str(ROOT))
 
 KEY = "SG.bench-key"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
-POSTGRES_URL = os.environ.get(
-    "CAMPAIGN_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 # One worker: waits for the start file, runs one tick, prints what it sent and when it ended.
 WORKER = """
@@ -76,23 +71,6 @@ print(json.dumps({"sent": sum(report.sent.values()), "unknown": sum(report.unkno
                   "failed": sum(report.failed.values()), "ended": ended,
                   "cpu_s": cpu1 - cpu0, "cpu_total_s": cpu1, "cpu_wait_s": wait1 - wait0}), flush=True)
 """
-
-
-@contextmanager
-def pg_schema():
-    import sqlalchemy as sa
-
-    schema = f"bw_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def env_for(url: str, host: str, args, tmp: Path) -> dict[str, str]:
@@ -167,7 +145,11 @@ def dev(host: str, path: str, body: dict | None = None) -> dict:
 
 
 def run_workers(workers: int, host: str, args, tmp: Path) -> dict:
-    with pg_schema() as url:
+    from bench_api import postgres_schema  # a private schema, dropped at the end
+
+    with postgres_schema() as url:
+        if url is None:
+            raise SystemExit("PostgreSQL is not reachable: tick workers need it (SQLite is one writer)")
         t = time.perf_counter()
         prepare(url, args.leads)
         prepared = time.perf_counter() - t
