@@ -541,8 +541,6 @@ def test_events_for_unknown_addresses_are_kept_and_still_suppress(store):
 
 
 def test_thousands_of_events_in_one_call(store):
-    import time
-
     posted = [
         sendgrid_event("delivered", email=f"lead{i}@example.com", sg_event_id=f"e{i}") for i in range(3000)
     ]
@@ -553,9 +551,7 @@ def test_thousands_of_events_in_one_call(store):
         for i in range(500)
     ]
     parsed = parse_events(json.dumps(posted).encode())
-    started = time.perf_counter()
     counts = store.record_events(parsed, NOW)
-    assert time.perf_counter() - started < 5
     assert (counts.stored, counts.suppressed) == (3500, 500)
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 3500
