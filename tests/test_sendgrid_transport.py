@@ -15,11 +15,8 @@ from sendgrid_fixtures import KEY, make_email, webhook_receiver
 
 from campaign.delivery import BatchStopped, DeliveryError, TooManyFailures, Unauthorized
 from campaign.delivery.payload import build_payload
-from campaign.delivery.sendgrid_transport import (
-    RateLimitPause,
-    SendGridTransport,
-    _classify_http_error,
-)
+from campaign.delivery.sendgrid_answers import classify_http_error
+from campaign.delivery.sendgrid_transport import RateLimitPause, SendGridTransport
 from campaign.devserver import SIGNATURE_HEADER, TIMESTAMP_HEADER, Faults, running_server
 from campaign.models import SendStatus
 from campaign.settings import Settings
@@ -261,7 +258,7 @@ def test_status_codes_are_compared_not_classes():
     original = TooManyRequestsError(429, "Too Many Requests", b'{"errors":[]}', {"X-RateLimit-Reset": "123"})
     crossed = pickle.loads(pickle.dumps(original))  # comes back as a plain HTTPError
     assert type(crossed) is HTTPError
-    attempt = _classify_http_error(crossed)
+    attempt = classify_http_error(crossed)
     assert attempt.kind == "rate_limited" and attempt.reset_at == 123.0
 
 

@@ -27,7 +27,6 @@ classes (a pickled TooManyRequestsError comes back as a plain HTTPError).
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import random
 import threading
@@ -35,7 +34,6 @@ import time
 import urllib.error
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from python_http_client.exceptions import HTTPError as _ClientHTTPError
@@ -50,6 +48,7 @@ from campaign.delivery import (
     stop_from_hook,
 )
 from campaign.delivery.payload import build_payload, check_limits
+from campaign.delivery.sendgrid_answers import Attempt, classify_http_error, describe
 from campaign.models import OutboundEmail, SendResult, SendStatus
 
 if TYPE_CHECKING:
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api.sendgrid.com"
-FINAL_STATUSES = {400, 403, 404, 405, 413, 415}
 
 
 class _DropPayloadLogs(logging.Filter):
@@ -108,18 +106,6 @@ class RateLimitPause:
 
 
 # -- the transport -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """What one HTTP call came to."""
-
-    kind: str  # "sent" | "final" | "unauthorized" | "rate_limited" | "retry" | "stopped"
-    status: int | None = None
-    message_id: str | None = None
-    error: str | None = None
-    maybe_delivered: bool = False  # the request may have reached SendGrid
-    reset_at: float | None = None  # 429: X-RateLimit-Reset (Unix time)
 
 
 class SendGridTransport:
@@ -322,7 +308,7 @@ class SendGridTransport:
 
     def post_until_settled(
         self, payload: dict[str, Any], stop: threading.Event, label: str
-    ) -> tuple[_Attempt, bool]:
+    ) -> tuple[Attempt, bool]:
         """POST with the retry policy until the request settles. Returns the last attempt
         (kind "sent", "final", "unauthorized", a "retry"/"rate_limited" given up on, or "stopped"
         when another worker stopped the batch meanwhile), and whether any attempt may have
@@ -350,11 +336,11 @@ class SendGridTransport:
                 log.info("SendGrid send %s: %s; retrying", label, attempt.error)
                 time.sleep(self._backoff(attempts))
             if stop.is_set():
-                return _Attempt("stopped", error=attempt.error), maybe_delivered
+                return Attempt("stopped", error=attempt.error), maybe_delivered
             self.rate_limit_pause.wait()
 
     @staticmethod
-    def _gave_up(send_id: str, attempt: _Attempt, maybe_delivered: bool) -> SendResult:
+    def _gave_up(send_id: str, attempt: Attempt, maybe_delivered: bool) -> SendResult:
         if maybe_delivered:
             return SendResult(send_id=send_id, status=SendStatus.unknown, error=attempt.error)
         return SendResult(
@@ -375,36 +361,36 @@ class SendGridTransport:
             jitter = self._random.uniform(0, min(0.25, self.rate_limit_wait_cap / 10))
         return max(0.0, min(delay, self.rate_limit_wait_cap)) + jitter
 
-    def _post(self, payload: dict[str, Any]) -> _Attempt:
-        """One HTTP call; every outcome, including the client's exceptions, as an _Attempt."""
+    def _post(self, payload: dict[str, Any]) -> Attempt:
+        """One HTTP call; every outcome, including the client's exceptions, as an Attempt."""
         try:
             response = self._client().client.mail.send.post(request_body=payload, timeout=self.timeout)
         except _ClientHTTPError as exc:
-            return _classify_http_error(exc)
+            return classify_http_error(exc)
         except urllib.error.URLError as exc:
             # urllib wraps OSErrors raised while connecting and sending the request: the
             # request did not (fully) reach the server, so it cannot have been accepted.
             reason = exc.reason
-            return _Attempt("retry", error=f"network error before the request was sent: {_describe(reason)}")
+            return Attempt("retry", error=f"network error before the request was sent: {describe(reason)}")
         except TimeoutError as exc:
-            return _Attempt(
-                "retry", error=f"timed out waiting for SendGrid: {_describe(exc)}", maybe_delivered=True
+            return Attempt(
+                "retry", error=f"timed out waiting for SendGrid: {describe(exc)}", maybe_delivered=True
             )
         except (OSError, http.client.HTTPException) as exc:
             # Raised while reading the answer: the request went out, the answer did not come.
-            return _Attempt(
-                "retry", error=f"connection lost after sending: {_describe(exc)}", maybe_delivered=True
+            return Attempt(
+                "retry", error=f"connection lost after sending: {describe(exc)}", maybe_delivered=True
             )
         except (TypeError, ValueError) as exc:
             # json.dumps of the payload: our bug, nothing was sent.
-            return _Attempt("final", error=f"could not serialize the payload: {exc}")
+            return Attempt("final", error=f"could not serialize the payload: {exc}")
 
         status = response.status_code
         if status in (200, 202):
-            return _Attempt("sent", status=status, message_id=response.headers.get("X-Message-Id"))
+            return Attempt("sent", status=status, message_id=response.headers.get("X-Message-Id"))
         # python-http-client raises for >= 400; another 2xx/3xx is unexpected but not an error
         # we can act on: the request was accepted in some form.
-        return _Attempt("retry", status=status, error=f"unexpected HTTP {status}", maybe_delivered=True)
+        return Attempt("retry", status=status, error=f"unexpected HTTP {status}", maybe_delivered=True)
 
 
 class _Unauthorized(Exception):
@@ -414,58 +400,3 @@ class _Unauthorized(Exception):
         super().__init__(error)
         self.error = error
         self.result = result
-
-
-def _classify_http_error(exc: _ClientHTTPError) -> _Attempt:
-    status = int(getattr(exc, "status_code", 0) or 0)
-    text = _sendgrid_error_text(status, getattr(exc, "body", b""))
-    if status == 401:
-        return _Attempt("unauthorized", status=status, error=text)
-    if status == 429:
-        reset = _header(exc, "X-RateLimit-Reset")
-        try:
-            reset_at = float(reset) if reset is not None else None
-        except ValueError:
-            reset_at = None
-        return _Attempt("rate_limited", status=status, error=text, reset_at=reset_at)
-    if status >= 500:
-        # SendGrid answered: per policy this counts as "not accepted".
-        return _Attempt("retry", status=status, error=text)
-    if status in FINAL_STATUSES or 400 <= status < 500:
-        return _Attempt("final", status=status, error=text)
-    return _Attempt("retry", status=status, error=text, maybe_delivered=True)
-
-
-def _header(exc: _ClientHTTPError, name: str) -> str | None:
-    headers = getattr(exc, "headers", None)
-    if headers is None:
-        return None
-    try:
-        return headers.get(name)
-    except AttributeError:
-        return None
-
-
-def _sendgrid_error_text(status: int, body: Any) -> str:
-    """'400: The from email does not contain a valid address. (from.email)' from an error body."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    messages: list[str] = []
-    try:
-        for err in json.loads(body or "{}").get("errors") or []:
-            msg = str(err.get("message") or "").strip()
-            if err.get("field"):
-                msg += f" ({err['field']})"
-            if msg:
-                messages.append(msg)
-    except (ValueError, AttributeError):
-        pass
-    if not messages:
-        messages = [http.client.responses.get(status, "HTTP error")]
-    return f"{status}: " + "; ".join(messages)
-
-
-def _describe(exc: BaseException | str) -> str:
-    if isinstance(exc, BaseException):
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return str(exc)
