@@ -278,8 +278,12 @@ class Enroll(StorePart):
         )
         with self.engine.begin() as conn:
             added = conn.execute(stmt).rowcount
-            if self.dialect == "postgresql" and added >= ANALYZE_AFTER:
-                # The next audience's probes must not be planned on stale row counts (a nested
-                # loop over a table thought empty took minutes at 1M): fresh statistics now.
+            if added >= ANALYZE_AFTER:
+                # Fresh statistics now. PostgreSQL: the next audience's probes must not be planned
+                # on stale row counts (a nested loop over a table thought empty took minutes at
+                # 1M). SQLite: without any, the due walk sorts every due row for each batch
+                # (2.9 s a batch at 1M, against 2 ms by the primary key); a sampled ANALYZE.
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
                 conn.execute(sa.text("ANALYZE enrollments"))
         return added
