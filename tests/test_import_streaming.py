@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from conftest import SECRET
 
 from campaign.app.intake import Submission, prepare, take_file
 from campaign.app.leads import import_file
@@ -155,7 +156,8 @@ def rowwise(store: Store, path, now) -> None:
 
 @pytest.fixture
 def reference(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'reference.db'}", secret_key="ref")
+    # The same secret as `store`: the address hashes must agree too.
+    s = Store.open(f"sqlite:///{tmp_path / 'reference.db'}", secret_key=SECRET)
     yield s
     s.close()
 
@@ -312,3 +314,19 @@ def test_a_write_by_another_connection_while_rows_are_staged_does_not_fail_the_i
         found = importer.import_leads(rows(), NOW, columns={"email"}, chunk=2)
         assert found.counts.new == 6
         assert {"tick@example.com", "l5@example.com"} <= set(stored(importer))
+
+
+def test_a_file_giving_consent_confirms_a_lead_a_form_left_waiting(store, tmp_path):
+    """A file is a trusted source (as in the row-wise upsert): its consent confirms a waiting
+    lead, counts as an update, and a file without consent leaves the lead waiting."""
+    form_proof = ConsentProof(via="form", ref="form website (k)")
+    for email in ("w@example.com", "x@example.com"):
+        store.upsert_leads([Incoming(LeadIn(email=email, consent=True), form_proof, unconfirmed=True)], NOW)
+    path = write(tmp_path, "crm.csv", "Email,Consent\nw@example.com,yes\nx@example.com,no\n")
+    found, rejected, _ = take(store, path, chunk=1, now=NOW + timedelta(hours=1))
+    assert rejected == [] and (found.counts.new, found.counts.updated) == (0, 2)
+    assert store.lead_by_email("w@example.com").unconfirmed_since is None
+    assert store.lead_by_email("x@example.com").unconfirmed_since is not None
+    with store.engine.connect() as conn:  # new leads carry their address hash (enrollment needs it)
+        hashes = conn.execute(sa.select(leads.c.email_hash).where(leads.c.email_hash.is_(None))).all()
+    assert hashes == []

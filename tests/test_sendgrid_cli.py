@@ -11,9 +11,12 @@ import pytest
 from sendgrid_fixtures import make_email
 from typer.testing import CliRunner
 
+from campaign.accounts import list_audit
 from campaign.cli import app
 from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.devserver import running_server
+from campaign.store import Store
+from campaign.store.accounts import AccountStore
 
 KEY = "SG.cli-key"
 runner = CliRunner()
@@ -40,8 +43,11 @@ def test_test_send_sends_one_marked_email_outside_the_ledger(sg, settings):
     assert "test" in payload["categories"]
     assert set(payload["custom_args"]) == {"send_id"} and payload["custom_args"]["send_id"] in result.output
     assert message.message_id in result.output
-    # Outside the ledger: the command never even opened the database.
-    assert not Path(settings.database_url.removeprefix("sqlite:///")).exists()
+    # Outside the ledger: no send is recorded; the database holds only the audit entry.
+    with Store.open(settings.database_url, secret_key="cli-test-secret") as store:
+        assert store.ledger() == []
+        [entry] = list_audit(AccountStore(store.engine)).entries
+    assert (entry.actor, entry.action) == ("cli", "test_send")
 
 
 def test_test_send_refuses_an_unknown_step_and_reports_a_refused_key(sg):

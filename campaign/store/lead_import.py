@@ -38,6 +38,7 @@ stage = sa.Table(
     sa.Column("row_number", sa.Integer, primary_key=True),
     *(sa.Column(name, leads.c[name].type) for name in LEAD_FIELDS),
     sa.Column("public_id", sa.String(32)),
+    sa.Column("email_hash", sa.String(64)),  # for the suppression check in SQL (store.enroll)
     *(sa.Column(name, leads.c[name].type) for name in _PROOF),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
@@ -79,7 +80,7 @@ _lead_values = operator.attrgetter(*LEAD_FIELDS)
 _ANXIETY = LEAD_FIELDS.index("anxiety_type")
 
 
-def _stage_row(item: Staged, now: datetime) -> tuple:
+def _stage_row(item: Staged, now: datetime, email_hash: str) -> tuple:
     values = list(_lead_values(item.lead))
     values[_ANXIETY] = values[_ANXIETY].value  # as stored: the enum's text
     proof = proof_columns(item.proof, now) if item.proof is not None else dict.fromkeys(_PROOF)
@@ -87,6 +88,7 @@ def _stage_row(item: Staged, now: datetime) -> tuple:
         item.row_number,
         *values,
         new_public_id(),  # used only if the row makes a new lead
+        email_hash,
         *(proof[name] for name in _PROOF),
     )
 
@@ -114,7 +116,8 @@ class LeadImport(StorePart):
             try:
                 self._drop_stage(conn)
                 stage.create(conn)
-                while part := [_stage_row(item, now) for item in itertools.islice(rows, chunk)]:
+                while items := list(itertools.islice(rows, chunk)):
+                    part = [_stage_row(item, now, self.hash(item.lead.email)) for item in items]
                     self._load(conn, part)
                     if on_chunk:
                         on_chunk(len(part))
@@ -218,6 +221,7 @@ class LeadImport(StorePart):
             gives = _gives_consent()
             sets["consent_at"] = sa.case((gives, at), else_=leads.c.consent_at)
             sets.update({p: sa.case((gives, stage.c[p]), else_=leads.c[p]) for p in _PROOF})
+            sets["unconfirmed_since"] = sa.case((_confirms(), sa.null()), else_=leads.c.unconfirmed_since)
         if fields != {"email"}:  # a file of addresses alone changes no lead
             conn.execute(
                 sa.update(leads)
@@ -232,13 +236,15 @@ class LeadImport(StorePart):
         new = sa.select(
             *(stage.c[f] for f in LEAD_FIELDS),
             stage.c.public_id,
+            stage.c.email_hash,
             at,
             at,
             sa.case((stage.c.booked, at)),
             sa.case((proof, at)),
             *(sa.case((proof, stage.c[p])) for p in _PROOF),
         ).where(~sa.exists().where(found.c.row_number == stage.c.row_number))
-        targets = [*LEAD_FIELDS, "public_id", "created_at", "updated_at", "booked_at", "consent_at", *_PROOF]
+        targets = [*LEAD_FIELDS, "public_id", "email_hash", "created_at", "updated_at", "booked_at"]
+        targets += ["consent_at", *_PROOF]
         conn.execute(sa.insert(leads).from_select(targets, new.order_by(stage.c.row_number)))
 
 
@@ -251,11 +257,17 @@ def _gives_consent() -> sa.ColumnElement:
     )
 
 
+def _confirms() -> sa.ColumnElement:
+    """This row's consent (a file: a trusted source) confirms a lead that a public form left
+    waiting for its double opt-in, as the row-wise upsert does."""
+    return sa.and_(stage.c.consent, stage.c.consent_via.is_not(None), leads.c.unconfirmed_since.is_not(None))
+
+
 def _changed(fields: frozenset[str]) -> sa.ColumnElement:
     """The staged row changes the lead it matches (only the file's fields count)."""
     parts = [leads.c[f].is_distinct_from(stage.c[f]) for f in fields if f not in ("email", "booked")]
     if "booked" in fields:
         parts.append(sa.and_(sa.not_(leads.c.booked), stage.c.booked))
     if "consent" in fields:
-        parts.append(_gives_consent())
+        parts += [_gives_consent(), _confirms()]
     return sa.or_(*parts) if parts else sa.false()
