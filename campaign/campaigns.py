@@ -313,8 +313,10 @@ def status(store: Store, settings: Settings, now: datetime) -> list[dict]:
     tz = ZoneInfo(settings.clinic.timezone)
     day_start = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
     result = []
-    for c in store.campaigns():
-        facts = store.campaign_status(c["id"], now, day_start, settings.max_resends)
+    campaigns = store.campaigns()
+    every = store.campaign_statuses([c["id"] for c in campaigns], now, day_start, settings.max_resends)
+    for c in campaigns:
+        facts = every[c["id"]]
         audiences: dict[str, dict] = {}
         for row in facts["per_audience"]:
             audiences.setdefault(

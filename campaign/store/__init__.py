@@ -242,7 +242,7 @@ class Store:
     approval_record = _PartMethod("_campaigns", Campaigns.approval_record)
 
     # ---- reads for the CLI and reports -------------------------------------------------------
-    campaign_status = _PartMethod("_reports", Reports.campaign_status)
+    campaign_statuses = _PartMethod("_reports", Reports.campaign_statuses)
     report_facts = _PartMethod("_reports", Reports.report_facts)
     enrollment_counts = _PartMethod("_reports", Reports.enrollment_counts)
     lead_overview = _PartMethod("_reports", Reports.lead_overview)

@@ -18,53 +18,50 @@ PROVENANCE_COLUMNS = (
 
 
 class Reports(StorePart):
-    def campaign_status(
-        self, campaign_id: int, now: datetime, day_start: datetime, max_resends: int = 1
-    ) -> dict:
-        """Counts for `campaign status`: enrollments per audience and state, sends per step and
-        status, sent since day_start, due in the next 24 hours, unknown sends at the resend cap."""
+    def campaign_statuses(
+        self, campaign_ids: list[int], now: datetime, day_start: datetime, max_resends: int = 1
+    ) -> dict[int, dict]:
+        """Counts for `campaign status`, per campaign: enrollments per audience and state, sends
+        per step and status, sent since day_start, due in the next 24 hours, unknown sends at the
+        resend cap. One pass per count for all campaigns (grouped by campaign): each pass walks
+        an index range whatever the campaign, so a pass per campaign would repeat it."""
         e, s, c = enrollments, sends, send_counts.c
-        mine = e.c.campaign_id == campaign_id
-        with self.engine.connect() as conn:
-            per_audience = [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(e.c.audience, e.c.state, sa.func.count().label("n"))
-                    .where(mine)
-                    .group_by(e.c.audience, e.c.state)
-                ).mappings()
-            ]
-            # Kept by triggers on sends (0012_console2): ~20 rows, not a GROUP BY over the ledger.
-            per_step = [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(c.audience, c.step_key, c.status, c.n).where(
-                        c.campaign_id == campaign_id, c.n != 0
-                    )
-                ).mappings()
-            ]
-            sent_today = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(s.join(e, e.c.id == s.c.enrollment_id))
-                .where(mine, s.c.status == "sent", s.c.settled_at >= day_start)
-            ).scalar()
-            unknown_capped = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(s.join(e, e.c.id == s.c.enrollment_id))
-                .where(mine, s.c.status == "unknown", s.c.attempts > max_resends)
-            ).scalar()
-            due_24h = conn.execute(
-                sa.select(sa.func.count()).where(
-                    mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24)
-                )
-            ).scalar()
-        return {
-            "per_audience": per_audience,
-            "per_step": per_step,
-            "sent_today": sent_today,
-            "due_24h": due_24h,
-            "unknown_capped": unknown_capped,
+        facts = {
+            i: {"per_audience": [], "per_step": [], "sent_today": 0, "due_24h": 0, "unknown_capped": 0}
+            for i in campaign_ids
         }
+        mine = e.c.campaign_id.in_(campaign_ids)
+        by_campaign = (e.c.campaign_id, sa.func.count())
+        with self.engine.connect() as conn:
+            for r in conn.execute(
+                sa.select(e.c.campaign_id, e.c.audience, e.c.state, sa.func.count().label("n"))
+                .where(mine)
+                .group_by(e.c.campaign_id, e.c.audience, e.c.state)
+            ).mappings():
+                facts[r["campaign_id"]]["per_audience"].append(dict(r))
+            # Kept by triggers on sends (0012_console2): ~20 rows, not a GROUP BY over the ledger.
+            for r in conn.execute(
+                sa.select(c.campaign_id, c.audience, c.step_key, c.status, c.n).where(
+                    c.campaign_id.in_(campaign_ids), c.n != 0
+                )
+            ).mappings():
+                facts[r["campaign_id"]]["per_step"].append(dict(r))
+            joined = s.join(e, e.c.id == s.c.enrollment_id)
+            counts = {
+                "sent_today": sa.select(*by_campaign)
+                .select_from(joined)
+                .where(mine, s.c.status == "sent", s.c.settled_at >= day_start),
+                "unknown_capped": sa.select(*by_campaign)
+                .select_from(joined)
+                .where(mine, s.c.status == "unknown", s.c.attempts > max_resends),
+                "due_24h": sa.select(*by_campaign).where(
+                    mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24)
+                ),
+            }
+            for name, query in counts.items():
+                for campaign_id, n in conn.execute(query.group_by(e.c.campaign_id)):
+                    facts[campaign_id][name] = n
+        return facts
 
     def send_counts_drift(self) -> dict[tuple, tuple[int, int]]:
         """Where the trigger-kept send_counts differ from a GROUP BY over the ledger: key ->
