@@ -224,6 +224,7 @@ class Enrollments(StorePart):
                     enrollments.c.audience_version,
                     enrollments.c.enrolled_at,
                     *DUE_LEAD_COLUMNS,
+                    leads.c.email_hash,  # kept with the lead (0014_enroll); None: made here
                 )
                 .join(leads, leads.c.id == enrollments.c.lead_id)
                 .where(enrollments.c.id.in_(part))
@@ -236,7 +237,7 @@ class Enrollments(StorePart):
                 sa.select(sends.c.enrollment_id, sends.c.step_key).where(sends.c.enrollment_id.in_(part))
             ):
                 sent[enrollment_id].add(key)
-        hashes = [self.hash(r[EMAIL]) for r in rows]
+        hashes = [r[-1] or self.hash(r[EMAIL]) for r in rows]
         suppressed = set()
         for part in chunks(set(hashes)):
             suppressed |= suppressed_among(conn, part)
@@ -247,7 +248,7 @@ class Enrollments(StorePart):
                 audience=r[2],
                 audience_version=r[3],
                 enrolled_at=r[4],
-                lead=DueLead(*r[5:]),
+                lead=DueLead(*r[5:-1]),
                 sent_keys=frozenset(sent[r[0]]),
                 suppressed=h in suppressed,
             )
