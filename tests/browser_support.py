@@ -7,6 +7,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags chromium keeps dialing out of this closed network.
 CHROMIUM_ARGS = [
@@ -21,6 +23,8 @@ CHROMIUM_ARGS = [
 SKIP_REASON = (
     "Debian's chromium is not at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it"
 )
+# Every browser test module: `pytestmark = NEEDS_CHROMIUM`.
+NEEDS_CHROMIUM = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:

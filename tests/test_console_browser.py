@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from console_support import EMAILS, PASSWORD
 
 from campaign.accounts import CLI, audit
@@ -16,7 +16,7 @@ from campaign.engine import run_tick
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from console_pages_support import NAMED_REVIEWER
 from console_support import EMAILS, PASSWORD
 from test_console_leads_browser import ODD_CSV
@@ -22,7 +21,7 @@ from campaign.engine import run_tick
 from campaign.runtime import build_context
 from campaign.store.tables import campaigns, enrollments, sends
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
+pytestmark = NEEDS_CHROMIUM
 
 WELCOME = "/console/content/gad/welcome"
 PHONE = 375

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from console_support import EMAILS, PASSWORD, Clock, serve_console
 
 from campaign.models import AnxietyType, LeadIn
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 ODD_CSV = (
     "Electronic mail,Given,Family name,What worries you,Consent to email?\r\n"

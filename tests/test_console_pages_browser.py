@@ -5,8 +5,7 @@ and axe-core finds no serious or critical violation on any of these pages."""
 
 from __future__ import annotations
 
-import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from console_pages_support import NAMED_REVIEWER, audit_actions, populate
 from console_support import EMAILS, PASSWORD
 from test_console_browser import serious_violations
@@ -14,7 +13,7 @@ from test_console_reports import cli_report
 
 from campaign.report import COUNTS
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
+pytestmark = NEEDS_CHROMIUM
 
 WELCOME = "/console/content/gad/welcome"
 

@@ -6,18 +6,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from forms_support import confirm_link, lead_row, new_form, wait_for_email
 from test_api import NOW, serve
 from test_forms import tick
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 def test_sign_up_confirm_in_chromium_and_the_next_tick_sends_the_welcome(make_settings):

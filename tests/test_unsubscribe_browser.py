@@ -4,8 +4,7 @@ then the next real tick sends that lead nothing."""
 
 from __future__ import annotations
 
-import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from test_web import (
     NOW,
     next_tick_recipients,
@@ -20,12 +19,7 @@ from campaign.engine import run_tick
 from campaign.runtime import build_context
 from campaign.settings import PROJECT_ROOT
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 def test_unsubscribe_by_pressing_the_button_in_chromium(make_settings):
