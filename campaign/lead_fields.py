@@ -25,6 +25,7 @@ from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
 from email_validator.rfc_constants import ATEXT, EMAIL_MAX_LENGTH
 from email_validator.syntax import validate_email_domain_name
 
+from campaign.lead_words import ANXIETY_PATTERNS, FALSE_WORDS, NONE_WORDS, NUMBER_WORDS, TRUE_WORDS
 from campaign.models import AnxietyType, LeadIn
 from campaign.us_states import US_STATE_NAMES, US_STATE_TZ
 
@@ -106,81 +107,6 @@ _ALIASES = {
 }
 HEADER_ALIASES: dict[str, str] = {header_key(a): f for f, aliases in _ALIASES.items() for a in aliases}
 
-_TRUE = {
-    "yes",
-    "y",
-    "true",
-    "t",
-    "1",
-    "on",
-    "x",
-    "checked",
-    "agree",
-    "agreed",
-    "i agree",
-    "opt in",
-    "opted in",
-    "subscribed",
-}
-_FALSE = {
-    "no",
-    "n",
-    "false",
-    "f",
-    "0",
-    "off",
-    "",
-    "unchecked",
-    "disagree",
-    "opt out",
-    "opted out",
-    "unsubscribed",
-}
-
-# Order matters: treatment-resistant phrasing often also says "anxiety".
-_ANXIETY_PATTERNS: list[tuple[AnxietyType, re.Pattern]] = [
-    (
-        AnxietyType.treatment_resistant,
-        re.compile(
-            r"treatment[\s-]*resistant|\btra\b|nothing (has )?(worked|helped)|"
-            r"tried (everything|multiple|several|many)|(didn'?t|did not|don'?t|haven'?t) "
-            r"(work|help)|resistant",
-            re.I,
-        ),
-    ),
-    (
-        AnxietyType.social,
-        re.compile(r"social|\bsad\b|phobia|being judged|public speaking|shy|performance", re.I),
-    ),
-    (
-        AnxietyType.gad,
-        re.compile(
-            r"generali[sz]ed|\bgad\b|constant(ly)? worr|worry|worries|worrying|everyday|all the time", re.I
-        ),
-    ),
-]
-
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
-_NONE_WORDS = {"none", "no", "nothing", "n/a", "na"}
 
 # Any letter case: "america/chicago" is what a person typing it means.
 _TIMEZONES = {name.casefold(): name for name in available_timezones()}
@@ -277,7 +203,7 @@ def parse_anxiety_type(text: str | None) -> AnxietyType:
     for value in AnxietyType:
         if header_key(text) == header_key(value.value):
             return value
-    for kind, pattern in _ANXIETY_PATTERNS:
+    for kind, pattern in ANXIETY_PATTERNS:
         if pattern.search(text):
             return kind
     return AnxietyType.unspecified
@@ -289,14 +215,14 @@ def parse_prior_treatments(text: str | None) -> int | None:
     text = clean_text(text).casefold()
     if not text:
         return None
-    if text in _NONE_WORDS:
+    if text in NONE_WORDS:
         return 0
     match = re.fullmatch(r"(\d+)\s*\+?(\s.*)?", text)
     if match:
         return min(int(match.group(1)), 50)
     first = text.split()[0]
-    if first in _NUMBER_WORDS:
-        return _NUMBER_WORDS[first]
+    if first in NUMBER_WORDS:
+        return NUMBER_WORDS[first]
     items = [part for part in re.split(r"[;,/|\n]|\band\b|&", text) if part.strip()]
     return len(items)
 
@@ -311,7 +237,7 @@ def parse_bool(text: str | None, *, field_name: str) -> bool:
 @_cached_for_short_text
 def _yes_no(text: str | None) -> bool | None:
     value = clean_text(text).casefold().rstrip(".!")
-    return True if value in _TRUE else False if value in _FALSE else None
+    return True if value in TRUE_WORDS else False if value in FALSE_WORDS else None
 
 
 def canonical_timezone(text: str | None) -> str | None:
