@@ -1,8 +1,8 @@
 """Signed values of the sign-up form: the confirmation link's token and the form's "shown at".
 
-HMAC-SHA256 with CAMPAIGN_SECRET_KEY over a JSON payload, each kind with its own purpose (a
-token of one kind is never valid as another). The time inside is the app's clock (so tests
-move it), checked against a maximum age by the reader.
+HMAC-SHA256 with CAMPAIGN_SECRET_KEY (campaign.tokens.signature) over a JSON payload, each
+kind with its own purpose (a token of one kind is never valid as another). The time inside is
+the app's clock (so tests move it), checked against a maximum age by the reader.
 
 - confirmation: the lead's opaque public id, 16 hex digits of its address's keyed hash (a link
   made for one address never confirms another) and when it was made. No address, no health data.
@@ -12,12 +12,11 @@ move it), checked against a maximum age by the reader.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
 
-from campaign.tokens import InvalidToken
+from campaign.tokens import InvalidToken, signature, signing_key
 
 CONFIRM_MAX_AGE = timedelta(days=7)
 SHOWN_MAX_AGE = timedelta(days=1)  # a form left open longer is shown again, fresh
@@ -32,8 +31,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(secret: str, purpose: str, body: str) -> str:
-    key = hashlib.sha256(f"campaign.forms.{purpose}\0{secret}".encode()).digest()
-    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+    return signature(signing_key(secret, f"forms.{purpose}"), body)  # the app's one HMAC signing
 
 
 def sign(payload: list, secret: str, purpose: str) -> str:

@@ -46,7 +46,7 @@ def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
 
 
 @lru_cache(maxsize=32)
-def _key(secret: str, purpose: str) -> bytes:
+def signing_key(secret: str, purpose: str) -> bytes:
     return hmac.digest(secret.encode("utf-8"), f"campaign.{purpose}.hmac-v2".encode(), "sha256")
 
 
@@ -54,7 +54,8 @@ _SIGNATURE_BYTES = 16
 _SIGNATURE_CHARS = 22  # base64 of 16 bytes, without the "==" padding
 
 
-def _signature(key: bytes, signed: str) -> str:
+def signature(key: bytes, signed: str) -> str:
+    """HMAC-SHA256 of `signed`, truncated to 128 bits, base64url: every signed value of the app."""
     mac = hmac.digest(key, signed.encode("utf-8"), "sha256")[:_SIGNATURE_BYTES]
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
@@ -65,7 +66,7 @@ def make_token(
     """``issued_at`` (Unix time) defaults to now; tests pass an old one to make an expired token."""
     issued = int(time.time() if issued_at is None else issued_at)
     signed = f"{public_id}.{issued:x}"
-    return f"{signed}.{_signature(_key(secret, purpose), signed)}"
+    return f"{signed}.{signature(signing_key(secret, purpose), signed)}"
 
 
 def make_legacy_token(public_id: str, secret: str, purpose: str = "unsubscribe") -> str:
@@ -79,15 +80,15 @@ def _read_current(token: str, secret: str, purpose: str, max_age: int) -> str | 
     parts = token.rsplit(".", 2)
     if len(parts) != 3 or len(parts[2]) != _SIGNATURE_CHARS or not parts[0]:
         return None
-    public_id, issued_hex, signature = parts
+    public_id, issued_hex, given = parts
     try:
         issued = int(issued_hex, 16)
     except ValueError:
         return None
     if issued_hex != f"{issued:x}":  # one spelling per moment: no "+1f", "0x1f" or "01f"
         return None
-    expected = _signature(_key(secret, purpose), f"{public_id}.{issued_hex}")
-    if not hmac.compare_digest(expected, signature):
+    expected = signature(signing_key(secret, purpose), f"{public_id}.{issued_hex}")
+    if not hmac.compare_digest(expected, given):
         return None
     if time.time() - issued > max_age:
         raise InvalidToken(expired=True)
@@ -142,11 +143,11 @@ def unsubscribe_url(public_url: str, public_id: str, secret: str) -> str:
 def unsubscribe_url_maker(public_url: str, secret: str) -> Callable[[str], str]:
     """unsubscribe_url for many leads at one moment: the prefix, key and issue time made once."""
     prefix = f"{public_url.rstrip('/')}/unsubscribe/"
-    key = _key(secret, "unsubscribe")
+    key = signing_key(secret, "unsubscribe")
     issued = f".{int(time.time()):x}"
 
     def url(public_id: str) -> str:
         signed = public_id + issued
-        return f"{prefix}{signed}.{_signature(key, signed)}"
+        return f"{prefix}{signed}.{signature(key, signed)}"
 
     return url
