@@ -9,11 +9,8 @@ benchmarks as plain calls. Every time decision takes `now`; rules live in the pu
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +22,7 @@ from campaign.bulk import BulkComposer, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
+from campaign.due_walk import LEASE, SQLITE_ONE_WRITER, due_batches, worker_name  # noqa: F401 (the tick's)
 from campaign.events import ACCEPTED_KINDS
 from campaign.forms_tokens import CONFIRM_MAX_AGE
 from campaign.models import SendResult, SendStatus
@@ -37,17 +35,6 @@ from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
 # A claim still unsettled after this long belongs to a run that died mid-send.
 STALE_CLAIM = timedelta(minutes=15)
-# A due batch's lease: other tick runs skip its rows until the batch is done, or this long after
-# `now` if its run died. Shorter than STALE_CLAIM: a dead run's unclaimed rows are walked again
-# before its claims are reconciled. Longer than a batch takes (1,000 emails at ESP speed).
-LEASE = timedelta(minutes=10)
-SQLITE_ONE_WRITER = (
-    "another tick run is walking this SQLite database at the same time: SQLite takes one "
-    "writer at a time, so concurrent ticks wait on each other and add nothing. Run one tick at "
-    "a time (the tick deployment's concurrency_limit: 1), or set CAMPAIGN_DATABASE_URL to "
-    "PostgreSQL to scale out (README, 'Scaling out')."
-)
-
 log = logging.getLogger(__name__)
 
 
@@ -237,39 +224,6 @@ def _enroll_walk(
 
 
 # ---- due sends -----------------------------------------------------------------------------------
-
-
-def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterator[list[DueEnrollment]]:
-    """Enrollments due at `now` in active campaigns, in id order, one batch (`size`, default
-    CAMPAIGN_BATCH_SIZE) at a time.
-    The active campaigns are read again before each batch: a campaign paused mid-tick (too
-    many failures) sends nothing more.
-
-    Each batch is leased to this walk until the caller comes back for the next one (or for
-    LEASE at most, if it dies): concurrent tick runs on PostgreSQL walk disjoint batches
-    (Enrollments.lease_due_enrollments). The ledger's claim stays the exactly-once guard."""
-    worker = worker_name()
-    store = ctx.store
-    if store.dialect == "sqlite" and store.leased_by_others(now, worker):
-        log.warning(SQLITE_ONE_WRITER)
-    after_id = 0
-    while campaign_ids := [c["id"] for c in store.active_campaigns(now)]:
-        batch, walked_to = store.lease_due_enrollments(
-            campaign_ids, now, after_id, size or ctx.settings.batch_size, worker, now + LEASE
-        )
-        if walked_to is None:
-            return
-        after_id = walked_to
-        try:
-            if batch:
-                yield batch
-        finally:  # also when the caller stops early or raises
-            store.release_leases([due.enrollment_id for due in batch], worker)
-
-
-def worker_name() -> str:
-    """Who holds a lease: this machine, process and walk (no address, nothing secret)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def exit_reason(due: DueEnrollment, audience: Audience | None) -> str | None:

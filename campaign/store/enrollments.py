@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from campaign.store.base import StorePart, chunks
 from campaign.store.leads import suppressed_among
-from campaign.store.tables import enrollments, leads, sends
+from campaign.store.tables import enrollments, leads, sends, suppressions
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class DueLead:
 
 DUE_LEAD_COLUMNS = [leads.c[f.name] for f in dataclass_fields(DueLead)]
 EMAIL = 5 + [f.name for f in dataclass_fields(DueLead)].index("email")  # its place in a due row
+LEAD_END = 5 + len(DUE_LEAD_COLUMNS)  # then: email_hash, the sent step keys, suppressed
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,30 @@ class Enrollments(StorePart):
                 .values(audience_version=version, next_due_at=now)
             ).rowcount
 
-    def due_enrollments(
-        self, campaign_ids: list[int], now: datetime, after_id: int, limit: int
-    ) -> list[DueEnrollment]:
-        """The next `limit` due enrollments after `after_id`, read without a lease (one reader)."""
+    def due_bounds(self, campaign_ids: list[int], now: datetime, size: int) -> list[int]:
+        """The walk's plan: every `size`-th id of the enrollments due at `now` and the last one,
+        in id order (one pass over the due index). A batch then reads the ids after the previous
+        batch up to the next bound, by primary key: each batch reads its own rows, where
+        `ORDER BY id LIMIT n` over the due index sorted every due row again for each batch."""
+        if not campaign_ids:
+            return []
+        due = self._due_ids(campaign_ids, now, 0, None).add_columns(
+            sa.func.row_number().over(order_by=enrollments.c.id).label("n"),
+            sa.func.count().over().label("total"),
+        )
+        sub = due.subquery()
+        query = sa.select(sub.c.id).where((sub.c.n % size == 0) | (sub.c.n == sub.c.total)).order_by(sub.c.id)
         with self.engine.connect() as conn:
-            ids = list(conn.execute(self._due_ids(campaign_ids, now, after_id, limit)).scalars())
-            return self._due_rows(conn, ids)
+            return list(conn.execute(query).scalars())
+
+    def due_enrollments(
+        self, campaign_ids: list[int], now: datetime, after_id: int, limit: int, upto: int | None = None
+    ) -> list[DueEnrollment]:
+        """The next `limit` due enrollments after `after_id` (up to id `upto`), read without a
+        lease (one reader): one statement, the rows with their sent step keys and suppression."""
+        due = self._due_ids(campaign_ids, now, after_id, limit, upto).whereclause
+        with self.engine.connect() as conn:
+            return self._read(conn, self._due_rows_query(due).limit(limit))
 
     def lease_due_enrollments(
         self,
@@ -109,9 +127,11 @@ class Enrollments(StorePart):
         limit: int,
         worker: str,
         until: datetime,
+        upto: int | None = None,
     ) -> tuple[list[DueEnrollment], int | None]:
-        """Lease the next `limit` due enrollments after `after_id` that no other tick run holds,
-        and read them by key. Returns (batch, the highest id walked; None when none is left).
+        """Lease the next `limit` due enrollments after `after_id` (up to id `upto`) that no
+        other tick run holds, and read them by key. Returns (batch, the highest id walked; None
+        when none is left).
 
         The lease is two columns set in the statement that picks the rows, with FOR UPDATE OF
         enrollments SKIP LOCKED on PostgreSQL: concurrent runs pick disjoint rows without
@@ -125,7 +145,7 @@ class Enrollments(StorePart):
         A lead due in two campaigns must not get two emails at once from two runs: a leased
         row whose lead has another row leased by another run is let go again (both runs may
         let go; never both keep it), and is due at the next tick."""
-        pick = self._due_ids(campaign_ids, now, after_id, limit).where(
+        pick = self._due_ids(campaign_ids, now, after_id, limit, upto).where(
             sa.or_(
                 enrollments.c.leased_until.is_(None),
                 enrollments.c.leased_until <= now,
@@ -143,35 +163,63 @@ class Enrollments(StorePart):
             sa.update(enrollments)
             .where(enrollments.c.id.in_(pick.scalar_subquery()))
             .values(leased_until=until, leased_by=worker)
-            .returning(enrollments.c.id, enrollments.c.lead_id)
+            .returning(enrollments.c.id)
         )
         with self.engine.begin() as conn:
-            leased = dict(conn.execute(lease).tuples().all())
+            leased = sorted(conn.execute(lease).scalars())
         if not leased:
             return [], None
         # A new transaction, after the lease is committed: of two runs that leased one lead's
-        # rows, the later check always sees the other's lease.
-        with self.engine.begin() as conn:
-            busy = set(
-                conn.execute(
-                    sa.select(enrollments.c.lead_id).where(
-                        enrollments.c.lead_id.in_(set(leased.values())),
-                        enrollments.c.leased_by != worker,
-                        enrollments.c.leased_until > now,
-                    )
-                ).scalars()
+        # rows, the later read always sees the other's lease. The rows and that check in one
+        # statement (`busy`: the lead has a row another run holds).
+        other = enrollments.alias("other")
+        busy = (
+            sa.exists()
+            .where(
+                other.c.lead_id == enrollments.c.lead_id,
+                other.c.leased_until > now,
+                other.c.leased_by != worker,
             )
-            if busy:
-                let_go = [e for e, lead in leased.items() if lead in busy]
+            .label("busy")
+        )
+        with self.engine.begin() as conn:
+            batch, let_go = [], []
+            for part in chunks(leased):
+                query = self._due_rows_query(enrollments.c.id.in_(part)).add_columns(busy)
+                for due, is_busy in self._read(conn, query, extra=1):
+                    if is_busy:
+                        let_go.append(due.enrollment_id)
+                    else:
+                        batch.append(due)
+            if let_go:
                 self._release(conn, let_go, worker)
-            batch = self._due_rows(conn, sorted(e for e, lead in leased.items() if lead not in busy))
-        return batch, max(leased)
+        return batch, leased[-1]
 
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases)."""
         if enrollment_ids:
             with self.engine.begin() as conn:
                 self._release(conn, enrollment_ids, worker)
+
+    def release_walk(self, worker: str) -> None:
+        """Every lease this run holds, let go in one statement (ix_enrollments_leased: the
+        leased rows only, a few batches whatever the table's size)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(enrollments)
+                .where(enrollments.c.leased_until.is_not(None), enrollments.c.leased_by == worker)
+                .values(leased_until=None, leased_by=None)
+            )
+
+    def hold_lease(self, enrollment_id: int, worker: str, until: datetime) -> None:
+        """Lease one row: a SQLite walk, which leases nothing else, marks that it is walking
+        (another run then sees it in leased_by_others)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(enrollments)
+                .where(enrollments.c.id == enrollment_id)
+                .values(leased_until=until, leased_by=worker)
+            )
 
     def leased_by_others(self, now: datetime, worker: str) -> bool:
         """Whether another tick run holds a live lease on a due enrollment (a concurrent tick)."""
@@ -185,12 +233,17 @@ class Enrollments(StorePart):
 
     def enrollments_by_id(self, enrollment_ids: list[int]) -> list[DueEnrollment]:
         """The same view as due_enrollments for given enrollments, whatever their state or time."""
+        found = []
         with self.engine.connect() as conn:
-            return self._due_rows(conn, sorted(enrollment_ids))
+            for part in chunks(sorted(enrollment_ids)):
+                found.extend(self._read(conn, self._due_rows_query(enrollments.c.id.in_(part))))
+        return found
 
     @staticmethod
-    def _due_ids(campaign_ids: list[int], now: datetime, after_id: int, limit: int) -> sa.Select:
-        return (
+    def _due_ids(
+        campaign_ids: list[int], now: datetime, after_id: int, limit: int | None, upto: int | None = None
+    ) -> sa.Select:
+        query = (
             sa.select(enrollments.c.id)
             .where(
                 enrollments.c.state == "active",
@@ -201,6 +254,7 @@ class Enrollments(StorePart):
             .order_by(enrollments.c.id)
             .limit(limit)
         )
+        return query if upto is None else query.where(enrollments.c.id <= upto)
 
     @staticmethod
     def _release(conn, enrollment_ids: list[int], worker: str) -> None:
@@ -211,49 +265,56 @@ class Enrollments(StorePart):
                 .values(leased_until=None, leased_by=None)
             )
 
-    def _due_rows(self, conn, enrollment_ids: list[int]) -> list[DueEnrollment]:
-        """The enrollments with the given ids (in that order), by key: only the columns a step
-        reads, the step keys already in the ledger and the suppressed addresses, set-wise."""
-        rows = []
-        for part in chunks(enrollment_ids):
-            found = conn.execute(
-                sa.select(
-                    enrollments.c.id,
-                    enrollments.c.campaign_id,
-                    enrollments.c.audience,
-                    enrollments.c.audience_version,
-                    enrollments.c.enrolled_at,
-                    *DUE_LEAD_COLUMNS,
-                    leads.c.email_hash,  # kept with the lead (0014_enroll); None: made here
-                )
-                .join(leads, leads.c.id == enrollments.c.lead_id)
-                .where(enrollments.c.id.in_(part))
-                .order_by(enrollments.c.id)
-            ).tuples()
-            rows.extend(found)
-        sent: dict[int, set[str]] = {r[0]: set() for r in rows}
-        for part in chunks(sent):
-            for enrollment_id, key in conn.execute(
-                sa.select(sends.c.enrollment_id, sends.c.step_key).where(sends.c.enrollment_id.in_(part))
-            ):
-                sent[enrollment_id].add(key)
-        hashes = [r[-1] or self.hash(r[EMAIL]) for r in rows]
-        suppressed = set()
-        for part in chunks(set(hashes)):
-            suppressed |= suppressed_among(conn, part)
-        return [
-            DueEnrollment(
+    def _due_rows_query(self, where) -> sa.Select:
+        """The enrollments matching `where`, in id order: only the columns a step reads, the
+        step keys already in the ledger (joined by ",": keys are [a-z0-9_]) and whether the
+        address is suppressed (by the hash kept with the lead, 0014_enroll), in one statement."""
+        join = sa.func.string_agg if self.dialect == "postgresql" else sa.func.group_concat
+        sent = (
+            sa.select(join(sends.c.step_key, ","))
+            .where(sends.c.enrollment_id == enrollments.c.id)
+            .scalar_subquery()
+        )
+        suppressed = sa.exists().where(suppressions.c.email_hash == leads.c.email_hash)
+        return (
+            sa.select(
+                enrollments.c.id,
+                enrollments.c.campaign_id,
+                enrollments.c.audience,
+                enrollments.c.audience_version,
+                enrollments.c.enrolled_at,
+                *DUE_LEAD_COLUMNS,
+                leads.c.email_hash,
+                sent,
+                suppressed,
+            )
+            .join(leads, leads.c.id == enrollments.c.lead_id)
+            .where(where)
+            .order_by(enrollments.c.id)
+        )
+
+    def _read(self, conn, query: sa.Select, extra: int = 0) -> list:
+        """DueEnrollments from _due_rows_query's rows (with `extra` columns after: then
+        (due, *extra) tuples). A lead whose hash is not stored yet (None: rows from before
+        0012) is hashed here and looked up in the suppression list."""
+        rows = conn.execute(query).tuples().all()
+        unhashed = {r[EMAIL]: self.hash(r[EMAIL]) for r in rows if r[LEAD_END] is None}
+        suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
+        found = []
+        for r in rows:
+            due = DueEnrollment(
                 enrollment_id=r[0],
                 campaign_id=r[1],
                 audience=r[2],
                 audience_version=r[3],
                 enrolled_at=r[4],
-                lead=DueLead(*r[5:-1]),
-                sent_keys=frozenset(sent[r[0]]),
-                suppressed=h in suppressed,
+                lead=DueLead(*r[5:LEAD_END]),
+                sent_keys=frozenset(r[LEAD_END + 1].split(",")) if r[LEAD_END + 1] else frozenset(),
+                suppressed=bool(r[LEAD_END + 2])
+                or (r[LEAD_END] is None and unhashed[r[EMAIL]] in suppressed),
             )
-            for r, h in zip(rows, hashes, strict=True)
-        ]
+            found.append((due, *r[LEAD_END + 3 :]) if extra else due)
+        return found
 
     def update_enrollments(self, changes: list[dict]) -> None:
         """Each dict: id plus the columns to set (next_due_at, state, exit_reason).

@@ -1,0 +1,97 @@
+"""The tick's walk of due enrollments: in id order, a batch at a time, leased on PostgreSQL.
+
+Part of the tick (campaign.engine.run_tick sends each batch); the queries are in
+campaign.store.enrollments. Every time decision takes `now`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from bisect import bisect_right
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from campaign.store import DueEnrollment
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from campaign.engine import Context
+
+# A due batch's lease: other tick runs skip its rows until the batch is done, or this long after
+# `now` if its run died. Shorter than STALE_CLAIM: a dead run's unclaimed rows are walked again
+# before its claims are reconciled. Longer than a batch takes (1,000 emails at ESP speed).
+LEASE = timedelta(minutes=10)
+SQLITE_ONE_WRITER = (
+    "another tick run is walking this SQLite database at the same time: SQLite takes one "
+    "writer at a time, so concurrent ticks wait on each other and add nothing. Run one tick at "
+    "a time (the tick deployment's concurrency_limit: 1), or set CAMPAIGN_DATABASE_URL to "
+    "PostgreSQL to scale out (README, 'Scaling out')."
+)
+
+log = logging.getLogger("campaign.engine")  # the tick's log
+
+
+def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterator[list[DueEnrollment]]:
+    """Enrollments due at `now` in active campaigns, in id order, one batch (`size`, default
+    CAMPAIGN_BATCH_SIZE) at a time.
+    The active campaigns are read again before each batch: a campaign paused mid-tick (too
+    many failures) sends nothing more.
+
+    The walk first reads its plan, every `size`-th due id (Enrollments.due_bounds); each batch
+    then reads the due rows after the last one walked up to the next bound, by primary key.
+
+    On PostgreSQL each batch is leased to this walk until the caller comes back for the next
+    one (or for LEASE at most, if it dies): concurrent tick runs walk disjoint batches
+    (Enrollments.lease_due_enrollments). SQLite takes one writer at a time, so a second run
+    adds nothing there: its walk leases no rows, only one (the first it walks, for the whole
+    walk) to be seen by another run. A run that sees another's lease logs SQLITE_ONE_WRITER
+    and leases its batches from then on, as on PostgreSQL. Either way the ledger's claim is
+    the exactly-once guard: two runs that walk the same row claim its step once."""
+    worker = worker_name()
+    store = ctx.store
+    size = size or ctx.settings.batch_size
+    leasing = store.dialect != "sqlite"
+    marked = False
+    after_id = 0
+    bounds: list[int] | None = None
+    try:
+        while campaign_ids := [c["id"] for c in store.active_campaigns(now)]:
+            if not leasing and store.leased_by_others(now, worker):
+                log.warning(SQLITE_ONE_WRITER)
+                leasing = True
+            if bounds is None:
+                bounds = store.due_bounds(campaign_ids, now, size)
+            at = bisect_right(bounds, after_id)
+            if at == len(bounds):
+                return
+            if leasing:
+                batch, walked_to = store.lease_due_enrollments(
+                    campaign_ids, now, after_id, size, worker, now + LEASE, upto=bounds[at]
+                )
+            else:
+                batch = store.due_enrollments(campaign_ids, now, after_id, size, upto=bounds[at])
+                walked_to = batch[-1].enrollment_id if len(batch) == size else bounds[at]
+                if batch and not marked:
+                    store.hold_lease(batch[0].enrollment_id, worker, now + LEASE)
+                    marked = True
+            after_id = walked_to if walked_to is not None else bounds[at]
+            try:
+                if batch:
+                    yield batch
+            finally:  # also when the caller stops early or raises
+                if leasing and batch:
+                    store.release_walk(worker)  # this batch's leases, in one statement
+                    marked = False
+    finally:
+        if marked:
+            store.release_walk(worker)
+
+
+def worker_name() -> str:
+    """Who holds a lease: this machine, process and walk (no address, nothing secret)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
