@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -13,11 +12,12 @@ from campaign.store.leads import suppressed_among
 from campaign.store.tables import enrollments, leads, sends, suppressions
 
 
-@dataclass(frozen=True, slots=True)
-class DueLead:
+class DueLead(NamedTuple):
     """The lead columns a due step reads, and no others: the planner (timezone, last_email_at),
     the exit check (unsubscribed_at, booked, consent), rendering and composing (public_id,
-    email, first_name, last_name, anxiety_type, prior_treatments) and settling (id)."""
+    email, first_name, last_name, anxiety_type, prior_treatments) and settling (id). A named
+    tuple, as DueEnrollment: read-only, and made at a fraction of a frozen dataclass's cost
+    (the due walk makes one a row)."""
 
     id: int
     public_id: str
@@ -33,13 +33,15 @@ class DueLead:
     last_email_at: datetime | None
 
 
-DUE_LEAD_COLUMNS = [leads.c[f.name] for f in dataclass_fields(DueLead)]
-EMAIL = 5 + [f.name for f in dataclass_fields(DueLead)].index("email")  # its place in a due row
-LEAD_END = 5 + len(DUE_LEAD_COLUMNS)  # then: email_hash, the sent step keys, suppressed
+DUE_LEAD_COLUMNS = [leads.c[name] for name in DueLead._fields]
+EMAIL = 5 + DueLead._fields.index("email")  # its place in a due row
+LEAD_END = 5 + len(DueLead._fields)  # then: email_hash, the sent step keys, suppressed
+# The times in a due row (enrolled_at, the lead's unsubscribed_at and last_email_at): read raw on
+# SQLite and parsed once per distinct value (a batch enrolled together shares its times).
+TIMES = (4, *(5 + DueLead._fields.index(n) for n in ("unsubscribed_at", "last_email_at")))
 
 
-@dataclass(frozen=True)
-class DueEnrollment:
+class DueEnrollment(NamedTuple):
     """An enrollment due for a look at `now`, with what the planner needs."""
 
     enrollment_id: int
@@ -276,18 +278,19 @@ class Enrollments(StorePart):
             .scalar_subquery()
         )
         suppressed = sa.exists().where(suppressions.c.email_hash == leads.c.email_hash)
+        columns = [
+            enrollments.c.id,
+            enrollments.c.campaign_id,
+            enrollments.c.audience,
+            enrollments.c.audience_version,
+            enrollments.c.enrolled_at,
+            *DUE_LEAD_COLUMNS,
+        ]
+        if self.dialect == "sqlite":
+            for i in TIMES:
+                columns[i] = sa.type_coerce(columns[i], sa.String).label(columns[i].name)
         return (
-            sa.select(
-                enrollments.c.id,
-                enrollments.c.campaign_id,
-                enrollments.c.audience,
-                enrollments.c.audience_version,
-                enrollments.c.enrolled_at,
-                *DUE_LEAD_COLUMNS,
-                leads.c.email_hash,
-                sent,
-                suppressed,
-            )
+            sa.select(*columns, leads.c.email_hash, sent, suppressed)
             .join(leads, leads.c.id == enrollments.c.lead_id)
             .where(where)
             .order_by(enrollments.c.id)
@@ -297,21 +300,26 @@ class Enrollments(StorePart):
         """DueEnrollments from _due_rows_query's rows (with `extra` columns after: then
         (due, *extra) tuples). A lead whose hash is not stored yet (None: rows from before
         0012) is hashed here and looked up in the suppression list."""
-        rows = conn.execute(query).tuples().all()
+        result = conn.execute(query)
+        if self.dialect == "sqlite":  # the driver's rows, the times and flags made here (faster)
+            rows = [_sqlite_row(r) for r in result.cursor.fetchall()]
+        else:
+            rows = result.tuples().all()
         unhashed = {r[EMAIL]: self.hash(r[EMAIL]) for r in rows if r[LEAD_END] is None}
         suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
         found = []
+        none: frozenset[str] = frozenset()
         for r in rows:
+            keys = r[LEAD_END + 1]
             due = DueEnrollment(
-                enrollment_id=r[0],
-                campaign_id=r[1],
-                audience=r[2],
-                audience_version=r[3],
-                enrolled_at=r[4],
-                lead=DueLead(*r[5:LEAD_END]),
-                sent_keys=frozenset(r[LEAD_END + 1].split(",")) if r[LEAD_END + 1] else frozenset(),
-                suppressed=bool(r[LEAD_END + 2])
-                or (r[LEAD_END] is None and unhashed[r[EMAIL]] in suppressed),
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                DueLead._make(r[5:LEAD_END]),
+                frozenset(keys.split(",")) if keys else none,
+                bool(r[LEAD_END + 2]) or (r[LEAD_END] is None and unhashed[r[EMAIL]] in suppressed),
             )
             found.append((due, *r[LEAD_END + 3 :]) if extra else due)
         return found
@@ -351,3 +359,24 @@ class Enrollments(StorePart):
                     .values({k: sa.bindparam(f"b_{k}") for k in columns})
                 )
                 conn.execute(stmt, params)
+
+
+_PARSED: dict[str, datetime] = {}
+FLAGS = tuple(5 + DueLead._fields.index(n) for n in ("consent", "booked"))
+
+
+def _sqlite_row(row: tuple) -> list:
+    """A due row as SQLite's driver gives it, with its times (stored as text, UTC) as aware
+    datetimes (parsed once per distinct value) and its flags (0 or 1) as booleans."""
+    row = list(row)
+    for i in TIMES:
+        if (value := row[i]) is not None:
+            found = _PARSED.get(value)
+            if found is None:
+                if len(_PARSED) > 10_000:  # a bound on what the cache holds
+                    _PARSED.clear()
+                found = _PARSED[value] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            row[i] = found
+    for i in FLAGS:
+        row[i] = bool(row[i])
+    return row
