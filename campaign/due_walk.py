@@ -74,7 +74,10 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
                     campaign_ids, now, after_id, size, worker, now + LEASE, upto=bounds[at]
                 )
             else:
-                batch = store.due_enrollments(campaign_ids, now, after_id, size, upto=bounds[at])
+                # As a lease does: not a row with a step claimed in this tick (a resend).
+                batch = store.due_enrollments(
+                    campaign_ids, now, after_id, size, upto=bounds[at], claimed_after=now - LEASE
+                )
                 walked_to = batch[-1].enrollment_id if len(batch) == size else bounds[at]
                 if batch and not marked:
                     store.hold_lease(batch[0].enrollment_id, worker, now + LEASE)

@@ -113,11 +113,20 @@ class Enrollments(StorePart):
             return list(conn.execute(query).scalars())
 
     def due_enrollments(
-        self, campaign_ids: list[int], now: datetime, after_id: int, limit: int, upto: int | None = None
+        self,
+        campaign_ids: list[int],
+        now: datetime,
+        after_id: int,
+        limit: int,
+        upto: int | None = None,
+        claimed_after: datetime | None = None,
     ) -> list[DueEnrollment]:
-        """The next `limit` due enrollments after `after_id` (up to id `upto`), read without a
-        lease (one reader): one statement, the rows with their sent step keys and suppression."""
+        """The next `limit` due enrollments after `after_id` (up to id `upto`; without a step
+        claimed after `claimed_after`), read without a lease (one reader): one statement, the
+        rows with their sent step keys and suppression."""
         due = self._due_ids(campaign_ids, now, after_id, limit, upto).whereclause
+        if claimed_after is not None:
+            due = sa.and_(due, self._none_claimed_after(claimed_after))
         with self.engine.connect() as conn:
             return self._read(conn, self._due_rows_query(due).limit(limit))
 
@@ -155,9 +164,7 @@ class Enrollments(StorePart):
             ),
             # Done in this tick by another run (a step claimed less than a lease ago): a run
             # that fell behind (a hung request) must not walk it again; the next tick re-plans it.
-            ~sa.exists().where(
-                sends.c.enrollment_id == enrollments.c.id, sends.c.claimed_at > now - (until - now)
-            ),
+            self._none_claimed_after(now - (until - now)),
         )
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True, of=enrollments)
@@ -257,6 +264,10 @@ class Enrollments(StorePart):
             .limit(limit)
         )
         return query if upto is None else query.where(enrollments.c.id <= upto)
+
+    @staticmethod
+    def _none_claimed_after(when: datetime):
+        return ~sa.exists().where(sends.c.enrollment_id == enrollments.c.id, sends.c.claimed_at > when)
 
     @staticmethod
     def _release(conn, enrollment_ids: list[int], worker: str) -> None:
