@@ -88,8 +88,7 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
                     yield batch
             finally:  # also when the caller stops early or raises
                 if leasing and batch:
-                    store.release_walk(worker)  # this batch's leases, in one statement
-                    marked = False
+                    store.release_leases([due.enrollment_id for due in batch], worker)
     finally:
         if marked:
             store.release_walk(worker)

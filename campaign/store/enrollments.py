@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from campaign.store.base import StorePart, chunks
 from campaign.store.leads import suppressed_among
@@ -180,21 +181,23 @@ class Enrollments(StorePart):
             return [], None
         # A new transaction, after the lease is committed: of two runs that leased one lead's
         # rows, the later read always sees the other's lease. The rows and that check in one
-        # statement (`busy`: the lead has a row another run holds).
+        # statement (`busy`: the lead has a row another run holds). The check goes by lead
+        # (ix_enrollments_lead_id): on PostgreSQL ix_enrollments_leased keeps the entries of
+        # every released lease until a vacuum, and a scan of it grows with each batch walked.
         other = enrollments.alias("other")
         busy = (
             sa.exists()
             .where(
                 other.c.lead_id == enrollments.c.lead_id,
-                other.c.leased_until > now,
+                sa.func.coalesce(other.c.leased_until, now) > now,
                 other.c.leased_by != worker,
             )
             .label("busy")
         )
         with self.engine.begin() as conn:
             batch, let_go = [], []
-            for part in chunks(leased):
-                query = self._due_rows_query(enrollments.c.id.in_(part)).add_columns(busy)
+            for part in self._parts(leased):
+                query = self._due_rows_query(self._among(part)).add_columns(busy)
                 for due, is_busy in self._read(conn, query, extra=1):
                     if is_busy:
                         let_go.append(due.enrollment_id)
@@ -211,8 +214,8 @@ class Enrollments(StorePart):
                 self._release(conn, enrollment_ids, worker)
 
     def release_walk(self, worker: str) -> None:
-        """Every lease this run holds, let go in one statement (ix_enrollments_leased: the
-        leased rows only, a few batches whatever the table's size)."""
+        """Every lease this run holds, let go (on SQLite, where ix_enrollments_leased holds
+        the leased rows only: a SQLite walk's one marked row)."""
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(enrollments)
@@ -244,8 +247,8 @@ class Enrollments(StorePart):
         """The same view as due_enrollments for given enrollments, whatever their state or time."""
         found = []
         with self.engine.connect() as conn:
-            for part in chunks(sorted(enrollment_ids)):
-                found.extend(self._read(conn, self._due_rows_query(enrollments.c.id.in_(part))))
+            for part in self._parts(sorted(enrollment_ids)):
+                found.extend(self._read(conn, self._due_rows_query(self._among(part))))
         return found
 
     @staticmethod
@@ -269,14 +272,24 @@ class Enrollments(StorePart):
     def _none_claimed_after(when: datetime):
         return ~sa.exists().where(sends.c.enrollment_id == enrollments.c.id, sends.c.claimed_at > when)
 
-    @staticmethod
-    def _release(conn, enrollment_ids: list[int], worker: str) -> None:
-        for part in chunks(enrollment_ids):
+    def _release(self, conn, enrollment_ids: list[int], worker: str) -> None:
+        for part in self._parts(enrollment_ids):
             conn.execute(
                 sa.update(enrollments)
-                .where(enrollments.c.id.in_(part), enrollments.c.leased_by == worker)
+                .where(self._among(part), enrollments.c.leased_by == worker)
                 .values(leased_until=None, leased_by=None)
             )
+
+    def _parts(self, ids: list[int]) -> list[list[int]]:
+        """The ids in lists for _among: all at once on PostgreSQL (one array parameter)."""
+        return [ids] if self.dialect == "postgresql" else list(chunks(ids))
+
+    def _among(self, ids: list[int]):
+        """enrollments.id among `ids`: on PostgreSQL `= ANY(array)`, one parameter whatever the
+        count (one cached statement); on SQLite IN (...) of at most CHUNK."""
+        if self.dialect == "postgresql":
+            return enrollments.c.id == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
+        return enrollments.c.id.in_(ids)
 
     def _due_rows_query(self, where) -> sa.Select:
         """The enrollments matching `where`, in id order: only the columns a step reads, the
