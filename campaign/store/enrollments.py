@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import NamedTuple
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
-from campaign.store.base import StorePart, chunks
-from campaign.store.leads import suppressed_among
-from campaign.store.tables import enrollments, leads, sends, suppressions
+from campaign.store.base import StorePart
+from campaign.store.due_rows import DueEnrollment, DueLead, due_rows_query, id_among, id_parts, read_due
+from campaign.store.tables import enrollments, sends
 
-
-class DueLead(NamedTuple):
-    """The lead columns a due step reads, and no others: the planner (timezone, last_email_at),
-    the exit check (unsubscribed_at, booked, consent), rendering and composing (public_id,
-    email, first_name, last_name, anxiety_type, prior_treatments) and settling (id). A named
-    tuple, as DueEnrollment: read-only, and made at a fraction of a frozen dataclass's cost
-    (the due walk makes one a row)."""
-
-    id: int
-    public_id: str
-    email: str
-    first_name: str
-    last_name: str
-    anxiety_type: str
-    prior_treatments: int | None
-    consent: bool
-    booked: bool
-    timezone: str
-    unsubscribed_at: datetime | None
-    last_email_at: datetime | None
-
-
-DUE_LEAD_COLUMNS = [leads.c[name] for name in DueLead._fields]
-EMAIL = 5 + DueLead._fields.index("email")  # its place in a due row
-LEAD_END = 5 + len(DueLead._fields)  # then: email_hash, the sent step keys, suppressed
-# The times in a due row (enrolled_at, the lead's unsubscribed_at and last_email_at): read raw on
-# SQLite and parsed once per distinct value (a batch enrolled together shares its times).
-TIMES = (4, *(5 + DueLead._fields.index(n) for n in ("unsubscribed_at", "last_email_at")))
-
-
-class DueEnrollment(NamedTuple):
-    """An enrollment due for a look at `now`, with what the planner needs."""
-
-    enrollment_id: int
-    campaign_id: int
-    audience: str
-    audience_version: str
-    enrolled_at: datetime
-    lead: DueLead
-    sent_keys: frozenset[str]
-    suppressed: bool
+__all__ = ["DueEnrollment", "DueLead", "Enrollments"]
 
 
 class Enrollments(StorePart):
@@ -131,7 +89,7 @@ class Enrollments(StorePart):
         if claimed_after is not None:
             due = sa.and_(due, self._none_claimed_after(claimed_after))
         with self.engine.connect() as conn:
-            return self._read(conn, self._due_rows_query(due).limit(limit))
+            return read_due(conn, self.hash, due_rows_query(self.dialect, due).limit(limit))
 
     def lease_due_enrollments(
         self,
@@ -198,9 +156,9 @@ class Enrollments(StorePart):
         )
         with self.engine.begin() as conn:
             batch, let_go = [], []
-            for part in self._parts(leased):
-                query = self._due_rows_query(self._among(part)).add_columns(busy)
-                for due, is_busy in self._read(conn, query, extra=1):
+            for part in id_parts(self.dialect, leased):
+                query = due_rows_query(self.dialect, id_among(self.dialect, part)).add_columns(busy)
+                for due, is_busy in read_due(conn, self.hash, query, extra=1):
                     if is_busy:
                         let_go.append(due.enrollment_id)
                     else:
@@ -249,8 +207,10 @@ class Enrollments(StorePart):
         """The same view as due_enrollments for given enrollments, whatever their state or time."""
         found = []
         with self.engine.connect() as conn:
-            for part in self._parts(sorted(enrollment_ids)):
-                found.extend(self._read(conn, self._due_rows_query(self._among(part))))
+            for part in id_parts(self.dialect, sorted(enrollment_ids)):
+                found.extend(
+                    read_due(conn, self.hash, due_rows_query(self.dialect, id_among(self.dialect, part)))
+                )
         return found
 
     def _due_ids(
@@ -284,80 +244,12 @@ class Enrollments(StorePart):
         return ~sa.exists().where(sends.c.enrollment_id == enrollments.c.id, sends.c.claimed_at > when)
 
     def _release(self, conn, enrollment_ids: list[int], worker: str) -> None:
-        for part in self._parts(enrollment_ids):
+        for part in id_parts(self.dialect, enrollment_ids):
             conn.execute(
                 sa.update(enrollments)
-                .where(self._among(part), enrollments.c.leased_by == worker)
+                .where(id_among(self.dialect, part), enrollments.c.leased_by == worker)
                 .values(leased_until=None, leased_by=None)
             )
-
-    def _parts(self, ids: list[int]) -> list[list[int]]:
-        """The ids in lists for _among: all at once on PostgreSQL (one array parameter)."""
-        return [ids] if self.dialect == "postgresql" else list(chunks(ids))
-
-    def _among(self, ids: list[int]):
-        """enrollments.id among `ids`: on PostgreSQL `= ANY(array)`, one parameter whatever the
-        count (one cached statement); on SQLite IN (...) of at most CHUNK."""
-        if self.dialect == "postgresql":
-            return enrollments.c.id == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
-        return enrollments.c.id.in_(ids)
-
-    def _due_rows_query(self, where) -> sa.Select:
-        """The enrollments matching `where`, in id order: only the columns a step reads, the
-        step keys already in the ledger (joined by ",": keys are [a-z0-9_]) and whether the
-        address is suppressed (by the hash kept with the lead, 0014_enroll), in one statement."""
-        join = sa.func.string_agg if self.dialect == "postgresql" else sa.func.group_concat
-        sent = (
-            sa.select(join(sends.c.step_key, ","))
-            .where(sends.c.enrollment_id == enrollments.c.id)
-            .scalar_subquery()
-        )
-        suppressed = sa.exists().where(suppressions.c.email_hash == leads.c.email_hash)
-        columns = [
-            enrollments.c.id,
-            enrollments.c.campaign_id,
-            enrollments.c.audience,
-            enrollments.c.audience_version,
-            enrollments.c.enrolled_at,
-            *DUE_LEAD_COLUMNS,
-        ]
-        if self.dialect == "sqlite":
-            for i in TIMES:
-                columns[i] = sa.type_coerce(columns[i], sa.String).label(columns[i].name)
-        return (
-            sa.select(*columns, leads.c.email_hash, sent, suppressed)
-            .join(leads, leads.c.id == enrollments.c.lead_id)
-            .where(where)
-            .order_by(enrollments.c.id)
-        )
-
-    def _read(self, conn, query: sa.Select, extra: int = 0) -> list:
-        """DueEnrollments from _due_rows_query's rows (with `extra` columns after: then
-        (due, *extra) tuples). A lead whose hash is not stored yet (None: rows from before
-        0012) is hashed here and looked up in the suppression list."""
-        result = conn.execute(query)
-        if self.dialect == "sqlite":  # the driver's rows, the times and flags made here (faster)
-            rows = [_sqlite_row(r) for r in result.cursor.fetchall()]
-        else:
-            rows = result.tuples().all()
-        unhashed = {r[EMAIL]: self.hash(r[EMAIL]) for r in rows if r[LEAD_END] is None}
-        suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
-        found = []
-        none: frozenset[str] = frozenset()
-        for r in rows:
-            keys = r[LEAD_END + 1]
-            due = DueEnrollment(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                DueLead._make(r[5:LEAD_END]),
-                frozenset(keys.split(",")) if keys else none,
-                bool(r[LEAD_END + 2]) or (r[LEAD_END] is None and unhashed[r[EMAIL]] in suppressed),
-            )
-            found.append((due, *r[LEAD_END + 3 :]) if extra else due)
-        return found
 
     def update_enrollments(self, changes: list[dict]) -> None:
         """Each dict: id plus the columns to set (next_due_at, state, exit_reason).
@@ -394,24 +286,3 @@ class Enrollments(StorePart):
                     .values({k: sa.bindparam(f"b_{k}") for k in columns})
                 )
                 conn.execute(stmt, params)
-
-
-_PARSED: dict[str, datetime] = {}
-FLAGS = tuple(5 + DueLead._fields.index(n) for n in ("consent", "booked"))
-
-
-def _sqlite_row(row: tuple) -> list:
-    """A due row as SQLite's driver gives it, with its times (stored as text, UTC) as aware
-    datetimes (parsed once per distinct value) and its flags (0 or 1) as booleans."""
-    row = list(row)
-    for i in TIMES:
-        if (value := row[i]) is not None:
-            found = _PARSED.get(value)
-            if found is None:
-                if len(_PARSED) > 10_000:  # a bound on what the cache holds
-                    _PARSED.clear()
-                found = _PARSED[value] = datetime.fromisoformat(value).replace(tzinfo=UTC)
-            row[i] = found
-    for i in FLAGS:
-        row[i] = bool(row[i])
-    return row
