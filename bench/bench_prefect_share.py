@@ -14,6 +14,7 @@ lead's email recorded once by the server and sent in the ledger.
 
     .venv/bin/python bench/bench_prefect_share.py                  # 20,000 emails, 2 pairs
     .venv/bin/python bench/bench_prefect_share.py --emails 2000 --pairs 1
+    .venv/bin/python bench/bench_prefect_share.py --emails 0 --pairs 8    # the fixed cost alone
 """
 
 from __future__ import annotations
