@@ -131,8 +131,7 @@ def send_bulk(
 
 
 def _result(r: BulkRecipient, status: SendStatus, error: str | None = None, **extra: Any) -> SendResult:
-    # A thousand per request, of values made here: built without pydantic's validation.
-    return SendResult.model_construct(send_id=r.send_id, status=status, error=error, **extra)
+    return SendResult(send_id=r.send_id, status=status, error=error, **extra)
 
 
 def _deliver(

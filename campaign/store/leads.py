@@ -316,9 +316,9 @@ class Leads(StorePart):
                     leads.c.booked.is_(False),
                 )
             ).all()
-            found = {r.id: r.email for r in rows if email_of[r.id] == r.email}
-            suppressed = suppressed_among(conn, [self.hash(e) for e in found.values()]) if found else set()
-        return {i for i, e in found.items() if self.hash(e) not in suppressed}
+            found = {r.id: self.hash(r.email) for r in rows if email_of[r.id] == r.email}  # hashed once
+            suppressed = suppressed_among(conn, found.values()) if found else set()
+        return {i for i, h in found.items() if h not in suppressed}
 
     def suppress(self, email: str, reason: str, now: datetime) -> None:
         stmt = (
