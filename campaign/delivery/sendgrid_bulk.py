@@ -32,6 +32,7 @@ from campaign.delivery.payload import (
     bulk_personalization,
     check_limits,
     check_personalization,
+    serialize,
 )
 from campaign.models import SendResult, SendStatus
 
@@ -173,12 +174,13 @@ def _post(
         track_opens=transport.track_opens,
         track_clicks=transport.track_clicks,
     )
-    problems = check_limits(payload, now=time.time(), personalizations_checked=True)  # in _deliver
+    body = serialize(payload)  # once: checked by its size, then posted as it is
+    problems = check_limits(payload, now=time.time(), personalizations_checked=True, size=len(body))
     if problems:  # request-wide (content, size): nobody of it can go
         return [_result(r, SendStatus.failed, "; ".join(problems)) for r in recipients], []
     if stop.is_set():
         return [], [r.send_id for r in recipients]
-    attempt, maybe_delivered = transport.post_until_settled(payload, stop, recipients[0].send_id)
+    attempt, maybe_delivered = transport.post_until_settled(body, stop, recipients[0].send_id)
     if attempt.kind == "sent":
         return [_result(r, SendStatus.sent, message_id=attempt.message_id) for r in recipients], []
     if attempt.kind == "final":
