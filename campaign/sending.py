@@ -343,17 +343,18 @@ def settle(
     last email, the enrollments' next step, and the report's counts."""
     ctx.store.settle([r for r in results if r.send_id not in recorded], now)
     emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
+    counters = {
+        SendStatus.sent: report.sent,
+        SendStatus.failed: report.failed,
+        SendStatus.skipped: report.skipped,
+        SendStatus.unknown: report.unknown,
+    }
+    plans: dict[tuple, Plan] = {}  # a step's sends share a handful of next plans
     for result in results:
-        claim = claims[result.send_id]
-        due, audience, key = wanted[claim.enrollment_id]
-        counter = {
-            SendStatus.sent: report.sent,
-            SendStatus.failed: report.failed,
-            SendStatus.skipped: report.skipped,
-            SendStatus.unknown: report.unknown,
-        }[result.status]
-        counter[(audience.name, key)] += 1
-        if result.status is SendStatus.skipped:
+        due, audience, key = wanted[claims[result.send_id].enrollment_id]
+        status = result.status
+        counters[status][(audience.name, key)] += 1
+        if status is SendStatus.skipped:
             changes.append(
                 {
                     "id": due.enrollment_id,
@@ -364,10 +365,14 @@ def settle(
             )
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
-        last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
-        if last is now and result.send_id not in recorded:
+        emailed_now = status is SendStatus.sent or status is SendStatus.unknown
+        last = now if emailed_now else due.lead.last_email_at
+        if emailed_now and result.send_id not in recorded:
             emailed.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)
+        which = (id(audience), frozenset(due.sent_keys), key, due.enrolled_at, last, due.lead.timezone)
+        p = plans.get(which)
+        if p is None:
+            p = plans[which] = plan_for(audience, due, due.sent_keys | {key}, last, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1

@@ -15,8 +15,6 @@ import re
 import unicodedata
 from typing import Any
 
-import orjson
-
 from campaign.models import OutboundEmail
 
 # SendGrid's documented limits for POST /v3/mail/send.
@@ -61,8 +59,7 @@ _SPACES = re.compile(r"\s+")
 # Headers need a short name: a long one folds badly (Python can fold a blank line into To:),
 # and nobody reads past this in a mail client anyway. The full name stays in the store.
 MAX_HEADER_NAME = 64
-# A name made of these (single spaces between words) is already clean: most names, returned
-# as they are without the per-character scan (a bulk step cleans one per recipient).
+# Already clean (most names): returned without the per-character scan, once per bulk recipient.
 _PLAIN_NAME = re.compile(r"\A[A-Za-z0-9.\-]+(?: [A-Za-z0-9.\-]+)*\Z")
 
 
@@ -296,11 +293,8 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
 
 
 def _json_size_if_near(d: dict, limit: int) -> int:
-    """The bytes of json.dumps(d) when they may reach `limit`; 0 when they surely do not. A
-    string-to-string dict's JSON (ASCII, as json.dumps writes it) takes at most 12 bytes per
-    character (a character outside the BMP is two \\uXXXX escapes) and 8 per item (quotes,
-    ": ", ", "): far under the limit, the exact size is not needed (the check of every
-    recipient of a bulk request)."""
+    """The bytes of json.dumps(d) if they may reach `limit`, else 0: str-to-str JSON takes at most
+    12 bytes a character (two \\uXXXX escapes) and 8 an item, so most need no json.dumps."""
     if all(type(k) is str and type(v) is str for k, v in d.items()):
         bound = 2 + sum(12 * (len(k) + len(v)) + 8 for k, v in d.items())
         if bound < limit:
@@ -315,15 +309,6 @@ _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 def payload_size(payload: dict[str, Any]) -> int:
     """Bytes on the wire, serialized the way python-http-client does it (json.dumps)."""
     return len(json.dumps(payload).encode("utf-8"))
-
-
-def serialize(payload: dict[str, Any]) -> bytes:
-    """A request body as UTF-8 JSON, made once (orjson: a bulk request's 1,000 personalizations
-    in 0.3 ms, json.dumps took 8 ms, and did it twice, for check_limits and the client)."""
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError:  # what orjson refuses (an integer past 64 bits ...), json may take
-        return json.dumps(payload).encode("utf-8")
 
 
 def check_limits(
