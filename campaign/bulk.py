@@ -263,11 +263,11 @@ def group_for_bulk(
 
 
 @lru_cache(maxsize=4096)
-def _name_substitutions(first_name: str) -> tuple[tuple[str, str], ...]:
-    return ((NAME_HTML, html.escape(first_name, quote=True)), (NAME_TEXT, first_name)) if first_name else ()
+def _name_substitutions(first_name: str) -> dict[str, str]:  # read only: copied into each recipient's
+    return {NAME_HTML: html.escape(first_name, quote=True), NAME_TEXT: first_name} if first_name else {}
 
 
 def substitutions(first_name: str, url: str) -> dict[str, str]:
     """A recipient's values: the name escaped for HTML and plain for text (escaped once per
     name), the URL in both forms (one that matches _PLAIN_URL reads the same escaped)."""
-    return {URL_HTML: url, URL_TEXT: url, **dict(_name_substitutions(first_name))}
+    return {URL_HTML: url, URL_TEXT: url, **_name_substitutions(first_name)}

@@ -79,6 +79,8 @@ class FailureLimit:
         self._lock = threading.Lock()
 
     def count(self, result: SendResult) -> None:
+        if result.status is SendStatus.sent and not self.in_a_row and self.limit != 0:
+            return  # nothing to reset (a bulk request's thousand answers): no lock
         with self._lock:
             if result.status is SendStatus.sent:
                 self.in_a_row = 0
@@ -306,8 +308,9 @@ def send_claims(
                 if not singles_tried:  # stopped in the bulk part: the single emails were never tried
                     exc.not_sent.extend(e.send_id for e in emails)
     claim_of = {c.send_id: c for c in claims}
-    final = [r for r in results if not _retry_later(r)]
-    later = [r for r in results if _retry_later(r)]
+    final, later = [], []
+    for r in results:
+        (later if _retry_later(r) else final).append(r)
     for r in later:
         due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
         report.failed[(audience.name, key)] += 1
