@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -206,28 +207,11 @@ class AuditPage:
 
 
 def list_audit(
-    accounts: AccountStore,
-    *,
-    limit: int = 50,
-    before_id: int | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    accounts: AccountStore, *, limit: int = 50, before_id: int | None = None, **filters: Any
 ) -> AuditPage:
-    """Newest first, one page, paginated by key (fast however long the log grows)."""
-    rows = accounts.audit_page(
-        limit=limit + 1,
-        before_id=before_id,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        since=since,
-        until=until,
-    )
+    """Newest first, one page, paginated by key (fast however long the log grows). `filters` are
+    AccountStore.audit_page's: actor, action, object_type, object_id, since, until."""
+    rows = accounts.audit_page(limit=limit + 1, before_id=before_id, **filters)
     more = len(rows) > limit
     rows = rows[:limit]
     return AuditPage(rows, rows[-1].id if more else None)

@@ -52,6 +52,7 @@ _URL_A, _URL_B = (
 # A URL made of these reads the same in HTML and in text (no & < > " ' to escape, nothing for
 # Markdown's link normalizer to percent-encode).
 _PLAIN_URL = re.compile(r"\A[A-Za-z0-9:/._~\-]+\Z")
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -198,34 +199,17 @@ def group_for_bulk(
     groups: dict[tuple, BulkEmail] = {}
     single: list[Claim] = []
     members: dict[tuple, list[Claim]] = {}
-    templates: dict[tuple, BulkTemplate | None] = {}
-    group_keys: dict[tuple, tuple] = {}
-    for claim in claims:
-        due: DueEnrollment
-        audience: Audience
-        due, audience, _ = wanted[claim.enrollment_id]
-        lead = due.lead
-        first = (lead.first_name or "").strip()
-        url = url_for(lead.public_id)
-        which = (id(audience), claim.step_key, lead.anxiety_type, lead.prior_treatments, bool(first))
-        if which in templates:
-            template = templates[which]
-        else:
-            name = audience.step(claim.step_key).template
-            template = templates[which] = composer.template(
-                name, lead.anxiety_type, lead.prior_treatments, bool(first), credits.get(name)
-            )
-        if template is None or TAG_MARK in first or not _PLAIN_URL.match(url):
-            single.append(claim)
-            continue
-        key = group_keys.get((template.digest, due.campaign_id))
-        if key is None:
-            campaign = campaigns[due.campaign_id]
-            key = group_keys[(template.digest, due.campaign_id)] = (
-                template.digest,
-                f"campaign-{campaign['id']}",
-                bool(campaign["sandbox"]),
-            )
+
+    def target(audience: Audience, step_key: str, lead, has_name: bool, campaign_id: int):
+        """(template, its group's recipients, their claims), or None: one email each."""
+        name = audience.step(step_key).template
+        template = composer.template(
+            name, lead.anxiety_type, lead.prior_treatments, has_name, credits.get(name)
+        )
+        if template is None:
+            return None
+        campaign = campaigns[campaign_id]
+        key = (template.digest, f"campaign-{campaign['id']}", bool(campaign["sandbox"]))
         group = groups.get(key)
         if group is None:
             group = groups[key] = BulkEmail(
@@ -238,7 +222,27 @@ def group_for_bulk(
                 sandbox=key[2],
             )
             members[key] = []
-        group.recipients.append(
+        return template, group.recipients, members[key]
+
+    # What decides a recipient's email and group -> target(...): one lookup per recipient.
+    targets: dict[tuple, tuple | None] = {}
+    for claim in claims:
+        due: DueEnrollment
+        audience: Audience
+        due, audience, _ = wanted[claim.enrollment_id]
+        lead = due.lead
+        first = (lead.first_name or "").strip()
+        url = url_for(lead.public_id)
+        step, campaign_id = claim.step_key, due.campaign_id
+        which = (id(audience), step, lead.anxiety_type, lead.prior_treatments, bool(first), campaign_id)
+        found = targets.get(which, _UNSEEN)
+        if found is _UNSEEN:
+            found = targets[which] = target(audience, step, lead, bool(first), campaign_id)
+        if found is None or TAG_MARK in first or not _PLAIN_URL.match(url):
+            single.append(claim)
+            continue
+        template, recipients, group_claims = found
+        recipients.append(
             BulkRecipient(
                 send_id=claim.send_id,
                 to_email=lead.email,
@@ -248,7 +252,7 @@ def group_for_bulk(
                 substitutions=substitutions(first, url),
             )
         )
-        members[key].append(claim)
+        group_claims.append(claim)
     bulk = []
     for key, group in groups.items():
         if len(group.recipients) >= BULK_MIN_RECIPIENTS:
@@ -259,11 +263,11 @@ def group_for_bulk(
 
 
 @lru_cache(maxsize=4096)
-def _name_substitutions(first_name: str) -> tuple[tuple[str, str], ...]:
-    return ((NAME_HTML, html.escape(first_name, quote=True)), (NAME_TEXT, first_name)) if first_name else ()
+def _name_substitutions(first_name: str) -> dict[str, str]:  # read only: copied into each recipient's
+    return {NAME_HTML: html.escape(first_name, quote=True), NAME_TEXT: first_name} if first_name else {}
 
 
 def substitutions(first_name: str, url: str) -> dict[str, str]:
     """A recipient's values: the name escaped for HTML and plain for text (escaped once per
     name), the URL in both forms (one that matches _PLAIN_URL reads the same escaped)."""
-    return {URL_HTML: url, URL_TEXT: url, **dict(_name_substitutions(first_name))}
+    return {URL_HTML: url, URL_TEXT: url, **_name_substitutions(first_name)}

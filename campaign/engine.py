@@ -29,7 +29,7 @@ from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
 from campaign.schedule import as_utc, in_window, step_time
-from campaign.sending import SendPolicy, Wanted, plan_for, send_claims
+from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims
 from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
@@ -149,9 +149,9 @@ def first_due(audience: Audience, enrolled_at: datetime, tz: str) -> datetime:
 
 def enroll_new(ctx: Context, now: datetime) -> TickReport:
     """Put every consenting, reachable lead not yet in an active campaign into the first
-    audience (by priority) that matches it, set-based: per campaign and audience one
-    INSERT ... SELECT over the audience's rule compiled to SQL, the first email's time per time
-    zone. Audiences from the first rule that does not compile on are walked in Python
+    audience (by priority) that matches it, set-based: per campaign one INSERT ... SELECT over the
+    audiences' rules compiled to SQL (SQLite: one per audience), the first email's time per
+    audience and time zone. Audiences from the first rule that does not compile on are walked in Python
     (`enroll_by_walk`'s loop, over the leads no compiled audience takes)."""
     report = _refreshed(ctx, now)
     ctx.store.fill_email_hashes()  # the suppression check joins on the address hash
@@ -159,15 +159,13 @@ def enroll_new(ctx: Context, now: datetime) -> TickReport:
     zones: list[str] | None = None  # read once, when a campaign enrolls set-based
     for campaign in ctx.store.active_campaigns(now):
         audiences = campaign_audiences(campaign, ctx)
-        for audience, _ in compiled.sql:
-            if audience not in audiences:
-                continue
+        if mine := [audience for audience, _ in compiled.sql if audience in audiences]:
             if zones is None:
                 zones = ctx.store.enrollment_zones()
-            due = {zone: first_due(audience, now, zone) for zone in zones}
-            rule = compiled.first_match(audience)
-            if n := ctx.store.enroll_matching(campaign["id"], audience, rule, due, now):
-                report.enrolled[audience.name] += n
+            due = {a.name: {zone: first_due(a, now, zone) for zone in zones} for a in mine}
+            for name, n in ctx.store.enroll_campaign(campaign["id"], compiled, mine, due, now).items():
+                if n:
+                    report.enrolled[name] += n
         if walked := [a for a in compiled.walked if a in audiences]:
             _enroll_walk(ctx, campaign, walked, now, report, skip=compiled.matched_before())
     return report
@@ -241,6 +239,7 @@ def exit_reason(due: DueEnrollment, audience: Audience | None) -> str | None:
     return None
 
 
+@gc_paused()  # the cyclic collector waits while a step runs (a quarter of its CPU time)
 def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> TickReport:
     """Plan each enrollment, claim the due steps in the ledger, render, send, settle."""
     report = TickReport(now=now)

@@ -8,10 +8,12 @@ each email's result, through the hooks described in campaign.delivery.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -77,6 +79,8 @@ class FailureLimit:
         self._lock = threading.Lock()
 
     def count(self, result: SendResult) -> None:
+        if result.status is SendStatus.sent and not self.in_a_row and self.limit != 0:
+            return  # nothing to reset (a bulk request's thousand answers): no lock
         with self._lock:
             if result.status is SendStatus.sent:
                 self.in_a_row = 0
@@ -135,7 +139,7 @@ class AnswerRecorder:
             return  # only accepted sends: failures and unknowns settle with the batch
         with self._lock:
             self._pending.append(result)
-            full = len(self._pending) >= self.group
+            full = len(self._pending) == self.group  # once per group: a bulk request adds 1,000
         if full:
             self._wake.set()
 
@@ -156,6 +160,40 @@ class AnswerRecorder:
             log.exception("recording %d accepted sends failed; the batch settles them at its end", len(group))
             return
         self.recorded.update(r.send_id for r in group)
+
+
+class _GCPause:
+    """Python's cyclic garbage collector off while a send step runs, back on when the last
+    running step ends (steps of tick workers may overlap in one process).
+
+    A step keeps its ten thousand due enrollments, claims and results alive until it ends, so
+    the collector promoted them and ran full collections over everything the process holds:
+    about a quarter of a bulk step's CPU time (61 full collections in a step to 200,000).
+    Reference counting still frees what a step drops; the few cycles it makes wait for the
+    first collection after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._was_enabled = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._was_enabled:
+                    gc.enable()
+
+
+gc_paused = _GCPause()
 
 
 # Plans by everything that decides them: the leads enrolled in one tick, in one time zone and
@@ -270,8 +308,9 @@ def send_claims(
                 if not singles_tried:  # stopped in the bulk part: the single emails were never tried
                     exc.not_sent.extend(e.send_id for e in emails)
     claim_of = {c.send_id: c for c in claims}
-    final = [r for r in results if not _retry_later(r)]
-    later = [r for r in results if _retry_later(r)]
+    final, later = [], []
+    for r in results:
+        (later if _retry_later(r) else final).append(r)
     for r in later:
         due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
         report.failed[(audience.name, key)] += 1
@@ -307,17 +346,18 @@ def settle(
     last email, the enrollments' next step, and the report's counts."""
     ctx.store.settle([r for r in results if r.send_id not in recorded], now)
     emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
+    counters = {
+        SendStatus.sent: report.sent,
+        SendStatus.failed: report.failed,
+        SendStatus.skipped: report.skipped,
+        SendStatus.unknown: report.unknown,
+    }
+    plans: dict[tuple, Plan] = {}  # a step's sends share a handful of next plans
     for result in results:
-        claim = claims[result.send_id]
-        due, audience, key = wanted[claim.enrollment_id]
-        counter = {
-            SendStatus.sent: report.sent,
-            SendStatus.failed: report.failed,
-            SendStatus.skipped: report.skipped,
-            SendStatus.unknown: report.unknown,
-        }[result.status]
-        counter[(audience.name, key)] += 1
-        if result.status is SendStatus.skipped:
+        due, audience, key = wanted[claims[result.send_id].enrollment_id]
+        status = result.status
+        counters[status][(audience.name, key)] += 1
+        if status is SendStatus.skipped:
             changes.append(
                 {
                     "id": due.enrollment_id,
@@ -328,10 +368,14 @@ def settle(
             )
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
-        last = now if result.status in (SendStatus.sent, SendStatus.unknown) else due.lead.last_email_at
-        if last is now and result.send_id not in recorded:
+        emailed_now = status is SendStatus.sent or status is SendStatus.unknown
+        last = now if emailed_now else due.lead.last_email_at
+        if emailed_now and result.send_id not in recorded:
             emailed.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)
+        which = (id(audience), frozenset(due.sent_keys), key, due.enrolled_at, last, due.lead.timezone)
+        p = plans.get(which)
+        if p is None:
+            p = plans[which] = plan_for(audience, due, due.sent_keys | {key}, last, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1

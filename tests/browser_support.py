@@ -116,3 +116,42 @@ def check_png_decoder_undoes_every_filter():
     assert png_pixels(_png(4, 5, raw)) == (4, 5, rows)
     one_colour = b"".join(b"\x00" + bytes([250, 250, 250]) * 4 for _ in range(5))
     assert distinct_colours(_png(4, 5, one_colour)) == 1
+
+
+# ---- console steps more than one browser test plays --------------------------------------------
+
+WELCOME = "/console/content/gad/welcome"
+
+
+def upload_and_map_odd_csv(page, leads_file: Path) -> None:
+    """Upload ODD_CSV (test_console_leads_browser) on the Import page, map its odd headers to
+    fields, and check again: the dry run's counts are on the page afterwards."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Import").click()
+    page.get_by_label("A .csv or .xlsx file").set_input_files(leads_file)
+    page.get_by_role("button", name="Upload and check").click()
+    expect(page.locator("#needs-email")).to_contain_text("No column is read as the email address")
+    for column, field in [
+        ("Field for column 1, Electronic mail", "email"),
+        ("Field for column 2, Given", "first_name"),
+        ("Field for column 4, What worries you", "anxiety_type"),
+        ("Field for column 5, Consent to email?", "consent"),
+    ]:
+        page.get_by_label(column).select_option(field)
+    page.get_by_role("button", name="Check again with these columns").click()
+
+
+def coordinator_cannot_approve(context, page, base_url: str) -> None:
+    """A coordinator's content page has no approve button, and a forged approval POST gets 403."""
+    from playwright.sync_api import expect
+
+    page.goto(base_url + WELCOME)
+    expect(page.get_by_role("heading", name="Approval", exact=True)).to_be_visible()
+    assert page.get_by_role("button", name="Approve this email").count() == 0
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    forged = context.request.post(
+        base_url + WELCOME + "/approve",
+        form={"csrf_token": token, "attest": "yes", "content_hash": "0" * 64},
+    )
+    assert forged.status == 403

@@ -11,7 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
-from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    WELCOME,
+    coordinator_cannot_approve,
+    upload_and_map_odd_csv,
+)
 from console_pages_support import NAMED_REVIEWER
 from console_support import EMAILS, PASSWORD
 from test_console_leads_browser import ODD_CSV
@@ -23,7 +30,6 @@ from campaign.store.tables import campaigns, enrollments, sends
 
 pytestmark = NEEDS_CHROMIUM
 
-WELCOME = "/console/content/gad/welcome"
 PHONE = 375
 # The elements and texts that reach past the window's right edge, furthest first: what makes a
 # page too wide (a long word overflows its box without widening the box).
@@ -74,18 +80,7 @@ def coordinator_imports(page, leads_file: Path) -> str:
     """Upload, map, dry run, import, download the rejects; returns the rejects' text."""
     from playwright.sync_api import expect
 
-    page.get_by_role("navigation", name="Console").get_by_role("link", name="Import").click()
-    page.get_by_label("A .csv or .xlsx file").set_input_files(leads_file)
-    page.get_by_role("button", name="Upload and check").click()
-    expect(page.locator("#needs-email")).to_contain_text("No column is read as the email address")
-    for column, field in [
-        ("Field for column 1, Electronic mail", "email"),
-        ("Field for column 2, Given", "first_name"),
-        ("Field for column 4, What worries you", "anxiety_type"),
-        ("Field for column 5, Consent to email?", "consent"),
-    ]:
-        page.get_by_label(column).select_option(field)
-    page.get_by_role("button", name="Check again with these columns").click()
+    upload_and_map_odd_csv(page, leads_file)
     for kind, number in [("new", "3"), ("updated", "0"), ("unchanged", "0"), ("rejected", "1")]:
         expect(page.locator(f"#count-{kind}")).to_have_text(number)
     expect(page.get_by_role("table", name="Rejected rows")).to_contain_text("bad-address")
@@ -134,15 +129,7 @@ def test_the_coordinators_day_in_chromium(content_console, tmp_path):
             assert server.store.lead_by_email("a@example.com").first_name == "Ann"
 
             # A coordinator has no approve button, and a forged approval is refused.
-            coordinator.goto(WELCOME)
-            expect(coordinator.get_by_role("heading", name="Approval", exact=True)).to_be_visible()
-            assert coordinator.get_by_role("button", name="Approve this email").count() == 0
-            token = coordinator.locator('input[name="csrf_token"]').first.get_attribute("value")
-            forged = coordinator_context.request.post(
-                server.url + WELCOME + "/approve",
-                form={"csrf_token": token, "attest": "yes", "content_hash": "0" * 64},
-            )
-            assert forged.status == 403
+            coordinator_cannot_approve(coordinator_context, coordinator, server.url)
             # The reviewer approves with the attestation.
             reviewer_context, reviewer = log_in(browser, server, NAMED_REVIEWER)
             reviewer.goto(WELCOME)

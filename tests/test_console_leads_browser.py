@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NEEDS_CHROMIUM,
+    upload_and_map_odd_csv,
+)
 from console_support import EMAILS, PASSWORD, Clock, serve_console
 
 from campaign.models import AnxietyType, LeadIn
@@ -62,19 +67,7 @@ def test_a_coordinator_maps_checks_imports_and_downloads_the_rejects(make_settin
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Log in").click()
 
-            page.get_by_role("navigation", name="Console").get_by_role("link", name="Import").click()
-            page.get_by_label("A .csv or .xlsx file").set_input_files(leads_file)
-            page.get_by_role("button", name="Upload and check").click()
-            expect(page.locator("#needs-email")).to_contain_text("No column is read as the email address")
-
-            for column, field in [
-                ("Field for column 1, Electronic mail", "email"),
-                ("Field for column 2, Given", "first_name"),
-                ("Field for column 4, What worries you", "anxiety_type"),
-                ("Field for column 5, Consent to email?", "consent"),
-            ]:
-                page.get_by_label(column).select_option(field)
-            page.get_by_role("button", name="Check again with these columns").click()
+            upload_and_map_odd_csv(page, leads_file)
             for kind, number in [("new", "1"), ("updated", "1"), ("unchanged", "1"), ("rejected", "1")]:
                 expect(page.locator(f"#count-{kind}")).to_have_text(number)
             expect(page.get_by_role("table", name="Rejected rows")).to_contain_text("bad-address")

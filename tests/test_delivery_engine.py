@@ -307,4 +307,6 @@ def test_the_rate_ceiling_spreads_a_ticks_sends_over_time(make_settings, sg):
     assert sum(run_tick(ctx, MONDAY_10).sent.values()) == 12
     times = sorted(m.received_at for m in sg.messages)
     assert len(times) == 12
-    assert times[-1] - times[0] >= 11 / 40 - 0.02  # a lower bound: slowness cannot break it
+    # A lower bound, with room for a loaded machine delaying the first request's arrival more
+    # than the last's; without the ceiling, 6 workers deliver all 12 within a few milliseconds.
+    assert times[-1] - times[0] >= 0.6 * 11 / 40

@@ -15,7 +15,7 @@ from campaign.delivery import TooManyFailures
 from campaign.engine import run_tick
 from campaign.models import LeadIn, SendResult, SendStatus
 from campaign.runtime import build_context
-from campaign.sending import FailureLimit, Pacer
+from campaign.sending import FailureLimit, Pacer, gc_paused
 
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
 
@@ -130,3 +130,22 @@ def test_the_outbox_is_paced_by_the_same_ceiling(make_settings):
     started = time.monotonic()
     assert sum(run_tick(ctx, MONDAY_10).sent.values()) == 6
     assert time.monotonic() - started >= 5 / 20  # six emails at 20/s: at least five intervals
+
+
+def test_the_collector_waits_while_steps_run_and_comes_back_after_the_last():
+    import gc
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # another step of the process (tick workers) overlapping
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()

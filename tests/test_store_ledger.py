@@ -161,3 +161,33 @@ def test_set_based_enrollment_updates_give_each_enrollment_its_values(store):
             change.get("exit_reason"),
             change["next_due_at"],
         )
+
+
+def test_claims_take_each_pair_once_with_unguessable_time_ordered_ids(store):
+    """More pairs than one INSERT holds (150); a pair claimed before is not claimed again. Each
+    send id: 32 hex digits, the claim's moment first (neighbours in the index), then random."""
+    _, _, enrollments = setup(store, 400)
+    first = store.claim([(e, "welcome") for e in enrollments[:300]], T0, "sendgrid")
+    second = store.claim([(e, "welcome") for e in enrollments[200:]], T0, "sendgrid")
+    assert sorted(c.enrollment_id for c in first) == enrollments[:300]
+    assert sorted(c.enrollment_id for c in second) == enrollments[300:]
+    ids = [c.send_id for c in first + second]
+    assert len(set(ids)) == 400 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len({i[:10] for i in ids}) <= 2  # one moment (two if the claims straddle a tick)
+    assert len({i[12:] for i in ids}) == 400
+    rows = store.ledger()
+    assert {(r["status"], r["claimed_at"]) for r in rows} == {("claimed", T0)}  # bound as SQLAlchemy binds
+
+
+def test_reachability_before_a_request_reads_the_kept_address_hash_or_makes_it(store):
+    import sqlalchemy as sa
+
+    from campaign.store.tables import leads as leads_table
+
+    _, lead_ids, _ = setup(store, 4)
+    store.suppress("s1@example.com", "bounce", T0)
+    store.suppress("s2@example.com", "bounce", T0)
+    with store.engine.begin() as conn:  # leads from before 0014_enroll: no hash kept
+        conn.execute(sa.update(leads_table).where(leads_table.c.id.in_(lead_ids[2:])).values(email_hash=None))
+    pairs = [(i, f"s{n}@example.com") for n, i in enumerate(lead_ids)]
+    assert store.reachable_among(pairs) == {lead_ids[0], lead_ids[3]}

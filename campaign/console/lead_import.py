@@ -156,15 +156,21 @@ def check(page: PageRequest) -> Response:
     return _check_page(page, upload, page.query)
 
 
+def _mapped(page: PageRequest, upload: Upload, source) -> tuple[ImportPreview, dict[str, str]]:
+    """The preview with the columns chosen in `source`, and those choices (none: the headers')."""
+    preview = preview_import(upload.file, display_name=upload.name)
+    choices = _choices(page, source, len(preview.columns))
+    if choices is None:
+        return preview, {}
+    overrides = column_overrides([c.header for c in preview.columns], choices)
+    return preview_import(upload.file, overrides, display_name=upload.name), overrides
+
+
 def _check_page(page: PageRequest, upload: Upload, source, *, error: str = "") -> Response:
     values = {"upload": upload, "preview": None, "summary": None, "overrides": {}, "error": error}
     needs_email = False
     try:
-        preview = preview_import(upload.file, display_name=upload.name)
-        choices = _choices(page, source, len(preview.columns))
-        if choices is not None:
-            values["overrides"] = column_overrides([c.header for c in preview.columns], choices)
-            preview = preview_import(upload.file, values["overrides"], display_name=upload.name)
+        preview, values["overrides"] = _mapped(page, upload, source)
         values["preview"] = preview
         needs_email = not preview.has_email
         if not needs_email and not values["error"]:
@@ -202,9 +208,7 @@ def run_import(page: PageRequest) -> Response:
     if upload.imported:
         return page.redirect(f"/import/{upload.token}")
     try:
-        preview: ImportPreview = preview_import(upload.file, display_name=upload.name)
-        choices = _choices(page, page.form, len(preview.columns)) or [c.field for c in preview.columns]
-        overrides = column_overrides([c.header for c in preview.columns], choices)
+        _, overrides = _mapped(page, upload, page.form)
         summary = import_file(
             page.store,
             page.settings,

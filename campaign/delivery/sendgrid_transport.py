@@ -307,7 +307,7 @@ class SendGridTransport:
         return self._gave_up(send_id, attempt, maybe_delivered)
 
     def post_until_settled(
-        self, payload: dict[str, Any], stop: threading.Event, label: str
+        self, payload: dict[str, Any] | bytes, stop: threading.Event, label: str
     ) -> tuple[Attempt, bool]:
         """POST with the retry policy until the request settles. Returns the last attempt
         (kind "sent", "final", "unauthorized", a "retry"/"rate_limited" given up on, or "stopped"
@@ -361,10 +361,17 @@ class SendGridTransport:
             jitter = self._random.uniform(0, min(0.25, self.rate_limit_wait_cap / 10))
         return max(0.0, min(delay, self.rate_limit_wait_cap)) + jitter
 
-    def _post(self, payload: dict[str, Any]) -> Attempt:
-        """One HTTP call; every outcome, including the client's exceptions, as an Attempt."""
+    def _post(self, payload: dict[str, Any] | bytes) -> Attempt:
+        """One HTTP call; every outcome, including the client's exceptions, as an Attempt.
+        `payload`: a dict (the client serializes it) or a body serialized already (bulk)."""
+        if isinstance(payload, bytes):  # the client takes a str as it is under another JSON type
+            body, headers = payload.decode("utf-8"), _SERIALIZED
+        else:
+            body, headers = payload, _JSON  # said each time: the client keeps headers between calls
         try:
-            response = self._client().client.mail.send.post(request_body=payload, timeout=self.timeout)
+            response = self._client().client.mail.send.post(
+                request_body=body, request_headers=headers, timeout=self.timeout
+            )
         except _ClientHTTPError as exc:
             return classify_http_error(exc)
         except urllib.error.URLError as exc:
@@ -391,6 +398,10 @@ class SendGridTransport:
         # python-http-client raises for >= 400; another 2xx/3xx is unexpected but not an error
         # we can act on: the request was accepted in some form.
         return Attempt("retry", status=status, error=f"unexpected HTTP {status}", maybe_delivered=True)
+
+
+_JSON = {"Content-Type": "application/json"}
+_SERIALIZED = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class _Unauthorized(Exception):

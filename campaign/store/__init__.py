@@ -208,6 +208,7 @@ class Store:
     fill_email_hashes = _PartMethod("_enroll", Enroll.fill_email_hashes)
     enrollment_zones = _PartMethod("_enroll", Enroll.enrollment_zones)
     enroll_matching = _PartMethod("_enroll", Enroll.enroll_matching)
+    enroll_campaign = _PartMethod("_enroll", Enroll.enroll_campaign)
 
     def compile_audiences(self, audiences) -> CompiledAudiences:
         """The audiences' match rules as SQL for this database (campaign.store.enroll)."""

@@ -245,7 +245,12 @@ class LeadImport(StorePart):
         ).where(~sa.exists().where(found.c.row_number == stage.c.row_number))
         targets = [*LEAD_FIELDS, "public_id", "email_hash", "created_at", "updated_at", "booked_at"]
         targets += ["consent_at", *_PROOF]
-        conn.execute(sa.insert(leads).from_select(targets, new.order_by(stage.c.row_number)))
+        # PostgreSQL: the new leads written in address order, so that the two indexes of the
+        # address (unique, pattern) grow at their end instead of at random pages (1M rows: the
+        # INSERT 32.6 s -> 17.4 s; their ids then follow the addresses, not the file's order).
+        # SQLite: in file order (its writes are cheap enough there; ids follow the file).
+        order = stage.c.email if self.dialect == "postgresql" else stage.c.row_number
+        conn.execute(sa.insert(leads).from_select(targets, new.order_by(order)))
 
 
 def _gives_consent() -> sa.ColumnElement:
