@@ -122,7 +122,10 @@ def fill(engine: sa.Engine, n: int) -> None:
 
 @contextmanager
 def serving(settings: Settings, store: Store):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, as uvicorn's own socket (`campaign web`: host and port) has: asyncio sets
+    # TCP_NODELAY only on a socket whose proto says TCP. Without it each keep-alive response
+    # (headers, then body) waited ~40 ms for the client's delayed ACK: the "~60 ms of any page".
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_app(settings.model_copy(update={"public_url": url}), store=store)
