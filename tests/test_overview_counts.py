@@ -120,15 +120,36 @@ def test_due_in_24h_equals_a_plain_count_whichever_side_is_counted(store, due_sh
     assert plain == due - (due > 0) - 2 * (due == len(ids))
 
 
-def test_sent_today_equals_a_plain_count(store):
+def test_sent_today_equals_a_plain_count_with_one_campaign_or_more(store):
     ids = enrolled(store, 30)
     claims = store.claim([(e, "welcome") for e in ids], MONDAY_10, "outbox")
     settle(store, claims[:10], SendStatus.sent, MONDAY_10 - timedelta(days=1))
     settle(store, claims[10:25], SendStatus.sent, MONDAY_10)
     settle(store, claims[25:], SendStatus.failed, MONDAY_10)
-    campaign_id = store.campaign("evergreen")["id"]
-    facts = store.campaign_statuses([campaign_id], MONDAY_10, MONDAY_10 - timedelta(hours=1))
-    assert facts[campaign_id]["sent_today"] == 15
+    evergreen = store.campaign("evergreen")["id"]
+    spring = store.create_campaign(
+        slug="spring",
+        name="Spring",
+        audiences=["gad"],
+        starts_at=None,
+        sandbox=False,
+        versions={},
+        now=MONDAY_10,
+    )["id"]
+    day_start = MONDAY_10 - timedelta(hours=1)
+    # One campaign holds every enrollment: today's sends are counted from the index alone.
+    facts = store.campaign_statuses([evergreen, spring], MONDAY_10, day_start)
+    assert (facts[evergreen]["sent_today"], facts[spring]["sent_today"]) == (15, 0)
+    # Two campaigns with enrollments: each send's campaign is read through its enrollment.
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE enrollments SET campaign_id = :c WHERE id IN (:a, :b, :d)"),
+            {"c": spring, "a": ids[0], "b": ids[12], "d": ids[13]},
+        )
+    facts = store.campaign_statuses([evergreen, spring], MONDAY_10, day_start)
+    assert (facts[evergreen]["sent_today"], facts[spring]["sent_today"]) == (13, 2)
+    assert store.campaign_statuses([evergreen], MONDAY_10, day_start)[evergreen]["sent_today"] == 13
+    assert_enrollment_counts_match(store, at_least=30)
 
 
 def test_the_migration_fills_the_counts_and_downgrades(store, database_url):
