@@ -72,25 +72,26 @@ def test_enrollment_counts_follow_every_path(store, make_settings):
     assert assert_enrollment_counts_match(store) == kept_now
 
 
-def test_postgresql_tick_updates_do_not_call_the_trigger(store):
+def test_postgresql_counts_each_statement_once_and_tick_updates_write_nothing(store):
     if store.dialect != "postgresql":
-        pytest.skip("statement and row triggers: PostgreSQL only")
-    ids = enrolled(store, 300)
+        pytest.skip("statement-level triggers with transition tables: PostgreSQL only")
+    enrolled(store, 300)
+    versions = "SELECT campaign_id, audience, state, xmin::text FROM enrollment_counts ORDER BY 1, 2, 3"
     with store.engine.begin() as conn:
-        conn.execute(sa.text("SET LOCAL track_functions = 'pl'"))
+        before = conn.execute(sa.text(versions)).all()
         conn.execute(sa.text("UPDATE enrollments SET next_due_at = next_due_at + interval '1 day'"))
         conn.execute(sa.text("UPDATE enrollments SET state = 'active', leased_by = 'w'"))  # no change
-        calls = dict(conn.execute(sa.text("SELECT funcname, calls FROM pg_stat_xact_user_functions")).all())
-        assert "enrollment_counts_move" not in calls
-        conn.execute(sa.text("UPDATE enrollments SET state = 'finished' WHERE id = :i"), {"i": ids[0]})
-        calls = dict(conn.execute(sa.text("SELECT funcname, calls FROM pg_stat_xact_user_functions")).all())
-        assert calls["enrollment_counts_move"] == 1
-    assert (
-        assert_enrollment_counts_match(store, at_least=300)[
-            (store.campaign("evergreen")["id"], "gad", "finished")
-        ]
-        == 1
-    )
+        assert conn.execute(sa.text(versions)).all() == before  # no counts row written
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL track_functions = 'pl'"))
+        assert conn.execute(sa.text("UPDATE enrollments SET state = 'finished'")).rowcount == 300
+        calls = conn.execute(
+            sa.text("SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = :f"),
+            {"f": "enrollment_counts_apply"},
+        ).scalar()
+    assert calls == 1
+    kept = assert_enrollment_counts_match(store, at_least=300)
+    assert set(kept.values()) == {150} and {k[2] for k in kept} == {"finished"}
 
 
 @pytest.mark.parametrize("due_share", [0.0, 0.2, 0.5, 0.8, 1.0])

@@ -8,11 +8,13 @@ grouping 900k enrollments (73 ms SQLite, 422 ms PostgreSQL at 1M; bench/RESULTS.
 
 - SQLite: row triggers AFTER INSERT / UPDATE OF (campaign_id, audience, state) WHEN one of them
   changed / DELETE, each an upsert of +1 or -1.
-- PostgreSQL: INSERT and DELETE are statement triggers over transition tables (the set-based
-  enrollment of 900k rows is one statement: one aggregated upsert, in key order). UPDATE is a row
-  trigger on those three columns only, with a WHEN clause: the tick's next_due_at and lease
-  updates never call it (transition tables cannot be limited to columns, so a statement trigger
-  would copy every row the tick updates).
+- PostgreSQL: statement triggers over transition tables for INSERT, UPDATE and DELETE: one
+  aggregated upsert per statement, keys in order (the set-based enrollment of 900k rows is one
+  statement). Not a row trigger on UPDATE OF state: each row's upsert adds a version of the same
+  counts row inside one transaction, and the next upsert walks them all (quadratic: a campaign stop
+  of 140,000 enrollments ran 750 s, against 6.7 s without it). Transition tables cannot be limited
+  to columns, so the tick's next_due_at and lease UPDATEs call it too; their deltas sum to zero
+  per key and nothing is written (bench/RESULTS.md: what the triggers cost).
 
 The upgrade creates the triggers and then fills the table, in one transaction (CREATE TRIGGER on
 PostgreSQL locks out writers of enrollments until the commit: nothing is missed). A later
@@ -72,27 +74,24 @@ PG_FUNCTIONS = {
 BEGIN
   IF TG_OP = 'INSERT' THEN
     {_PG_APPLY.format(rows="SELECT campaign_id, audience, state, 1 FROM new_rows")};
-  ELSE
+  ELSIF TG_OP = 'DELETE' THEN
     {_PG_APPLY.format(rows="SELECT campaign_id, audience, state, -1 FROM old_rows")};
-  END IF;
-  RETURN NULL;
-END""",
-    "enrollment_counts_move": f"""
-BEGIN
-  {
+  ELSE
+    {
         _PG_APPLY.format(
-            rows="VALUES (OLD.campaign_id, OLD.audience, OLD.state, -1), "
-            "(NEW.campaign_id, NEW.audience, NEW.state, 1)"
+            rows="SELECT campaign_id, audience, state, -1 FROM old_rows "
+            "UNION ALL SELECT campaign_id, audience, state, 1 FROM new_rows"
         )
     };
+  END IF;
   RETURN NULL;
 END""",
 }
 PG_TRIGGERS = {
     "enrollment_counts_insert": "AFTER INSERT ON enrollments REFERENCING NEW TABLE AS new_rows "
     "FOR EACH STATEMENT EXECUTE FUNCTION enrollment_counts_apply()",
-    "enrollment_counts_update": "AFTER UPDATE OF campaign_id, audience, state ON enrollments FOR EACH ROW "
-    f"WHEN ({MOVED.replace('IS NOT', 'IS DISTINCT FROM')}) EXECUTE FUNCTION enrollment_counts_move()",
+    "enrollment_counts_update": "AFTER UPDATE ON enrollments REFERENCING OLD TABLE AS old_rows "
+    "NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION enrollment_counts_apply()",
     "enrollment_counts_delete": "AFTER DELETE ON enrollments REFERENCING OLD TABLE AS old_rows "
     "FOR EACH STATEMENT EXECUTE FUNCTION enrollment_counts_apply()",
 }
