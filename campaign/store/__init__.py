@@ -256,6 +256,7 @@ class Store:
     audience_counts = _PartMethod("_reports", Reports.audience_counts)
     send_matrix = _PartMethod("_reports", Reports.send_matrix)
     send_counts_drift = _PartMethod("_reports", Reports.send_counts_drift)
+    enrollment_counts_drift = _PartMethod("_reports", Reports.enrollment_counts_drift)
     ledger = _PartMethod("_reports", Reports.ledger)
     next_due_at = _PartMethod("_reports", Reports.next_due_at)
 

@@ -8,13 +8,24 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from campaign.store.base import StorePart
-from campaign.store.tables import campaigns, enrollments, events, leads, send_counts, sends
+from campaign.store.tables import (
+    campaigns,
+    enrollment_counts,
+    enrollments,
+    events,
+    leads,
+    send_counts,
+    sends,
+)
 
 # How a lead's consent was given, and its UTM tags: listed with each lead.
 PROVENANCE_COLUMNS = (
     *("consent_at", "consent_via", "consent_ref", "consent_version", "consent_client"),
     *("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"),
 )
+
+# "Due in 24 h": below this many active enrollments not due, they are the side counted.
+DUE_PROBE = 1000
 
 
 class Reports(StorePart):
@@ -23,45 +34,109 @@ class Reports(StorePart):
     ) -> dict[int, dict]:
         """Counts for `campaign status`, per campaign: enrollments per audience and state, sends
         per step and status, sent since day_start, due in the next 24 hours, unknown sends at the
-        resend cap. One pass per count for all campaigns (grouped by campaign): each pass walks
-        an index range whatever the campaign, so a pass per campaign would repeat it."""
-        e, s, c = enrollments, sends, send_counts.c
+        resend cap. Enrollments and sends per key come from the trigger-kept count tables; the
+        others are index ranges (bench/RESULTS.md, the overview at 1M leads)."""
+        e, s, c, k = enrollments, sends, send_counts.c, enrollment_counts.c
         facts = {
             i: {"per_audience": [], "per_step": [], "sent_today": 0, "due_24h": 0, "unknown_capped": 0}
             for i in campaign_ids
         }
-        mine = e.c.campaign_id.in_(campaign_ids)
-        by_campaign = (e.c.campaign_id, sa.func.count())
         with self.engine.connect() as conn:
+            # Kept by triggers on enrollments (0016_overview) and on sends (0012_console2).
             for r in conn.execute(
-                sa.select(e.c.campaign_id, e.c.audience, e.c.state, sa.func.count().label("n"))
-                .where(mine)
-                .group_by(e.c.campaign_id, e.c.audience, e.c.state)
+                sa.select(k.campaign_id, k.audience, k.state, k.n).where(
+                    k.campaign_id.in_(campaign_ids), k.n != 0
+                )
             ).mappings():
                 facts[r["campaign_id"]]["per_audience"].append(dict(r))
-            # Kept by triggers on sends (0012_console2): ~20 rows, not a GROUP BY over the ledger.
             for r in conn.execute(
                 sa.select(c.campaign_id, c.audience, c.step_key, c.status, c.n).where(
                     c.campaign_id.in_(campaign_ids), c.n != 0
                 )
             ).mappings():
                 facts[r["campaign_id"]]["per_step"].append(dict(r))
-            joined = s.join(e, e.c.id == s.c.enrollment_id)
-            counts = {
-                "sent_today": sa.select(*by_campaign)
-                .select_from(joined)
-                .where(mine, s.c.status == "sent", s.c.settled_at >= day_start),
-                "unknown_capped": sa.select(*by_campaign)
-                .select_from(joined)
-                .where(mine, s.c.status == "unknown", s.c.attempts > max_resends),
-                "due_24h": sa.select(*by_campaign).where(
-                    mine, e.c.state == "active", e.c.next_due_at <= now + timedelta(hours=24)
-                ),
-            }
-            for name, query in counts.items():
-                for campaign_id, n in conn.execute(query.group_by(e.c.campaign_id)):
-                    facts[campaign_id][name] = n
+            for campaign_id, n in self._sent_since(conn, facts, day_start).items():
+                if campaign_id in facts:  # today's sends of every campaign: those asked for
+                    facts[campaign_id]["sent_today"] = n
+            capped = (
+                sa.select(e.c.campaign_id, sa.func.count())
+                .select_from(s.join(e, e.c.id == s.c.enrollment_id))
+                .where(e.c.campaign_id.in_(campaign_ids), s.c.status == "unknown", s.c.attempts > max_resends)
+                .group_by(e.c.campaign_id)
+            )
+            for campaign_id, n in conn.execute(capped):
+                facts[campaign_id]["unknown_capped"] = n
+            for campaign_id, row in facts.items():
+                active = sum(r["n"] for r in row["per_audience"] if r["state"] == "active")
+                row["due_24h"] = self._due_by(conn, campaign_id, active, now + timedelta(hours=24))
         return facts
+
+    @staticmethod
+    def _sent_since(conn: sa.Connection, facts: dict[int, dict], day_start: datetime) -> dict[int, int]:
+        """Sends settled as sent since day_start, per campaign, from ix_sends_status_settled
+        (status, settled_at, enrollment_id). When one campaign has all the enrollments (the
+        trigger-kept counts say so, in the same statement), every send is its: the index range
+        alone is counted. Otherwise each send's campaign is read by its enrollment's primary key
+        (a subquery: PostgreSQL's planner would rather hash every enrollment)."""
+        e, s, k = enrollments.c, sends.c, enrollment_counts.c
+        since = (s.status == "sent", s.settled_at >= day_start)
+        enrolled = [i for i, f in facts.items() if f["per_audience"]]
+        if len(enrolled) == 1:
+            others = sa.select(sa.func.count()).where(k.campaign_id != enrolled[0], k.n != 0)
+            plain = sa.select(sa.func.count()).select_from(sends).where(*since)
+            found = sa.case((others.scalar_subquery() == 0, plain.scalar_subquery()))
+            n = conn.execute(sa.select(found)).scalar()
+            if n is not None:
+                return {enrolled[0]: n}
+        owner = sa.select(e.campaign_id).where(e.id == s.enrollment_id).scalar_subquery()
+        today = sa.select(owner.label("campaign_id")).where(*since).subquery()
+        per_campaign = sa.select(today.c.campaign_id, sa.func.count()).group_by(today.c.campaign_id)
+        return dict(conn.execute(per_campaign).all())
+
+    @staticmethod
+    def _due_by(conn: sa.Connection, campaign_id: int, active: int, horizon: datetime) -> int:
+        """A campaign's active enrollments due by `horizon`, from ix_enrollments_campaign_due,
+        counting the smaller side. Every answer is exact; `active` (the trigger-kept count) only
+        picks the side. Fewer than DUE_PROBE not due (right after a big enrollment every one is
+        due): the active ones less those, in one statement (one snapshot). Otherwise the due
+        ones, up to half of the active; more than that: the active ones less those not due."""
+        e = enrollments.c
+        mine = (e.campaign_id == campaign_id, e.state == "active")
+        later, never = e.next_due_at > horizon, e.next_due_at.is_(None)
+
+        def counted(condition, limit: int | None = None):
+            rows = sa.select(sa.literal(1)).where(*mine, condition).limit(limit)
+            return sa.select(sa.func.count()).select_from(rows.subquery()).scalar_subquery()
+
+        def active_less_not_due() -> int:
+            kept = sa.select(sa.func.coalesce(sa.func.sum(enrollment_counts.c.n), 0)).where(
+                enrollment_counts.c.campaign_id == campaign_id, enrollment_counts.c.state == "active"
+            )
+            found = sa.select(kept.scalar_subquery() - counted(later) - counted(never))
+            return conn.execute(found).scalar_one()
+
+        probe = sa.select(counted(later, DUE_PROBE) + counted(never, DUE_PROBE))
+        if conn.execute(probe).scalar_one() < DUE_PROBE:
+            return active_less_not_due()
+        half = active // 2
+        n = conn.execute(sa.select(counted(e.next_due_at <= horizon, half + 1))).scalar_one()
+        return n if n <= half else active_less_not_due()
+
+    def enrollment_counts_drift(self) -> dict[tuple, tuple[int, int]]:
+        """Where the trigger-kept enrollment_counts differ from a GROUP BY over enrollments: key
+        -> (kept, counted). Empty when they agree (tests; a check after a manual repair)."""
+        e = enrollments.c
+        counted_q = sa.select(e.campaign_id, e.audience, e.state, sa.func.count()).group_by(
+            e.campaign_id, e.audience, e.state
+        )
+        with self.engine.connect() as conn:
+            counted = {tuple(r[:3]): r[3] for r in conn.execute(counted_q)}
+            kept = {tuple(r[:3]): r[3] for r in conn.execute(sa.select(enrollment_counts)) if r[3] != 0}
+        return {
+            k: (kept.get(k, 0), counted.get(k, 0))
+            for k in kept.keys() | counted.keys()
+            if kept.get(k, 0) != counted.get(k, 0)
+        }
 
     def send_counts_drift(self) -> dict[tuple, tuple[int, int]]:
         """Where the trigger-kept send_counts differ from a GROUP BY over the ledger: key ->

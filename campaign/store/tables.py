@@ -176,6 +176,8 @@ enrollments = sa.Table(
     sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
     sa.Index("ix_enrollments_campaign_state", "campaign_id", "audience", "state"),  # the overview's counts
+    # A campaign's "due in the next 24 h" from the index alone (0016_overview).
+    sa.Index("ix_enrollments_campaign_due", "campaign_id", "state", "next_due_at"),
     # The lead list's "stopped" filter (a few exited enrollments among many): 0012_console2.
     sa.Index(
         "ix_enrollments_exited_lead",
@@ -210,7 +212,8 @@ sends = sa.Table(
     sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
     sa.Index("ix_sends_status", "status", "claimed_at"),
     sa.Index("ix_sends_message_id", "message_id"),
-    sa.Index("ix_sends_status_settled", "status", "settled_at"),  # the overview's "sent today"
+    # The overview's "sent today": with enrollment_id, its join reads no send row (0016_overview).
+    sa.Index("ix_sends_status_settled", "status", "settled_at", "enrollment_id"),
 )
 
 # Ledger rows per (campaign, audience, step, status), kept by database triggers on sends in the
@@ -222,6 +225,17 @@ send_counts = sa.Table(
     sa.Column("audience", sa.String(64), primary_key=True),
     sa.Column("step_key", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+# Enrollments per (campaign, audience, state), kept by database triggers on enrollments in the
+# same transaction as each change (0016_overview): the overview reads this, not every enrollment.
+enrollment_counts = sa.Table(
+    "enrollment_counts",
+    metadata,
+    sa.Column("campaign_id", sa.Integer, primary_key=True),
+    sa.Column("audience", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
 )
 
