@@ -15,7 +15,7 @@ import uvicorn
 def free_socket() -> tuple[socket.socket, str]:
     """A socket bound to a free loopback port (kept bound, so no other test takes the port
     before uvicorn does) and its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
