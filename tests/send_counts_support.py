@@ -17,14 +17,21 @@ def assert_counts_match(store, at_least: int = 1) -> dict:
     """send_counts equals the ledger grouped by (campaign, audience, step, status), and holds at
     least `at_least` ledger rows (so an empty ledger and a dead trigger cannot pass together).
     Returns {(campaign_id, audience, step, status): n}."""
-    assert store.send_counts_drift() == {}
+    return assert_kept_counts(store, "send_counts", store.send_counts_drift(), at_least)
+
+
+def assert_kept_counts(store, table: str, drift: dict, at_least: int) -> dict:
+    """A trigger-kept count table with no drift from a direct count, holding at least
+    `at_least` in all; returns {key columns: n} for its non-zero rows."""
+    assert drift == {}
     with store.engine.connect() as conn:
-        kept = {tuple(r[:4]): r[4] for r in conn.execute(sa.text("SELECT * FROM send_counts")) if r[4]}
+        kept = {tuple(r[:-1]): r[-1] for r in conn.execute(sa.text(f"SELECT * FROM {table}")) if r[-1]}
     assert sum(kept.values()) >= at_least, kept
     return kept
 
 
-def triggers_present(store) -> set[str]:
+def triggers_present(store, names: set[str] = TRIGGERS) -> set[str]:
+    """Which of `names` exist as triggers on sends or enrollments."""
     query = (
         "SELECT name FROM sqlite_master WHERE type = 'trigger'"
         if store.dialect == "sqlite"
@@ -32,4 +39,4 @@ def triggers_present(store) -> set[str]:
         "AND tgrelid IN ('sends'::regclass, 'enrollments'::regclass)"
     )
     with store.engine.connect() as conn:
-        return set(conn.execute(sa.text(query)).scalars()) & TRIGGERS
+        return set(conn.execute(sa.text(query)).scalars()) & names

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from send_counts_support import assert_kept_counts
+from send_counts_support import triggers_present as any_triggers_present
 from test_enroll_sql import NOW, both_ways, fill_varied
 from test_send_counts import MONDAY_10, enrolled, settle
 
@@ -19,21 +21,11 @@ TRIGGERS = {"enrollment_counts_insert", "enrollment_counts_update", "enrollment_
 
 
 def assert_enrollment_counts_match(store, at_least: int = 1) -> dict:
-    assert store.enrollment_counts_drift() == {}
-    with store.engine.connect() as conn:
-        kept = {tuple(r[:3]): r[3] for r in conn.execute(sa.text("SELECT * FROM enrollment_counts")) if r[3]}
-    assert sum(kept.values()) >= at_least, kept
-    return kept
+    return assert_kept_counts(store, "enrollment_counts", store.enrollment_counts_drift(), at_least)
 
 
 def triggers_present(store) -> set[str]:
-    query = (
-        "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-        if store.dialect == "sqlite"
-        else "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = 'enrollments'::regclass"
-    )
-    with store.engine.connect() as conn:
-        return set(conn.execute(sa.text(query)).scalars()) & TRIGGERS
+    return any_triggers_present(store, TRIGGERS)
 
 
 def counted(store, sql: str, **params) -> int:
