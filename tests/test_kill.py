@@ -18,6 +18,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.devserver import Faults, running_server
 from campaign.engine import run_tick
@@ -77,7 +79,16 @@ def start_tick(settings, sg, tmp_path, extra: dict[str, str]) -> subprocess.Pope
     )
 
 
-def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_settings, tmp_path):
+# One email a request (2 in flight, batches of 6), and bulk (groups of 10 recipients, 1 request
+# in flight: at the kill at most the next request is on its way, so some leads are never sent).
+KILL_MODES = {
+    "per-email": {"CAMPAIGN_BULK_SENDING": "0", "CAMPAIGN_SEND_CONCURRENCY": "2"},
+    "bulk": {"CAMPAIGN_BULK_SENDING": "1", "CAMPAIGN_SEND_CONCURRENCY": "1"},
+}
+
+
+@pytest.mark.parametrize("mode", KILL_MODES)
+def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_settings, tmp_path, mode):
     settings = make_settings(SENDGRID_API_KEY=KEY, SENDGRID_API_HOST="http://127.0.0.1:9", batch_size=6)
     ctx = build_context(settings)
     kinds = list(AnxietyType)
@@ -94,13 +105,10 @@ def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_sett
             settings,
             sg,
             tmp_path,
-            {
-                "CAMPAIGN_BATCH_SIZE": "6",
-                "CAMPAIGN_SEND_CONCURRENCY": "2",
-            },
+            {"CAMPAIGN_BATCH_SIZE": "6", **KILL_MODES[mode]},
         )
         try:
-            # Batch 1 (6 emails) settled, batch 2 half sent and not settled: kill now.
+            # Some requests answered and settled, others sent and not settled: kill now.
             wait_for(lambda: len(sg.messages) >= 8, "the server recorded 8 messages", proc)
             os.kill(proc.pid, signal.SIGKILL)
         finally:
@@ -119,6 +127,7 @@ def test_kill_9_mid_batch_then_reconcile_sends_each_email_exactly_once(make_sett
         wait_for(settled, "in-flight requests to finish")
         at_kill = {m.send_id for m in sg.messages}
         assert len(at_kill) < N_LEADS
+        assert any(m.index is not None for m in sg.messages) == (mode == "bulk")  # the mode held
 
         ledger = {r["send_id"]: r for r in ctx.store.ledger()}
         claimed = {sid for sid, r in ledger.items() if r["status"] == "claimed"}
