@@ -352,7 +352,6 @@ def settle(
         SendStatus.skipped: report.skipped,
         SendStatus.unknown: report.unknown,
     }
-    plans: dict[tuple, Plan] = {}  # a step's sends share a handful of next plans
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
@@ -372,10 +371,7 @@ def settle(
         last = now if emailed_now else due.lead.last_email_at
         if emailed_now and result.send_id not in recorded:
             emailed.append(due.lead.id)
-        which = (id(audience), frozenset(due.sent_keys), key, due.enrolled_at, last, due.lead.timezone)
-        p = plans.get(which)
-        if p is None:
-            p = plans[which] = plan_for(audience, due, due.sent_keys | {key}, last, now)
+        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1

@@ -129,14 +129,7 @@ class Reports(StorePart):
         counted_q = sa.select(e.campaign_id, e.audience, e.state, sa.func.count()).group_by(
             e.campaign_id, e.audience, e.state
         )
-        with self.engine.connect() as conn:
-            counted = {tuple(r[:3]): r[3] for r in conn.execute(counted_q)}
-            kept = {tuple(r[:3]): r[3] for r in conn.execute(sa.select(enrollment_counts)) if r[3] != 0}
-        return {
-            k: (kept.get(k, 0), counted.get(k, 0))
-            for k in kept.keys() | counted.keys()
-            if kept.get(k, 0) != counted.get(k, 0)
-        }
+        return self._drift(counted_q, sa.select(enrollment_counts))
 
     def send_counts_drift(self) -> dict[tuple, tuple[int, int]]:
         """Where the trigger-kept send_counts differ from a GROUP BY over the ledger: key ->
@@ -147,9 +140,14 @@ class Reports(StorePart):
             .join(e, e.c.id == s.c.enrollment_id)
             .group_by(e.c.campaign_id, e.c.audience, s.c.step_key, s.c.status)
         )
+        return self._drift(counted_q, sa.select(send_counts))
+
+    def _drift(self, counted_q: sa.Select, kept_q: sa.Select) -> dict[tuple, tuple[int, int]]:
+        """Keys where a count table (kept_q: key columns, then n) and a direct count (counted_q,
+        the same shape) differ: key -> (kept, counted)."""
         with self.engine.connect() as conn:
-            counted = {tuple(r[:4]): r[4] for r in conn.execute(counted_q)}
-            kept = {tuple(r[:4]): r[4] for r in conn.execute(sa.select(send_counts)) if r[4] != 0}
+            counted = {tuple(r[:-1]): r[-1] for r in conn.execute(counted_q)}
+            kept = {tuple(r[:-1]): r[-1] for r in conn.execute(kept_q) if r[-1] != 0}
         return {
             k: (kept.get(k, 0), counted.get(k, 0))
             for k in kept.keys() | counted.keys()
