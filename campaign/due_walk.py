@@ -45,9 +45,9 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
     The walk first reads its plan, every `size`-th due id (Enrollments.due_bounds); each batch
     then reads the due rows after the last one walked up to the next bound, by primary key.
 
-    On PostgreSQL each batch is leased to this walk until the caller comes back for the next
-    one (or for LEASE at most, if it dies): concurrent tick runs walk disjoint batches
-    (Enrollments.lease_due_enrollments). SQLite takes one writer at a time, so a second run
+    On PostgreSQL each batch's id range is leased to this walk until the caller comes back for
+    the next one (or for LEASE at most, if it dies): concurrent tick runs walk disjoint ranges
+    (Enrollments.lease_due_enrollments, table walk_leases). SQLite takes one writer at a time, so a second run
     adds nothing there: its walk leases no rows, only one (the first it walks, for the whole
     walk) to be seen by another run. A run that sees another's lease logs SQLITE_ONE_WRITER
     and leases its batches from then on, as on PostgreSQL. Either way the ledger's claim is
@@ -87,7 +87,7 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
                 if batch:
                     yield batch
             finally:  # also when the caller stops early or raises
-                if leasing and batch:
+                if leasing and walked_to is not None:  # on PostgreSQL also a range all let go
                     store.release_leases([due.enrollment_id for due in batch], worker)
     finally:
         if marked:

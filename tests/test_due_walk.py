@@ -15,6 +15,7 @@ from campaign.engine import LEASE, due_batches, enroll_new
 from campaign.models import AnxietyType, LeadIn
 from campaign.runtime import build_context
 from campaign.store import email_hash, enrollments, leads, sends, suppressions
+from campaign.store.tables import walk_leases
 
 NY = ZoneInfo("America/New_York")
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=NY).astimezone(UTC)
@@ -92,9 +93,9 @@ def mixed_context(make_settings, database_url: str):
     return ctx
 
 
-def plainly_due(ctx, now: datetime, leased_by_other: set[int]) -> list[tuple]:
-    """What is due, by a plain query: active rows due at `now` in active campaigns; rows another
-    run holds, and the rows of their leads, left out."""
+def plainly_due(ctx, now: datetime, held_by_other: set[int]) -> list[tuple]:
+    """What is due, by a plain query: active rows due at `now` in active campaigns; the leads
+    with a row another run holds (`held_by_other`: ids), and their rows, left out."""
     campaign_ids = [c["id"] for c in ctx.store.active_campaigns(now)]
     with ctx.store.engine.connect() as conn:
         rows = conn.execute(
@@ -115,7 +116,11 @@ def plainly_due(ctx, now: datetime, leased_by_other: set[int]) -> list[tuple]:
             if claimed_at > now - LEASE:
                 this_tick.add(e)
         suppressed = set(conn.execute(sa.select(suppressions.c.email_hash)).scalars())
-    busy = {r.lead_id for r in rows if r.id in leased_by_other}
+        busy = set(
+            conn.execute(
+                sa.select(enrollments.c.lead_id).where(enrollments.c.id.in_(held_by_other))
+            ).scalars()
+        )
     return [
         (
             r.id,
@@ -151,15 +156,20 @@ def test_the_walk_yields_what_a_plain_query_says_is_due(make_settings, database_
         assert (
             conn.execute(sa.select(enrollments.c.id).where(enrollments.c.leased_by.is_not(None))).all() == []
         )
+        assert conn.execute(sa.select(walk_leases)).all() == []
 
 
 @pytest.mark.parametrize("size", [3, 1000])
 def test_the_walk_leaves_out_what_another_run_holds(make_settings, database_url, size):
     ctx = mixed_context(make_settings, database_url)
     campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
-    held, _ = ctx.store.lease_due_enrollments(campaign_ids, MONDAY_10, 5, 4, "other-run", MONDAY_10 + LEASE)
+    held, walked_to = ctx.store.lease_due_enrollments(
+        campaign_ids, MONDAY_10, 5, 4, "other-run", MONDAY_10 + LEASE
+    )
     held_ids = {d.enrollment_id for d in held}
-    expected = plainly_due(ctx, MONDAY_10, held_ids)
+    # SQLite leases the rows; PostgreSQL the id range, every row in it (due or not).
+    in_range = held_ids if ctx.store.dialect == "sqlite" else set(range(6, walked_to + 1))
+    expected = plainly_due(ctx, MONDAY_10, in_range)
     assert held_ids and len(expected) < len(plainly_due(ctx, MONDAY_10, set())) - len(held_ids)
     assert walked(ctx, MONDAY_10, size) == expected
     # Past the other run's lease, everything due is walked again.

@@ -12,7 +12,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 
 from campaign.store.base import StorePart
 from campaign.store.due_rows import DueEnrollment, DueLead, due_rows_query, id_among, id_parts, read_due
-from campaign.store.tables import enrollments, sends
+from campaign.store.tables import enrollments, sends, walk_leases
 
 __all__ = ["DueEnrollment", "DueLead", "Enrollments"]
 
@@ -107,45 +107,39 @@ class Enrollments(StorePart):
         other tick run holds, and read them by key. Returns (batch, the highest id walked; None
         when none is left).
 
-        The lease is two columns set in the statement that picks the rows, with FOR UPDATE OF
-        enrollments SKIP LOCKED on PostgreSQL: concurrent runs pick disjoint rows without
-        waiting, and each commits its lease at once. A lease, not a row lock held through the
-        batch: the batch's HTTP sends take seconds, and a run that dies mid-batch (kill -9, a
-        lost machine) leaves a lease that expires at `until` (the ledger's claims, reconciled
-        after STALE_CLAIM, still guard what it sent), where a lock held open would tie a
-        connection to every send and die only with the session. SQLite has no SKIP LOCKED; its
-        one writer at a time makes the same UPDATE atomic there.
+        A lease, not a row lock held through the batch: the batch's HTTP sends take seconds,
+        and a run that dies mid-batch (kill -9, a lost machine) leaves a lease that expires at
+        `until` (the ledger's claims, reconciled after STALE_CLAIM, still guard what it sent),
+        where a lock held open would tie a connection to every send and die only with the
+        session. On PostgreSQL the lease is one id range in walk_leases (_lease_range); on
+        SQLite, whose one writer at a time makes it atomic, two columns of each row.
 
-        A lead due in two campaigns must not get two emails at once from two runs: a leased
-        row whose lead has another row leased by another run is let go again (both runs may
-        let go; never both keep it), and is due at the next tick."""
+        A lead due in two campaigns must not get two emails at once from two runs: a row whose
+        lead has another row held by another run is let go (both runs may let go; never both
+        keep it), and is due at the next tick."""
+        if self.dialect == "postgresql":
+            return self._lease_range(campaign_ids, now, after_id, limit, worker, until, upto)
         pick = self._due_ids(campaign_ids, now, after_id, limit, upto).where(
             sa.or_(
                 enrollments.c.leased_until.is_(None),
                 enrollments.c.leased_until <= now,
                 enrollments.c.leased_by == worker,
             ),
-            # Done in this tick by another run (a step claimed less than a lease ago): a run
-            # that fell behind (a hung request) must not walk it again; the next tick re-plans it.
             self._none_claimed_after(now - (until - now)),
         )
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True, of=enrollments)
         lease = (
             sa.update(enrollments)
             .where(enrollments.c.id.in_(pick.scalar_subquery()))
             .values(leased_until=until, leased_by=worker)
             .returning(enrollments.c.id)
         )
-        with self._leasing() as conn:
+        with self.engine.begin() as conn:
             leased = sorted(conn.execute(lease).scalars())
         if not leased:
             return [], None
         # A new transaction, after the lease is committed: of two runs that leased one lead's
         # rows, the later read always sees the other's lease. The rows and that check in one
-        # statement (`busy`: the lead has a row another run holds). The check goes by lead
-        # (ix_enrollments_lead_id): on PostgreSQL ix_enrollments_leased keeps the entries of
-        # every released lease until a vacuum, and a scan of it grows with each batch walked.
+        # statement (`busy`: the lead has a row another run holds, found by lead).
         other = enrollments.alias("other")
         busy = (
             sa.exists()
@@ -156,28 +150,68 @@ class Enrollments(StorePart):
             )
             .label("busy")
         )
-        with self._leasing() as conn:
+        with self.engine.begin() as conn:
             batch, let_go = [], []
             for part in id_parts(self.dialect, leased):
                 query = due_rows_query(self.dialect, id_among(self.dialect, part)).add_columns(busy)
                 for due, is_busy in read_due(conn, self.hash, query, extra=1):
-                    if is_busy:
-                        let_go.append(due.enrollment_id)
-                    else:
-                        batch.append(due)
+                    (let_go if is_busy else batch).append(due)
             if let_go:
-                self._release(conn, let_go, worker)
+                self._release(conn, [due.enrollment_id for due in let_go], worker)
         return batch, leased[-1]
 
+    def _lease_range(
+        self,
+        campaign_ids: list[int],
+        now: datetime,
+        after_id: int,
+        limit: int,
+        worker: str,
+        until: datetime,
+        upto: int | None,
+    ) -> tuple[list[DueEnrollment], int | None]:
+        """PostgreSQL: lease ids (after_id, upto] as one row of walk_leases, then read their due
+        rows. A range that starts in another run's live lease is walked past; one that meets
+        another's lease further on stops short of it (take_range). Rows with a step claimed in
+        this tick (less than a lease ago) are left out: a run that fell behind (a hung request)
+        must not walk again what another run did; the next tick re-plans them."""
+        due = self._due_ids(campaign_ids, now, after_id, limit, upto)
+        with self._leasing() as conn:
+            if upto is None:  # no plan: up to the limit-th due id
+                upto = conn.execute(sa.select(sa.func.max(due.subquery().c.id))).scalar()
+                if upto is None:
+                    return [], None
+            taken, to_id = take_range(conn, now, after_id, upto, worker, until)
+        if not taken:  # another run holds the ids after after_id: walk past its range
+            return [], to_id
+        # A new transaction, after the lease is committed: of two runs with rows of one lead,
+        # the later read always sees the other's range.
+        where = sa.and_(
+            self._due_ids(campaign_ids, now, after_id, limit, to_id).whereclause,
+            self._none_claimed_after(now - (until - now)),
+        )
+        with self.engine.connect() as conn:
+            rows = read_due(conn, self.hash, due_rows_query(self.dialect, where).limit(limit))
+            busy = busy_leads(conn, now, worker) if rows else set()
+        walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
+        return [due for due in rows if due.lead.id not in busy], walked_to
+
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
-        """The batch is done: its rows are free for any run again (only this run's leases)."""
-        if enrollment_ids:
+        """The batch is done: its rows are free for any run again (only this run's leases; on
+        PostgreSQL its range, whatever ids are given: a walk holds one range at a time)."""
+        if self.dialect == "postgresql":
             with self._leasing() as conn:
+                conn.execute(sa.delete(walk_leases).where(walk_leases.c.worker == worker))
+        elif enrollment_ids:
+            with self.engine.begin() as conn:
                 self._release(conn, enrollment_ids, worker)
 
     def release_walk(self, worker: str) -> None:
         """Every lease this run holds, let go (on SQLite, where ix_enrollments_leased holds
         the leased rows only: a SQLite walk's one marked row)."""
+        if self.dialect == "postgresql":
+            self.release_leases([], worker)
+            return
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(enrollments)
@@ -299,3 +333,44 @@ class Enrollments(StorePart):
                     .values({k: sa.bindparam(f"b_{k}") for k in columns})
                 )
                 conn.execute(stmt, params)
+
+
+def take_range(
+    conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime
+) -> tuple[bool, int]:
+    """Lease ids (after_id, upto] to `worker` in walk_leases, short of any live range of another
+    run: (True, the lease's last id), or (False, the last id of another run's range that holds
+    after_id + 1). Under a table lock that only lease takers take (SHARE ROW EXCLUSIVE conflicts
+    with itself): two runs never see the same free range; readers and releases do not wait on it.
+    Expired ranges (a dead run's) are deleted here."""
+    live = walk_leases.c.leased_until > now
+    conn.exec_driver_sql("LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE")
+    conn.execute(sa.delete(walk_leases).where(~live))
+    other = conn.execute(
+        sa.select(walk_leases.c.from_id, walk_leases.c.to_id)
+        .where(walk_leases.c.worker != worker, live, walk_leases.c.to_id > after_id)
+        .where(walk_leases.c.from_id <= upto)
+        .order_by(walk_leases.c.from_id)
+        .limit(1)
+    ).first()
+    if other is not None and other.from_id <= after_id + 1:
+        return False, other.to_id
+    to_id = upto if other is None else other.from_id - 1
+    conn.execute(
+        sa.insert(walk_leases).values(worker=worker, from_id=after_id + 1, to_id=to_id, leased_until=until)
+    )
+    return True, to_id
+
+
+def busy_leads(conn, now: datetime, worker: str) -> set[int]:
+    """The leads with a row in another run's live range (any row: the other run may be sending
+    to it). Nothing to read when no other run holds a range: the one-run case."""
+    ranges = conn.execute(
+        sa.select(walk_leases.c.from_id, walk_leases.c.to_id).where(
+            walk_leases.c.worker != worker, walk_leases.c.leased_until > now
+        )
+    ).all()
+    if not ranges:
+        return set()
+    held = sa.or_(*(enrollments.c.id.between(f, t) for f, t in ranges))
+    return set(conn.execute(sa.select(enrollments.c.lead_id).where(held)).scalars())

@@ -169,7 +169,8 @@ enrollments = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),  # active, finished, exited
     sa.Column("exit_reason", sa.String(32), nullable=True),
     sa.Column("next_due_at", UTCDateTime, nullable=True),
-    # The lease of a tick run walking this row (0013_workers): other runs skip it until then.
+    # The lease of a SQLite tick run walking this row (0013_workers): other runs skip it until
+    # then. PostgreSQL leases id ranges in walk_leases instead (0017_walk_leases).
     sa.Column("leased_until", UTCDateTime, nullable=True),
     sa.Column("leased_by", sa.String(64), nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
@@ -191,6 +192,19 @@ enrollments = sa.Table(
         sqlite_where=sa.text("leased_until IS NOT NULL"),
         postgresql_where=sa.text("leased_until IS NOT NULL"),
     ),
+)
+
+# A PostgreSQL tick run's lease on a range of enrollment ids, [from_id, to_id], its due batch
+# (0017_walk_leases): one INSERT and one DELETE a batch instead of two row versions per due row.
+# Other runs skip a live range (and a lead with a row in it) until it is let go or expires.
+walk_leases = sa.Table(
+    "walk_leases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("worker", sa.String(64), nullable=False),  # due_walk.worker_name(): one walk
+    sa.Column("from_id", sa.Integer, nullable=False),
+    sa.Column("to_id", sa.Integer, nullable=False),
+    sa.Column("leased_until", UTCDateTime, nullable=False),
 )
 
 sends = sa.Table(
