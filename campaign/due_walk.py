@@ -55,7 +55,7 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
     worker = worker_name()
     store = ctx.store
     size = size or ctx.settings.batch_size
-    leasing = store.dialect != "sqlite"
+    leasing = ranges = store.dialect != "sqlite"  # ranges: PostgreSQL's id range leases
     marked = False
     after_id = 0
     bounds: list[int] | None = None
@@ -87,10 +87,10 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
                 if batch:
                     yield batch
             finally:  # also when the caller stops early or raises
-                if leasing and walked_to is not None:  # on PostgreSQL also a range all let go
+                if leasing and batch and not ranges:  # a range goes with the next lease
                     store.release_leases([due.enrollment_id for due in batch], worker)
     finally:
-        if marked:
+        if marked or ranges:
             store.release_walk(worker)
 
 

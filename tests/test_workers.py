@@ -5,9 +5,13 @@ under a Prefect server is tests/test_workers_pg.py."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 
 from campaign.engine import LEASE, SQLITE_ONE_WRITER, due_batches, enroll_new, run_tick, send_due_batch
@@ -253,3 +257,58 @@ def test_migration_0017_walk_leases_matches_the_declared_schema_and_goes_down_an
     assert "walk_leases" not in tables()
     store.migrate()
     assert "walk_leases" in tables() and diffs() == []
+
+
+def test_a_walk_holds_one_range_at_a_time_and_walks_around_another_runs(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 24, batch_size=4)
+    if ctx.store.dialect == "sqlite":
+        pytest.skip("id ranges are PostgreSQL's lease (SQLite leases rows, and only with another run)")
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    due = [d.enrollment_id for d in ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 100)]
+    # Another run holds a range in the middle that no batch of the walk's plan starts at.
+    held, other_to = ctx.store.lease_due_enrollments(
+        campaign_ids, MONDAY_10, due[9], 3, "other-run", MONDAY_10 + LEASE
+    )
+    assert [d.enrollment_id for d in held] == due[10:13] and other_to == due[12]
+    walked = []
+    for batch in due_batches(ctx, MONDAY_10):
+        ranges = ranges_held(ctx)
+        assert len(ranges) == 2 and ranges[1:] != ranges[:1]  # this walk's one range, and the other's
+        mine = next(r for r in ranges if r[0] != "other-run")
+        assert all(mine[1] <= d.enrollment_id <= mine[2] for d in batch)
+        walked += [d.enrollment_id for d in batch]
+    assert walked == due[:10] + due[13:]  # everything but the other run's range, in order
+    assert ranges_held(ctx) == [("other-run", due[9] + 1, due[12])]
+
+
+def ranges_held(ctx) -> list[tuple]:
+    with ctx.store.engine.connect() as conn:
+        query = sa.select(walk_leases.c.worker, walk_leases.c.from_id, walk_leases.c.to_id)
+        return list(conn.execute(query.order_by(walk_leases.c.from_id)).tuples())
+
+
+def test_many_walks_at_once_on_postgresql_walk_each_due_row_once(make_settings, database_url):
+    ctx = enrolled_context(make_settings, database_url, 400, batch_size=5)
+    if ctx.store.dialect == "sqlite":
+        pytest.skip("concurrent walks are for PostgreSQL (SQLite is one writer)")
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    due = [d.enrollment_id for d in ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 1000)]
+    go = threading.Barrier(6)
+
+    def walk() -> list[int]:
+        go.wait()
+        ids = []
+        for batch in due_batches(ctx, MONDAY_10, size=int(7 + threading.get_ident() % 5)):
+            ids += [d.enrollment_id for d in batch]
+            # As a tick does: claim the batch's step (a run that starts later skips a row
+            # claimed in this tick), then its sends, while the others take leases.
+            ctx.store.claim([(d.enrollment_id, "welcome") for d in batch], MONDAY_10, "sendgrid")
+            time.sleep(0.001)
+        return ids
+
+    with ThreadPoolExecutor(6) as pool:
+        walks = list(pool.map(lambda _: walk(), range(6)))
+    every = [i for ids in walks for i in ids]
+    # One lead a row here: no row let go for its lead. Each due row walked by one run, once.
+    assert sorted(every) == due and sum(1 for ids in walks if ids) > 1
+    assert ranges_held(ctx) == []

@@ -92,12 +92,20 @@ def read_due(conn, hash_email: Callable[[str], str], query: sa.Select, extra: in
     """DueEnrollments from due_rows_query's rows (with `extra` columns after: then
     (due, *extra) tuples). A lead whose hash is not stored yet (None: rows from before
     0012) is hashed here and looked up in the suppression list."""
+    # The driver's rows as they come, not the result's per-value processing (UTCDateTime's,
+    # three times a row). On PostgreSQL in a session time zone of 'UTC', for which psycopg gives
+    # times in datetime.UTC itself (for another name, even 'Etc/UTC', a ZoneInfo): no conversion.
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")  # this transaction only
     result = conn.execute(query)
-    if conn.dialect.name == "sqlite":  # the driver's rows, the times and flags made here (faster)
+    if sqlite:  # the times and flags made here
         rows = [_sqlite_row(r) for r in result.cursor.fetchall()]
-        result.close()
     else:
-        rows = result.tuples().all()
+        rows = result.cursor.fetchall()
+        if rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
+            rows = [_pg_row(r) for r in rows]
+    result.close()
     unhashed = {r[EMAIL]: hash_email(r[EMAIL]) for r in rows if r[LEAD_END] is None}
     suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
     found = []
@@ -131,7 +139,7 @@ def id_among(dialect: str, ids: list[int]):
     return enrollments.c.id.in_(ids)
 
 
-_PARSED: dict[str, datetime] = {}
+_PARSED: dict[str | datetime, datetime] = {}
 FLAGS = tuple(5 + DueLead._fields.index(n) for n in ("consent", "booked"))
 
 
@@ -149,4 +157,19 @@ def _sqlite_row(row: tuple) -> list:
             row[i] = found
     for i in FLAGS:
         row[i] = bool(row[i])
+    return row
+
+
+def _pg_row(row: tuple) -> list:
+    """A PostgreSQL due row with its times in datetime.UTC, as UTCDateTime gives them
+    (converted once per distinct value): when the session's zone was not 'UTC' after all."""
+    row = list(row)
+    for i in TIMES:
+        if (value := row[i]) is not None:
+            found = _PARSED.get(value)
+            if found is None:
+                if len(_PARSED) > 10_000:
+                    _PARSED.clear()
+                found = _PARSED[value] = value.astimezone(UTC)
+            row[i] = found
     return row

@@ -181,24 +181,25 @@ class Enrollments(StorePart):
                 upto = conn.execute(sa.select(sa.func.max(due.subquery().c.id))).scalar()
                 if upto is None:
                     return [], None
-            taken, to_id = take_range(conn, now, after_id, upto, worker, until)
+            taken, to_id, others = take_range(conn, now, after_id, upto, worker, until)
         if not taken:  # another run holds the ids after after_id: walk past its range
             return [], to_id
-        # A new transaction, after the lease is committed: of two runs with rows of one lead,
-        # the later read always sees the other's range.
+        # A new transaction, after the lease is committed: its snapshot, not the lock, for the
+        # batch's read (other runs take their leases meanwhile).
         where = sa.and_(
             self._due_ids(campaign_ids, now, after_id, limit, to_id).whereclause,
             self._none_claimed_after(now - (until - now)),
         )
         with self.engine.connect() as conn:
             rows = read_due(conn, self.hash, due_rows_query(self.dialect, where).limit(limit))
-            busy = busy_leads(conn, now, worker) if rows else set()
+            busy = busy_leads(conn, others) if rows else set()
         walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
         return [due for due in rows if due.lead.id not in busy], walked_to
 
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases; on
-        PostgreSQL its range, whatever ids are given: a walk holds one range at a time)."""
+        PostgreSQL its range, whatever ids are given: a walk holds one range at a time, and
+        its next lease lets go of the last one in the same transaction)."""
         if self.dialect == "postgresql":
             with self._leasing() as conn:
                 conn.execute(sa.delete(walk_leases).where(walk_leases.c.worker == worker))
@@ -337,40 +338,42 @@ class Enrollments(StorePart):
 
 def take_range(
     conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime
-) -> tuple[bool, int]:
+) -> tuple[bool, int, list[tuple[int, int]]]:
     """Lease ids (after_id, upto] to `worker` in walk_leases, short of any live range of another
-    run: (True, the lease's last id), or (False, the last id of another run's range that holds
-    after_id + 1). Under a table lock that only lease takers take (SHARE ROW EXCLUSIVE conflicts
-    with itself): two runs never see the same free range; readers and releases do not wait on it.
-    Expired ranges (a dead run's) are deleted here."""
-    live = walk_leases.c.leased_until > now
+    run. Returns (True, the lease's last id) or (False, the last id of another run's range that
+    holds after_id + 1), and the other runs' live ranges.
+
+    Under a table lock that only lease takers take (SHARE ROW EXCLUSIVE conflicts with itself):
+    two runs never see the same free range, and of two runs the later sees the other's range
+    (readers do not wait on it). The worker's previous range (a walk holds one at a time: its
+    last batch is done when it asks for the next) and expired ranges (a dead run's) go here."""
     conn.exec_driver_sql("LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE")
-    conn.execute(sa.delete(walk_leases).where(~live))
-    other = conn.execute(
+    live = walk_leases.c.leased_until > now
+    gone = (
+        sa.delete(walk_leases)
+        .where(sa.or_(walk_leases.c.worker == worker, ~live))
+        .returning(walk_leases.c.id)
+    ).cte("gone")
+    others = conn.execute(  # the snapshot before the DELETE: none of what it deletes
         sa.select(walk_leases.c.from_id, walk_leases.c.to_id)
-        .where(walk_leases.c.worker != worker, live, walk_leases.c.to_id > after_id)
-        .where(walk_leases.c.from_id <= upto)
+        .where(walk_leases.c.worker != worker, live)
+        .add_cte(gone)
         .order_by(walk_leases.c.from_id)
-        .limit(1)
-    ).first()
-    if other is not None and other.from_id <= after_id + 1:
-        return False, other.to_id
-    to_id = upto if other is None else other.from_id - 1
+    ).all()
+    ahead = [(f, t) for f, t in others if t > after_id and f <= upto]
+    if ahead and ahead[0][0] <= after_id + 1:
+        return False, ahead[0][1], others  # live ranges are disjoint: one holds after_id + 1
+    to_id = ahead[0][0] - 1 if ahead else upto
     conn.execute(
         sa.insert(walk_leases).values(worker=worker, from_id=after_id + 1, to_id=to_id, leased_until=until)
     )
-    return True, to_id
+    return True, to_id, others
 
 
-def busy_leads(conn, now: datetime, worker: str) -> set[int]:
+def busy_leads(conn, others: list[tuple[int, int]]) -> set[int]:
     """The leads with a row in another run's live range (any row: the other run may be sending
     to it). Nothing to read when no other run holds a range: the one-run case."""
-    ranges = conn.execute(
-        sa.select(walk_leases.c.from_id, walk_leases.c.to_id).where(
-            walk_leases.c.worker != worker, walk_leases.c.leased_until > now
-        )
-    ).all()
-    if not ranges:
+    if not others:
         return set()
-    held = sa.or_(*(enrollments.c.id.between(f, t) for f, t in ranges))
+    held = sa.or_(*(enrollments.c.id.between(f, t) for f, t in others))
     return set(conn.execute(sa.select(enrollments.c.lead_id).where(held)).scalars())
