@@ -111,14 +111,14 @@ class Enrollments(StorePart):
         and a run that dies mid-batch (kill -9, a lost machine) leaves a lease that expires at
         `until` (the ledger's claims, reconciled after STALE_CLAIM, still guard what it sent),
         where a lock held open would tie a connection to every send and die only with the
-        session. On PostgreSQL the lease is one id range in walk_leases (_lease_range); on
+        session. On PostgreSQL the lease is one id range in walk_leases (lease_range); on
         SQLite, whose one writer at a time makes it atomic, two columns of each row.
 
         A lead due in two campaigns must not get two emails at once from two runs: a row whose
         lead has another row held by another run is let go (both runs may let go; never both
         keep it), and is due at the next tick."""
         if self.dialect == "postgresql":
-            return self._lease_range(campaign_ids, now, after_id, limit, worker, until, upto)
+            return lease_range(self, campaign_ids, now, after_id, limit, worker, until, upto)
         pick = self._due_ids(campaign_ids, now, after_id, limit, upto).where(
             sa.or_(
                 enrollments.c.leased_until.is_(None),
@@ -159,42 +159,6 @@ class Enrollments(StorePart):
             if let_go:
                 self._release(conn, [due.enrollment_id for due in let_go], worker)
         return batch, leased[-1]
-
-    def _lease_range(
-        self,
-        campaign_ids: list[int],
-        now: datetime,
-        after_id: int,
-        limit: int,
-        worker: str,
-        until: datetime,
-        upto: int | None,
-    ) -> tuple[list[DueEnrollment], int | None]:
-        """PostgreSQL: lease ids (after_id, upto] as one row of walk_leases, then read their due
-        rows. A range that starts in another run's live lease is walked past; one that meets
-        another's lease further on stops short of it (take_range). Rows with a step claimed in
-        this tick (less than a lease ago) are left out: a run that fell behind (a hung request)
-        must not walk again what another run did; the next tick re-plans them."""
-        due = self._due_ids(campaign_ids, now, after_id, limit, upto)
-        with self._leasing() as conn:
-            if upto is None:  # no plan: up to the limit-th due id
-                upto = conn.execute(sa.select(sa.func.max(due.subquery().c.id))).scalar()
-                if upto is None:
-                    return [], None
-            taken, to_id, others = take_range(conn, now, after_id, upto, worker, until)
-        if not taken:  # another run holds the ids after after_id: walk past its range
-            return [], to_id
-        # A new transaction, after the lease is committed: its snapshot, not the lock, for the
-        # batch's read (other runs take their leases meanwhile).
-        where = sa.and_(
-            self._due_ids(campaign_ids, now, after_id, limit, to_id).whereclause,
-            self._none_claimed_after(now - (until - now)),
-        )
-        with self.engine.connect() as conn:
-            rows = read_due(conn, self.hash, due_rows_query(self.dialect, where).limit(limit))
-            busy = busy_leads(conn, others) if rows else set()
-        walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
-        return [due for due in rows if due.lead.id not in busy], walked_to
 
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases; on
@@ -334,6 +298,43 @@ class Enrollments(StorePart):
                     .values({k: sa.bindparam(f"b_{k}") for k in columns})
                 )
                 conn.execute(stmt, params)
+
+
+def lease_range(
+    part: Enrollments,
+    campaign_ids: list[int],
+    now: datetime,
+    after_id: int,
+    limit: int,
+    worker: str,
+    until: datetime,
+    upto: int | None,
+) -> tuple[list[DueEnrollment], int | None]:
+    """PostgreSQL's lease_due_enrollments: lease ids (after_id, upto] as one row of walk_leases,
+    then read their due rows. A range that starts in another run's live lease is walked past;
+    one that meets another's lease further on stops short of it (take_range). Rows with a step
+    claimed in this tick (less than a lease ago) are left out: a run that fell behind (a hung
+    request) must not walk again what another run did; the next tick re-plans them."""
+    with part._leasing() as conn:
+        if upto is None:  # no plan: up to the limit-th due id
+            due = part._due_ids(campaign_ids, now, after_id, limit).subquery()
+            upto = conn.execute(sa.select(sa.func.max(due.c.id))).scalar()
+            if upto is None:
+                return [], None
+        taken, to_id, others = take_range(conn, now, after_id, upto, worker, until)
+    if not taken:  # another run holds the ids after after_id: walk past its range
+        return [], to_id
+    # A new transaction, after the lease is committed: its snapshot, not the lock, for the
+    # batch's read (other runs take their leases meanwhile).
+    where = sa.and_(
+        part._due_ids(campaign_ids, now, after_id, limit, to_id).whereclause,
+        part._none_claimed_after(now - (until - now)),
+    )
+    with part.engine.connect() as conn:
+        rows = read_due(conn, part.hash, due_rows_query(part.dialect, where).limit(limit))
+        busy = busy_leads(conn, others) if rows else set()
+    walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
+    return [due for due in rows if due.lead.id not in busy], walked_to
 
 
 def take_range(
