@@ -174,3 +174,33 @@ def test_the_walk_leaves_out_what_another_run_holds(make_settings, database_url,
     assert walked(ctx, MONDAY_10, size) == expected
     # Past the other run's lease, everything due is walked again.
     assert walked(ctx, MONDAY_10 + LEASE, size) == plainly_due(ctx, MONDAY_10 + LEASE, set())
+
+
+def test_the_walks_times_are_utc_whatever_the_sessions_time_zone(make_settings, database_url):
+    # PostgreSQL's rows are read as the driver gives them (no per-value processing): in a
+    # session whose zone is not UTC the times must still come back as UTCDateTime gives them.
+    if database_url.startswith("postgresql"):
+        database_url += "%20-ctimezone%3DAmerica/New_York"
+    ctx = mixed_context(make_settings, database_url)
+    if ctx.store.dialect == "postgresql":
+        with ctx.store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "America/New_York"
+    batch = [d for b in due_batches(ctx, MONDAY_10) for d in b]
+    times = [t for d in batch for t in (d.enrolled_at, d.lead.unsubscribed_at, d.lead.last_email_at) if t]
+    assert {d.enrolled_at for d in batch} == {MONDAY_10} and MONDAY_10 in {
+        d.lead.unsubscribed_at for d in batch
+    }
+    assert all(t.tzinfo is UTC for t in times) and len(times) > len(batch)
+    with ctx.store.engine.connect() as conn:  # the session's own zone again after the walk's reads
+        if ctx.store.dialect == "postgresql":
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "America/New_York"
+
+
+def test_a_row_in_another_zone_is_made_utc():
+    from campaign.store.due_rows import TIMES, _pg_row
+
+    eastern = datetime(2026, 3, 2, 10, 0, tzinfo=NY)
+    row = [None] * 20
+    row[TIMES[0]], row[TIMES[1]] = eastern, eastern
+    made = _pg_row(tuple(row))
+    assert made[TIMES[0]] == eastern and made[TIMES[0]].tzinfo is UTC and made[TIMES[2]] is None
