@@ -47,9 +47,9 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
 
     On PostgreSQL each batch's id range is leased to this walk until the caller comes back for
     the next one (or for LEASE at most, if it dies): concurrent tick runs walk disjoint ranges
-    (Enrollments.lease_due_enrollments, table walk_leases). SQLite takes one writer at a time, so a second run
-    adds nothing there: its walk leases no rows, only one (the first it walks, for the whole
-    walk) to be seen by another run. A run that sees another's lease logs SQLITE_ONE_WRITER
+    (Enrollments.lease_due_enrollments, table walk_leases). SQLite takes one writer at a time,
+    so a second run adds nothing there: its walk leases no rows, only one (the first it walks,
+    for the whole walk) to be seen by another run. A run that sees another's lease logs SQLITE_ONE_WRITER
     and leases its batches from then on, as on PostgreSQL. Either way the ledger's claim is
     the exactly-once guard: two runs that walk the same row claim its step once."""
     worker = worker_name()

@@ -90,10 +90,12 @@ def due_rows_query(dialect: str, where) -> sa.Select:
     )
 
 
-def read_due(conn, hash_email: Callable[[str], str], query: sa.Select, extra: int = 0) -> list:
+def read_due(
+    conn, hash_email: Callable[[str], str], query: sa.Select, extra: int = 0, params: dict | None = None
+) -> list:
     """DueEnrollments from due_rows_query's rows (with `extra` columns after: then
-    (due, *extra) tuples). A lead whose hash is not stored yet (None: rows from before
-    0012) is hashed here and looked up in the suppression list."""
+    (due, *extra) tuples; `params` for its bound parameters). A lead whose hash is not stored
+    yet (None: rows from before 0012) is hashed here and looked up in the suppression list."""
     # The driver's rows as they come, not the result's per-value processing (UTCDateTime's,
     # three times a row). On PostgreSQL in a session time zone of 'UTC', for which psycopg gives
     # times in datetime.UTC itself (for another name, even 'Etc/UTC', a ZoneInfo): no conversion.
@@ -101,7 +103,7 @@ def read_due(conn, hash_email: Callable[[str], str], query: sa.Select, extra: in
     if not sqlite:
         conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")  # this transaction only
     with _no_cycle_collection():
-        return _read_due(conn, hash_email, conn.execute(query), sqlite, extra)
+        return _read_due(conn, hash_email, conn.execute(query, params or {}), sqlite, extra)
 
 
 @contextmanager

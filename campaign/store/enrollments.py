@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
@@ -125,6 +126,8 @@ class Enrollments(StorePart):
                 enrollments.c.leased_until <= now,
                 enrollments.c.leased_by == worker,
             ),
+            # Done in this tick by another run (a step claimed less than a lease ago): a run
+            # that fell behind (a hung request) must not walk it again; the next tick re-plans it.
             self._none_claimed_after(now - (until - now)),
         )
         lease = (
@@ -133,7 +136,7 @@ class Enrollments(StorePart):
             .values(leased_until=until, leased_by=worker)
             .returning(enrollments.c.id)
         )
-        with self.engine.begin() as conn:
+        with self._leasing() as conn:
             leased = sorted(conn.execute(lease).scalars())
         if not leased:
             return [], None
@@ -150,14 +153,17 @@ class Enrollments(StorePart):
             )
             .label("busy")
         )
-        with self.engine.begin() as conn:
+        with self._leasing() as conn:
             batch, let_go = [], []
             for part in id_parts(self.dialect, leased):
                 query = due_rows_query(self.dialect, id_among(self.dialect, part)).add_columns(busy)
                 for due, is_busy in read_due(conn, self.hash, query, extra=1):
-                    (let_go if is_busy else batch).append(due)
+                    if is_busy:
+                        let_go.append(due.enrollment_id)
+                    else:
+                        batch.append(due)
             if let_go:
-                self._release(conn, [due.enrollment_id for due in let_go], worker)
+                self._release(conn, let_go, worker)
         return batch, leased[-1]
 
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
@@ -168,7 +174,7 @@ class Enrollments(StorePart):
             with self._leasing() as conn:
                 conn.execute(sa.delete(walk_leases).where(walk_leases.c.worker == worker))
         elif enrollment_ids:
-            with self.engine.begin() as conn:
+            with self._leasing() as conn:
                 self._release(conn, enrollment_ids, worker)
 
     def release_walk(self, worker: str) -> None:
@@ -315,7 +321,7 @@ def lease_range(
     one that meets another's lease further on stops short of it (take_range). Rows with a step
     claimed in this tick (less than a lease ago) are left out: a run that fell behind (a hung
     request) must not walk again what another run did; the next tick re-plans them."""
-    with part._leasing() as conn:
+    with part.engine.begin() as conn:
         if upto is None:  # no plan: up to the limit-th due id
             due = part._due_ids(campaign_ids, now, after_id, limit).subquery()
             upto = conn.execute(sa.select(sa.func.max(due.c.id))).scalar()
@@ -326,49 +332,71 @@ def lease_range(
         return [], to_id
     # A new transaction, after the lease is committed: its snapshot, not the lock, for the
     # batch's read (other runs take their leases meanwhile).
-    where = sa.and_(
-        part._due_ids(campaign_ids, now, after_id, limit, to_id).whereclause,
-        part._none_claimed_after(now - (until - now)),
-    )
+    params = {"now": now, "campaign_ids": campaign_ids, "after_id": after_id, "to_id": to_id}
     with part.engine.connect() as conn:
-        rows = read_due(conn, part.hash, due_rows_query(part.dialect, where).limit(limit))
+        rows = read_due(
+            conn, part.hash, range_read(limit), params={**params, "claimed_after": now - (until - now)}
+        )
         busy = busy_leads(conn, others) if rows else set()
     walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
     return [due for due in rows if due.lead.id not in busy], walked_to
+
+
+# The lease transaction's statements, PostgreSQL only: plain SQL, a fraction of the Python a
+# construct costs each time (~1.5 ms a batch, as much as the batch's own reading).
+_LOCK = "SET LOCAL synchronous_commit = off; LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE"
+_OTHERS = (  # the snapshot before the DELETE: none of what it deletes
+    "WITH gone AS (DELETE FROM walk_leases WHERE worker = %(worker)s OR leased_until <= %(now)s) "
+    "SELECT from_id, to_id FROM walk_leases WHERE worker <> %(worker)s AND leased_until > %(now)s "
+    "ORDER BY from_id"
+)
+_INSERT = (
+    "INSERT INTO walk_leases (worker, from_id, to_id, leased_until) "
+    "VALUES (%(worker)s, %(from_id)s, %(to_id)s, %(until)s)"
+)
 
 
 def take_range(
     conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime
 ) -> tuple[bool, int, list[tuple[int, int]]]:
     """Lease ids (after_id, upto] to `worker` in walk_leases, short of any live range of another
-    run. Returns (True, the lease's last id) or (False, the last id of another run's range that
-    holds after_id + 1), and the other runs' live ranges.
+    run: the statements of a lease transaction. Returns (True, the lease's last id) or (False,
+    the last id of another run's range that holds after_id + 1), and the other runs' live ranges.
 
     Under a table lock that only lease takers take (SHARE ROW EXCLUSIVE conflicts with itself):
     two runs never see the same free range, and of two runs the later sees the other's range
-    (readers do not wait on it). The worker's previous range (a walk holds one at a time: its
-    last batch is done when it asks for the next) and expired ranges (a dead run's) go here."""
-    conn.exec_driver_sql("LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE")
-    live = walk_leases.c.leased_until > now
-    gone = (
-        sa.delete(walk_leases)
-        .where(sa.or_(walk_leases.c.worker == worker, ~live))
-        .returning(walk_leases.c.id)
-    ).cte("gone")
-    others = conn.execute(  # the snapshot before the DELETE: none of what it deletes
-        sa.select(walk_leases.c.from_id, walk_leases.c.to_id)
-        .where(walk_leases.c.worker != worker, live)
-        .add_cte(gone)
-        .order_by(walk_leases.c.from_id)
-    ).all()
+    (readers do not wait on it). The commit does not wait for the WAL flush (a lease is a hint
+    between runs; a crash that loses the last leases loses nothing a run needs). The worker's
+    previous range (a walk holds one at a time: its last batch is done when it asks for the
+    next) and expired ranges (a dead run's) go here."""
+    conn.exec_driver_sql(_LOCK)
+    others = [tuple(r) for r in conn.exec_driver_sql(_OTHERS, {"worker": worker, "now": now}).all()]
     ahead = [(f, t) for f, t in others if t > after_id and f <= upto]
     if ahead and ahead[0][0] <= after_id + 1:
         return False, ahead[0][1], others  # live ranges are disjoint: one holds after_id + 1
     to_id = ahead[0][0] - 1 if ahead else upto
-    conn.execute(
-        sa.insert(walk_leases).values(worker=worker, from_id=after_id + 1, to_id=to_id, leased_until=until)
-    )
+    lease = {"worker": worker, "from_id": after_id + 1, "to_id": to_id, "until": until}
+    conn.exec_driver_sql(_INSERT, lease)
     return True, to_id, others
+
+
+@lru_cache(maxsize=16)
+def range_read(limit: int) -> sa.Select:
+    """PostgreSQL: the due rows of a leased range, the statement built once (each batch would
+    spend ~0.7 ms of Python on it). Parameters: now, campaign_ids, after_id, to_id and
+    claimed_after (a step claimed since then: done in this tick by another run)."""
+    col = enrollments.c
+    where = sa.and_(
+        col.state == "active",
+        col.next_due_at <= sa.bindparam("now"),
+        col.campaign_id.in_(sa.bindparam("campaign_ids", expanding=True)),
+        col.id > sa.bindparam("after_id"),
+        col.id <= sa.bindparam("to_id"),
+        ~sa.exists().where(
+            sends.c.enrollment_id == col.id, sends.c.claimed_at > sa.bindparam("claimed_after")
+        ),
+    )
+    return due_rows_query("postgresql", where).limit(limit)
 
 
 def busy_leads(conn, others: list[tuple[int, int]]) -> set[int]:
