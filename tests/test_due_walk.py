@@ -204,3 +204,16 @@ def test_a_row_in_another_zone_is_made_utc():
     row[TIMES[0]], row[TIMES[1]] = eastern, eastern
     made = _pg_row(tuple(row))
     assert made[TIMES[0]] == eastern and made[TIMES[0]].tzinfo is UTC and made[TIMES[2]] is None
+
+
+def test_a_lead_without_a_kept_hash_is_still_found_suppressed(make_settings, database_url):
+    ctx = mixed_context(make_settings, database_url)  # m6 is on the suppression list
+    with ctx.store.engine.begin() as conn:  # leads from before 0014_enroll: no hash kept
+        conn.execute(
+            sa.update(leads)
+            .where(leads.c.email.in_(["m6@example.com", "m7@example.com"]))
+            .values(email_hash=None)
+        )
+    suppressed = {d.lead.email: d.suppressed for b in due_batches(ctx, MONDAY_10) for d in b}
+    assert suppressed["m6@example.com"] is True and suppressed["m7@example.com"] is False
+    assert sum(suppressed.values()) == 1

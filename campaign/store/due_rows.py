@@ -41,7 +41,7 @@ class DueLead(NamedTuple):
 
 DUE_LEAD_COLUMNS = [leads.c[name] for name in DueLead._fields]
 EMAIL = 5 + DueLead._fields.index("email")  # its place in a due row
-LEAD_END = 5 + len(DueLead._fields)  # then: email_hash, the sent step keys, suppressed
+LEAD_END = 5 + len(DueLead._fields)  # then: the hash missing, the sent step keys, suppressed
 # The times in a due row (enrolled_at, the lead's unsubscribed_at and last_email_at): read raw on
 # SQLite and parsed once per distinct value (a batch enrolled together shares its times).
 TIMES = (4, *(5 + DueLead._fields.index(n) for n in ("unsubscribed_at", "last_email_at")))
@@ -83,7 +83,8 @@ def due_rows_query(dialect: str, where) -> sa.Select:
         for i in TIMES:
             columns[i] = sa.type_coerce(columns[i], sa.String).label(columns[i].name)
     return (
-        sa.select(*columns, leads.c.email_hash, sent, suppressed)
+        # Whether the hash is missing, not the hash (64 characters a row the walk never reads).
+        sa.select(*columns, leads.c.email_hash.is_(None).label("unhashed"), sent, suppressed)
         .join(leads, leads.c.id == enrollments.c.lead_id)
         .where(where)
         .order_by(enrollments.c.id)
@@ -129,7 +130,7 @@ def _read_due(conn, hash_email: Callable[[str], str], result, sqlite: bool, extr
         if rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
             rows = [_pg_row(r) for r in rows]
     result.close()
-    unhashed = {r[EMAIL]: hash_email(r[EMAIL]) for r in rows if r[LEAD_END] is None}
+    unhashed = {r[EMAIL]: hash_email(r[EMAIL]) for r in rows if r[LEAD_END]}
     suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
     found = []
     none: frozenset[str] = frozenset()
@@ -143,7 +144,7 @@ def _read_due(conn, hash_email: Callable[[str], str], result, sqlite: bool, extr
             r[4],
             DueLead._make(r[5:LEAD_END]),
             frozenset(keys.split(",")) if keys else none,
-            bool(r[LEAD_END + 2]) or (r[LEAD_END] is None and unhashed[r[EMAIL]] in suppressed),
+            bool(r[LEAD_END + 2]) or (bool(r[LEAD_END]) and unhashed[r[EMAIL]] in suppressed),
         )
         found.append((due, *r[LEAD_END + 3 :]) if extra else due)
     return found
