@@ -53,6 +53,8 @@ class Ledger(StorePart):
         ids = _claim_send_ids(len(wanted))
         claims: list[Claim] = []
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                return _claim_postgresql(conn, ids, wanted, now, transport)
             # Multi-row INSERT ... RETURNING written out for the driver: SQLAlchemy's executemany
             # processed every row's six values (a third of a bulk step's claim).
             mark = _mark(conn)
@@ -74,6 +76,11 @@ class Ledger(StorePart):
         recipient of a bulk request has the same status and message id), an executemany for
         the rest."""
         if not results:
+            return
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                _settle_postgresql(conn, results, now)
+                _set_last_email_at(conn, emailed, now)
             return
         outcomes: dict[tuple, list[str]] = {}
         for r in results:
@@ -342,8 +349,74 @@ def _claim_sql(rows: int, mark: str) -> str:
 
 def _set_last_email_at(conn: sa.Connection, lead_ids: Iterable[int], now: datetime) -> None:
     mark, at = _mark(conn), _bound(conn, leads.c.last_email_at, now)
+    if conn.dialect.name == "postgresql":  # one statement, the ids as one array parameter
+        if ids := sorted(set(lead_ids)):
+            conn.exec_driver_sql(_PG_LAST_EMAIL_AT, (at, ids))
+        return
     for chunk in _chunks(sorted(set(lead_ids))):
         conn.exec_driver_sql(
             f"UPDATE leads SET last_email_at = {mark} WHERE id IN ({', '.join([mark] * len(chunk))})",
             (at, *chunk),
         )
+
+
+# ---- PostgreSQL: one statement a call, the rows as arrays ---------------------------------------
+
+# A claim's rows as three arrays: one statement (one plan, one run of the send_counts statement
+# trigger) whatever the size, instead of one 150-row INSERT (900 parameters) at a time.
+_PG_CLAIM = (
+    "INSERT INTO sends (send_id, enrollment_id, step_key, status, transport, claimed_at) "
+    "SELECT w.send_id, w.enrollment_id, w.step_key, %s, %s, %s "
+    "FROM unnest(%s::varchar[], %s::integer[], %s::varchar[]) AS w (send_id, enrollment_id, step_key) "
+    "ON CONFLICT (enrollment_id, step_key) DO NOTHING RETURNING send_id, enrollment_id, step_key"
+)
+_PG_SETTLE = (
+    "UPDATE sends SET status = r.status, message_id = r.message_id, error = r.error, settled_at = %s "
+    "FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::text[]) "
+    "AS r (send_id, status, message_id, error) "
+    "WHERE sends.send_id = r.send_id"
+)
+
+# SET LOCAL of three planner settings in one round trip.
+_PG_PROBES_ONLY = (
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
+    "set_config('enable_mergejoin', 'off', true)"
+)
+_PG_LAST_EMAIL_AT = "UPDATE leads SET last_email_at = %s WHERE id = ANY(%s::integer[])"
+
+
+def _claim_postgresql(
+    conn: sa.Connection, ids: list[str], wanted: list[tuple[int, str]], now: datetime, transport: str
+) -> list[Claim]:
+    rows = conn.exec_driver_sql(
+        _PG_CLAIM,
+        (
+            SendStatus.claimed.value,
+            transport,
+            _bound(conn, sends.c.claimed_at, now),
+            ids,
+            [enrollment_id for enrollment_id, _ in wanted],
+            [step_key for _, step_key in wanted],
+        ),
+    )
+    return [Claim(*row) for row in rows]
+
+
+def _settle_postgresql(conn: sa.Connection, results: list[SendResult], now: datetime) -> None:
+    """Every outcome in one UPDATE ... FROM unnest(...), each send found by its unique send_id.
+    Only index probes: the ledger's statistics are those of the table before the tick (empty on a
+    first run), and the planner took a sequential scan of all of sends for a settle (625 sends
+    with 50,000 rows in the ledger: 3,300 pages read for them), each one longer as the tick
+    claims more."""
+    latest = {r.send_id: r for r in results}  # a send settled twice in one call: the last word
+    conn.exec_driver_sql(_PG_PROBES_ONLY)
+    conn.exec_driver_sql(
+        _PG_SETTLE,
+        (
+            _bound(conn, sends.c.settled_at, now),
+            list(latest),
+            [r.status.value for r in latest.values()],
+            [r.message_id for r in latest.values()],
+            [r.error for r in latest.values()],
+        ),
+    )
