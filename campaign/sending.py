@@ -91,6 +91,25 @@ class FailureLimit:
         if reached:
             raise TooManyFailures(f"{count} consecutive send failures (last: {result.error})")
 
+    def count_request(self, results: list[SendResult]) -> None:
+        """A bulk request's results, which share its fate: its failed or unknown recipients
+        count once (a timed-out request of a thousand must not pause the campaign at once), a
+        sent one resets the count; in order, as count() would see them one by one."""
+        sent_before = failure = sent_after = None
+        for r in results:
+            status = r.status
+            if status is SendStatus.sent:
+                if failure is None:
+                    sent_before = r
+                else:
+                    sent_after = r
+                    break
+            elif failure is None and (status is SendStatus.failed or status is SendStatus.unknown):
+                failure = r
+        for r in (sent_before, failure, sent_after):
+            if r is not None:
+                self.count(r)
+
 
 @dataclass
 class SendPolicy:
@@ -140,6 +159,17 @@ class AnswerRecorder:
         with self._lock:
             self._pending.append(result)
             full = len(self._pending) == self.group  # once per group: a bulk request adds 1,000
+        if full:
+            self._wake.set()
+
+    def add_many(self, results: list[SendResult]) -> None:
+        """add() for a bulk request's results: one lock and at most one wake-up for them all."""
+        sent = [r for r in results if r.status is SendStatus.sent]
+        if not sent:
+            return
+        with self._lock:
+            self._pending += sent
+            full = len(self._pending) >= self.group
         if full:
             self._wake.set()
 
@@ -265,15 +295,10 @@ def send_claims(
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
-    # A bulk request's recipients share its fate: a timed-out request counts once toward the
-    # failure limit, not once per recipient (a thousand "in a row" would pause the campaign on
-    # the first ambiguous request). Its results come in its thread, after before_request.
-    request = threading.local()
-
     def before_request(send_ids: list[str]) -> set[str]:
-        request.failure_counted = False
-        for _ in send_ids:
-            ctx.policy.pacer.wait()
+        if ctx.policy.pacer.interval:  # no ceiling: nothing to wait for
+            for _ in send_ids:
+                ctx.policy.pacer.wait()
         reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
         return {s for s in send_ids if lead_of_send[s][0] in reachable}
 
@@ -284,11 +309,11 @@ def send_claims(
 
     def after_send(result: SendResult) -> None:
         recorder.add(result)  # first: the failure limit may raise
-        if result.status in (SendStatus.failed, SendStatus.unknown) and hasattr(request, "failure_counted"):
-            if request.failure_counted:
-                return
-            request.failure_counted = True
         ctx.policy.failures.count(result)
+
+    def after_request(results: list[SendResult]) -> None:
+        recorder.add_many(results)  # first: the failure limit may raise
+        ctx.policy.failures.count_request(results)
 
     stopped = None
     recorder = AnswerRecorder(record)
@@ -298,7 +323,11 @@ def send_claims(
         with recorder:
             try:
                 if bulk:
-                    results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
+                    results.extend(
+                        ctx.transport.send_bulk(
+                            bulk, **hooks, before_request=before_request, after_request=after_request
+                        )
+                    )
                 singles_tried = True
                 if emails:
                     results.extend(ctx.transport.send_batch(emails, **hooks))
@@ -352,6 +381,7 @@ def settle(
         SendStatus.skipped: report.skipped,
         SendStatus.unknown: report.unknown,
     }
+    plans: dict[tuple, Plan] = {}  # a step's recipients share a handful of plans
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
@@ -371,7 +401,13 @@ def settle(
         last = now if emailed_now else due.lead.last_email_at
         if emailed_now and result.send_id not in recorded:
             emailed.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
+        # What decides the plan (plan_for's own key, told without building the new sent set);
+        # the audience lives as long as `plans`, so its id is not reused meanwhile.
+        sent_keys = frozenset(due.sent_keys)  # the same object when it is one already
+        which = (id(audience), key, sent_keys, due.enrolled_at, last, due.lead.timezone)
+        p = plans.get(which)
+        if p is None:
+            p = plans[which] = plan_for(audience, due, sent_keys | {key}, last, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1
