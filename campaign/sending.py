@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -304,8 +305,10 @@ def send_claims(
 
     # Rendering first, then sending: measured faster than rendering while the senders run
     # (the renderer and the sender threads would fight over the GIL).
+    claim_of = {c.send_id: c for c in claims}
+
     def record(group: list[SendResult]) -> None:
-        ctx.store.settle(group, now, emailed=[lead_of_send[r.send_id][0] for r in group])
+        record_and_advance(ctx, group, claim_of, wanted, now, report)
 
     def after_send(result: SendResult) -> None:
         recorder.add(result)  # first: the failure limit may raise
@@ -336,7 +339,6 @@ def send_claims(
                 results.extend(exc.results)
                 if not singles_tried:  # stopped in the bulk part: the single emails were never tried
                     exc.not_sent.extend(e.send_id for e in emails)
-    claim_of = {c.send_id: c for c in claims}
     final, later = [], []
     for r in results:
         (later if _retry_later(r) else final).append(r)
@@ -371,21 +373,50 @@ def settle(
     report: TickReport,
     recorded: set[str] = frozenset(),
 ) -> None:
-    """Settle the batch: ledger rows (but those `recorded` as their answers came), the leads'
-    last email, the enrollments' next step, and the report's counts."""
-    ctx.store.settle([r for r in results if r.send_id not in recorded], now)
-    emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
-    counters = {
-        SendStatus.sent: report.sent,
-        SendStatus.failed: report.failed,
-        SendStatus.skipped: report.skipped,
-        SendStatus.unknown: report.unknown,
-    }
+    """Settle the batch: ledger rows, the leads' last email, the enrollments' next step, and the
+    report's counts; but those `recorded` as their answers came (record_and_advance did it all)."""
+    results = [r for r in results if r.send_id not in recorded]
+    if not results:
+        return
+    ctx.store.settle(results, now)
+    advance_sent(ctx, results, claims, wanted, now, report, emailed=True)
+
+
+def record_and_advance(
+    ctx: Context,
+    group: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+) -> None:
+    """The AnswerRecorder's write for a group of accepted sends: their ledger rows and their
+    leads' last_email_at in one transaction, then their enrollments' next step and the report's
+    counts, while the step's other requests are in flight (not after the last one)."""
+    ctx.store.settle(group, now, emailed=[wanted[claims[r.send_id].enrollment_id][0].lead.id for r in group])
+    advance_sent(ctx, group, claims, wanted, now, report, emailed=False)
+
+
+def advance_sent(
+    ctx: Context,
+    results: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+    emailed: bool,
+) -> None:
+    """The enrollments' next step after settled `results` (and, with `emailed`, the leads'
+    last_email_at), then their counts in the report: counted only once written, so a failed
+    write leaves them to be done again, once."""
+    counts: Counter = Counter()  # (status, audience, step) -> n
+    emailed_ids, changes = [], []
     plans: dict[tuple, Plan] = {}  # a step's recipients share a handful of plans
+    finished = 0
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
-        counters[status][(audience.name, key)] += 1
+        counts[(status, audience.name, key)] += 1
         if status is SendStatus.skipped:
             changes.append(
                 {
@@ -399,8 +430,8 @@ def settle(
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         emailed_now = status is SendStatus.sent or status is SendStatus.unknown
         last = now if emailed_now else due.lead.last_email_at
-        if emailed_now and result.send_id not in recorded:
-            emailed.append(due.lead.id)
+        if emailed_now:
+            emailed_ids.append(due.lead.id)
         # What decides the plan (plan_for's own key, told without building the new sent set);
         # the audience lives as long as `plans`, so its id is not reused meanwhile.
         sent_keys = frozenset(due.sent_keys)  # the same object when it is one already
@@ -410,8 +441,18 @@ def settle(
             p = plans[which] = plan_for(audience, due, sent_keys | {key}, last, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
-            report.finished += 1
+            finished += 1
         else:
             changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
-    ctx.store.mark_emailed(emailed, now)
+    if emailed:
+        ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
+    counters = {
+        SendStatus.sent: report.sent,
+        SendStatus.failed: report.failed,
+        SendStatus.skipped: report.skipped,
+        SendStatus.unknown: report.unknown,
+    }
+    for (status, audience_name, key), n in counts.items():
+        counters[status][(audience_name, key)] += n
+    report.finished += finished
