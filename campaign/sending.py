@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
-from campaign.bulk import group_for_bulk
-from campaign.compose import outbound
+from campaign.bulk import Prepared, prepare
 from campaign.delivery import BatchStopped, TooManyFailures
 from campaign.models import SendResult, SendStatus
-from campaign.render import TemplateError
 from campaign.schedule import Plan, plan
 from campaign.settings import Settings
 from campaign.store import Claim, DueEnrollment
@@ -270,27 +268,18 @@ def send_claims(
     The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
     re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
-    results: list[SendResult] = []
-    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
-    credits = ctx.review_credits(now) if claims else {}
+    send_prepared(ctx, prepare(ctx, claims, wanted, now, report), now, report, release)
+
+
+def send_prepared(
+    ctx: Context, ready: Prepared, now: datetime, report: TickReport, release: Callable[[list[str]], object]
+) -> None:
+    """send_claims' sending and settling, for claims prepare() made ready."""
+    claims, wanted, bulk, emails = ready.claims, ready.wanted, ready.bulk, ready.emails
+    results = ready.results
     lead_of_send = {
         c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
     }
-    # The engine chooses: one request per up to 1,000 recipients of the same email where the
-    # transport can (SendGrid), one email each for small groups and everything else.
-    bulk: list = []
-    single = claims
-    if claims and ctx.transport.supports_bulk and ctx.settings.bulk_sending:
-        bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
-    emails = []
-    for claim in single:
-        due, audience, _ = wanted[claim.enrollment_id]
-        try:
-            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id], credits))
-        except TemplateError as exc:
-            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
-            if str(exc) not in report.errors:
-                report.errors.append(str(exc))
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
@@ -418,14 +407,8 @@ def advance_sent(
         status = result.status
         counts[(status, audience.name, key)] += 1
         if status is SendStatus.skipped:
-            changes.append(
-                {
-                    "id": due.enrollment_id,
-                    "state": "exited",
-                    "exit_reason": "unsubscribed",
-                    "next_due_at": None,
-                }
-            )
+            exited = {"state": "exited", "exit_reason": "unsubscribed", "next_due_at": None}
+            changes.append({"id": due.enrollment_id, **exited})
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         emailed_now = status is SendStatus.sent or status is SendStatus.unknown
@@ -447,12 +430,6 @@ def advance_sent(
     if emailed:
         ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
-    counters = {
-        SendStatus.sent: report.sent,
-        SendStatus.failed: report.failed,
-        SendStatus.skipped: report.skipped,
-        SendStatus.unknown: report.unknown,
-    }
-    for (status, audience_name, key), n in counts.items():
-        counters[status][(audience_name, key)] += n
+    for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
+        getattr(report, status.value)[(audience_name, key)] += n
     report.finished += finished
