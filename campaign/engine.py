@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BulkComposer, send_step_size
+from campaign.bulk import BulkComposer, prepare, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -29,7 +30,7 @@ from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
 from campaign.schedule import as_utc, in_window, step_time
-from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims
+from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims, send_prepared
 from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
@@ -270,10 +271,47 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             wanted[due.enrollment_id] = (due, audience, p.step.key)
             leads_this_batch.add(due.lead.id)
     ctx.store.update_enrollments(changes)
-
-    claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
-    send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
+    if len(wanted) < 2 * PART_MIN or not (ctx.transport.supports_bulk and ctx.settings.bulk_sending):
+        claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
+        send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
+    else:
+        send_in_parts(ctx, wanted, now, report)
     return report
+
+
+# A bulk step goes in parts of at least this many (three at most): while one part's requests
+# are in flight, the next is claimed and grouped. One part of a 10,000 step made 12 requests
+# of 833 recipients on average (4 emails), three parts make 12 of 833 too.
+PART_MIN = 2_000
+PARTS = 3
+
+
+def send_in_parts(ctx: Context, wanted: Wanted, now: datetime, report: TickReport) -> None:
+    """send_claims for a step, in parts: the next part is claimed and prepared (grouped,
+    rendered) while the one before it sends; each part's claim is written before any of its
+    requests leave. A part that stops the step (a refused key, the failure limit pausing its
+    campaigns) releases the claims of the next, which was never sent."""
+    items = list(wanted.items())
+    size = max(PART_MIN, -(-len(items) // PARTS))
+    sending: Future | None = None
+    paused = len(report.paused)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-part") as sender:
+        for start in range(0, len(items), size):
+            part = dict(items[start : start + size])
+            claims = ctx.store.claim([(e, key) for e, (_, _, key) in part.items()], now, ctx.transport.name)
+            try:
+                ready = prepare(ctx, claims, part, now, report)
+                if sending is not None:
+                    sending.result()  # raises what the part before raised
+            except BaseException:
+                ctx.store.release([c.send_id for c in claims])
+                raise
+            if len(report.paused) > paused:  # the failure limit stopped the part before
+                ctx.store.release([c.send_id for c in claims])
+                return
+            sending = sender.submit(send_prepared, ctx, ready, now, report, ctx.store.release)
+        if sending is not None:
+            sending.result()
 
 
 def plain(task: Callable[..., TickReport], /, *args) -> TickReport:
