@@ -311,29 +311,38 @@ def send_prepared(
     recorder = AnswerRecorder(record)
     hooks = {"before_send": before_send, "after_send": after_send}
     singles_tried = False
-    if bulk or emails:
-        with recorder:
-            try:
-                if bulk:
-                    results.extend(
-                        ctx.transport.send_bulk(
-                            bulk, **hooks, before_request=before_request, after_request=after_request
+    try:
+        if bulk or emails:
+            with recorder:
+                try:
+                    if bulk:
+                        results.extend(
+                            ctx.transport.send_bulk(
+                                bulk, **hooks, before_request=before_request, after_request=after_request
+                            )
                         )
-                    )
-                singles_tried = True
-                if emails:
-                    results.extend(ctx.transport.send_batch(emails, **hooks))
-            except BatchStopped as exc:
-                stopped = exc
-                results.extend(exc.results)
-                if not singles_tried:  # stopped in the bulk part: the single emails were never tried
-                    exc.not_sent.extend(e.send_id for e in emails)
+                    singles_tried = True
+                    if emails:
+                        results.extend(ctx.transport.send_batch(emails, **hooks))
+                    ready.clean = True
+                except BatchStopped as exc:
+                    stopped = exc
+                    results.extend(exc.results)
+                    if not singles_tried:  # stopped in the bulk part: the single emails were never tried
+                        exc.not_sent.extend(e.send_id for e in emails)
+                finally:
+                    ready.requests_done.set()  # the recorder may still be writing their answers
+        else:
+            ready.clean = True
+    finally:
+        ready.requests_done.set()
     final, later = [], []
     for r in results:
         (later if _retry_later(r) else final).append(r)
-    for r in later:
-        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
-        report.failed[(audience.name, key)] += 1
+    with _report_lock:
+        for r in later:
+            due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
+            report.failed[(audience.name, key)] += 1
     settle(ctx, final, claim_of, wanted, now, report, recorded=recorder.recorded)
     not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
     if not_sent:
@@ -430,6 +439,10 @@ def advance_sent(
     if emailed:
         ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
-    for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
-        getattr(report, status.value)[(audience_name, key)] += n
-    report.finished += finished
+    with _report_lock:  # the parts of a step may settle at once (engine.send_in_parts)
+        for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
+            getattr(report, status.value)[(audience_name, key)] += n
+        report.finished += finished
+
+
+_report_lock = threading.Lock()

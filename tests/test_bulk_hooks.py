@@ -165,7 +165,7 @@ def _due(ctx):
 
 @pytest.fixture
 def parts(monkeypatch):
-    """Steps of 60 go in three parts of 20."""
+    """Steps of 60 go in three parts of 20 (on SQLite; PostgreSQL sends a step whole)."""
     import campaign.engine
 
     monkeypatch.setattr(campaign.engine, "PART_MIN", 10)
@@ -198,7 +198,8 @@ def test_a_step_in_parts_sends_each_recipient_once(parts, make_settings, databas
     report = run_tick(ctx, MONDAY_10)
     assert sum(report.sent.values()) == 60
     sizes = Counter(m.message_id for m in sg.messages)  # recipients per request
-    assert len(sizes) >= 3 and min(sizes.values()) >= 10  # each part in bulk requests
+    assert min(sizes.values()) >= 10  # each part in bulk requests
+    assert len(sizes) >= 3 or not database_url.startswith("sqlite")  # PostgreSQL: one part
     assert Counter(e for m in sg.messages for e in m.to_emails) == Counter(
         {f"lead{i}@example.com": 1 for i in range(60)}
     )
@@ -226,7 +227,8 @@ def test_the_failure_limit_in_a_part_releases_the_next_and_pauses(parts, make_se
     report = run_tick(ctx, MONDAY_10)
     sg.set_faults(hang=0.0)
     assert report.paused
-    # The first part's requests timed out: its 20 recipients are unknown (reconciled by their
-    # send ids); the parts after it left no claim.
-    assert Counter(r["status"] for r in ctx.store.ledger()) == Counter(unknown=20)
+    # The first part's requests timed out: its recipients are unknown (reconciled by their send
+    # ids); the parts after it left no claim.
+    first = 20 if database_url.startswith("sqlite") else 60  # PostgreSQL: the step is one part
+    assert Counter(r["status"] for r in ctx.store.ledger()) == Counter(unknown=first)
     assert ctx.store.campaign("evergreen")["state"] == "paused"
