@@ -18,18 +18,23 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from campaign.audiences import Audience
+from campaign.compose import outbound
 from campaign.delivery.payload import clean_display_name
+from campaign.models import SendResult, SendStatus
 from campaign.render import Renderer, TemplateError
 from campaign.store import Claim, DueEnrollment
 from campaign.tokens import unsubscribe_url_maker
 
 if TYPE_CHECKING:
-    from campaign.engine import Context
+    from datetime import datetime
+
+    from campaign.engine import Context, TickReport
 
 # Below this many recipients of one email, per-email sending is as quick and simpler to trace.
 BULK_MIN_RECIPIENTS = 10
@@ -271,3 +276,42 @@ def substitutions(first_name: str, url: str) -> dict[str, str]:
     """A recipient's values: the name escaped for HTML and plain for text (escaped once per
     name), the URL in both forms (one that matches _PLAIN_URL reads the same escaped)."""
     return {URL_HTML: url, URL_TEXT: url, **_name_substitutions(first_name)}
+
+
+# ---- a send step's claims made ready ------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Claimed sends made ready (grouped, rendered): what send_prepared sends."""
+
+    claims: list[Claim]
+    wanted: dict  # campaign.sending.Wanted
+    bulk: list  # campaign.bulk.BulkEmail groups
+    emails: list  # one email each
+    results: list[SendResult]  # settled already: renders that failed
+    # Set by send_prepared once its requests are done (their answers may still be being
+    # written); `clean`: none of them stopped the step.
+    requests_done: threading.Event = field(default_factory=threading.Event)
+    clean: bool = False
+
+
+def prepare(ctx: Context, claims: list[Claim], wanted: dict, now: datetime, report: TickReport) -> Prepared:
+    """Group claims for bulk requests (where the transport can: SendGrid) and render the rest."""
+    results: list[SendResult] = []
+    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
+    credits = ctx.review_credits(now) if claims else {}
+    bulk: list = []
+    single = claims
+    if claims and ctx.transport.supports_bulk and ctx.settings.bulk_sending:
+        bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
+    emails = []
+    for claim in single:
+        due, audience, _ = wanted[claim.enrollment_id]
+        try:
+            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id], credits))
+        except TemplateError as exc:
+            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
+            if str(exc) not in report.errors:
+                report.errors.append(str(exc))
+    return Prepared(claims, wanted, bulk, emails, results)

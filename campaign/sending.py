@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,11 +21,9 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
-from campaign.bulk import group_for_bulk
-from campaign.compose import outbound
+from campaign.bulk import Prepared, prepare
 from campaign.delivery import BatchStopped, TooManyFailures
 from campaign.models import SendResult, SendStatus
-from campaign.render import TemplateError
 from campaign.schedule import Plan, plan
 from campaign.settings import Settings
 from campaign.store import Claim, DueEnrollment
@@ -91,6 +90,25 @@ class FailureLimit:
         if reached:
             raise TooManyFailures(f"{count} consecutive send failures (last: {result.error})")
 
+    def count_request(self, results: list[SendResult]) -> None:
+        """A bulk request's results, which share its fate: its failed or unknown recipients
+        count once (a timed-out request of a thousand must not pause the campaign at once), a
+        sent one resets the count; in order, as count() would see them one by one."""
+        sent_before = failure = sent_after = None
+        for r in results:
+            status = r.status
+            if status is SendStatus.sent:
+                if failure is None:
+                    sent_before = r
+                else:
+                    sent_after = r
+                    break
+            elif failure is None and (status is SendStatus.failed or status is SendStatus.unknown):
+                failure = r
+        for r in (sent_before, failure, sent_after):
+            if r is not None:
+                self.count(r)
+
 
 @dataclass
 class SendPolicy:
@@ -140,6 +158,17 @@ class AnswerRecorder:
         with self._lock:
             self._pending.append(result)
             full = len(self._pending) == self.group  # once per group: a bulk request adds 1,000
+        if full:
+            self._wake.set()
+
+    def add_many(self, results: list[SendResult]) -> None:
+        """add() for a bulk request's results: one lock and at most one wake-up for them all."""
+        sent = [r for r in results if r.status is SendStatus.sent]
+        if not sent:
+            return
+        with self._lock:
+            self._pending += sent
+            full = len(self._pending) >= self.group
         if full:
             self._wake.set()
 
@@ -239,81 +268,81 @@ def send_claims(
     The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
     re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
-    results: list[SendResult] = []
-    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
-    credits = ctx.review_credits(now) if claims else {}
+    send_prepared(ctx, prepare(ctx, claims, wanted, now, report), now, report, release)
+
+
+def send_prepared(
+    ctx: Context, ready: Prepared, now: datetime, report: TickReport, release: Callable[[list[str]], object]
+) -> None:
+    """send_claims' sending and settling, for claims prepare() made ready."""
+    claims, wanted, bulk, emails = ready.claims, ready.wanted, ready.bulk, ready.emails
+    results = ready.results
     lead_of_send = {
         c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
     }
-    # The engine chooses: one request per up to 1,000 recipients of the same email where the
-    # transport can (SendGrid), one email each for small groups and everything else.
-    bulk: list = []
-    single = claims
-    if claims and ctx.transport.supports_bulk and ctx.settings.bulk_sending:
-        bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
-    emails = []
-    for claim in single:
-        due, audience, _ = wanted[claim.enrollment_id]
-        try:
-            emails.append(outbound(ctx, due, audience, claim, campaigns[due.campaign_id], credits))
-        except TemplateError as exc:
-            results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
-            if str(exc) not in report.errors:
-                report.errors.append(str(exc))
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
         return ctx.store.is_reachable(*lead_of_send[send_id])
 
-    # A bulk request's recipients share its fate: a timed-out request counts once toward the
-    # failure limit, not once per recipient (a thousand "in a row" would pause the campaign on
-    # the first ambiguous request). Its results come in its thread, after before_request.
-    request = threading.local()
-
     def before_request(send_ids: list[str]) -> set[str]:
-        request.failure_counted = False
-        for _ in send_ids:
-            ctx.policy.pacer.wait()
+        if ctx.policy.pacer.interval:  # no ceiling: nothing to wait for
+            for _ in send_ids:
+                ctx.policy.pacer.wait()
         reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
         return {s for s in send_ids if lead_of_send[s][0] in reachable}
 
     # Rendering first, then sending: measured faster than rendering while the senders run
     # (the renderer and the sender threads would fight over the GIL).
+    claim_of = {c.send_id: c for c in claims}
+
     def record(group: list[SendResult]) -> None:
-        ctx.store.settle(group, now, emailed=[lead_of_send[r.send_id][0] for r in group])
+        record_and_advance(ctx, group, claim_of, wanted, now, report)
 
     def after_send(result: SendResult) -> None:
         recorder.add(result)  # first: the failure limit may raise
-        if result.status in (SendStatus.failed, SendStatus.unknown) and hasattr(request, "failure_counted"):
-            if request.failure_counted:
-                return
-            request.failure_counted = True
         ctx.policy.failures.count(result)
+
+    def after_request(results: list[SendResult]) -> None:
+        recorder.add_many(results)  # first: the failure limit may raise
+        ctx.policy.failures.count_request(results)
 
     stopped = None
     recorder = AnswerRecorder(record)
     hooks = {"before_send": before_send, "after_send": after_send}
     singles_tried = False
-    if bulk or emails:
-        with recorder:
-            try:
-                if bulk:
-                    results.extend(ctx.transport.send_bulk(bulk, **hooks, before_request=before_request))
-                singles_tried = True
-                if emails:
-                    results.extend(ctx.transport.send_batch(emails, **hooks))
-            except BatchStopped as exc:
-                stopped = exc
-                results.extend(exc.results)
-                if not singles_tried:  # stopped in the bulk part: the single emails were never tried
-                    exc.not_sent.extend(e.send_id for e in emails)
-    claim_of = {c.send_id: c for c in claims}
+    try:
+        if bulk or emails:
+            with recorder:
+                try:
+                    if bulk:
+                        results.extend(
+                            ctx.transport.send_bulk(
+                                bulk, **hooks, before_request=before_request, after_request=after_request
+                            )
+                        )
+                    singles_tried = True
+                    if emails:
+                        results.extend(ctx.transport.send_batch(emails, **hooks))
+                    ready.clean = True
+                except BatchStopped as exc:
+                    stopped = exc
+                    results.extend(exc.results)
+                    if not singles_tried:  # stopped in the bulk part: the single emails were never tried
+                        exc.not_sent.extend(e.send_id for e in emails)
+                finally:
+                    ready.requests_done.set()  # the recorder may still be writing their answers
+        else:
+            ready.clean = True
+    finally:
+        ready.requests_done.set()
     final, later = [], []
     for r in results:
         (later if _retry_later(r) else final).append(r)
-    for r in later:
-        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
-        report.failed[(audience.name, key)] += 1
+    with _report_lock:
+        for r in later:
+            due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
+            report.failed[(audience.name, key)] += 1
     settle(ctx, final, claim_of, wanted, now, report, recorded=recorder.recorded)
     not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
     if not_sent:
@@ -342,40 +371,78 @@ def settle(
     report: TickReport,
     recorded: set[str] = frozenset(),
 ) -> None:
-    """Settle the batch: ledger rows (but those `recorded` as their answers came), the leads'
-    last email, the enrollments' next step, and the report's counts."""
-    ctx.store.settle([r for r in results if r.send_id not in recorded], now)
-    emailed, changes = [], []  # (the recorder set last_email_at for what it wrote)
-    counters = {
-        SendStatus.sent: report.sent,
-        SendStatus.failed: report.failed,
-        SendStatus.skipped: report.skipped,
-        SendStatus.unknown: report.unknown,
-    }
+    """Settle the batch: ledger rows, the leads' last email, the enrollments' next step, and the
+    report's counts; but those `recorded` as their answers came (record_and_advance did it all)."""
+    results = [r for r in results if r.send_id not in recorded]
+    if not results:
+        return
+    ctx.store.settle(results, now)
+    advance_sent(ctx, results, claims, wanted, now, report, emailed=True)
+
+
+def record_and_advance(
+    ctx: Context,
+    group: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+) -> None:
+    """The AnswerRecorder's write for a group of accepted sends: their ledger rows and their
+    leads' last_email_at in one transaction, then their enrollments' next step and the report's
+    counts, while the step's other requests are in flight (not after the last one)."""
+    ctx.store.settle(group, now, emailed=[wanted[claims[r.send_id].enrollment_id][0].lead.id for r in group])
+    advance_sent(ctx, group, claims, wanted, now, report, emailed=False)
+
+
+def advance_sent(
+    ctx: Context,
+    results: list[SendResult],
+    claims: dict[str, Claim],
+    wanted: Wanted,
+    now: datetime,
+    report: TickReport,
+    emailed: bool,
+) -> None:
+    """The enrollments' next step after settled `results` (and, with `emailed`, the leads'
+    last_email_at), then their counts in the report: counted only once written, so a failed
+    write leaves them to be done again, once."""
+    counts: Counter = Counter()  # (status, audience, step) -> n
+    emailed_ids, changes = [], []
+    plans: dict[tuple, Plan] = {}  # a step's recipients share a handful of plans
+    finished = 0
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
-        counters[status][(audience.name, key)] += 1
+        counts[(status, audience.name, key)] += 1
         if status is SendStatus.skipped:
-            changes.append(
-                {
-                    "id": due.enrollment_id,
-                    "state": "exited",
-                    "exit_reason": "unsubscribed",
-                    "next_due_at": None,
-                }
-            )
+            exited = {"state": "exited", "exit_reason": "unsubscribed", "next_due_at": None}
+            changes.append({"id": due.enrollment_id, **exited})
             continue
         # Sent, or possibly sent: the gap counts from now. A final failure does not.
         emailed_now = status is SendStatus.sent or status is SendStatus.unknown
         last = now if emailed_now else due.lead.last_email_at
-        if emailed_now and result.send_id not in recorded:
-            emailed.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
+        if emailed_now:
+            emailed_ids.append(due.lead.id)
+        # What decides the plan (plan_for's own key, told without building the new sent set);
+        # the audience lives as long as `plans`, so its id is not reused meanwhile.
+        sent_keys = frozenset(due.sent_keys)  # the same object when it is one already
+        which = (id(audience), key, sent_keys, due.enrolled_at, last, due.lead.timezone)
+        p = plans.get(which)
+        if p is None:
+            p = plans[which] = plan_for(audience, due, sent_keys | {key}, last, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
-            report.finished += 1
+            finished += 1
         else:
             changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
-    ctx.store.mark_emailed(emailed, now)
+    if emailed:
+        ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
+    with _report_lock:  # the parts of a step may settle at once (engine.send_in_parts)
+        for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
+            getattr(report, status.value)[(audience_name, key)] += n
+        report.finished += finished
+
+
+_report_lock = threading.Lock()

@@ -13,8 +13,8 @@ Exactly once per recipient, as for single emails:
   retryable (released);
 - 401: Unauthorized; who may have been sent is unknown, the rest not sent.
 
-The hooks run per recipient: ``before_send`` right before its request leaves, ``after_send``
-as the request settles.
+The hooks: ``before_request`` (or ``before_send`` per recipient) right before a request leaves;
+``after_request`` once with a request's results as it settles (or ``after_send`` per result).
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ from campaign.delivery.payload import (
     bulk_personalization,
     check_limits,
     check_personalization,
+    plainly_valid,
 )
 from campaign.models import SendResult, SendStatus
 
 # send ids about to go -> those that may (a lead who left since the claim may not)
 BeforeRequest = Callable[[list[str]], set[str]]
+# a request's results, once, as it settles (one call for a thousand recipients)
+AfterRequest = Callable[[list[SendResult]], None]
 
 if TYPE_CHECKING:
     from campaign.bulk import BulkEmail, BulkRecipient
@@ -52,11 +55,14 @@ def send_bulk(
     before_send: BeforeSend | None = None,
     after_send: AfterSend | None = None,
     before_request: BeforeRequest | None = None,
+    after_request: AfterRequest | None = None,
 ) -> list[SendResult]:
     """Send every recipient of every email once; results grouped by request. Raises like
     SendGridTransport.send_batch (BatchStopped with ``results`` and ``not_sent``).
     ``before_request(send_ids)``, when given, replaces ``before_send``: one call right before a
-    request leaves, returning the send ids that may go (one query for a thousand recipients)."""
+    request leaves, returning the send ids that may go (one query for a thousand recipients).
+    ``after_request(results)``, when given, replaces ``after_send``: one call with each
+    request's results (those of its recipients skipped or refused by the checks included)."""
     requests = [
         (email, email.recipients[i : i + MAX_PERSONALIZATIONS])
         for email in emails
@@ -115,7 +121,12 @@ def send_bulk(
 
         settled, not_sent = _deliver(transport, email, ready, stop, unauthorized)
         results += settled
-        if after_send is not None:
+        if after_request is not None:
+            try:
+                after_request(results)
+            except Exception as exc:
+                halt(stop_from_hook(exc, "after_request"))
+        elif after_send is not None:
             for result in results:
                 try:
                     after_send(result)
@@ -158,7 +169,8 @@ def _deliver(
     results, good = [], []
     for r in recipients:
         personalization = bulk_personalization(r)
-        problems = check_personalization(personalization)
+        # The common case told in a few operations; anything else gets the full check.
+        problems = () if plainly_valid(personalization) else check_personalization(personalization)
         if problems:
             results.append(_result(r, SendStatus.failed, "; ".join(problems)))
         else:

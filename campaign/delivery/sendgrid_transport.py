@@ -244,11 +244,12 @@ class SendGridTransport:
         before_send: BeforeSend | None = None,
         after_send: AfterSend | None = None,
         before_request=None,
+        after_request=None,
     ) -> list[SendResult]:
         """Many recipients of one email per request (campaign.delivery.sendgrid_bulk)."""
         from campaign.delivery.sendgrid_bulk import send_bulk
 
-        return send_bulk(self, emails, before_send, after_send, before_request)
+        return send_bulk(self, emails, before_send, after_send, before_request, after_request)
 
     def _client(self) -> SendGridAPIClient:
         # The official client's request_headers dict is shared by a client and all its
