@@ -13,9 +13,10 @@ from prefect.utilities.annotations import quote
 from campaign.app.ticks import prepare_context, records_tick, tick_report
 from campaign.campaigns import PreflightFailed
 from campaign.engine import TickReport, enroll_new, reconcile_unknown, send_due_batch
-from flows import heartbeat
+from flows import client, heartbeat
 
 heartbeat.install()  # the run ends when the tick does, not up to 1 s later (flows/heartbeat.py)
+client.install()  # one version check and one TLS context per process (flows/client.py)
 
 # The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
 TASKS = {
@@ -65,12 +66,16 @@ class TickFlow(PlainParametersFlow):
             return super().__call__(*args, **kwargs)
 
 
-@partial(TickFlow, name="tick", log_prints=False)
+# persist_result=False: the tick's result is its counts, kept in the tick history and the
+# run's artifact; nothing reads a stored copy, and deciding where to store one cost the run a
+# round trip to the server (whether it has a default result storage) before the tick began.
+@partial(TickFlow, name="tick", log_prints=False, persist_result=False)
 def tick(now: str | None = None) -> dict | State:
     """One tick at `now` (ISO 8601; default: the real clock). Returns counts only.
 
     A refused preflight ends the run Failed with the list of problems as its message, and no
     traceback: it is an answer, not a crash. Calling the flow raises the PreflightFailed."""
+    client.share_version_check()  # before the first task starts the event and log clients
     try:
         return recorded_tick(now)
     except PreflightFailed as refused:
