@@ -61,7 +61,8 @@ def instrument() -> None:
         c = orig_ctx(*a, **k)
         import traceback
 
-        where = [f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()[-9:-1]]
+        stack = traceback.extract_stack()[-9:-1]
+        where = [f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno} {f.name}" for f in stack]
         mark(f"ssl context {1000 * (time.perf_counter() - t):.1f} ms <- " + " <- ".join(reversed(where)))
         return c
 
@@ -127,10 +128,12 @@ def child(phase: str) -> None:
     else:
         from campaign.app.ticks import plain_tick as run
     imported = time.perf_counter() - began
+    before = set(sys.modules)
     T0[0] = time.perf_counter()
     c0 = time.process_time()
     run(now=share.NOW.isoformat())
     mark("returned")
+    mark("imported during the call: " + " ".join(sorted(set(sys.modules) - before)))
     wall, cpu = time.perf_counter() - T0[0], time.process_time() - c0
     for t, thread, what in EVENTS:
         print(f"{1000 * t:8.1f} {thread[:24]:<24} {what}")
@@ -165,15 +168,29 @@ if __name__ == "__main__":
         template = tmp / "template.db"
         share.prepare(template, args.emails)
         (tmp / "prefect-server").mkdir()
-        with share.sendgrid_server_process(share.KEY) as sg, share.prefect_server(tmp / "prefect-server") as api:
+        with (
+            share.sendgrid_server_process(share.KEY) as sg,
+            share.prefect_server(tmp / "prefect-server") as api,
+        ):
             orig_run = subprocess.run
 
             def run(cmd, **k):
                 cmd = [sys.executable, __file__, "--phase", cmd[-1]]
                 if args.pyspy:
                     spy = str(Path(sys.executable).parent / "py-spy")
-                    cmd = [spy, "record", "-r", "250", "--threads", "-f", "raw", "-o",
-                           f"{args.pyspy}-{len(list(tmp.glob('*.db')))}.txt", "--", *cmd]
+                    cmd = [
+                        spy,
+                        "record",
+                        "-r",
+                        "250",
+                        "--threads",
+                        "-f",
+                        "raw",
+                        "-o",
+                        f"{args.pyspy}-{len(list(tmp.glob('*.db')))}.txt",
+                        "--",
+                        *cmd,
+                    ]
                 out = orig_run(cmd, **k)
                 print(out.stdout, out.stderr[-2000:] if out.returncode else "", flush=True)
                 return out

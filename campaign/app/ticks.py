@@ -157,14 +157,16 @@ def _tick_context(now: str | None) -> Context:
 class _Prepared:
     """A tick context being built in a thread, for the next tick_report at the same `now`."""
 
-    def __init__(self, now: str | None):
-        self.now, self.ctx, self.error = now, None, None
+    def __init__(self, now: str | None, first: Callable[[], None] | None = None):
+        self.now, self.first, self.ctx, self.error = now, first, None, None
         self.taken = False
         self.thread = threading.Thread(target=self._build, name="tick-context", daemon=True)
         self.thread.start()
 
     def _build(self) -> None:
         try:
+            if self.first is not None:
+                self.first()
             self.ctx = _tick_context(self.now)
         except BaseException as exc:  # raised where the tick would have raised it
             self.error = exc
@@ -186,13 +188,14 @@ def _taken(now: str | None) -> Context | None:
 
 
 @contextmanager
-def prepare_context(now: str | None) -> Iterator[None]:
+def prepare_context(now: str | None, first: Callable[[], None] | None = None) -> Iterator[None]:
     """Builds the tick's context (opening and migrating the database, loading the audiences,
     templates and transport) in a thread while the caller does something else, here Prefect
     creating the flow run (round trips to its server): the tick_report inside the block takes
     it instead of building its own. Nothing is sent before tick_report runs the preflight.
-    A context left untaken (the flow run never started) is closed at the end of the block."""
-    prepared = _Prepared(now)
+    A context left untaken (the flow run never started) is closed at the end of the block.
+    `first()`, if given, runs in the thread before the build (the flow's own warm-up)."""
+    prepared = _Prepared(now, first)
     token = _PREPARED.set(prepared)
     try:
         yield
