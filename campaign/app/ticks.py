@@ -151,7 +151,11 @@ def _tick_context(now: str | None) -> Context:
     from campaign.runtime import build_context
     from campaign.settings import get_settings
 
-    return build_context(get_settings(), now=parse_when(now) if now else None)
+    with _BUILDING:  # alembic's migration context is per process: one upgrade at a time
+        return build_context(get_settings(), now=parse_when(now) if now else None)
+
+
+_BUILDING = threading.Lock()
 
 
 class _Prepared:
