@@ -118,6 +118,15 @@ def tick_env(settings, monkeypatch):
 
 
 @pytest.fixture
+def tick_env_each_db(settings, database_url, monkeypatch):
+    """tick_env on a SQLite file and on a private PostgreSQL schema."""
+    monkeypatch.setenv("CAMPAIGN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAMPAIGN_OUTBOX_DIR", str(settings.outbox_dir))
+    monkeypatch.setenv("CAMPAIGN_PUBLIC_URL", settings.public_url)
+    return settings
+
+
+@pytest.fixture
 def built_in(monkeypatch) -> list[str]:
     """The names of the threads that built a tick context (the real build, observed)."""
     names: list[str] = []
@@ -131,7 +140,7 @@ def built_in(monkeypatch) -> list[str]:
     return names
 
 
-def test_the_context_prepared_while_prefect_sets_up_is_taken_once(tick_env, built_in):
+def test_the_context_prepared_while_prefect_sets_up_is_taken_once(tick_env_each_db, built_in):
     warmed: list[str] = []
     with ticks.prepare_context(NOW, first=lambda: warmed.append(threading.current_thread().name)):
         first = ticks.tick_report(NOW)
