@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextvars
 import threading
 from functools import partial
+from pathlib import Path
 
 from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import get_current_settings
 from prefect.states import Failed, State
 from prefect.utilities.annotations import quote
 
@@ -81,9 +83,17 @@ def import_task_engine() -> None:
 
 
 # persist_result=False: the tick's result is its counts, kept in the tick history and the
-# run's artifact; nothing reads a stored copy, and deciding where to store one cost the run a
-# round trip to the server (whether it has a default result storage) before the tick began.
-@partial(TickFlow, name="tick", log_prints=False, persist_result=False)
+# run's artifact; nothing reads a stored copy (nor the tasks' reports, which hold the tick's
+# context). Without a storage of its own, each run asked the server twice before the tick began
+# whether it has a default result storage (to persist by default, and where); the storage named
+# here is Prefect's own local default, and nothing is written to it.
+@partial(
+    TickFlow,
+    name="tick",
+    log_prints=False,
+    persist_result=False,
+    result_storage=Path(get_current_settings().results.local_storage_path),
+)
 def tick(now: str | None = None) -> dict | State:
     """One tick at `now` (ISO 8601; default: the real clock). Returns counts only.
 
