@@ -1,13 +1,17 @@
 """Where a tick flow run's time goes: one flow run of bench_prefect_share.py's setup with each
 HTTP request to the Prefect API, each task and the flow function timestamped (ms since the flow
-call), plus the per-thread CPU time at the end. Optional: --py-spy to record the child instead.
+call), the TLS contexts built (and where), the modules imported during the call, and each
+thread's CPU time at the end. A diagnostic, not a benchmark (the wrappers cost time).
 
-    .venv/bin/python bench/trace_prefect_run.py --emails 20000
+    .venv/bin/python bench/trace_prefect_run.py --emails 20000 --runs 2
+    .venv/bin/python bench/trace_prefect_run.py --run-phase plain         # the plain tick
+    .venv/bin/python bench/trace_prefect_run.py --py-spy /tmp/spy         # `pip install py-spy` first
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -131,7 +135,7 @@ def child(phase: str) -> None:
     before = set(sys.modules)
     T0[0] = time.perf_counter()
     c0 = time.process_time()
-    run(now=share.NOW.isoformat())
+    result = run(now=share.NOW.isoformat())
     mark("returned")
     mark("imported during the call: " + " ".join(sorted(set(sys.modules) - before)))
     wall, cpu = time.perf_counter() - T0[0], time.process_time() - c0
@@ -146,7 +150,8 @@ def child(phase: str) -> None:
             print(f"thread {name}: CPU {ticks / os.sysconf('SC_CLK_TCK'):.2f} s")
         except OSError:
             pass
-    print('{"seconds": 0, "cpu": 0, "import": 0, "sent": 0, "rss": 0}')
+    sent = result["totals"]["sent"]  # for the caller's exactly-once check
+    print(json.dumps({"seconds": wall, "cpu": cpu, "import": imported, "sent": sent, "rss": 0}))
 
 
 if __name__ == "__main__":
