@@ -15,6 +15,7 @@ lead's email recorded once by the server and sent in the ledger.
     .venv/bin/python bench/bench_prefect_share.py                  # 20,000 emails, 2 pairs
     .venv/bin/python bench/bench_prefect_share.py --emails 2000 --pairs 1
     .venv/bin/python bench/bench_prefect_share.py --emails 0 --pairs 8    # the fixed cost alone
+    .venv/bin/python bench/bench_prefect_share.py --baseline /work/main   # and main's flow beside
 """
 
 from __future__ import annotations
@@ -102,10 +103,39 @@ def prefect_server(folder: Path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the Prefect server did not start; see {folder / 'server.log'}")
             time.sleep(0.5)
+        SERVER_PID[0] = proc.pid
         yield url
     finally:
         stop_process(proc, timeout=30)
         log.close()
+
+
+SERVER_PID = [0]
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants, from /proc: what the
+    Prefect server spends on a run competes for the same 2 cores as the tick."""
+    if not pid:
+        return 0.0
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(times.get(p, 0.0) for p in tree)
 
 
 def run_phase(phase: str, template: Path, n: int, sendgrid: str, api: str, args, index: int) -> dict:
@@ -129,14 +159,23 @@ def run_phase(phase: str, template: Path, n: int, sendgrid: str, api: str, args,
     if phase == "flow":
         env["PREFECT_API_URL"] = api
         env["PREFECT_LOGGING_LEVEL"] = args.prefect_log_level
-    cmd = [sys.executable]
+    cmd, script, root = [sys.executable], __file__, ROOT
+    if phase == "base":  # the flow of another checkout (--baseline), same venv and servers
+        root = Path(args.baseline).resolve()
+        script, phase_arg = str(root / "bench" / Path(__file__).name), "flow"
+        env["PREFECT_API_URL"] = api
+        env["PREFECT_LOGGING_LEVEL"] = args.prefect_log_level
+    else:
+        phase_arg = phase
     if args.profile:
         cmd += ["-m", "cProfile", "-o", f"{args.profile}-{phase}-{index}.prof"]
-    started = time.perf_counter()
+    server_cpu, started = tree_cpu(SERVER_PID[0]), time.perf_counter()
     out = subprocess.run(
-        [*cmd, __file__, "--phase", phase], env=env, capture_output=True, text=True, cwd=ROOT
+        [*cmd, script, "--phase", phase_arg], env=env, capture_output=True, text=True, cwd=root
     )
     wall = time.perf_counter() - started
+    time.sleep(1)  # the server's last events and logs of the run
+    server_cpu = tree_cpu(SERVER_PID[0]) - server_cpu
     if out.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{out.stderr[-3000:]}")
     r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -145,11 +184,12 @@ def run_phase(phase: str, template: Path, n: int, sendgrid: str, api: str, args,
         ok = r["sent"] == ledger_sent == record["messages"] == record["distinct_to"] == n
     if not ok:
         raise SystemExit(f"{phase}: not every recipient exactly once: {r} ledger {ledger_sent} {record}")
-    r.update(wall=wall, requests=record["counters"]["accepted"])
+    r.update(wall=wall, requests=record["counters"]["accepted"], server_cpu=server_cpu)
     print(
         f"{phase:<5} #{index}  tick {r['seconds']:6.2f} s  CPU {r['cpu']:6.2f} s  (import "
         f"{r['import']:.2f} s, process {wall:.2f} s)  {n / r['seconds']:7.0f} emails/s  "
-        f"{r['requests']} requests  peak RSS {r['rss']:.0f} MB  load {os.getloadavg()[0]:.2f}",
+        f"{r['requests']} requests  peak RSS {r['rss']:.0f} MB  Prefect server CPU {server_cpu:.2f} s  "
+        f"load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     db.unlink()
@@ -175,13 +215,17 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="plain/flow pairs, alternating order")
     parser.add_argument("--prefect-log-level", default="INFO", help="PREFECT_LOGGING_LEVEL of the flow run")
     parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-<i>.prof")
+    parser.add_argument(
+        "--baseline",
+        help="another checkout (e.g. /work/main): its tick flow runs too, as 'base', alternating",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         child(args.phase)
         return
 
-    runs: dict[str, list[dict]] = {"plain": [], "flow": []}
+    runs: dict[str, list[dict]] = {"plain": [], "flow": [], **({"base": []} if args.baseline else {})}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp:
         tmp = Path(tmp)
@@ -193,7 +237,8 @@ def main() -> None:
         with sendgrid_server_process(KEY) as sendgrid, prefect_server(tmp / "prefect-server") as api:
             print(f"Prefect server at {api}; SendGrid-compatible server at {sendgrid}", flush=True)
             for i in range(args.pairs):
-                for phase in ("plain", "flow") if i % 2 == 0 else ("flow", "plain"):
+                order = list(runs) if i % 2 == 0 else list(reversed(runs))
+                for phase in order:
                     runs[phase].append(run_phase(phase, template, args.emails, sendgrid, api, args, i))
     report(runs, args, load_before)
 
@@ -215,8 +260,7 @@ def report(runs: dict[str, list[dict]], args, load_before) -> None:
         "| run | tick wall (median) | each run | tick CPU (median) | each run | import | process wall |",
         "|---|---|---|---|---|---|---|",
     ]
-    for phase in ("plain", "flow"):
-        rs = runs[phase]
+    for phase, rs in runs.items():
         lines.append(
             f"| {phase} | {statistics.median(r['seconds'] for r in rs):.2f} s | "
             + ", ".join(f"{r['seconds']:.2f}" for r in rs)
@@ -237,6 +281,16 @@ def report(runs: dict[str, list[dict]], args, load_before) -> None:
         f"(flow {flow_import:.2f} s, plain {plain_import:.2f} s).",
         "",
     ]
+    if runs.get("base"):
+        base = statistics.median(r["seconds"] for r in runs["base"])
+        base_cpu = statistics.median(r["cpu"] for r in runs["base"])
+        lines += [
+            f"The baseline's flow ({args.baseline}): {(base - plain) / base:.1%} of the wall time, "
+            f"{(base_cpu - plain_cpu) / base_cpu:.1%} of the CPU time; flow - plain "
+            f"{flow - plain:.2f} s here, {base - plain:.2f} s there (CPU {flow_cpu - plain_cpu:.2f} / "
+            f"{base_cpu - plain_cpu:.2f} s).",
+            "",
+        ]
     print("\n".join(lines))
 
 

@@ -22,12 +22,17 @@ from contextlib import contextmanager
 import prefect
 from prefect import flow_engine
 
+from flows import client
+
 VERSIONS = ("3.9.",)  # pyproject.toml: prefect>=3.9,<3.10
 
 
 @contextmanager
 def send_heartbeats(engine, join_on_exit: bool = True) -> Generator[None, None, None]:
     """prefect.flow_engine._send_heartbeats (3.9.1), waking at once when the block ends."""
+    # Its first event starts Prefect's events client, whose version check is the one the run's
+    # client has just made (flows/client.py).
+    client.share_version_check()
     seconds = engine.heartbeat_seconds
     if seconds is None:
         yield

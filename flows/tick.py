@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from functools import partial
+from pathlib import Path
 
 from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import get_current_settings
 from prefect.states import Failed, State
 from prefect.utilities.annotations import quote
 
-from campaign.app.ticks import records_tick, tick_report
+from campaign.app.ticks import prepare_context, records_tick, tick_report
 from campaign.campaigns import PreflightFailed
 from campaign.engine import TickReport, enroll_new, reconcile_unknown, send_due_batch
-from flows import heartbeat
+from flows import client, heartbeat
 
 heartbeat.install()  # the run ends when the tick does, not up to 1 s later (flows/heartbeat.py)
+client.install()  # one version check and one TLS context per process (flows/client.py)
 
 # The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
 TASKS = {
@@ -51,29 +56,99 @@ class PlainParametersFlow(Flow):
 PLAIN = (str, int, float, bool)
 
 
-@partial(PlainParametersFlow, name="tick", log_prints=False)
+class TickFlow(PlainParametersFlow):
+    """Called directly (`campaign tick`, `campaign demo --prefect`), the tick opens its
+    database and loads its audiences in a thread while Prefect creates the flow run: 0.1-0.2 s
+    of round trips to the server that the tick waited for before (bench/RESULTS.md). A
+    deployment's run is started by Prefect's engine, not by this call, and builds it inline."""
+
+    def __call__(self, *args, **kwargs):
+        now = args[0] if args else kwargs.get("now")
+        if not (now is None or isinstance(now, str)):
+            return super().__call__(*args, **kwargs)
+        with prepare_context(now, first=import_task_engine):
+            return super().__call__(*args, **kwargs)
+
+
+def import_task_engine() -> None:
+    """Prefect imports its task engine (and graph tracking) when a flow's first task is called,
+    ~30 ms of the tick; TickFlow imports them while the run waits on the server instead."""
+    import importlib
+
+    for name in ("prefect.task_engine", "prefect.utilities.visualization"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another Prefect: its first task imports what it needs
+            pass
+
+
+# persist_result=False: the tick's result is its counts, kept in the tick history and the
+# run's artifact; nothing reads a stored copy (nor the tasks' reports, which hold the tick's
+# context). Without a storage of its own, each run asked the server twice before the tick began
+# whether it has a default result storage (to persist by default, and where); the storage named
+# here is Prefect's own local default, and nothing is written to it.
+@partial(
+    TickFlow,
+    name="tick",
+    log_prints=False,
+    persist_result=False,
+    result_storage=Path(get_current_settings().results.local_storage_path),
+)
 def tick(now: str | None = None) -> dict | State:
     """One tick at `now` (ISO 8601; default: the real clock). Returns counts only.
 
     A refused preflight ends the run Failed with the list of problems as its message, and no
     traceback: it is an answer, not a crash. Calling the flow raises the PreflightFailed."""
+    client.share_version_check()  # before the first task starts the event and log clients
+    posted: list[Posting] = []
     try:
-        return recorded_tick(now)
+        summary = recorded_tick(now, posted)
     except PreflightFailed as refused:
         return Failed(message=str(refused), data=refused)
+    finally:
+        for posting in posted:  # the run ends with its artifact in
+            posting.join()
+    for posting in posted:
+        posting.raise_error()
+    return summary
 
 
 @records_tick  # the console's tick history: each run, its outcome and counts
-def recorded_tick(now: str | None = None) -> dict:
+def recorded_tick(now: str | None, posted: list[Posting]) -> dict:
     report = tick_report(now, run=as_task)
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])
-    create_table_artifact(
-        key="tick-counts",
-        table=artifact_rows(report),
-        description=f"Tick at {summary['now']}: counts per audience and step (no addresses).",
+    # Posted while the tick history is written (a round trip the run no longer waits for alone).
+    posted.append(
+        Posting(
+            create_table_artifact,
+            key="tick-counts",
+            table=artifact_rows(report),
+            description=f"Tick at {summary['now']}: counts per audience and step (no addresses).",
+        )
     )
     return summary
+
+
+class Posting(threading.Thread):
+    """`post(**fields)` in a thread that sees this run's context (its flow run and client)."""
+
+    def __init__(self, post, **fields):
+        super().__init__(name="tick-artifact", daemon=True)
+        self.error: BaseException | None = None
+        run = contextvars.copy_context().run
+        self._call = lambda: run(post, **fields)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # raised in the flow, as it was before it moved here
+            self.error = exc
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def artifact_rows(report: TickReport) -> list[dict]:

@@ -1,10 +1,14 @@
 """What the tick flow does to cost less per run than Prefect's defaults, and what it keeps: the
-parameters stored as given, the flow-run heartbeat (flows/heartbeat.py), and, run for real, the
-flow run with one task run per step (marked `prefect`). Speed itself: bench/bench_prefect_share.py."""
+parameters stored as given, the flow-run heartbeat (flows/heartbeat.py), one version check and
+one TLS context per process (flows/client.py), the tick's context built while Prefect sets up
+the run, and, run for real, the flow run with one task run per step and its artifact (marked
+`prefect`). Speed itself: bench/bench_prefect_share.py."""
 
 from __future__ import annotations
 
+import json
 import logging
+import ssl
 import threading
 import time
 from datetime import UTC, datetime
@@ -12,8 +16,12 @@ from datetime import UTC, datetime
 import pytest
 from prefect import Flow, flow_engine
 
+from campaign.app import ticks
+from flows import client as prefect_client
 from flows import heartbeat
 from flows.tick import tick
+
+NOW = "2026-03-02T15:00:00+00:00"
 
 
 def test_plain_parameters_are_stored_as_given_and_others_as_prefect_encodes_them():
@@ -66,11 +74,117 @@ def test_no_heartbeat_when_prefect_has_none_configured():
     assert engine.beats == [] and engine.thread is None
 
 
+def test_a_version_check_that_passed_counts_for_both_spellings_of_the_api_url():
+    import prefect
+    from prefect._internal import version_checking
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = "http://127.0.0.1:9/version-check-test/api"
+
+    def checked(u: str) -> bool:
+        return version_checking._is_api_version_check_cached((u, prefect.__version__))
+
+    with temporary_settings({PREFECT_API_URL: url}):
+        prefect_client.share_version_check()
+        assert not checked(url) and not checked(url + "/")  # nothing passed, nothing assumed
+        version_checking._cache_api_version_check((url + "/", prefect.__version__))  # sync client's
+        prefect_client.share_version_check()
+        assert checked(url)  # the events and log clients' spelling
+
+
+def ssl_context_of(client):
+    return client._client._transport._pool._ssl_context
+
+
+def test_clients_of_an_http_api_share_one_tls_context_and_an_https_api_keeps_its_own():
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    for url, shared in (("http://127.0.0.1:9/api", True), ("https://prefect.example.org/api", False)):
+        with temporary_settings({PREFECT_API_URL: url}):
+            one, two = PrefectClient(url), SyncPrefectClient(url)
+            contexts = ssl_context_of(one), ssl_context_of(two)
+            assert all(isinstance(c, ssl.SSLContext) for c in contexts)
+            assert (contexts[0] is contexts[1]) is shared, url
+            assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
+
+
+@pytest.fixture
+def tick_env(settings, monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CAMPAIGN_OUTBOX_DIR", str(settings.outbox_dir))
+    monkeypatch.setenv("CAMPAIGN_PUBLIC_URL", settings.public_url)
+    return settings
+
+
+@pytest.fixture
+def tick_env_each_db(settings, database_url, monkeypatch):
+    """tick_env on a SQLite file and on a private PostgreSQL schema."""
+    monkeypatch.setenv("CAMPAIGN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAMPAIGN_OUTBOX_DIR", str(settings.outbox_dir))
+    monkeypatch.setenv("CAMPAIGN_PUBLIC_URL", settings.public_url)
+    return settings
+
+
+@pytest.fixture
+def built_in(monkeypatch) -> list[str]:
+    """The names of the threads that built a tick context (the real build, observed)."""
+    names: list[str] = []
+    build = ticks._tick_context
+
+    def observed(now):
+        names.append(threading.current_thread().name)
+        return build(now)
+
+    monkeypatch.setattr(ticks, "_tick_context", observed)
+    return names
+
+
+def test_the_context_prepared_while_prefect_sets_up_is_taken_once(tick_env_each_db, built_in):
+    warmed: list[str] = []
+    with ticks.prepare_context(NOW, first=lambda: warmed.append(threading.current_thread().name)):
+        first = ticks.tick_report(NOW)
+        again = ticks.tick_report(NOW)  # a retry of the flow builds its own
+    assert built_in == ["tick-context", "MainThread"] and warmed == ["tick-context"]
+    assert first.as_dict()["now"] == again.as_dict()["now"]
+    with ticks.prepare_context(NOW):
+        ticks.tick_report("2026-03-02T16:00:00+00:00")  # another moment: not this context
+    assert sorted(built_in[2:]) == ["MainThread", "tick-context"]
+
+
+def test_a_prepared_context_that_fails_fails_the_tick_as_building_it_inline_does(
+    tick_env, monkeypatch, tmp_path
+):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("CAMPAIGN_DATABASE_URL", f"sqlite:///{blocked}/campaign.db")
+    with pytest.raises(OSError) as inline:
+        ticks.tick_report(NOW)
+    with ticks.prepare_context(NOW), pytest.raises(OSError) as prepared:
+        ticks.tick_report(NOW)
+    assert type(prepared.value) is type(inline.value) and str(prepared.value) == str(inline.value)
+
+
+def test_an_untaken_prepared_context_is_closed(tick_env, monkeypatch):
+    from campaign.store import Store
+
+    built: list = []
+    build = ticks._tick_context
+    monkeypatch.setattr(ticks, "_tick_context", lambda now: built.append(build(now)) or built[-1])
+    closed: list = []
+    close = Store.close
+    monkeypatch.setattr(Store, "close", lambda self: (closed.append(self), close(self))[1])
+    with ticks.prepare_context(NOW):
+        pass  # the flow run never reached the tick
+    assert len(built) == 1 and closed == [built[0].store]
+
+
 @pytest.mark.prefect
 def test_the_tick_run_keeps_its_parameters_states_and_a_task_run_per_step(
-    prefect_harness, settings, monkeypatch, tmp_path
+    prefect_harness, settings, monkeypatch, tmp_path, built_in
 ):
     from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from campaign.settings import PROJECT_ROOT
     from flows.import_leads import import_leads
@@ -88,6 +202,13 @@ def test_the_tick_run_keeps_its_parameters_states_and_a_task_run_per_step(
         run = client.read_flow_run(state.state_details.flow_run_id)
         assert run.parameters == {"now": "2026-03-02T15:00:00+00:00"} and run.state.is_completed()
         tasks = completed_task_runs(client, run.id, 3)  # task runs reach the server as events
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert artifact.key == "tick-counts" and {"audience", "step", "sent"} <= set(rows[0])
+    assert sum(row["sent"] for row in rows if row["step"] != "(enrolled)") == 2
+    assert built_in == ["tick-context"]  # the tick's context was built during Prefect's setup
     assert sorted(t.name.rsplit("-", 1)[0] for t in tasks) == [
         "enroll-new-leads",
         "reconcile-unknown-sends",

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import TYPE_CHECKING
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING
 from campaign.store.ticks import TickRun, TickRuns
 
 if TYPE_CHECKING:
-    from campaign.engine import TickReport
+    from campaign.engine import Context, TickReport
     from campaign.store import Store
 
 log = logging.getLogger("campaign.ticks")
@@ -133,15 +136,79 @@ def tick_report(now: str | None = None, run: Callable[..., TickReport] | None = 
     (default: a plain call; the tick flow passes one that makes each step a Prefect task)."""
     from campaign.clock import parse_when
     from campaign.engine import plain, run_tick
-    from campaign.runtime import build_context
-    from campaign.settings import get_settings
 
     moment = parse_when(now)
-    ctx = build_context(get_settings(), now=moment if now else None)
+    ctx = _taken(now) or _tick_context(now)
     try:
         return run_tick(ctx, moment, run=run or plain)
     finally:
         ctx.store.close()
+
+
+def _tick_context(now: str | None) -> Context:
+    """The tick's context: settings, the database (migrated), audiences, renderer, transport."""
+    from campaign.clock import parse_when
+    from campaign.runtime import build_context
+    from campaign.settings import get_settings
+
+    with _BUILDING:  # alembic's migration context is per process: one upgrade at a time
+        return build_context(get_settings(), now=parse_when(now) if now else None)
+
+
+_BUILDING = threading.Lock()
+
+
+class _Prepared:
+    """A tick context being built in a thread, for the next tick_report at the same `now`."""
+
+    def __init__(self, now: str | None, first: Callable[[], None] | None = None):
+        self.now, self.first, self.ctx, self.error = now, first, None, None
+        self.taken = False
+        self.thread = threading.Thread(target=self._build, name="tick-context", daemon=True)
+        self.thread.start()
+
+    def _build(self) -> None:
+        try:
+            if self.first is not None:
+                self.first()
+            self.ctx = _tick_context(self.now)
+        except BaseException as exc:  # raised where the tick would have raised it
+            self.error = exc
+
+
+_PREPARED: ContextVar[_Prepared | None] = ContextVar("campaign_prepared_tick", default=None)
+
+
+def _taken(now: str | None) -> Context | None:
+    """The context prepare_context built for this `now`, once (a retry builds its own)."""
+    prepared = _PREPARED.get()
+    if prepared is None or prepared.taken or prepared.now != now:
+        return None
+    prepared.taken = True
+    prepared.thread.join()
+    if prepared.error is not None:
+        raise prepared.error
+    return prepared.ctx
+
+
+@contextmanager
+def prepare_context(now: str | None, first: Callable[[], None] | None = None) -> Iterator[None]:
+    """Builds the tick's context (opening and migrating the database, loading the audiences,
+    templates and transport) in a thread while the caller does something else, here Prefect
+    creating the flow run (round trips to its server): the tick_report inside the block takes
+    it instead of building its own. Nothing is sent before tick_report runs the preflight.
+    A context left untaken (the flow run never started) is closed at the end of the block.
+    `first()`, if given, runs in the thread before the build (the flow's own warm-up)."""
+    prepared = _Prepared(now, first)
+    token = _PREPARED.set(prepared)
+    try:
+        yield
+    finally:
+        _PREPARED.reset(token)
+        if not prepared.taken:
+            prepared.thread.join()
+            if prepared.ctx is not None:
+                prepared.ctx.store.close()
 
 
 @records_tick  # the same tick history as the flow's runs
