@@ -280,6 +280,7 @@ def send_prepared(
     lead_of_send = {
         c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
     }
+    claim_of = {c.send_id: c for c in claims}
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
@@ -292,10 +293,8 @@ def send_prepared(
         reachable = ctx.store.reachable_among(lead_of_send[s] for s in send_ids)
         return {s for s in send_ids if lead_of_send[s][0] in reachable}
 
-    # Rendering first, then sending: measured faster than rendering while the senders run
-    # (the renderer and the sender threads would fight over the GIL).
-    claim_of = {c.send_id: c for c in claims}
-
+    # Rendering first (prepare), then sending: measured faster than rendering while the
+    # senders run (the renderer and the sender threads would fight over the GIL).
     def record(group: list[SendResult]) -> None:
         record_and_advance(ctx, group, claim_of, wanted, now, report)
 
