@@ -232,3 +232,21 @@ def completed_task_runs(client, flow_run_id, expected: int, wait: float = 60.0) 
             break
         time.sleep(0.2)
     return found
+
+
+@pytest.mark.prefect
+def test_a_lost_artifact_is_a_warning_and_the_tick_run_completes(
+    prefect_harness, tick_env, monkeypatch, caplog
+):
+    """The artifact is posted in a thread: a failed post must not turn a tick whose emails went
+    (and whose history says so) into a Failed run."""
+    import flows.tick as tick_module
+
+    def refused(**_fields):
+        raise ConnectionError("the Prefect server went away")
+
+    monkeypatch.setattr(tick_module, "create_table_artifact", refused)
+    with caplog.at_level(logging.WARNING):
+        state = tick(now="2026-03-02T15:00:00+00:00", return_state=True)
+    assert state.is_completed(), state
+    assert "counts could not be posted as an artifact (ConnectionError)" in caplog.text
