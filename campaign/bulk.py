@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -290,10 +289,6 @@ class Prepared:
     bulk: list  # campaign.bulk.BulkEmail groups
     emails: list  # one email each
     results: list[SendResult]  # settled already: renders that failed
-    # Set by send_prepared once its requests are done (their answers may still be being
-    # written); `clean`: none of them stopped the step.
-    requests_done: threading.Event = field(default_factory=threading.Event)
-    clean: bool = False
 
 
 def prepare(ctx: Context, claims: list[Claim], wanted: dict, now: datetime, report: TickReport) -> Prepared:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BulkComposer, Prepared, prepare, send_step_size
+from campaign.bulk import BulkComposer, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -30,7 +29,7 @@ from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
 from campaign.schedule import as_utc, in_window, step_time
-from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims, send_prepared
+from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims
 from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 
@@ -271,53 +270,9 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             wanted[due.enrollment_id] = (due, audience, p.step.key)
             leads_this_batch.add(due.lead.id)
     ctx.store.update_enrollments(changes)
-    if len(wanted) < 2 * PART_MIN or not in_parts(ctx):
-        claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
-        send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
-    else:
-        send_in_parts(ctx, wanted, now, report)
+    claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
+    send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
     return report
-
-
-# A bulk step on SQLite goes in parts of at least this many (three at most): while one part
-# sends, the next is claimed and grouped (a 10,000 step of 4 emails: 12 requests either way).
-PART_MIN = 2_000
-PARTS = 3
-
-
-def in_parts(ctx: Context) -> bool:
-    """Bulk steps on SQLite. Not on PostgreSQL: a part's claim beside the part before's settle
-    deadlocked on the send_counts triggers' rows there (and tick workers scale it out)."""
-    return ctx.transport.supports_bulk and ctx.settings.bulk_sending and ctx.store.dialect == "sqlite"
-
-
-def send_in_parts(ctx: Context, wanted: Wanted, now: datetime, report: TickReport) -> None:
-    """send_claims in parts: the next part is claimed and prepared while the one before sends,
-    and sends once that one's requests are done (its answers may still be being written). A
-    part that stops the step (a refused key, the failure limit) releases the next's claims."""
-    items = list(wanted.items())
-    size = max(PART_MIN, -(-len(items) // PARTS))
-    sending: list[Future] = []
-    before: Prepared | None = None
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="send-part") as sender:
-        for start in range(0, len(items), size):
-            part = dict(items[start : start + size])
-            claims = ctx.store.claim([(e, key) for e, (_, _, key) in part.items()], now, ctx.transport.name)
-            try:
-                ready = prepare(ctx, claims, part, now, report)
-                while before is not None and not before.requests_done.wait(0.05):
-                    if sending[-1].done():  # it ended before its requests (an error): not clean
-                        break
-            except BaseException:
-                ctx.store.release([c.send_id for c in claims])
-                raise
-            if before is not None and not before.clean:  # stopped: the part before raises or pauses
-                ctx.store.release([c.send_id for c in claims])
-                break
-            sending.append(sender.submit(send_prepared, ctx, ready, now, report, ctx.store.release))
-            before = ready
-        for future in sending:
-            future.result()  # raises what a part raised (after every part has ended)
 
 
 def plain(task: Callable[..., TickReport], /, *args) -> TickReport:

@@ -310,31 +310,23 @@ def send_prepared(
     recorder = AnswerRecorder(record)
     hooks = {"before_send": before_send, "after_send": after_send}
     singles_tried = False
-    try:
-        if bulk or emails:
-            with recorder:
-                try:
-                    if bulk:
-                        results.extend(
-                            ctx.transport.send_bulk(
-                                bulk, **hooks, before_request=before_request, after_request=after_request
-                            )
+    if bulk or emails:
+        with recorder:
+            try:
+                if bulk:
+                    results.extend(
+                        ctx.transport.send_bulk(
+                            bulk, **hooks, before_request=before_request, after_request=after_request
                         )
-                    singles_tried = True
-                    if emails:
-                        results.extend(ctx.transport.send_batch(emails, **hooks))
-                    ready.clean = True
-                except BatchStopped as exc:
-                    stopped = exc
-                    results.extend(exc.results)
-                    if not singles_tried:  # stopped in the bulk part: the single emails were never tried
-                        exc.not_sent.extend(e.send_id for e in emails)
-                finally:
-                    ready.requests_done.set()  # the recorder may still be writing their answers
-        else:
-            ready.clean = True
-    finally:
-        ready.requests_done.set()
+                    )
+                singles_tried = True
+                if emails:
+                    results.extend(ctx.transport.send_batch(emails, **hooks))
+            except BatchStopped as exc:
+                stopped = exc
+                results.extend(exc.results)
+                if not singles_tried:  # stopped in the bulk part: the single emails were never tried
+                    exc.not_sent.extend(e.send_id for e in emails)
     final, later = [], []
     for r in results:
         (later if _retry_later(r) else final).append(r)
@@ -438,7 +430,7 @@ def advance_sent(
     if emailed:
         ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
-    with _report_lock:  # the parts of a step may settle at once (engine.send_in_parts)
+    with _report_lock:  # the recorder's thread and the step's final settle both count
         for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
             getattr(report, status.value)[(audience_name, key)] += n
         report.finished += finished
