@@ -282,10 +282,8 @@ def substitutions(first_name: str, url: str) -> dict[str, str]:
 
 @dataclass
 class Prepared:
-    """Claimed sends made ready (grouped, rendered): what send_prepared sends."""
+    """Claimed sends made ready (grouped, rendered): what send_claims sends."""
 
-    claims: list[Claim]
-    wanted: dict  # campaign.sending.Wanted
     bulk: list  # campaign.bulk.BulkEmail groups
     emails: list  # one email each
     results: list[SendResult]  # settled already: renders that failed
@@ -309,4 +307,4 @@ def prepare(ctx: Context, claims: list[Claim], wanted: dict, now: datetime, repo
             results.append(SendResult(send_id=claim.send_id, status=SendStatus.failed, error=str(exc)))
             if str(exc) not in report.errors:
                 report.errors.append(str(exc))
-    return Prepared(claims, wanted, bulk, emails, results)
+    return Prepared(bulk, emails, results)

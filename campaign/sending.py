@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
-from campaign.bulk import Prepared, prepare
+from campaign.bulk import prepare
 from campaign.delivery import BatchStopped, TooManyFailures
 from campaign.models import SendResult, SendStatus
 from campaign.schedule import Plan, plan
@@ -268,15 +268,8 @@ def send_claims(
     The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
     re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
-    send_prepared(ctx, prepare(ctx, claims, wanted, now, report), now, report, release)
-
-
-def send_prepared(
-    ctx: Context, ready: Prepared, now: datetime, report: TickReport, release: Callable[[list[str]], object]
-) -> None:
-    """send_claims' sending and settling, for claims prepare() made ready."""
-    claims, wanted, bulk, emails = ready.claims, ready.wanted, ready.bulk, ready.emails
-    results = ready.results
+    ready = prepare(ctx, claims, wanted, now, report)
+    bulk, emails, results = ready.bulk, ready.emails, ready.results
     lead_of_send = {
         c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
     }
@@ -330,10 +323,9 @@ def send_prepared(
     final, later = [], []
     for r in results:
         (later if _retry_later(r) else final).append(r)
-    with _report_lock:
-        for r in later:
-            due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
-            report.failed[(audience.name, key)] += 1
+    for r in later:
+        due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
+        report.failed[(audience.name, key)] += 1
     settle(ctx, final, claim_of, wanted, now, report, recorded=recorder.recorded)
     not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
     if not_sent:
@@ -400,7 +392,6 @@ def advance_sent(
     write leaves them to be done again, once."""
     counts: Counter = Counter()  # (status, audience, step) -> n
     emailed_ids, changes = [], []
-    plans: dict[tuple, Plan] = {}  # a step's recipients share a handful of plans
     finished = 0
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
@@ -415,13 +406,7 @@ def advance_sent(
         last = now if emailed_now else due.lead.last_email_at
         if emailed_now:
             emailed_ids.append(due.lead.id)
-        # What decides the plan (plan_for's own key, told without building the new sent set);
-        # the audience lives as long as `plans`, so its id is not reused meanwhile.
-        sent_keys = frozenset(due.sent_keys)  # the same object when it is one already
-        which = (id(audience), key, sent_keys, due.enrolled_at, last, due.lead.timezone)
-        p = plans.get(which)
-        if p is None:
-            p = plans[which] = plan_for(audience, due, sent_keys | {key}, last, now)
+        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             finished += 1
@@ -430,10 +415,6 @@ def advance_sent(
     if emailed:
         ctx.store.mark_emailed(emailed_ids, now)
     ctx.store.update_enrollments(changes)
-    with _report_lock:  # the recorder's thread and the step's final settle both count
-        for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
-            getattr(report, status.value)[(audience_name, key)] += n
-        report.finished += finished
-
-
-_report_lock = threading.Lock()
+    for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
+        getattr(report, status.value)[(audience_name, key)] += n
+    report.finished += finished
