@@ -25,11 +25,12 @@ from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
 from campaign.due_walk import LEASE, SQLITE_ONE_WRITER, due_batches, worker_name  # noqa: F401 (the tick's)
 from campaign.events import ACCEPTED_KINDS
 from campaign.forms_tokens import CONFIRM_MAX_AGE
+from campaign.gc_pause import gc_paused
 from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
 from campaign.schedule import as_utc, in_window, step_time
-from campaign.sending import SendPolicy, Wanted, gc_paused, plan_for, send_claims
+from campaign.sending import SendPolicy, Wanted, plan_for, send_claims
 from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
 

@@ -8,13 +8,11 @@ each email's result, through the hooks described in campaign.delivery.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -189,40 +187,6 @@ class AnswerRecorder:
             log.exception("recording %d accepted sends failed; the batch settles them at its end", len(group))
             return
         self.recorded.update(r.send_id for r in group)
-
-
-class _GCPause:
-    """Python's cyclic garbage collector off while a send step runs, back on when the last
-    running step ends (steps of tick workers may overlap in one process).
-
-    A step keeps its ten thousand due enrollments, claims and results alive until it ends, so
-    the collector promoted them and ran full collections over everything the process holds:
-    about a quarter of a bulk step's CPU time (61 full collections in a step to 200,000).
-    Reference counting still frees what a step drops; the few cycles it makes wait for the
-    first collection after it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._was_enabled = False
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0 and self._was_enabled:
-                    gc.enable()
-
-
-gc_paused = _GCPause()
 
 
 # Plans by everything that decides them: the leads enrolled in one tick, in one time zone and

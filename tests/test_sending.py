@@ -13,9 +13,10 @@ import pytest
 
 from campaign.delivery import TooManyFailures
 from campaign.engine import run_tick
+from campaign.gc_pause import gc_paused
 from campaign.models import LeadIn, SendResult, SendStatus
 from campaign.runtime import build_context
-from campaign.sending import FailureLimit, Pacer, gc_paused
+from campaign.sending import FailureLimit, Pacer
 
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
 

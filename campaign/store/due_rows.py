@@ -4,15 +4,14 @@ one a row, so the reading is lean: named tuples, and on SQLite the driver's rows
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from campaign.gc_pause import gc_paused
 from campaign.store.base import chunks
 from campaign.store.leads import suppressed_among
 from campaign.store.tables import enrollments, leads, sends, suppressions
@@ -103,23 +102,8 @@ def read_due(
     sqlite = conn.dialect.name == "sqlite"
     if not sqlite:
         conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")  # this transaction only
-    with _no_cycle_collection():
+    with gc_paused():  # ~5 new tuples a row, none in a cycle (~12% of the PostgreSQL walk's CPU)
         return _read_due(conn, hash_email, conn.execute(query, params or {}), sqlite, extra)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused while a batch's rows are made: ~5 new tuples a row,
-    none in a cycle (reference counting frees them), would set it off every ~140 rows (~12% of
-    the PostgreSQL walk's CPU, bench/RESULTS.md). Re-enabled only if it was on (another thread
-    may have paused it too: then it comes back on with the last one)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _read_due(conn, hash_email: Callable[[str], str], result, sqlite: bool, extra: int) -> list:
