@@ -126,6 +126,29 @@ def test_clients_of_an_http_api_share_one_tls_context_and_an_https_api_keeps_its
             assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
 
 
+def test_the_shared_context_reads_its_ca_file_only_when_a_tls_connection_needs_it():
+    import socket
+
+    import certifi
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = "http://127.0.0.1:9/lazy-ca-test/api"
+    prefect_client._verified_context.cache_clear()
+    with temporary_settings({PREFECT_API_URL: url}):
+        by_socket = ssl_context_of(SyncPrefectClient(url))
+        by_bio = prefect_client._verified_context(certifi.where())
+    assert by_socket.cert_store_stats()["x509_ca"] == 0 == by_bio.cert_store_stats()["x509_ca"]
+    cafiles = by_socket._cafile, certifi.where()  # Prefect's (its setting, else certifi's)
+    with socket.socket() as plain:  # httpcore's sync path (no peer: no handshake)
+        by_socket.wrap_socket(plain, server_hostname="prefect.example.org").close()
+    by_bio.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="prefect.example.org")
+    for context, cafile in zip((by_socket, by_bio), cafiles, strict=True):
+        bundle = ssl.create_default_context(cafile=cafile).get_ca_certs()
+        assert context.get_ca_certs() == bundle and len(bundle) > 0
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
 @pytest.fixture
 def tick_env(settings, monkeypatch):
     monkeypatch.setenv("CAMPAIGN_DATABASE_URL", settings.database_url)
