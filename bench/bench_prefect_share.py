@@ -3,11 +3,12 @@ of N enrolled leads (all due), against the project's SendGrid-compatible server 
 on 127.0.0.1; the engine chooses the bulk path):
 
 * plain: campaign.app.ticks.plain_tick, what `campaign tick` runs with no Prefect server;
-* flow:  flows.tick.tick, the Prefect flow (each step a task), reporting to a real local Prefect
-  server (`prefect server start`, its own PREFECT_HOME, started once before the runs).
+* flow:  flows.tick.tick, the Prefect flow (one run, a log line a step), reporting to a real
+  local Prefect server (`prefect server start`, its own PREFECT_HOME, started once before the
+  runs).
 
 Each run is a fresh child process; the time is that of the tick call alone (the flow's includes
-creating the flow run, its task runs, states, logs and the artifact). Prefect's import, which a
+creating the flow run, its states, logs and the artifact). Prefect's import, which a
 worker's flow process pays once per run, is reported beside it. One run of each kind goes first
 unmeasured (`--warmup`): a deployed server has served many runs, and the first after its start
 paid cold caches (its first version check took 0.8 s at load 3). Runs alternate (plain, flow,
