@@ -3,12 +3,15 @@ of N enrolled leads (all due), against the project's SendGrid-compatible server 
 on 127.0.0.1; the engine chooses the bulk path):
 
 * plain: campaign.app.ticks.plain_tick, what `campaign tick` runs with no Prefect server;
-* flow:  flows.tick.tick, the Prefect flow (each step a task), reporting to a real local Prefect
-  server (`prefect server start`, its own PREFECT_HOME, started once before the runs).
+* flow:  flows.tick.tick, the Prefect flow (one run, a log line a step), reporting to a real
+  local Prefect server (`prefect server start`, its own PREFECT_HOME, started once before the
+  runs).
 
 Each run is a fresh child process; the time is that of the tick call alone (the flow's includes
-creating the flow run, its task runs, states, logs and the artifact). Prefect's import, which a
-worker's flow process pays once per run, is reported beside it. Runs alternate (plain, flow,
+creating the flow run, its states, logs and the artifact). Prefect's import, which a
+worker's flow process pays once per run, is reported beside it. One run of each kind goes first
+unmeasured (`--warmup`): a deployed server has served many runs, and the first after its start
+paid cold caches (its first version check took 0.8 s at load 3). Runs alternate (plain, flow,
 flow, plain, ...) so a change in the shared machine's load hits both. Every run must leave every
 lead's email recorded once by the server and sent in the ledger.
 
@@ -213,6 +216,7 @@ def main() -> None:
     )
     parser.add_argument("--emails", type=int, default=20_000)
     parser.add_argument("--pairs", type=int, default=2, help="plain/flow pairs, alternating order")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs of each kind first")
     parser.add_argument("--prefect-log-level", default="INFO", help="PREFECT_LOGGING_LEVEL of the flow run")
     parser.add_argument("--profile", help="cProfile each child to PREFIX-<phase>-<i>.prof")
     parser.add_argument(
@@ -236,6 +240,9 @@ def main() -> None:
         (tmp / "prefect-server").mkdir()
         with sendgrid_server_process(KEY) as sendgrid, prefect_server(tmp / "prefect-server") as api:
             print(f"Prefect server at {api}; SendGrid-compatible server at {sendgrid}", flush=True)
+            for i in range(args.warmup):  # not counted: the server's and the disk's first run
+                for phase in runs:
+                    run_phase(phase, template, args.emails, sendgrid, api, args, -1 - i)
             for i in range(args.pairs):
                 order = list(runs) if i % 2 == 0 else list(reversed(runs))
                 for phase in order:
@@ -252,7 +259,8 @@ def report(runs: dict[str, list[dict]], args, load_before) -> None:
     load = os.getloadavg()
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.emails:,} due emails, bulk, "
-        f"{len(runs['plain'])} runs each; Prefect log level {args.prefect_log_level}; nproc "
+        f"{len(runs['plain'])} runs each after {args.warmup} unmeasured; Prefect log level "
+        f"{args.prefect_log_level}; nproc "
         f"{len(os.sched_getaffinity(0))}; load average {load_before[0]:.2f} before, {load[0]:.2f} / "
         f"{load[1]:.2f} / {load[2]:.2f} after (shared machine: ~7 helpers at work).",
         f"Command: `cd {ROOT} && .venv/bin/python bench/bench_prefect_share.py {' '.join(sys.argv[1:])}`",

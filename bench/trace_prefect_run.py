@@ -1,5 +1,5 @@
 """Where a tick flow run's time goes: one flow run of bench_prefect_share.py's setup with each
-HTTP request to the Prefect API, each task and the flow function timestamped (ms since the flow
+HTTP request to the Prefect API, each step and the flow function timestamped (ms since the flow
 call), the TLS contexts built (and where), the modules imported during the call, and each
 thread's CPU time at the end. A diagnostic, not a benchmark (the wrappers cost time).
 

@@ -278,7 +278,7 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
 
 def plain(task: Callable[..., TickReport], /, *args) -> TickReport:
     """Run a step of the tick as a plain call (tests, benchmarks); flows/tick.py passes a
-    wrapper that runs each step as a Prefect task instead."""
+    wrapper that also logs each step's counts to the flow run."""
     return task(*args)
 
 
@@ -286,7 +286,7 @@ def run_tick(ctx: Context, now: datetime, run: Callable[..., TickReport] = plain
     """The tick: the preflight of a live send (PreflightFailed before anything is sent), then
     reconcile unknown sends, enroll new leads, and send the due steps batch by batch.
 
-    `run(step, *args)` runs each step: `plain` calls it, the Prefect flow submits a task."""
+    `run(step, *args)` runs each step: `plain` calls it, the Prefect flow logs it too."""
     problems = live_tick_problems(ctx.settings, ctx.store, ctx.audiences)
     if problems:
         raise PreflightFailed(problems)

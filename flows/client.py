@@ -8,8 +8,9 @@
 2. TLS contexts. Each client Prefect makes (the run's sync client, the log and event workers'
    clients, the events socket's version check) builds its own context from certifi's bundle,
    ~18 ms of CPU each, mostly holding the GIL, three of them in the background thread during
-   the tick; for an `http://` API none of them is ever used. `share_tls_context()` gives them
-   one context per CA file while the API URL is `http://`; an `https://` API is left alone.
+   the tick; for an `http://` API none of them is ever used. They share one context per CA file
+   while the API URL is `http://`, and it reads its CA file only when a TLS connection first
+   needs it (a redirect to https): never, for such an API. An `https://` API is left alone.
 
 Both are installed only on the Prefect versions they were written against (as flows/heartbeat.py).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import threading
 import types
 
 import prefect
@@ -42,7 +44,35 @@ def share_version_check() -> None:
 
 @functools.lru_cache(maxsize=4)
 def _verified_context(cafile: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile)
+    return _CAOnFirstUse(cafile)
+
+
+class _CAOnFirstUse(ssl.SSLContext):
+    """ssl.create_default_context(cafile=cafile), verifying certificates and host names, that
+    reads the CA file when it first wraps a connection: parsing certifi's bundle cost each flow
+    run ~20 ms of CPU before its first request (more at load: the tick's context is built
+    beside it). A connection wrapped another way would find no CA and fail, never pass."""
+
+    def __new__(cls, cafile: str):
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+
+    def __init__(self, cafile: str):
+        self._cafile: str | None = cafile
+        self._loading = threading.Lock()
+
+    def _load_ca(self) -> None:
+        with self._loading:
+            if self._cafile is not None:
+                self.load_verify_locations(cafile=self._cafile)
+                self._cafile = None
+
+    def wrap_socket(self, *args, **kwargs):  # httpcore's sync streams
+        self._load_ca()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args, **kwargs):  # asyncio and anyio streams
+        self._load_ca()
+        return super().wrap_bio(*args, **kwargs)
 
 
 def _create_default_context(*args, **kwargs) -> ssl.SSLContext:

@@ -1,18 +1,18 @@
-"""The tick flow: campaign.engine.run_tick with each step a Prefect task (one per batch of sends)."""
+"""The tick flow: campaign.engine.run_tick in one Prefect flow run, a log line per step."""
 
 from __future__ import annotations
 
 import contextvars
+import gc
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
-from prefect import Flow, get_run_logger, task
+from prefect import Flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.settings import get_current_settings
 from prefect.states import Failed, State
-from prefect.utilities.annotations import quote
 
 from campaign.app.ticks import prepare_context, records_tick, tick_report
 from campaign.campaigns import PreflightFailed
@@ -21,22 +21,30 @@ from flows import client, heartbeat
 
 heartbeat.install()  # the run ends when the tick does, not up to 1 s later (flows/heartbeat.py)
 client.install()  # one version check and one TLS context per process (flows/client.py)
+# What Prefect's import made (~180k objects, kept until the process ends) is left out of the
+# cyclic collector's passes: a 20k tick ran one full collection over all of it, ~0.12 s of CPU
+# that the plain tick, without Prefect loaded, never pays (bench/RESULTS.md). Only objects alive
+# now are frozen; whatever the tick makes is collected as before.
+gc.freeze()
 
-# The context holds a database engine: never hash or cache it. Sends must never be cached anyway.
-TASKS = {
-    reconcile_unknown: task(reconcile_unknown, name="reconcile-unknown-sends", cache_policy=NO_CACHE),
-    enroll_new: task(enroll_new, name="enroll-new-leads", cache_policy=NO_CACHE),
-    send_due_batch: task(send_due_batch, name="send-due-batch", cache_policy=NO_CACHE),
+STEPS = {
+    reconcile_unknown: "reconcile-unknown-sends",
+    enroll_new: "enroll-new-leads",
+    send_due_batch: "send-due-batch",
 }
 
 
-def as_task(step, *args) -> TickReport:
-    """Run one step of the tick as a Prefect task. Its arguments are quoted: they are the
-    context and a batch of due enrollments, never futures, and Prefect's walk through them in
-    search of futures (every field of 1,000 enrollments, twice per task) was most of Prefect's
-    cost: 64 of 90 s of task overhead in a 20,000-email tick (bench/RESULTS.md). The task gets
-    the values themselves."""
-    return TASKS[step](*map(quote, args))
+def logged_step(step, *args) -> TickReport:
+    """Run one step of the tick inside the flow run, with a log line of its counts and time.
+    Not a task run: each cost the run ~3 state events that the server turns into rows (~0.2 s
+    of its CPU on the tick's cores per 20k tick) and the tick a task engine, while the tasks had
+    no retries or caching to offer (bench/RESULTS.md). A failing step fails the flow run with
+    its traceback, as the failed task did."""
+    began = time.perf_counter()
+    report = step(*args)
+    totals = report.as_dict()["totals"]
+    get_run_logger().info("%s: %s in %.2f s", STEPS[step], totals, time.perf_counter() - began)
+    return report
 
 
 class PlainParametersFlow(Flow):
@@ -66,24 +74,12 @@ class TickFlow(PlainParametersFlow):
         now = args[0] if args else kwargs.get("now")
         if not (now is None or isinstance(now, str)):
             return super().__call__(*args, **kwargs)
-        with prepare_context(now, first=import_task_engine):
+        with prepare_context(now):
             return super().__call__(*args, **kwargs)
 
 
-def import_task_engine() -> None:
-    """Prefect imports its task engine (and graph tracking) when a flow's first task is called,
-    ~30 ms of the tick; TickFlow imports them while the run waits on the server instead."""
-    import importlib
-
-    for name in ("prefect.task_engine", "prefect.utilities.visualization"):
-        try:
-            importlib.import_module(name)
-        except ImportError:  # another Prefect: its first task imports what it needs
-            pass
-
-
 # persist_result=False: the tick's result is its counts, kept in the tick history and the
-# run's artifact; nothing reads a stored copy (nor the tasks' reports, which hold the tick's
+# run's artifact; nothing reads a stored copy (nor the steps' reports, which hold the tick's
 # context). Without a storage of its own, each run asked the server twice before the tick began
 # whether it has a default result storage (to persist by default, and where); the storage named
 # here is Prefect's own local default, and nothing is written to it.
@@ -99,7 +95,7 @@ def tick(now: str | None = None) -> dict | State:
 
     A refused preflight ends the run Failed with the list of problems as its message, and no
     traceback: it is an answer, not a crash. Calling the flow raises the PreflightFailed."""
-    client.share_version_check()  # before the first task starts the event and log clients
+    client.share_version_check()  # before the first log line starts the log client
     posted: list[Posting] = []
     try:
         summary = recorded_tick(now, posted)
@@ -115,7 +111,7 @@ def tick(now: str | None = None) -> dict | State:
 
 @records_tick  # the console's tick history: each run, its outcome and counts
 def recorded_tick(now: str | None, posted: list[Posting]) -> dict:
-    report = tick_report(now, run=as_task)
+    report = tick_report(now, run=logged_step)
     summary = report.as_dict()
     get_run_logger().info("tick at %s: %s", summary["now"], summary["totals"])
     # Posted while the tick history is written (a round trip the run no longer waits for alone).

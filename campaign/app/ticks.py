@@ -133,7 +133,7 @@ CHOSEN_PLAIN_NOTE = "Ran the tick in this process (--no-prefect), not as a Prefe
 def tick_report(now: str | None = None, run: Callable[..., TickReport] | None = None) -> TickReport:
     """One tick at `now` (ISO 8601; default: the real clock) on the configured database and
     transport: the live-send preflight, then campaign.engine.run_tick. `run` runs each step
-    (default: a plain call; the tick flow passes one that makes each step a Prefect task)."""
+    (default: a plain call; the tick flow passes one that logs each step to its flow run)."""
     from campaign.clock import parse_when
     from campaign.engine import plain, run_tick
 
