@@ -228,11 +228,13 @@ def each_lead_once(store) -> tuple[int, int]:
 
 @pytest.fixture
 def in_parts(monkeypatch):
-    """Every PostgreSQL enrollment in 2 parts, however few leads (on any machine)."""
+    """Every PostgreSQL enrollment in 2 parts, however few leads (on any machine); blocks of one id
+    (part: id % 2), so that 400 leads fill both parts."""
     from campaign.store import enroll_parts
 
     monkeypatch.setattr(enroll_parts, "PARTS", 2)
     monkeypatch.setattr(enroll_parts, "PARTS_FROM", 0)
+    monkeypatch.setattr(enroll_parts, "ID_BLOCK", 1)
 
 
 def test_the_parts_insert_at_once_and_a_forget_in_each_leaves_no_orphan(pg, in_parts):

@@ -342,13 +342,12 @@ def _campaign_select(
     part: int = 0,
     parts: int = 1,
 ) -> sa.Select:
-    """PostgreSQL: the rows of enroll_campaign's INSERT, of the leads with id % parts == part."""
+    """PostgreSQL: the rows of enroll_campaign's INSERT, of the leads in this part."""
     chosen = [(audience, rule) for audience, rule in compiled.sql if audience in audiences]
     last = max(i for i, (audience, _) in enumerate(compiled.sql) if audience in audiences)
     ranked = compiled.sql[: last + 1]  # every earlier audience counts, in this campaign or not
     names = [audience.name for audience, _ in chosen if due.get(audience.name)]
     zones = sorted({zone for audience in names for zone in due[audience]})
-    mine = [leads.c.id % parts == part] if parts > 1 else []
     first = (
         sa.select(
             leads.c.id,
@@ -356,7 +355,12 @@ def _campaign_select(
             leads.c.email_hash,
             sa.case(*((rule, sa.literal(a.name)) for a, rule in ranked)).label("audience"),
         )
-        .where(*_reachable(), leads.c.timezone.in_(zones), *mine, sa.or_(*(rule for _, rule in ranked)))
+        .where(
+            *_reachable(),
+            leads.c.timezone.in_(zones),
+            *enroll_parts.in_part(leads.c.id, part, parts),
+            sa.or_(*(rule for _, rule in ranked)),
+        )
         .subquery("first")
     )
     version = sa.case({a.name: sa.literal(a.version) for a, _ in chosen}, value=first.c.audience)
@@ -368,7 +372,6 @@ def _campaign_select(
     }
     due_at = sa.case(at, value=first.c.audience)
     # The probe's hash holds this part's enrollments only (the planner cannot infer the modulo).
-    theirs = [enrollments.c.lead_id % parts == part] if parts > 1 else []
     return sa.select(
         sa.literal(campaign_id),
         first.c.id,
@@ -382,7 +385,7 @@ def _campaign_select(
         due_at.is_not(None),  # a zone missing from the audience's `due` waits for the next tick
         ~sa.exists().where(
             enrollments.c.lead_id == first.c.id,
-            *theirs,
+            *enroll_parts.in_part(enrollments.c.lead_id, part, parts),
             sa.or_(enrollments.c.campaign_id == campaign_id, enrollments.c.audience == first.c.audience),
         ),
         ~sa.exists().where(suppressions.c.email_hash == first.c.email_hash),

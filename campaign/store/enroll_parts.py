@@ -2,15 +2,18 @@
 many leads are new (issue 14: the per-row foreign-key checks and index writes are CPU in one
 backend; parts use every core).
 
-Parts: the leads split by `id % parts`, each part one transaction on its own connection, all at
-once, each committed on its own. A part that fails leaves the others' rows; the next tick enrolls
-the rest (the statement enrolls only leads not enrolled yet).
+Parts: the leads split by blocks of ID_BLOCK ids (block = id // ID_BLOCK; part = block % parts),
+so that the parts write apart in the indexes by lead (leaf pages of their own; by id % parts they
+shared each leaf page, and cost more backend CPU: bench/RESULTS.md). Each part is a transaction on
+its own connection, all at once, each committed on its own. A part that fails leaves the others'
+rows; the next tick enrolls the rest (the statement enrolls only leads not enrolled yet).
 
 Turns: enrollers of one campaign take turns per slot. A campaign has LOCK_SLOTS advisory locks,
-slot s standing for its leads with id % LOCK_SLOTS == s. Part p of N parts (N divides LOCK_SLOTS)
-holds the leads of the slots s with s % N == p and takes those slots' locks in ascending order; one
-statement takes all of them. Two enrollers whose leads overlap therefore share a slot, whatever N
-each chose, and every transaction takes its slots in one order (no deadlock among them).
+slot s standing for its leads of the blocks with block % LOCK_SLOTS == s. Part p of N parts (N
+divides LOCK_SLOTS) holds the leads of the slots s with s % N == p and takes those slots' locks in
+ascending order; one statement takes all of them. Two enrollers whose leads overlap therefore
+share a slot, whatever N each chose, and every transaction takes its slots in one order (no
+deadlock among them).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 # of one campaign's lock; slot 0 is the whole campaign's lock of before the parts.
 ENROLL_LOCK = 0x656E726F  # "enro"
 LOCK_SLOTS = 8  # the most parts; a power of two (every part count divides it)
+ID_BLOCK = 4096  # lead ids a block: ~12 leaf pages of an index by lead; 100k new leads, 25 blocks
 # Estimated new leads from which a campaign's enrollment runs in parts: below it, one statement
 # (each part scans leads once more; a tick that enrolls a few leads gains nothing from parts).
 PARTS_FROM = 50_000
@@ -55,6 +59,11 @@ def parts_for(engine: sa.Engine, campaign_id: int, reachable: list[sa.ColumnElem
         plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}", query.params).scalar_one()
         new = plan[0]["Plan"]["Plan Rows"] - conn.execute(enrolled).scalar_one()
     return PARTS if new >= PARTS_FROM else 1
+
+
+def in_part(lead_id: sa.ColumnElement[int], part: int, parts: int) -> list[sa.ColumnElement[bool]]:
+    """WHERE conditions: the lead is in this part (none for one part)."""
+    return [(lead_id // ID_BLOCK) % parts == part] if parts > 1 else []
 
 
 def lock_slots(conn: sa.Connection, campaign_id: int, part: int, parts: int) -> None:
