@@ -60,8 +60,8 @@ def pg(postgres_reason, make_settings):
         store.close()
 
 
-def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: str) -> None:
-    """Until a connection of ours whose statement starts so is waiting on a lock."""
+def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: str, count: int = 1) -> None:
+    """Until `count` connections of ours whose statements start so are waiting on a lock."""
     deadline = time.monotonic() + 60
     probe = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
@@ -69,10 +69,10 @@ def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: st
     )
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            if conn.execute(probe, {"name": application_name, "start": f"{query_start}%"}).scalar():
+            if conn.execute(probe, {"name": application_name, "start": f"{query_start}%"}).scalar() >= count:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"no statement {query_start!r} waited on a lock within 60 s")
+    raise AssertionError(f"fewer than {count} statements {query_start!r} waited on a lock within 60 s")
 
 
 def in_thread(fn, *args) -> tuple[threading.Thread, dict]:
@@ -103,13 +103,10 @@ def orphans(store) -> int:
         return conn.execute(query.select_from(enrollments)).scalar_one()
 
 
-def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
-    store, ctx, name = pg
-    victim = store.lead_by_email("lead7@example.com")
-    # One lead enrolled before, so that the count row of (campaign, gad, active) exists; holding
-    # it, the enrollment's INSERT has written (and checked the keys of) every row when its
-    # statement trigger comes to add to it, and waits there with its transaction open.
-    campaign = store.active_campaigns(NOW)[0]
+def hold_the_count_row(store, campaign) -> sa.Connection:
+    """One lead enrolled before (the count row of (campaign, gad, active) exists), that row locked
+    by the connection returned: every INSERT of the enrollment waits in its counting trigger, its
+    rows written and its leads' keys checked, its transaction open."""
     store.upsert_leads([LeadIn(email="seed@example.com", anxiety_type="gad", consent=True)], EARLIER)
     seed = store.lead_by_email("seed@example.com")
     row = dict(campaign_id=campaign["id"], audience="gad", audience_version="v", enrolled_at=EARLIER)
@@ -120,6 +117,14 @@ def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
         "FOR UPDATE",
         (campaign["id"],),
     ).one()
+    return blocker
+
+
+def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
+    store, ctx, name = pg
+    victim = store.lead_by_email("lead7@example.com")
+    campaign = store.active_campaigns(NOW)[0]
+    blocker = hold_the_count_row(store, campaign)
     try:
         enrolling, enrolled = in_thread(enroll_new, ctx, NOW)
         wait_for_lock_wait(store.engine, name, "WITH inserted")
@@ -183,38 +188,6 @@ def test_a_concurrent_writer_of_the_same_enrollment_does_not_fail_the_tick(pg):
 # ---- a large enrollment in parts (issue 14) ------------------------------------------------------
 
 
-def waiting(engine: sa.Engine, application_name: str, query_start: str, count: int) -> None:
-    """Until `count` connections of ours whose statements start so wait on a lock (20 s at most)."""
-    probe = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
-        "AND wait_event_type = 'Lock' AND query LIKE :start"
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if conn.execute(probe, {"name": application_name, "start": f"{query_start}%"}).scalar() >= count:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} statements {query_start!r} waited on a lock within 20 s")
-
-
-def hold_the_count_row(store, campaign) -> sa.Connection:
-    """One lead enrolled before (the count row of (campaign, gad, active) exists), that row locked
-    by the connection returned: every INSERT of the enrollment waits in its counting trigger, its
-    rows written and its leads' keys checked, its transaction open."""
-    store.upsert_leads([LeadIn(email="seed@example.com", anxiety_type="gad", consent=True)], EARLIER)
-    seed = store.lead_by_email("seed@example.com")
-    row = dict(campaign_id=campaign["id"], audience="gad", audience_version="v", enrolled_at=EARLIER)
-    store.add_enrollments([{**row, "lead_id": seed.id, "state": "active", "next_due_at": None}])
-    blocker = store.engine.connect()
-    blocker.exec_driver_sql(
-        "SELECT n FROM enrollment_counts WHERE campaign_id = %s AND audience = 'gad' AND state = 'active' "
-        "FOR UPDATE",
-        (campaign["id"],),
-    ).one()
-    return blocker
-
-
 def each_lead_once(store) -> tuple[int, int]:
     """(enrollments, their count in enrollment_counts), asserting no lead is enrolled twice."""
     with store.engine.connect() as conn:
@@ -245,9 +218,9 @@ def test_the_parts_insert_at_once_and_a_forget_in_each_leaves_no_orphan(pg, in_p
     blocker = hold_the_count_row(store, campaign)
     try:
         enrolling, enrolled = in_thread(enroll_new, ctx, NOW)
-        waiting(store.engine, name, "WITH inserted", 2)  # both parts' rows written, uncommitted
+        wait_for_lock_wait(store.engine, name, "WITH inserted", 2)  # both parts' rows written, uncommitted
         forgets = [in_thread(store.forget_lead, v.email, NOW) for v in victims]
-        waiting(store.engine, name, "DELETE FROM leads", 2)  # each waits for its part's key lock
+        wait_for_lock_wait(store.engine, name, "DELETE FROM leads", 2)  # each waits for its part's key lock
     finally:
         blocker.rollback()
         blocker.close()
@@ -277,15 +250,15 @@ def test_two_enrollers_of_one_campaign_in_parts_and_in_one_enroll_each_lead_once
     blocker.exec_driver_sql("SELECT id FROM leads WHERE id = %s FOR UPDATE", (odd.id,)).one()
     try:
         first, first_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW)
-        waiting(store.engine, name, "WITH inserted", 1)
+        wait_for_lock_wait(store.engine, name, "WITH inserted", 1)
         while each_lead_once(store)[0] < N // 2:
             time.sleep(0.05)
         # A second enroller in one statement (all 8 slots): gets slot 0, waits for slot 1 until
         # part 1 commits; a third in 2 parts waits for both its parts' first slots.
         second, second_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW, 1)
-        waiting(store.engine, name, "SELECT count(pg_advisory_xact_lock", 1)
+        wait_for_lock_wait(store.engine, name, "SELECT count(pg_advisory_xact_lock", 1)
         third, third_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW, 2)
-        waiting(store.engine, name, "SELECT count(pg_advisory_xact_lock", 3)
+        wait_for_lock_wait(store.engine, name, "SELECT count(pg_advisory_xact_lock", 3)
     finally:
         blocker.rollback()
         blocker.close()
