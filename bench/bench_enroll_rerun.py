@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT, help="the tree whose campaign package runs")
     parser.add_argument("--drop", action="store_true", help="drop the schema at the end")
     args = parser.parse_args()
-    sys.path[:0] = [str(args.code), str(ROOT / "bench")]
+    # That tree's bench_enroll too: it puts its own tree first on the path as it is imported.
+    sys.path[:0] = [str(args.code), str(args.code / "bench")]
     import sqlalchemy as sa
     from bench_enroll import NOW, POSTGRES_URL, BackendCPU, seed_leads, suppress_some
 
