@@ -31,7 +31,8 @@ from campaign.store.tables import enrollment_counts, enrollments, leads
 log = logging.getLogger(__name__)
 
 # Advisory lock class of the PostgreSQL enrollment: (ENROLL_LOCK + slot, campaign id) is one slot
-# of one campaign's lock; slot 0 is the whole campaign's lock of before the parts.
+# of one campaign's lock. Slot 0 is the whole campaign's lock of before the parts: an older
+# enroller beside the parts of a newer one meets the unique index, and its fallback (exactly once).
 ENROLL_LOCK = 0x656E726F  # "enro"
 LOCK_SLOTS = 8  # the most parts; a power of two (every part count divides it)
 ID_BLOCK = 4096  # lead ids a block: ~12 leaf pages of an index by lead; 100k new leads, 25 blocks
