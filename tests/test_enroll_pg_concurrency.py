@@ -60,8 +60,8 @@ def pg(postgres_reason, make_settings):
         store.close()
 
 
-def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: str) -> None:
-    """Until a connection of ours whose statement starts so is waiting on a lock."""
+def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: str, count: int = 1) -> None:
+    """Until `count` connections of ours whose statements start so are waiting on a lock."""
     deadline = time.monotonic() + 60
     probe = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
@@ -69,10 +69,10 @@ def wait_for_lock_wait(engine: sa.Engine, application_name: str, query_start: st
     )
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            if conn.execute(probe, {"name": application_name, "start": f"{query_start}%"}).scalar():
+            if conn.execute(probe, {"name": application_name, "start": f"{query_start}%"}).scalar() >= count:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"no statement {query_start!r} waited on a lock within 60 s")
+    raise AssertionError(f"fewer than {count} statements {query_start!r} waited on a lock within 60 s")
 
 
 def in_thread(fn, *args) -> tuple[threading.Thread, dict]:
@@ -103,13 +103,10 @@ def orphans(store) -> int:
         return conn.execute(query.select_from(enrollments)).scalar_one()
 
 
-def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
-    store, ctx, name = pg
-    victim = store.lead_by_email("lead7@example.com")
-    # One lead enrolled before, so that the count row of (campaign, gad, active) exists; holding
-    # it, the enrollment's INSERT has written (and checked the keys of) every row when its
-    # statement trigger comes to add to it, and waits there with its transaction open.
-    campaign = store.active_campaigns(NOW)[0]
+def hold_the_count_row(store, campaign) -> sa.Connection:
+    """One lead enrolled before (the count row of (campaign, gad, active) exists), that row locked
+    by the connection returned: every INSERT of the enrollment waits in its counting trigger, its
+    rows written and its leads' keys checked, its transaction open."""
     store.upsert_leads([LeadIn(email="seed@example.com", anxiety_type="gad", consent=True)], EARLIER)
     seed = store.lead_by_email("seed@example.com")
     row = dict(campaign_id=campaign["id"], audience="gad", audience_version="v", enrolled_at=EARLIER)
@@ -120,6 +117,14 @@ def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
         "FOR UPDATE",
         (campaign["id"],),
     ).one()
+    return blocker
+
+
+def test_forget_lead_during_the_enrollment_leaves_no_orphan(pg):
+    store, ctx, name = pg
+    victim = store.lead_by_email("lead7@example.com")
+    campaign = store.active_campaigns(NOW)[0]
+    blocker = hold_the_count_row(store, campaign)
     try:
         enrolling, enrolled = in_thread(enroll_new, ctx, NOW)
         wait_for_lock_wait(store.engine, name, "WITH inserted")
@@ -178,3 +183,104 @@ def test_a_concurrent_writer_of_the_same_enrollment_does_not_fail_the_tick(pg):
     assert len(per_lead) == N and all(n == 1 for _, n in per_lead)
     assert list(versions) == ["other"]  # the row the other writer committed, untouched
     assert counted == N  # the count table agrees: nothing counted twice
+
+
+# ---- a large enrollment in parts (issue 14) ------------------------------------------------------
+
+
+def each_lead_once(store) -> tuple[int, int]:
+    """(enrollments, their count in enrollment_counts), asserting no lead is enrolled twice."""
+    with store.engine.connect() as conn:
+        per_lead = conn.execute(
+            sa.select(enrollments.c.lead_id, sa.func.count()).group_by(enrollments.c.lead_id)
+        ).all()
+        counted = conn.exec_driver_sql("SELECT sum(n) FROM enrollment_counts").scalar()
+    assert all(n == 1 for _, n in per_lead)
+    return len(per_lead), counted
+
+
+@pytest.fixture
+def in_parts(monkeypatch):
+    """Every PostgreSQL enrollment in 2 parts, however few leads (on any machine); blocks of one id
+    (part: id % 2), so that 400 leads fill both parts."""
+    from campaign.store import enroll_parts
+
+    monkeypatch.setattr(enroll_parts, "PARTS", 2)
+    monkeypatch.setattr(enroll_parts, "PARTS_FROM", -(10**9))  # whatever the estimate
+    monkeypatch.setattr(enroll_parts, "ID_BLOCK", 1)
+
+
+def test_the_parts_insert_at_once_and_a_forget_in_each_leaves_no_orphan(pg, in_parts):
+    store, ctx, name = pg
+    campaign = store.active_campaigns(NOW)[0]
+    victims = [store.lead_by_email(f"lead{i}@example.com") for i in (7, 8)]
+    assert {v.id % 2 for v in victims} == {0, 1}  # one in each part
+    blocker = hold_the_count_row(store, campaign)
+    try:
+        enrolling, enrolled = in_thread(enroll_new, ctx, NOW)
+        wait_for_lock_wait(store.engine, name, "WITH inserted", 2)  # both parts' rows written, uncommitted
+        forgets = [in_thread(store.forget_lead, v.email, NOW) for v in victims]
+        wait_for_lock_wait(store.engine, name, "DELETE FROM leads", 2)  # each waits for its part's key lock
+    finally:
+        blocker.rollback()
+        blocker.close()
+    report = finished(enrolling, enrolled)
+    assert sum(report.enrolled.values()) == N  # the victims were enrolled, then forgotten
+    for thread, out in forgets:
+        counts = finished(thread, out)
+        assert counts["leads"] == 1 and counts["enrollments"] == 0
+    assert orphans(store) == 0
+    assert each_lead_once(store) == (N - 2 + 1, N - 2 + 1)  # the seed, and the N - 2 left
+
+
+def test_two_enrollers_of_one_campaign_in_parts_and_in_one_enroll_each_lead_once(pg, in_parts, caplog):
+    from campaign.engine import campaign_audiences, first_due
+
+    store, ctx, name = pg
+    campaign = store.active_campaigns(NOW)[0]
+    compiled = store.compile_audiences(ctx.audiences)
+    mine = [a for a, _ in compiled.sql if a in campaign_audiences(campaign, ctx)]
+    due = {a.name: {"America/New_York": first_due(a, NOW, "America/New_York")} for a in mine}
+    enroll = store.enroll_campaign
+    odd = store.lead_by_email("lead0@example.com")
+    assert odd.id % 2 == 1
+    # A lead of part 1 locked: that part's key check waits, with its transaction open, while part 0
+    # commits (the even leads).
+    blocker = store.engine.connect()
+    blocker.exec_driver_sql("SELECT id FROM leads WHERE id = %s FOR UPDATE", (odd.id,)).one()
+    try:
+        first, first_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW)
+        wait_for_lock_wait(store.engine, name, "WITH inserted", 1)
+        while each_lead_once(store)[0] < N // 2:
+            time.sleep(0.05)
+        # A second enroller in one statement (all 8 slots): gets slot 0, waits for slot 1 until
+        # part 1 commits; a third in 2 parts waits for both its parts' first slots.
+        second, second_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW, 1)
+        wait_for_lock_wait(store.engine, name, "SELECT count(pg_advisory_xact_lock", 1)
+        third, third_out = in_thread(enroll, campaign["id"], compiled, mine, due, NOW, 2)
+        wait_for_lock_wait(store.engine, name, "SELECT count(pg_advisory_xact_lock", 3)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    with caplog.at_level("INFO", logger="campaign.store.enroll_parts"):
+        enrollers = [(first, first_out), (second, second_out), (third, third_out)]
+        counts = [sum(finished(thread, out).values()) for thread, out in enrollers]
+    assert counts == [N, 0, 0]
+    assert each_lead_once(store) == (N, N)
+    assert "concurrent writer" not in caplog.text  # they took turns: no unique violation met
+
+
+def test_parts_only_when_many_leads_are_new(pg, monkeypatch):
+    from campaign.store import enroll_parts
+    from campaign.store.enroll import _reachable
+
+    store, ctx, _ = pg
+    monkeypatch.setattr(enroll_parts, "PARTS", 2)
+    campaign_id = store.active_campaigns(NOW)[0]["id"]
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE leads")  # as an import does (the estimate reads statistics)
+    assert enroll_parts.parts_for(store.engine, campaign_id, _reachable()) == 1  # 400 < 50,000
+    monkeypatch.setattr(enroll_parts, "PARTS_FROM", N // 2)
+    assert enroll_parts.parts_for(store.engine, campaign_id, _reachable()) == 2  # ~400 new
+    assert sum(enroll_new(ctx, NOW).enrolled.values()) == N
+    assert enroll_parts.parts_for(store.engine, campaign_id, _reachable()) == 1  # none new

@@ -254,6 +254,28 @@ def test_set_based_enrollment_writes_what_the_walk_writes(varied, make_settings)
     assert len({row.next_due_at for row in by_sql}) == 4  # now (in the window), or 3 Monday mornings
 
 
+def test_set_based_enrollment_in_parts_writes_what_the_walk_writes(
+    varied, make_settings, monkeypatch, caplog
+):
+    """PostgreSQL, a large enrollment's way at any size: 2 parts at once over blocks of 7 ids."""
+    if varied.dialect != "postgresql":
+        pytest.skip("parts are PostgreSQL's")
+    from campaign.store import enroll_parts
+
+    monkeypatch.setattr(enroll_parts, "PARTS", 2)
+    monkeypatch.setattr(enroll_parts, "PARTS_FROM", -(10**9))  # whatever the estimate
+    monkeypatch.setattr(enroll_parts, "ID_BLOCK", 7)
+    ctx = build_context(make_settings(), now=NOW, store=varied)
+    walked, by_walk, set_based, by_sql = both_ways(varied, ctx)
+    assert by_sql == by_walk
+    assert set_based.enrolled == walked.enrolled
+    assert {row.campaign_id for row in by_sql} == {1, 2}
+    # Again: each part's probe of enrollments sees its leads' rows (no unique index met).
+    with caplog.at_level("INFO", logger="campaign.store.enroll_parts"):
+        assert enroll_new(ctx, NOW).enrolled == {}
+    assert "concurrent writer" not in caplog.text
+
+
 def test_every_operator_in_audiences_enrolls_as_the_walk_does(varied, make_settings):
     ctx = build_context(make_settings(), now=NOW, store=varied)
     base = ctx.audiences[0]

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from campaign.audiences import RULE_FIELDS, Audience, matches
 from campaign.models import LeadIn
+from campaign.store import enroll_parts
 from campaign.store.base import StorePart
 from campaign.store.forms import opted_in
 from campaign.store.tables import UTCDateTime, enrollments, leads, suppressions
@@ -231,12 +232,13 @@ class Enroll(StorePart):
         audiences: Sequence[Audience],
         due: Mapping[str, Mapping[str, datetime]],
         now: datetime,
+        parts: int | None = None,
     ) -> dict[str, int]:
         """Every compiled audience of `audiences` enrolled as `enroll_matching` enrolls each, its
         first email due at `due[audience name][zone]`. Returns the count per audience.
         PostgreSQL: one INSERT ... SELECT for them all (one scan of leads, one probe of
-        enrollments, the audience chosen by CASE in priority order); SQLite: one statement an
-        audience."""
+        enrollments, the audience chosen by CASE in priority order), run in `parts` by lead id at
+        once (None: enroll_parts.parts_for decides); SQLite: one statement an audience."""
         chosen = [(audience, rule) for audience, rule in compiled.sql if audience in audiences]
         if not chosen or not any(due.get(audience.name) for audience, _ in chosen):
             return {}
@@ -248,53 +250,20 @@ class Enroll(StorePart):
                     campaign_id, audience, rule, due.get(audience.name, {}), now
                 )
             return counts
-        last = max(i for i, (audience, _) in enumerate(compiled.sql) if audience in audiences)
-        ranked = compiled.sql[: last + 1]  # every earlier audience counts, in this campaign or not
         names = [audience.name for audience, _ in chosen if due.get(audience.name)]
         zones = sorted({zone for audience in names for zone in due[audience]})
-        first = (
-            sa.select(
-                leads.c.id,
-                leads.c.timezone,
-                leads.c.email_hash,
-                sa.case(*((rule, sa.literal(a.name)) for a, rule in ranked)).label("audience"),
+        if parts is None:
+            parts = enroll_parts.parts_for(
+                self.engine, campaign_id, [*_reachable(), leads.c.timezone.in_(zones)]
             )
-            .where(*_reachable(), leads.c.timezone.in_(zones), sa.or_(*(rule for _, rule in ranked)))
-            .subquery("first")
-        )
-        version = sa.case({a.name: sa.literal(a.version) for a, _ in chosen}, value=first.c.audience)
-        at = {
-            name: sa.case(
-                {zone: sa.literal(t, UTCDateTime) for zone, t in due[name].items()}, value=first.c.timezone
-            )
-            for name in names
-        }
-        due_at = sa.case(at, value=first.c.audience)
-        select = sa.select(
-            sa.literal(campaign_id),
-            first.c.id,
-            first.c.audience,
-            version,
-            sa.literal(now, UTCDateTime),
-            sa.literal("active"),
-            due_at,
-        ).where(
-            first.c.audience.in_(names),
-            due_at.is_not(None),  # a zone missing from the audience's `due` waits for the next tick
-            ~sa.exists().where(
-                enrollments.c.lead_id == first.c.id,
-                sa.or_(enrollments.c.campaign_id == campaign_id, enrollments.c.audience == first.c.audience),
-            ),
-            ~sa.exists().where(suppressions.c.email_hash == first.c.email_hash),
-        )
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")  # see enroll_matching
-            # The RETURNING rows and the counting trigger's transition table held in memory, not
-            # written to temporary files (4 MB by default: ~20 MB of them at 200,000 rows).
-            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-            insert = self.insert(enrollments).from_select(_INSERTED, select)
-            counts = _insert_counted(conn, insert, campaign_id)
-            if sum(counts.values()) >= ANALYZE_AFTER:
+
+        def statement(part: int, parts: int) -> sa.Insert:
+            select = _campaign_select(campaign_id, compiled, audiences, due, now, part, parts)
+            return self.insert(enrollments).from_select(_INSERTED, select)
+
+        counts = enroll_parts.insert_in_parts(self.engine, campaign_id, statement, parts)
+        if sum(counts.values()) >= ANALYZE_AFTER:
+            with self.engine.begin() as conn:  # once, after every part
                 conn.execute(sa.text("ANALYZE enrollments"))
         return counts
 
@@ -364,35 +333,60 @@ class Enroll(StorePart):
         return added
 
 
-# Advisory lock class of the PostgreSQL enrollment: (this, campaign id) is one campaign's lock.
-ENROLL_LOCK = 0x656E726F  # "enro"
-
-
-def _insert_counted(conn: sa.Connection, insert, campaign_id: int) -> dict[str, int]:
-    """PostgreSQL: run the campaign's INSERT ... SELECT, returning the count per audience.
-
-    Without ON CONFLICT DO NOTHING when it can: that clause makes every row a speculative
-    insertion (a probe of the unique index first, a second write to confirm the row), about a
-    tenth of the statement. Enrollers of one campaign take turns (the advisory lock), so the
-    statement's snapshot, taken after the lock, sees every row an earlier one committed and its
-    anti-join leaves them out. Another writer of enrollments (the Python walk's add_enrollments,
-    which does not take the lock) can still race it: then the unique index refuses a row, the
-    savepoint undoes the statement, and the same statement with ON CONFLICT DO NOTHING runs
-    in a fresh snapshot. Either way the rows written are those the clause alone would write.
-    The foreign keys are untouched: each row's check still locks its lead against a
-    concurrent forget_lead."""
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ENROLL_LOCK, campaign_id)))
-
-    def counted(stmt) -> dict[str, int]:
-        inserted = stmt.returning(enrollments.c.audience).cte("inserted")
-        per_audience = sa.select(inserted.c.audience, sa.func.count()).group_by(inserted.c.audience)
-        return {name: n for name, n in conn.execute(per_audience).all()}
-
-    try:
-        with conn.begin_nested():
-            return counted(insert)
-    except sa.exc.IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation; anything else is real
-            raise
-        log.info("enrollment of campaign %s met a concurrent writer; again with ON CONFLICT", campaign_id)
-        return counted(insert.on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"]))
+def _campaign_select(
+    campaign_id: int,
+    compiled: CompiledAudiences,
+    audiences: Sequence[Audience],
+    due: Mapping[str, Mapping[str, datetime]],
+    now: datetime,
+    part: int = 0,
+    parts: int = 1,
+) -> sa.Select:
+    """PostgreSQL: the rows of enroll_campaign's INSERT, of the leads in this part."""
+    chosen = [(audience, rule) for audience, rule in compiled.sql if audience in audiences]
+    last = max(i for i, (audience, _) in enumerate(compiled.sql) if audience in audiences)
+    ranked = compiled.sql[: last + 1]  # every earlier audience counts, in this campaign or not
+    names = [audience.name for audience, _ in chosen if due.get(audience.name)]
+    zones = sorted({zone for audience in names for zone in due[audience]})
+    first = (
+        sa.select(
+            leads.c.id,
+            leads.c.timezone,
+            leads.c.email_hash,
+            sa.case(*((rule, sa.literal(a.name)) for a, rule in ranked)).label("audience"),
+        )
+        .where(
+            *_reachable(),
+            leads.c.timezone.in_(zones),
+            *enroll_parts.in_part(leads.c.id, part, parts),
+            sa.or_(*(rule for _, rule in ranked)),
+        )
+        .subquery("first")
+    )
+    version = sa.case({a.name: sa.literal(a.version) for a, _ in chosen}, value=first.c.audience)
+    at = {
+        name: sa.case(
+            {zone: sa.literal(t, UTCDateTime) for zone, t in due[name].items()}, value=first.c.timezone
+        )
+        for name in names
+    }
+    due_at = sa.case(at, value=first.c.audience)
+    # The probe's hash holds this part's enrollments only (the planner cannot infer the modulo).
+    return sa.select(
+        sa.literal(campaign_id),
+        first.c.id,
+        first.c.audience,
+        version,
+        sa.literal(now, UTCDateTime),
+        sa.literal("active"),
+        due_at,
+    ).where(
+        first.c.audience.in_(names),
+        due_at.is_not(None),  # a zone missing from the audience's `due` waits for the next tick
+        ~sa.exists().where(
+            enrollments.c.lead_id == first.c.id,
+            *enroll_parts.in_part(enrollments.c.lead_id, part, parts),
+            sa.or_(enrollments.c.campaign_id == campaign_id, enrollments.c.audience == first.c.audience),
+        ),
+        ~sa.exists().where(suppressions.c.email_hash == first.c.email_hash),
+    )
