@@ -6,16 +6,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
 from campaign.store.base import StorePart
-from campaign.store.due_rows import DueEnrollment, DueLead, due_rows_query, id_among, id_parts, read_due
+from campaign.store.due_rows import (
+    DueEnrollment,
+    DueLead,
+    DueRows,
+    build_due,
+    due_rows_query,
+    fetch_due,
+    id_among,
+    id_parts,
+    read_due,
+)
 from campaign.store.tables import enrollments, sends, walk_leases
 
-__all__ = ["DueEnrollment", "DueLead", "Enrollments"]
+__all__ = ["DueEnrollment", "DueLead", "Enrollments", "LeasedRows"]
 
 
 class Enrollments(StorePart):
@@ -166,6 +177,22 @@ class Enrollments(StorePart):
                 self._release(conn, let_go, worker)
         return batch, leased[-1]
 
+    def lease_due_rows(
+        self,
+        campaign_ids: list[int],
+        now: datetime,
+        after_id: int,
+        limit: int,
+        worker: str,
+        until: datetime,
+        upto: int,
+        keep_from: int,
+    ) -> LeasedRows:
+        """PostgreSQL: lease_due_enrollments's database part (LeasedRows.batch builds it), for a
+        walk that reads a batch ahead. Its next lease keeps the walk's range from `keep_from`
+        on (the batch its caller holds) and lets go of those before it."""
+        return lease_rows(self, campaign_ids, now, after_id, limit, worker, until, upto, keep_from)
+
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases; on
         PostgreSQL its range, whatever ids are given: a walk holds one range at a time, and
@@ -306,6 +333,18 @@ class Enrollments(StorePart):
                 conn.execute(stmt, params)
 
 
+class LeasedRows(NamedTuple):
+    """A leased range's due rows as read, before they are built (`batch`)."""
+
+    rows: DueRows
+    busy: set[int]  # leads with a row in another run's live range: let go
+    walked_to: int | None  # the highest id walked; None when none is left
+
+    def batch(self) -> list[DueEnrollment]:
+        built = build_due(self.rows)
+        return [due for due in built if due.lead.id not in self.busy] if self.busy else built
+
+
 def lease_range(
     part: Enrollments,
     campaign_ids: list[int],
@@ -317,36 +356,56 @@ def lease_range(
     upto: int | None,
 ) -> tuple[list[DueEnrollment], int | None]:
     """PostgreSQL's lease_due_enrollments: lease ids (after_id, upto] as one row of walk_leases,
-    then read their due rows. A range that starts in another run's live lease is walked past;
-    one that meets another's lease further on stops short of it (take_range). Rows with a step
-    claimed in this tick (less than a lease ago) are left out: a run that fell behind (a hung
-    request) must not walk again what another run did; the next tick re-plans them."""
+    then read their due rows (lease_rows)."""
+    leased = lease_rows(part, campaign_ids, now, after_id, limit, worker, until, upto, after_id + 1)
+    return leased.batch(), leased.walked_to
+
+
+def lease_rows(
+    part: Enrollments,
+    campaign_ids: list[int],
+    now: datetime,
+    after_id: int,
+    limit: int,
+    worker: str,
+    until: datetime,
+    upto: int | None,
+    keep_from: int,
+) -> LeasedRows:
+    """Lease ids (after_id, upto] as one row of walk_leases, letting go of the worker's ranges
+    that start before `keep_from`, then read their due rows. A range that starts in another
+    run's live lease is walked past; one that meets another's lease further on stops short of
+    it (take_range). Rows with a step claimed in this tick (less than a lease ago) are left
+    out: a run that fell behind (a hung request) must not walk again what another run did; the
+    next tick re-plans them."""
+    none = DueRows([], set())
     with part.engine.begin() as conn:
         if upto is None:  # no plan: up to the limit-th due id
             due = part._due_ids(campaign_ids, now, after_id, limit).subquery()
             upto = conn.execute(sa.select(sa.func.max(due.c.id))).scalar()
             if upto is None:
-                return [], None
-        taken, to_id, others = take_range(conn, now, after_id, upto, worker, until)
+                return LeasedRows(none, set(), None)
+        taken, to_id, others = take_range(conn, now, after_id, upto, worker, until, keep_from)
     if not taken:  # another run holds the ids after after_id: walk past its range
-        return [], to_id
+        return LeasedRows(none, set(), to_id)
     # A new transaction, after the lease is committed: its snapshot, not the lock, for the
     # batch's read (other runs take their leases meanwhile).
     params = {"now": now, "campaign_ids": campaign_ids, "after_id": after_id, "to_id": to_id}
     with part.engine.connect() as conn:
-        rows = read_due(
+        fetched = fetch_due(
             conn, part.hash, range_read(limit), params={**params, "claimed_after": now - (until - now)}
         )
-        busy = busy_leads(conn, others) if rows else set()
-    walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
-    return [due for due in rows if due.lead.id not in busy], walked_to
+        busy = busy_leads(conn, others) if fetched.rows else set()
+    rows = fetched.rows
+    return LeasedRows(fetched, busy, rows[-1][0] if len(rows) == limit else to_id)
 
 
 # The lease transaction's statements, PostgreSQL only: plain SQL, a fraction of the Python a
 # construct costs each time (~1.5 ms a batch, as much as the batch's own reading).
 _LOCK = "SET LOCAL synchronous_commit = off; LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE"
 _OTHERS = (  # the snapshot before the DELETE: none of what it deletes
-    "WITH gone AS (DELETE FROM walk_leases WHERE worker = %(worker)s OR leased_until <= %(now)s) "
+    "WITH gone AS (DELETE FROM walk_leases "
+    "WHERE (worker = %(worker)s AND from_id < %(keep_from)s) OR leased_until <= %(now)s) "
     "SELECT from_id, to_id FROM walk_leases WHERE worker <> %(worker)s AND leased_until > %(now)s "
     "ORDER BY from_id"
 )
@@ -357,7 +416,7 @@ _INSERT = (
 
 
 def take_range(
-    conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime
+    conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime, keep_from: int
 ) -> tuple[bool, int, list[tuple[int, int]]]:
     """Lease ids (after_id, upto] to `worker` in walk_leases, short of any live range of another
     run: the statements of a lease transaction. Returns (True, the lease's last id) or (False,
@@ -367,13 +426,14 @@ def take_range(
     two runs never see the same free range, and of two runs the later sees the other's range
     (readers do not wait on it). The commit does not wait for the WAL flush (a lease is a hint
     between runs; a crash that loses the last leases loses nothing a run needs). The worker's
-    previous range (a walk holds one at a time: its last batch is done when it asks for the
-    next) and expired ranges (a dead run's) go here."""
+    ranges that start before `keep_from` (batches done: a walk holds the batch its caller has
+    and, reading ahead, the next) and expired ranges (a dead run's) go here."""
     conn.exec_driver_sql(_LOCK)
-    others = [tuple(r) for r in conn.exec_driver_sql(_OTHERS, {"worker": worker, "now": now}).all()]
+    found = conn.exec_driver_sql(_OTHERS, {"worker": worker, "now": now, "keep_from": keep_from})
+    others = [tuple(r) for r in found.all()]
     ahead = [(f, t) for f, t in others if t > after_id and f <= upto]
     if ahead and ahead[0][0] <= after_id + 1:
-        return False, ahead[0][1], others  # live ranges are disjoint: one holds after_id + 1
+        return False, ahead[0][1], others  # two runs' ranges are disjoint: one holds after_id + 1
     to_id = ahead[0][0] - 1 if ahead else upto
     lease = {"worker": worker, "from_id": after_id + 1, "to_id": to_id, "until": until}
     conn.exec_driver_sql(_INSERT, lease)
