@@ -115,28 +115,31 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
         if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
             return
         bounds = store.due_bounds(campaign_ids, now, size)
+        with store.lease_connection() as conn:  # the second thread's
 
-        def lease(after_id: int, campaign_ids: list[int], keep_from: int) -> Future | None:
-            if (at := bisect_right(bounds, after_id)) == len(bounds):
-                return None
-            args = (campaign_ids, now, after_id, size, worker, now + LEASE, bounds[at], keep_from)
-            return pool.submit(read_ahead, store, args)
+            def lease(after_id: int, campaign_ids: list[int], keep_from: int) -> Future | None:
+                if (at := bisect_right(bounds, after_id)) == len(bounds):
+                    return None
+                args = (campaign_ids, now, after_id, size, worker, now + LEASE, bounds[at], keep_from, conn)
+                return pool.submit(read_ahead, store, args)
 
-        ahead = lease(0, campaign_ids, 1)
-        while ahead is not None:
-            leased, read_for, from_id = ahead.result()
-            ahead = lease(leased.walked_to, campaign_ids, from_id)  # keeps this batch's range
-            batch = leased.batch()
-            if read_for != campaign_ids:  # a campaign paused since the read: none of its rows
-                active = set(campaign_ids)
-                batch = [due for due in batch if due.campaign_id in active]
-            if batch:
-                yield batch
-            if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
-                return
-    finally:  # also when the caller stops early or raises
-        if ahead is not None:
-            wait([ahead])  # its lease, let go below (its error, if any, is not the walk's)
+            try:
+                ahead = lease(0, campaign_ids, 1)
+                while ahead is not None:
+                    leased, read_for, from_id = ahead.result()
+                    ahead = lease(leased.walked_to, campaign_ids, from_id)  # keeps this batch's range
+                    batch = leased.batch()
+                    if read_for != campaign_ids:  # a campaign paused since the read: none of its rows
+                        active = set(campaign_ids)
+                        batch = [due for due in batch if due.campaign_id in active]
+                    if batch:
+                        yield batch
+                    if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
+                        return
+            finally:  # also when the caller stops early or raises: the connection is free after
+                if ahead is not None:
+                    wait([ahead])  # its lease, let go below (its error, if any, is not the walk's)
+    finally:
         pool.shutdown()
         store.release_walk(worker)
 

@@ -120,13 +120,18 @@ def fetch_due(
         conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")  # this transaction only
     with gc_paused():  # ~5 new tuples a row, none in a cycle (~12% of the PostgreSQL walk's CPU)
         result = conn.execute(query, params or {})
-        if sqlite:  # the times and flags made here
-            rows = [_sqlite_row(r) for r in result.cursor.fetchall()]
-        else:
-            rows = result.cursor.fetchall()
-            if rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
-                rows = [_pg_row(r) for r in rows]
+        rows = result.cursor.fetchall()
         result.close()
+        return due_rows(conn, hash_email, rows)
+
+
+def due_rows(conn, hash_email: Callable[[str], str], rows: list) -> DueRows:
+    """The driver's rows as DueRows: on SQLite with their times and flags made here; on
+    PostgreSQL with their times in datetime.UTC (as they come in a session zone of 'UTC')."""
+    if conn.dialect.name == "sqlite":
+        rows = [_sqlite_row(r) for r in rows]
+    elif rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
+        rows = [_pg_row(r) for r in rows]
     unhashed = {r[EMAIL]: hash_email(r[EMAIL]) for r in rows if r[LEAD_END]}
     suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
     return DueRows(rows, {email for email, digest in unhashed.items() if digest in suppressed})
