@@ -17,13 +17,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from campaign.store import DueEnrollment
+from campaign.store.walk_ranges import RangeAsk
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from campaign.engine import Context
     from campaign.store import Store
-    from campaign.store.enrollments import LeasedRows
 
 # A due batch's lease: other tick runs skip its rows until the batch is done, or this long after
 # `now` if its run died. Shorter than STALE_CLAIM: a dead run's unclaimed rows are walked again
@@ -109,7 +109,7 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
     before the caller's (done: the caller came back). A campaign paused while the caller held
     a batch has its rows taken out of the batch read ahead. When the walk ends, however it
     ends, the read ahead is waited for and every range let go (release_walk)."""
-    ahead: Future | None = None
+    ahead: tuple[Future, RangeAsk] | None = None
     pool = ThreadPoolExecutor(1, thread_name_prefix="due-walk")
     try:
         if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
@@ -117,19 +117,22 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
         bounds = store.due_bounds(campaign_ids, now, size)
         with store.lease_connection() as conn:  # the second thread's
 
-            def lease(after_id: int, campaign_ids: list[int], keep_from: int) -> Future | None:
+            def lease(
+                after_id: int, campaign_ids: list[int], keep_from: int
+            ) -> tuple[Future, RangeAsk] | None:
                 if (at := bisect_right(bounds, after_id)) == len(bounds):
                     return None
-                args = (campaign_ids, now, after_id, size, worker, now + LEASE, bounds[at], keep_from, conn)
-                return pool.submit(read_ahead, store, args)
+                ask = RangeAsk(campaign_ids, now, after_id, size, worker, now + LEASE, bounds[at], keep_from)
+                return pool.submit(store.lease_due_rows, ask, conn), ask
 
             try:
                 ahead = lease(0, campaign_ids, 1)
                 while ahead is not None:
-                    leased, read_for, from_id = ahead.result()
-                    ahead = lease(leased.walked_to, campaign_ids, from_id)  # keeps this batch's range
+                    leased, ask = ahead[0].result(), ahead[1]
+                    # The next lease keeps this batch's range (from_id: after_id + 1).
+                    ahead = lease(leased.walked_to, campaign_ids, ask.after_id + 1)
                     batch = leased.batch()
-                    if read_for != campaign_ids:  # a campaign paused since the read: none of its rows
+                    if ask.campaign_ids != campaign_ids:  # a campaign paused since the read: none of its rows
                         active = set(campaign_ids)
                         batch = [due for due in batch if due.campaign_id in active]
                     if batch:
@@ -138,16 +141,10 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
                         return
             finally:  # also when the caller stops early or raises: the connection is free after
                 if ahead is not None:
-                    wait([ahead])  # its lease, let go below (its error, if any, is not the walk's)
+                    wait([ahead[0]])  # its lease, let go below (its error, if any, is not the walk's)
     finally:
         pool.shutdown()
         store.release_walk(worker)
-
-
-def read_ahead(store: Store, args: tuple) -> tuple[LeasedRows, list[int], int]:
-    """A range leased and read (the walk's second thread): with the campaigns it was read for
-    and the range's first id."""
-    return store.lease_due_rows(*args), args[0], args[2] + 1
 
 
 def worker_name() -> str:

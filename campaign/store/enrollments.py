@@ -13,9 +13,9 @@ from sqlalchemy.sql.expression import UnaryExpression
 from campaign.store.base import StorePart
 from campaign.store.due_rows import DueEnrollment, DueLead, due_rows_query, id_among, id_parts, read_due
 from campaign.store.tables import enrollments, sends, walk_leases
-from campaign.store.walk_ranges import LeasedRows, lease_connection, lease_range, lease_rows
+from campaign.store.walk_ranges import LeasedRows, RangeAsk, lease_connection, lease_range, lease_rows
 
-__all__ = ["DueEnrollment", "DueLead", "Enrollments", "LeasedRows"]
+__all__ = ["DueEnrollment", "DueLead", "Enrollments", "LeasedRows", "RangeAsk"]
 
 
 class Enrollments(StorePart):
@@ -119,7 +119,9 @@ class Enrollments(StorePart):
         lead has another row held by another run is let go (both runs may let go; never both
         keep it), and is due at the next tick."""
         if self.dialect == "postgresql":
-            return lease_range(self, campaign_ids, now, after_id, limit, worker, until, upto)
+            return lease_range(
+                self, RangeAsk(campaign_ids, now, after_id, limit, worker, until, upto, after_id + 1)
+            )
         pick = self._due_ids(campaign_ids, now, after_id, limit, upto).where(
             sa.or_(
                 enrollments.c.leased_until.is_(None),
@@ -166,23 +168,11 @@ class Enrollments(StorePart):
                 self._release(conn, let_go, worker)
         return batch, leased[-1]
 
-    def lease_due_rows(
-        self,
-        campaign_ids: list[int],
-        now: datetime,
-        after_id: int,
-        limit: int,
-        worker: str,
-        until: datetime,
-        upto: int,
-        keep_from: int,
-        conn: sa.Connection | None = None,
-    ) -> LeasedRows:
+    def lease_due_rows(self, ask: RangeAsk, conn: sa.Connection | None = None) -> LeasedRows:
         """PostgreSQL: lease_due_enrollments's database part (LeasedRows.batch builds it), for a
-        walk that reads a batch ahead. Its next lease keeps the walk's range from `keep_from`
-        on (the batch its caller holds) and lets go of those before it. `conn`: the walk's
-        lease_connection."""
-        return lease_rows(self, campaign_ids, now, after_id, limit, worker, until, upto, keep_from, conn)
+        walk that reads a batch ahead: its lease keeps the walk's range from `ask.keep_from`
+        on (the batch its caller holds). `conn`: the walk's lease_connection."""
+        return lease_rows(self, ask, conn)
 
     def lease_connection(self) -> AbstractContextManager[sa.Connection]:
         """PostgreSQL: a connection for a walk's lease_due_rows (walk_ranges.lease_connection)."""

@@ -11,7 +11,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
-from psycopg.pq import TransactionStatus
 from sqlalchemy.dialects import postgresql
 
 from campaign.gc_pause import gc_paused
@@ -34,19 +33,24 @@ class LeasedRows(NamedTuple):
         return [due for due in built if due.lead.id not in self.busy] if self.busy else built
 
 
-def lease_range(
-    part: Enrollments,
-    campaign_ids: list[int],
-    now: datetime,
-    after_id: int,
-    limit: int,
-    worker: str,
-    until: datetime,
-    upto: int | None,
-) -> tuple[list[DueEnrollment], int | None]:
-    """PostgreSQL's lease_due_enrollments: lease ids (after_id, upto] as one row of walk_leases,
-    then read their due rows (lease_rows), letting go of the worker's ranges before."""
-    leased = lease_rows(part, campaign_ids, now, after_id, limit, worker, until, upto, after_id + 1)
+class RangeAsk(NamedTuple):
+    """What a lease asks for: the ids (after_id, upto] (upto None: the limit-th due id) of the
+    rows of `campaign_ids` due at `now`, `limit` rows at most, for `worker` until `until`; the
+    worker's ranges that start before `keep_from` are let go (its batches done)."""
+
+    campaign_ids: list[int]
+    now: datetime
+    after_id: int
+    limit: int
+    worker: str
+    until: datetime
+    upto: int | None
+    keep_from: int
+
+
+def lease_range(part: Enrollments, ask: RangeAsk) -> tuple[list[DueEnrollment], int | None]:
+    """PostgreSQL's lease_due_enrollments: lease_rows, built."""
+    leased = lease_rows(part, ask)
     return leased.batch(), leased.walked_to
 
 
@@ -81,18 +85,7 @@ SELECT (SELECT to_id FROM taken), (SELECT to_id FROM nearest),
 _LOCK = "LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE"
 
 
-def lease_rows(
-    part: Enrollments,
-    campaign_ids: list[int],
-    now: datetime,
-    after_id: int,
-    limit: int,
-    worker: str,
-    until: datetime,
-    upto: int | None,
-    keep_from: int,
-    conn: sa.Connection | None = None,
-) -> LeasedRows:
+def lease_rows(part: Enrollments, ask: RangeAsk, conn: sa.Connection | None = None) -> LeasedRows:
     """Lease ids (after_id, upto] as one row of walk_leases (_TAKE), short of any live range of
     another run, then read their due rows. Rows with a step claimed in this tick (less than a
     lease ago) are left out: a run that fell behind (a hung request) must not walk again what
@@ -104,6 +97,7 @@ def lease_rows(
     needs), then the read, in a snapshot after that commit and without the lock (other runs
     take their leases meanwhile); its range is the lease's row, found by worker and from_id.
     `conn`: a lease_connection (a new one when not given)."""
+    campaign_ids, now, after_id, limit, worker, until, upto, keep_from = ask
     if upto is None:  # no plan: up to the limit-th due id
         with part.engine.connect() as planning:
             due = part._due_ids(campaign_ids, now, after_id, limit).subquery()
@@ -112,7 +106,7 @@ def lease_rows(
             return LeasedRows(DueRows([], set()), set(), None)
     if conn is None:
         with lease_connection(part.engine) as conn:
-            return lease_rows(part, campaign_ids, now, after_id, limit, worker, until, upto, keep_from, conn)
+            return lease_rows(part, ask._replace(upto=upto), conn)
     take = {"worker": worker, "now": now, "keep_from": keep_from, "after_id": after_id, "upto": upto}
     take |= {"from_id": after_id + 1, "until": until}
     sql, fixed = range_read(part.engine.dialect, limit)
@@ -130,7 +124,7 @@ def lease_rows(
             to_id, other_to, others = lease.fetchone()
             found = rows.fetchall()
     except BaseException:
-        if pg.info.transaction_status != TransactionStatus.IDLE:
+        if pg.info.transaction_status.name != "IDLE":  # (psycopg is PostgreSQL's extra: not imported)
             pg.rollback()  # the connection goes on clean
         raise
     if to_id is None:  # another run holds the ids after after_id: walk past its range
