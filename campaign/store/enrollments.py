@@ -112,7 +112,7 @@ class Enrollments(StorePart):
         and a run that dies mid-batch (kill -9, a lost machine) leaves a lease that expires at
         `until` (the ledger's claims, reconciled after STALE_CLAIM, still guard what it sent),
         where a lock held open would tie a connection to every send and die only with the
-        session. On PostgreSQL the lease is one id range in walk_leases (lease_range); on
+        session. On PostgreSQL the lease is one id range in walk_leases (walk_ranges); on
         SQLite, whose one writer at a time makes it atomic, two columns of each row.
 
         A lead due in two campaigns must not get two emails at once from two runs: a row whose
@@ -180,8 +180,8 @@ class Enrollments(StorePart):
 
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases; on
-        PostgreSQL its range, whatever ids are given: a walk holds one range at a time, and
-        its next lease lets go of the last one in the same transaction)."""
+        PostgreSQL all its ranges, whatever ids are given: a walk's next lease lets go of the
+        ranges before its caller's batch in the same transaction, RangeAsk.keep_from)."""
         if self.dialect == "postgresql":
             with self._leasing() as conn:
                 conn.execute(sa.delete(walk_leases).where(walk_leases.c.worker == worker))
