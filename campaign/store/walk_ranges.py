@@ -120,7 +120,7 @@ def lease_rows(part: Enrollments, ask: RangeAsk, conn: sa.Connection | None = No
                     run.execute(statement)
                 lease.execute(_TAKE, take)
                 run.execute("COMMIT")
-                rows.execute(sql, read)
+                rows.execute(sql, read, binary=True)  # less to format and parse than text
             to_id, other_to, others = lease.fetchone()
             found = rows.fetchall()
     except BaseException:
