@@ -129,8 +129,9 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
                 ahead = lease(0, campaign_ids, 1)
                 while ahead is not None:
                     leased, ask = ahead[0].result(), ahead[1]
+                    walked_to = leased.walked_to if leased.walked_to is not None else ask.upto
                     # The next lease keeps this batch's range (from_id: after_id + 1).
-                    ahead = lease(leased.walked_to, campaign_ids, ask.after_id + 1)
+                    ahead = lease(walked_to, campaign_ids, ask.after_id + 1)
                     batch = leased.batch()
                     if ask.campaign_ids != campaign_ids:  # a campaign paused since the read: none of its rows
                         active = set(campaign_ids)
