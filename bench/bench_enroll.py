@@ -180,18 +180,21 @@ def enroll_run(kind: str, url: str, n: int, compare_walk: bool, tmp: Path, walks
     timed = []
     for i in range(walks):
         walk_load = os.getloadavg()[0]
-        t7, cpu = time.perf_counter(), time.process_time()
+        t7, cpu, server = time.perf_counter(), time.process_time(), backends.seconds()
         due = sum(len(batch) for batch in due_batches(ctx, NOW))
-        t8, cpu = time.perf_counter(), time.process_time() - cpu
-        timed.append((t8 - t7, cpu, walk_load))
+        t8, cpu, server = time.perf_counter(), time.process_time() - cpu, backends.seconds() - server
+        timed.append((t8 - t7, cpu, walk_load, server))
         if i == 0:
             # CPU time here: all of SQLite's work; on PostgreSQL only the client's (the rest is waiting).
-            label = f"**walk due enrollments** ({due:,}; {cpu:.1f} s CPU here; load {walk_load:.1f})"
+            where = f"{cpu:.1f} s CPU here" + (f", {server:.1f} s in PostgreSQL" if backends.pids else "")
+            label = f"**walk due enrollments** ({due:,}; {where}; load {walk_load:.1f})"
             rows.append((label, t8 - t7, due, "/s"))
     if walks > 1:
-        wall, cpu = statistics.median(w for w, _, _ in timed), statistics.median(c for _, c, _ in timed)
-        each = ", ".join(f"{w:.1f} s ({c:.1f} CPU, load {ld:.1f})" for w, c, ld in timed)
-        rows.append((f"walk, median of {walks} ({cpu:.1f} s CPU here): {each}", wall, due, "/s"))
+        wall, cpu = statistics.median(t[0] for t in timed), statistics.median(t[1] for t in timed)
+        server = statistics.median(t[3] for t in timed)
+        each = ", ".join(f"{w:.1f} s ({c:.1f} CPU, {s:.1f} server, load {ld:.1f})" for w, c, ld, s in timed)
+        label = f"walk, median of {walks} ({cpu:.1f} s CPU here, {server:.1f} s in PostgreSQL): {each}"
+        rows.append((label, wall, due, "/s"))
     ctx.store.close()
     print(f"\n### {kind}: {n:,} leads (load average {load:.1f} when enrollment started)\n")
     print("| phase | seconds | per second |")

@@ -12,15 +12,18 @@ import secrets
 import socket
 from bisect import bisect_right
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from campaign.store import DueEnrollment
+from campaign.store.walk_ranges import RangeAsk
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from campaign.engine import Context
+    from campaign.store import Store
 
 # A due batch's lease: other tick runs skip its rows until the batch is done, or this long after
 # `now` if its run died. Shorter than STALE_CLAIM: a dead run's unclaimed rows are walked again
@@ -45,18 +48,23 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
     The walk first reads its plan, every `size`-th due id (Enrollments.due_bounds); each batch
     then reads the due rows after the last one walked up to the next bound, by primary key.
 
-    On PostgreSQL each batch's id range is leased to this walk until the caller comes back for
-    the next one (or for LEASE at most, if it dies): concurrent tick runs walk disjoint ranges
-    (Enrollments.lease_due_enrollments, table walk_leases). SQLite takes one writer at a time,
+    On PostgreSQL each batch's id range is leased to this walk until the caller is done with
+    it (or for LEASE at most, if it dies): concurrent tick runs walk disjoint ranges
+    (Enrollments.lease_due_rows, table walk_leases), and the next batch is leased and read
+    while the caller holds this one (range_walk). SQLite takes one writer at a time,
     so a second run adds nothing there: its walk leases no rows, only one (the first it walks,
     for the whole walk) to be seen by another run. A run that sees another's lease logs SQLITE_ONE_WRITER
     and leases its batches from then on, as on PostgreSQL. Either way the ledger's claim is
     the exactly-once guard: two runs that walk the same row claim its step once."""
-    worker = worker_name()
-    store = ctx.store
     size = size or ctx.settings.batch_size
-    leasing = ranges = store.dialect != "sqlite"  # ranges: PostgreSQL's id range leases
-    marked = False
+    if ctx.store.dialect == "sqlite":
+        return sqlite_walk(ctx.store, now, size, worker_name())
+    return range_walk(ctx.store, now, size, worker_name())
+
+
+def sqlite_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[list[DueEnrollment]]:
+    """SQLite's walk (one writer): leases only once it sees another run's lease."""
+    leasing = marked = False
     after_id = 0
     bounds: list[int] | None = None
     try:
@@ -87,11 +95,57 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
                 if batch:
                     yield batch
             finally:  # also when the caller stops early or raises
-                if leasing and batch and not ranges:  # a range goes with the next lease
+                if leasing and batch:
                     store.release_leases([due.enrollment_id for due in batch], worker)
     finally:
-        if marked or ranges:
+        if marked:
             store.release_walk(worker)
+
+
+def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[list[DueEnrollment]]:
+    """PostgreSQL's walk: while the caller holds a batch (builds it, sends it), a second thread
+    leases and reads the next, so the database's time hides behind the caller's. The walk then
+    holds two ranges: the caller's batch and the one read ahead; each lease lets go of those
+    before the caller's (done: the caller came back). A campaign paused while the caller held
+    a batch has its rows taken out of the batch read ahead. When the walk ends, however it
+    ends, the read ahead is waited for and every range let go (release_walk)."""
+    ahead: tuple[Future, RangeAsk] | None = None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="due-walk")
+    try:
+        if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
+            return
+        bounds = store.due_bounds(campaign_ids, now, size)
+        with store.lease_connection() as conn:  # the second thread's
+
+            def lease(
+                after_id: int, campaign_ids: list[int], keep_from: int
+            ) -> tuple[Future, RangeAsk] | None:
+                if (at := bisect_right(bounds, after_id)) == len(bounds):
+                    return None
+                ask = RangeAsk(campaign_ids, now, after_id, size, worker, now + LEASE, bounds[at], keep_from)
+                return pool.submit(store.lease_due_rows, ask, conn), ask
+
+            try:
+                ahead = lease(0, campaign_ids, 1)
+                while ahead is not None:
+                    leased, ask = ahead[0].result(), ahead[1]
+                    walked_to = leased.walked_to if leased.walked_to is not None else ask.upto
+                    # The next lease keeps this batch's range (from_id: after_id + 1).
+                    ahead = lease(walked_to, campaign_ids, ask.after_id + 1)
+                    batch = leased.batch()
+                    if ask.campaign_ids != campaign_ids:  # a campaign paused since the read: none of its rows
+                        active = set(campaign_ids)
+                        batch = [due for due in batch if due.campaign_id in active]
+                    if batch:
+                        yield batch
+                    if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
+                        return
+            finally:  # also when the caller stops early or raises: the connection is free after
+                if ahead is not None:
+                    wait([ahead[0]])  # its lease, let go below (its error, if any, is not the walk's)
+    finally:
+        pool.shutdown()
+        store.release_walk(worker)
 
 
 def worker_name() -> str:

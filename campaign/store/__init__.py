@@ -197,6 +197,8 @@ class Store:
     due_bounds = _PartMethod("_enrollments", Enrollments.due_bounds)
     due_enrollments = _PartMethod("_enrollments", Enrollments.due_enrollments)
     lease_due_enrollments = _PartMethod("_enrollments", Enrollments.lease_due_enrollments)
+    lease_due_rows = _PartMethod("_enrollments", Enrollments.lease_due_rows)
+    lease_connection = _PartMethod("_enrollments", Enrollments.lease_connection)
     release_leases = _PartMethod("_enrollments", Enrollments.release_leases)
     release_walk = _PartMethod("_enrollments", Enrollments.release_walk)
     hold_lease = _PartMethod("_enrollments", Enrollments.hold_lease)

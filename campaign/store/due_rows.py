@@ -90,12 +90,28 @@ def due_rows_query(dialect: str, where) -> sa.Select:
     )
 
 
+class DueRows(NamedTuple):
+    """Due rows as read (fetch_due), before they are made DueEnrollments (build_due): the part
+    of a batch that waits on the database, which a PostgreSQL walk's second thread does while
+    the caller's thread builds the batch before."""
+
+    rows: list
+    suppressed: set[str]  # addresses without a kept hash, found on the suppression list
+
+
 def read_due(
     conn, hash_email: Callable[[str], str], query: sa.Select, extra: int = 0, params: dict | None = None
 ) -> list:
     """DueEnrollments from due_rows_query's rows (with `extra` columns after: then
-    (due, *extra) tuples; `params` for its bound parameters). A lead whose hash is not stored
-    yet (None: rows from before 0012) is hashed here and looked up in the suppression list."""
+    (due, *extra) tuples; `params` for its bound parameters)."""
+    return build_due(fetch_due(conn, hash_email, query, params), extra)
+
+
+def fetch_due(
+    conn, hash_email: Callable[[str], str], query: sa.Select, params: dict | None = None
+) -> DueRows:
+    """due_rows_query's rows. A lead whose hash is not stored yet (None: rows from before 0012)
+    is hashed here and looked up in the suppression list."""
     # The driver's rows as they come, not the result's per-value processing (UTCDateTime's,
     # three times a row). On PostgreSQL in a session time zone of 'UTC', for which psycopg gives
     # times in datetime.UTC itself (for another name, even 'Etc/UTC', a ZoneInfo): no conversion.
@@ -103,34 +119,45 @@ def read_due(
     if not sqlite:
         conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")  # this transaction only
     with gc_paused():  # ~5 new tuples a row, none in a cycle (~12% of the PostgreSQL walk's CPU)
-        return _read_due(conn, hash_email, conn.execute(query, params or {}), sqlite, extra)
-
-
-def _read_due(conn, hash_email: Callable[[str], str], result, sqlite: bool, extra: int) -> list:
-    if sqlite:  # the times and flags made here
-        rows = [_sqlite_row(r) for r in result.cursor.fetchall()]
-    else:
+        result = conn.execute(query, params or {})
         rows = result.cursor.fetchall()
-        if rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
-            rows = [_pg_row(r) for r in rows]
-    result.close()
+        result.close()
+        return due_rows(conn, hash_email, rows)
+
+
+def due_rows(conn, hash_email: Callable[[str], str], rows: list) -> DueRows:
+    """The driver's rows as DueRows: on SQLite with their times and flags made here; on
+    PostgreSQL with their times in datetime.UTC (as they come in a session zone of 'UTC')."""
+    if conn.dialect.name == "sqlite":
+        rows = [_sqlite_row(r) for r in rows]
+    elif rows and rows[0][4].tzinfo is not UTC:  # one loader, one zone: enrolled_at tells
+        rows = [_pg_row(r) for r in rows]
     unhashed = {r[EMAIL]: hash_email(r[EMAIL]) for r in rows if r[LEAD_END]}
     suppressed = suppressed_among(conn, unhashed.values()) if unhashed else set()
-    found = []
-    none: frozenset[str] = frozenset()
-    for r in rows:
-        keys = r[LEAD_END + 1]
-        due = DueEnrollment(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            DueLead._make(r[5:LEAD_END]),
-            frozenset(keys.split(",")) if keys else none,
-            bool(r[LEAD_END + 2]) or (bool(r[LEAD_END]) and unhashed[r[EMAIL]] in suppressed),
-        )
-        found.append((due, *r[LEAD_END + 3 :]) if extra else due)
+    return DueRows(rows, {email for email, digest in unhashed.items() if digest in suppressed})
+
+
+def build_due(due_rows: DueRows, extra: int = 0) -> list:
+    """The DueEnrollments of fetch_due's rows (the Python a row costs, no database). The named
+    tuples made by tuple.__new__ (their own __new__ is a Python call a tuple), in one list
+    comprehension: ~40% of the loop it replaced."""
+    rows, suppressed = due_rows
+    new, none = tuple.__new__, frozenset()
+    with gc_paused():
+        found = [
+            new(
+                DueEnrollment,
+                (
+                    *r[:5],
+                    new(DueLead, r[5:LEAD_END]),
+                    frozenset(keys.split(",")) if (keys := r[LEAD_END + 1]) else none,
+                    bool(r[LEAD_END + 2]) or (bool(r[LEAD_END]) and r[EMAIL] in suppressed),
+                ),
+            )
+            for r in rows
+        ]
+        if extra:
+            found = [(due, *r[LEAD_END + 3 :]) for due, r in zip(found, rows, strict=True)]
     return found
 
 

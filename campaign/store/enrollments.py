@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
@@ -14,8 +13,9 @@ from sqlalchemy.sql.expression import UnaryExpression
 from campaign.store.base import StorePart
 from campaign.store.due_rows import DueEnrollment, DueLead, due_rows_query, id_among, id_parts, read_due
 from campaign.store.tables import enrollments, sends, walk_leases
+from campaign.store.walk_ranges import LeasedRows, RangeAsk, lease_connection, lease_range, lease_rows
 
-__all__ = ["DueEnrollment", "DueLead", "Enrollments"]
+__all__ = ["DueEnrollment", "DueLead", "Enrollments", "LeasedRows", "RangeAsk"]
 
 
 class Enrollments(StorePart):
@@ -112,14 +112,16 @@ class Enrollments(StorePart):
         and a run that dies mid-batch (kill -9, a lost machine) leaves a lease that expires at
         `until` (the ledger's claims, reconciled after STALE_CLAIM, still guard what it sent),
         where a lock held open would tie a connection to every send and die only with the
-        session. On PostgreSQL the lease is one id range in walk_leases (lease_range); on
+        session. On PostgreSQL the lease is one id range in walk_leases (walk_ranges); on
         SQLite, whose one writer at a time makes it atomic, two columns of each row.
 
         A lead due in two campaigns must not get two emails at once from two runs: a row whose
         lead has another row held by another run is let go (both runs may let go; never both
         keep it), and is due at the next tick."""
         if self.dialect == "postgresql":
-            return lease_range(self, campaign_ids, now, after_id, limit, worker, until, upto)
+            return lease_range(
+                self, RangeAsk(campaign_ids, now, after_id, limit, worker, until, upto, after_id + 1)
+            )
         pick = self._due_ids(campaign_ids, now, after_id, limit, upto).where(
             sa.or_(
                 enrollments.c.leased_until.is_(None),
@@ -166,10 +168,20 @@ class Enrollments(StorePart):
                 self._release(conn, let_go, worker)
         return batch, leased[-1]
 
+    def lease_due_rows(self, ask: RangeAsk, conn: sa.Connection | None = None) -> LeasedRows:
+        """PostgreSQL: lease_due_enrollments's database part (LeasedRows.batch builds it), for a
+        walk that reads a batch ahead: its lease keeps the walk's range from `ask.keep_from`
+        on (the batch its caller holds). `conn`: the walk's lease_connection."""
+        return lease_rows(self, ask, conn)
+
+    def lease_connection(self) -> AbstractContextManager[sa.Connection]:
+        """PostgreSQL: a connection for a walk's lease_due_rows (walk_ranges.lease_connection)."""
+        return lease_connection(self.engine)
+
     def release_leases(self, enrollment_ids: list[int], worker: str) -> None:
         """The batch is done: its rows are free for any run again (only this run's leases; on
-        PostgreSQL its range, whatever ids are given: a walk holds one range at a time, and
-        its next lease lets go of the last one in the same transaction)."""
+        PostgreSQL all its ranges, whatever ids are given: a walk's next lease lets go of the
+        ranges before its caller's batch in the same transaction, RangeAsk.keep_from)."""
         if self.dialect == "postgresql":
             with self._leasing() as conn:
                 conn.execute(sa.delete(walk_leases).where(walk_leases.c.worker == worker))
@@ -304,105 +316,3 @@ class Enrollments(StorePart):
                     .values({k: sa.bindparam(f"b_{k}") for k in columns})
                 )
                 conn.execute(stmt, params)
-
-
-def lease_range(
-    part: Enrollments,
-    campaign_ids: list[int],
-    now: datetime,
-    after_id: int,
-    limit: int,
-    worker: str,
-    until: datetime,
-    upto: int | None,
-) -> tuple[list[DueEnrollment], int | None]:
-    """PostgreSQL's lease_due_enrollments: lease ids (after_id, upto] as one row of walk_leases,
-    then read their due rows. A range that starts in another run's live lease is walked past;
-    one that meets another's lease further on stops short of it (take_range). Rows with a step
-    claimed in this tick (less than a lease ago) are left out: a run that fell behind (a hung
-    request) must not walk again what another run did; the next tick re-plans them."""
-    with part.engine.begin() as conn:
-        if upto is None:  # no plan: up to the limit-th due id
-            due = part._due_ids(campaign_ids, now, after_id, limit).subquery()
-            upto = conn.execute(sa.select(sa.func.max(due.c.id))).scalar()
-            if upto is None:
-                return [], None
-        taken, to_id, others = take_range(conn, now, after_id, upto, worker, until)
-    if not taken:  # another run holds the ids after after_id: walk past its range
-        return [], to_id
-    # A new transaction, after the lease is committed: its snapshot, not the lock, for the
-    # batch's read (other runs take their leases meanwhile).
-    params = {"now": now, "campaign_ids": campaign_ids, "after_id": after_id, "to_id": to_id}
-    with part.engine.connect() as conn:
-        rows = read_due(
-            conn, part.hash, range_read(limit), params={**params, "claimed_after": now - (until - now)}
-        )
-        busy = busy_leads(conn, others) if rows else set()
-    walked_to = rows[-1].enrollment_id if len(rows) == limit else to_id
-    return [due for due in rows if due.lead.id not in busy], walked_to
-
-
-# The lease transaction's statements, PostgreSQL only: plain SQL, a fraction of the Python a
-# construct costs each time (~1.5 ms a batch, as much as the batch's own reading).
-_LOCK = "SET LOCAL synchronous_commit = off; LOCK TABLE walk_leases IN SHARE ROW EXCLUSIVE MODE"
-_OTHERS = (  # the snapshot before the DELETE: none of what it deletes
-    "WITH gone AS (DELETE FROM walk_leases WHERE worker = %(worker)s OR leased_until <= %(now)s) "
-    "SELECT from_id, to_id FROM walk_leases WHERE worker <> %(worker)s AND leased_until > %(now)s "
-    "ORDER BY from_id"
-)
-_INSERT = (
-    "INSERT INTO walk_leases (worker, from_id, to_id, leased_until) "
-    "VALUES (%(worker)s, %(from_id)s, %(to_id)s, %(until)s)"
-)
-
-
-def take_range(
-    conn, now: datetime, after_id: int, upto: int, worker: str, until: datetime
-) -> tuple[bool, int, list[tuple[int, int]]]:
-    """Lease ids (after_id, upto] to `worker` in walk_leases, short of any live range of another
-    run: the statements of a lease transaction. Returns (True, the lease's last id) or (False,
-    the last id of another run's range that holds after_id + 1), and the other runs' live ranges.
-
-    Under a table lock that only lease takers take (SHARE ROW EXCLUSIVE conflicts with itself):
-    two runs never see the same free range, and of two runs the later sees the other's range
-    (readers do not wait on it). The commit does not wait for the WAL flush (a lease is a hint
-    between runs; a crash that loses the last leases loses nothing a run needs). The worker's
-    previous range (a walk holds one at a time: its last batch is done when it asks for the
-    next) and expired ranges (a dead run's) go here."""
-    conn.exec_driver_sql(_LOCK)
-    others = [tuple(r) for r in conn.exec_driver_sql(_OTHERS, {"worker": worker, "now": now}).all()]
-    ahead = [(f, t) for f, t in others if t > after_id and f <= upto]
-    if ahead and ahead[0][0] <= after_id + 1:
-        return False, ahead[0][1], others  # live ranges are disjoint: one holds after_id + 1
-    to_id = ahead[0][0] - 1 if ahead else upto
-    lease = {"worker": worker, "from_id": after_id + 1, "to_id": to_id, "until": until}
-    conn.exec_driver_sql(_INSERT, lease)
-    return True, to_id, others
-
-
-@lru_cache(maxsize=16)
-def range_read(limit: int) -> sa.Select:
-    """PostgreSQL: the due rows of a leased range, the statement built once (each batch would
-    spend ~0.7 ms of Python on it). Parameters: now, campaign_ids, after_id, to_id and
-    claimed_after (a step claimed since then: done in this tick by another run)."""
-    col = enrollments.c
-    where = sa.and_(
-        col.state == "active",
-        col.next_due_at <= sa.bindparam("now"),
-        col.campaign_id.in_(sa.bindparam("campaign_ids", expanding=True)),
-        col.id > sa.bindparam("after_id"),
-        col.id <= sa.bindparam("to_id"),
-        ~sa.exists().where(
-            sends.c.enrollment_id == col.id, sends.c.claimed_at > sa.bindparam("claimed_after")
-        ),
-    )
-    return due_rows_query("postgresql", where).limit(limit)
-
-
-def busy_leads(conn, others: list[tuple[int, int]]) -> set[int]:
-    """The leads with a row in another run's live range (any row: the other run may be sending
-    to it). Nothing to read when no other run holds a range: the one-run case."""
-    if not others:
-        return set()
-    held = sa.or_(*(enrollments.c.id.between(f, t) for f, t in others))
-    return set(conn.execute(sa.select(enrollments.c.lead_id).where(held)).scalars())
