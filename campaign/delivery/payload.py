@@ -214,11 +214,13 @@ def build_payload(
 
 def bulk_personalization(recipient: Any) -> dict[str, Any]:
     """One recipient of a bulk request (campaign.bulk.BulkRecipient): its address, subject,
-    substitutions, and the headers written out in full (substitutions do not apply to headers)."""
+    substitutions, and the headers written out in full (substitutions do not apply to headers).
+    The substitutions are the recipient's own dict (made per recipient, never changed)."""
+    name = clean_display_name(recipient.to_name)
     return {
-        "to": [SendGridPayload.email_object(recipient.to_email, clean_display_name(recipient.to_name))],
+        "to": [{"email": recipient.to_email, "name": name} if name else {"email": recipient.to_email}],
         "subject": recipient.subject,
-        "substitutions": dict(recipient.substitutions),
+        "substitutions": recipient.substitutions,
         "headers": {
             "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -292,15 +294,40 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
     return problems
 
 
+def check_bulk_personalization(p: Any) -> list[str]:
+    """check_personalization and the personalization's own custom_args (a bulk request has
+    none of its own to merge): what check_limits(personalizations_checked=True) takes as done."""
+    problems = check_personalization(p)
+    if isinstance(p, dict):
+        problems += _check_custom_args(p.get("custom_args"), "personalization.custom_args")
+    return problems
+
+
+_BULK_HEADERS = frozenset(("List-Unsubscribe", "List-Unsubscribe-Post"))
+
+
 def plainly_valid(p: dict[str, Any]) -> bool:
     """True when a personalization made by bulk_personalization certainly passes
-    check_personalization (one address that matches, a subject, string substitutions far under
-    their limit, string headers none of them reserved), told in a few operations: the full
-    check costs more than building the personalization. False: run check_personalization."""
-    to, subject, subs, headers = p.get("to"), p.get("subject"), p.get("substitutions"), p.get("headers")
-    if headers is not None and (
-        type(headers) is not dict
-        or any(type(v) is not str or k.lower() in RESERVED_HEADERS for k, v in headers.items())
+    check_bulk_personalization (one address that matches, a subject, string substitutions far
+    under their limit, the two List-Unsubscribe headers as strings, a short string send_id),
+    told in a few operations: the full check costs more than building the personalization.
+    False: run check_bulk_personalization."""
+    if type(p) is not dict:
+        return False
+    to, subject, subs = p.get("to"), p.get("subject"), p.get("substitutions")
+    headers, args = p.get("headers"), p.get("custom_args")
+    if headers is not None and not (
+        type(headers) is dict
+        and headers.keys() <= _BULK_HEADERS
+        and type(headers.get("List-Unsubscribe", "")) is str
+        and type(headers.get("List-Unsubscribe-Post", "")) is str
+    ):
+        return False
+    if args is not None and not (
+        type(args) is dict
+        and args.keys() == {"send_id"}
+        and type(sid := args["send_id"]) is str
+        and len(sid) < 100
     ):
         return False
     if type(to) is not list or len(to) != 1 or type(to[0]) is not dict:
@@ -348,7 +375,7 @@ def check_limits(
     """Problems that SendGrid would answer with a 400/413, in plain words. Empty: looks fine.
 
     ``now`` (Unix time) is only needed to check ``send_at``; without it that check is skipped.
-    ``personalizations_checked``: each personalization already passed check_personalization
+    ``personalizations_checked``: each personalization already passed check_bulk_personalization
     (a bulk request's recipients, checked one by one before the request is built): not again.
     ``size``: the bytes of the body that will be sent, when it is already serialized.
     """
@@ -374,7 +401,9 @@ def check_limits(
             problems.append(f"personalizations[{i}].to must hold at least one recipient")
             continue
         for kind in ("to", "cc", "bcc"):
-            for j, r in enumerate(p.get(kind) or []):
+            if kind not in p:
+                continue
+            for j, r in enumerate(p[kind] or []):
                 recipients += 1
                 addr = (r.get("email") or "").strip().lower() if isinstance(r, dict) else ""
                 if not addr:
@@ -410,7 +439,9 @@ def check_limits(
 
     problems += _check_custom_args(payload.get("custom_args"), "custom_args")
     top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
-    for i, p in enumerate(personalizations):
+    # Checked one by one already (check_bulk_personalization) with nothing to merge: done.
+    done = personalizations_checked and not top_args
+    for i, p in enumerate(() if done else personalizations):
         if isinstance(p, dict) and "custom_args" in p:
             # SendGrid merges the request's custom_args into each personalization's: the
             # 10,000 bytes hold for the merge.

@@ -33,8 +33,8 @@ from campaign.delivery.payload import (
     MAX_PERSONALIZATIONS,
     build_bulk_payload,
     bulk_personalization,
+    check_bulk_personalization,
     check_limits,
-    check_personalization,
     plainly_valid,
 )
 from campaign.models import SendResult, SendStatus
@@ -170,7 +170,7 @@ def _deliver(
     for r in recipients:
         personalization = bulk_personalization(r)
         # The common case told in a few operations; anything else gets the full check.
-        problems = () if plainly_valid(personalization) else check_personalization(personalization)
+        problems = () if plainly_valid(personalization) else check_bulk_personalization(personalization)
         if problems:
             results.append(_result(r, SendStatus.failed, "; ".join(problems)))
         else:
