@@ -355,30 +355,45 @@ def advance_sent(
     last_email_at), then their counts in the report: counted only once written, so a failed
     write leaves them to be done again, once."""
     counts: Counter = Counter()  # (status, audience, step) -> n
-    emailed_ids, changes = [], []
+    emailed_ids = []
+    # The columns to set (as update_enrollment_groups takes them) -> the enrollments given
+    # them; and, memoized here, what decides an enrollment's next step -> those columns.
+    same: dict[tuple, list[int]] = {}
+    decided: dict[tuple, tuple] = {}
     finished = 0
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
         counts[(status, audience.name, key)] += 1
         if status is SendStatus.skipped:
-            exited = {"state": "exited", "exit_reason": "unsubscribed", "next_due_at": None}
-            changes.append({"id": due.enrollment_id, **exited})
-            continue
-        # Sent, or possibly sent: the gap counts from now. A final failure does not.
-        emailed_now = status is SendStatus.sent or status is SendStatus.unknown
-        last = now if emailed_now else due.lead.last_email_at
-        if emailed_now:
-            emailed_ids.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
-        if p.finished:
-            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
-            finished += 1
+            values = _EXITED_UNSUBSCRIBED
         else:
-            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
+            # Sent, or possibly sent: the gap counts from now. A final failure does not.
+            emailed_now = status is SendStatus.sent or status is SendStatus.unknown
+            lead = due.lead
+            last = now if emailed_now else lead.last_email_at
+            if emailed_now:
+                emailed_ids.append(lead.id)
+            which = (id(audience), due.sent_keys, key, due.enrolled_at, last, lead.timezone)
+            values = decided.get(which)
+            if values is None:
+                p = plan_for(audience, due, due.sent_keys | {key}, last, now)
+                values = decided[which] = _FINISHED if p.finished else (("next_due_at", p.next_at),)
+            if values is _FINISHED:
+                finished += 1
+        ids = same.get(values)
+        if ids is None:
+            same[values] = [due.enrollment_id]
+        else:
+            ids.append(due.enrollment_id)
     if emailed:
         ctx.store.mark_emailed(emailed_ids, now)
-    ctx.store.update_enrollments(changes)
+    ctx.store.update_enrollment_groups(same)
     for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
         getattr(report, status.value)[(audience_name, key)] += n
     report.finished += finished
+
+
+# An enrollment's columns after its last step, or its lead's unsubscribe (sorted by column).
+_FINISHED = (("next_due_at", None), ("state", "finished"))
+_EXITED_UNSUBSCRIBED = (("exit_reason", "unsubscribed"), ("next_due_at", None), ("state", "exited"))
