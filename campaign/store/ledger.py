@@ -64,8 +64,10 @@ class Ledger(StorePart):
                 params: list = []
                 for i, (enrollment_id, step_key) in enumerate(part, start):
                     params += (ids[i], enrollment_id, step_key, *fixed)
-                rows = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
-                claims += [Claim(*row) for row in rows]
+                result = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
+                # The driver's rows: iterating the Result cost a fetch and a Row per claim.
+                claims += [Claim(*row) for row in result.cursor.fetchall()]
+                result.close()
         return claims
 
     def settle(self, results: list[SendResult], now: datetime, emailed: Iterable[int] = ()) -> None:
