@@ -319,44 +319,28 @@ def settle(
     recorded: set[str] = frozenset(),
 ) -> None:
     """Settle the batch: ledger rows, the leads' last email, the enrollments' next step, and the
-    report's counts; but those `recorded` as their answers came (record_and_advance did it all)."""
+    report's counts (record_and_advance); but those `recorded` as their answers came."""
     results = [r for r in results if r.send_id not in recorded]
-    if not results:
-        return
-    ctx.store.settle(results, now)
-    advance_sent(ctx, results, claims, wanted, now, report, emailed=True)
+    if results:
+        record_and_advance(ctx, results, claims, wanted, now, report)
 
 
 def record_and_advance(
-    ctx: Context,
-    group: list[SendResult],
-    claims: dict[str, Claim],
-    wanted: Wanted,
-    now: datetime,
-    report: TickReport,
-) -> None:
-    """The AnswerRecorder's write for a group of accepted sends: their ledger rows and their
-    leads' last_email_at in one transaction, then their enrollments' next step and the report's
-    counts, while the step's other requests are in flight (not after the last one)."""
-    ctx.store.settle(group, now, emailed=[wanted[claims[r.send_id].enrollment_id][0].lead.id for r in group])
-    advance_sent(ctx, group, claims, wanted, now, report, emailed=False)
-
-
-def advance_sent(
     ctx: Context,
     results: list[SendResult],
     claims: dict[str, Claim],
     wanted: Wanted,
     now: datetime,
     report: TickReport,
-    emailed: bool,
 ) -> None:
-    """The enrollments' next step after settled `results` (and, with `emailed`, the leads'
-    last_email_at), then their counts in the report: counted only once written, so a failed
-    write leaves them to be done again, once."""
+    """Settled `results` in one transaction: their ledger rows, their leads' last_email_at (sent
+    or possibly sent: the gap counts from now; a final failure does not) and their enrollments'
+    next step; then their counts in the report: counted only once written, so a failed write
+    leaves them to be done again, once. The AnswerRecorder's write for a group of accepted
+    sends, while the step's other requests are in flight; the batch's settle for the rest."""
     counts: Counter = Counter()  # (status, audience, step) -> n
     emailed_ids = []
-    # The columns to set (as update_enrollment_groups takes them) -> the enrollments given
+    # The columns to set (as write_enrollment_groups takes them) -> the enrollments given
     # them; and, memoized here, what decides an enrollment's next step -> those columns.
     same: dict[tuple, list[int]] = {}
     decided: dict[tuple, tuple] = {}
@@ -368,7 +352,6 @@ def advance_sent(
         if status is SendStatus.skipped:
             values = _EXITED_UNSUBSCRIBED
         else:
-            # Sent, or possibly sent: the gap counts from now. A final failure does not.
             emailed_now = status is SendStatus.sent or status is SendStatus.unknown
             lead = due.lead
             last = now if emailed_now else lead.last_email_at
@@ -386,9 +369,7 @@ def advance_sent(
             same[values] = [due.enrollment_id]
         else:
             ids.append(due.enrollment_id)
-    if emailed:
-        ctx.store.mark_emailed(emailed_ids, now)
-    ctx.store.update_enrollment_groups(same)
+    ctx.store.settle(results, now, emailed=emailed_ids, enrollment_groups=same)
     for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
         getattr(report, status.value)[(audience_name, key)] += n
     report.finished += finished

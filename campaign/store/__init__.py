@@ -203,7 +203,6 @@ class Store:
     leased_by_others = _PartMethod("_enrollments", Enrollments.leased_by_others)
     enrollments_by_id = _PartMethod("_enrollments", Enrollments.enrollments_by_id)
     update_enrollments = _PartMethod("_enrollments", Enrollments.update_enrollments)
-    update_enrollment_groups = _PartMethod("_enrollments", Enrollments.update_enrollment_groups)
 
     # ---- set-based enrollment (rules compiled to SQL) ----------------------------------------
     fill_email_hashes = _PartMethod("_enroll", Enroll.fill_email_hashes)

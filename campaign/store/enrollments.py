@@ -270,50 +270,48 @@ class Enrollments(StorePart):
             )
 
     def update_enrollments(self, changes: list[dict]) -> None:
-        """Each dict: id plus the columns to set (next_due_at, state, exit_reason); as
-        update_enrollment_groups, grouped by the values they set."""
+        """Each dict: id plus the columns to set (next_due_at, state, exit_reason); written as
+        write_enrollment_groups does, grouped by the values they set."""
         same: dict[tuple, list[int]] = {}
         for change in changes:
             values = tuple(sorted((k, v) for k, v in change.items() if k != "id"))
             if values:
                 same.setdefault(values, []).append(change["id"])
-        self.update_enrollment_groups(same)
+        if same:
+            with self.engine.begin() as conn:
+                write_enrollment_groups(conn, same)
 
-    def update_enrollment_groups(self, same: dict[tuple, list[int]]) -> None:
-        """`same`: the (column, value) pairs to set, sorted by column -> the enrollment ids.
 
-        Set-based: the enrollments given the same values (a step's leads enrolled together in one
-        time zone share their next due time) in one UPDATE ... WHERE id IN (...); the others in
-        one executemany per shape of change."""
-        same = {values: ids for values, ids in same.items() if values and ids}
-        if not same:
-            return
-        many = {values: ids for values, ids in same.items() if len(ids) > 1}
-        shapes: dict[tuple[str, ...], list[dict]] = {}
-        for values, ids in same.items():
-            if len(ids) == 1:
-                shapes.setdefault(tuple(k for k, _ in values), []).append(
-                    {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
-                )
-        with self.engine.begin() as conn:
-            sqlite = conn.dialect.name == "sqlite"
-            for values, ids in many.items():
-                for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
-                    part = ids[i : i + 900]
-                    if sqlite:  # written out for the driver: the IN construct cost more than the UPDATE
-                        sql, params = _sqlite_set(conn, values, len(part))
-                        conn.exec_driver_sql(sql, (*params, *part))
-                        continue
-                    conn.execute(
-                        sa.update(enrollments).where(enrollments.c.id.in_(part)).values(dict(values))
-                    )
-            for columns, params in shapes.items():
-                stmt = (
-                    sa.update(enrollments)
-                    .where(enrollments.c.id == sa.bindparam("b_id"))
-                    .values({k: sa.bindparam(f"b_{k}") for k in columns})
-                )
-                conn.execute(stmt, params)
+def write_enrollment_groups(conn: sa.Connection, same: dict[tuple, list[int]]) -> None:
+    """`same`: the (column, value) pairs to set, sorted by column -> the enrollment ids; in the
+    caller's transaction (a settle writes its sends' enrollments with them).
+
+    Set-based: the enrollments given the same values (a step's leads enrolled together in one
+    time zone share their next due time) in one UPDATE ... WHERE id IN (...); the others in one
+    executemany per shape of change."""
+    many = {values: ids for values, ids in same.items() if values and len(ids) > 1}
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for values, ids in same.items():
+        if values and len(ids) == 1:
+            shapes.setdefault(tuple(k for k, _ in values), []).append(
+                {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
+            )
+    sqlite = conn.dialect.name == "sqlite"
+    for values, ids in many.items():
+        for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
+            part = ids[i : i + 900]
+            if sqlite:  # written out for the driver: the IN construct cost more than the UPDATE
+                sql, params = _sqlite_set(conn, values, len(part))
+                conn.exec_driver_sql(sql, (*params, *part))
+                continue
+            conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(part)).values(dict(values)))
+    for columns, params in shapes.items():
+        stmt = (
+            sa.update(enrollments)
+            .where(enrollments.c.id == sa.bindparam("b_id"))
+            .values({k: sa.bindparam(f"b_{k}") for k in columns})
+        )
+        conn.execute(stmt, params)
 
 
 def _sqlite_set(conn: sa.Connection, values: tuple, n: int) -> tuple[str, list]:

@@ -326,9 +326,10 @@ class Leads(StorePart):
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
                 part = ids[i : i + 900]
-                for lead_id, email, kept, suppressed in conn.exec_driver_sql(
-                    _reachable_among_sql(len(part), mark), (False, *part)
-                ):
+                result = conn.exec_driver_sql(_reachable_among_sql(len(part), mark), (False, *part))
+                rows = result.cursor.fetchall()  # the driver's rows: no Row made for each
+                result.close()
+                for lead_id, email, kept, suppressed in rows:
                     if email_of[lead_id] != email:
                         continue  # the address changed since the claim
                     if kept is None:  # the address hash kept with the lead (0014_enroll), or not
