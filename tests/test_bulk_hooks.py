@@ -12,13 +12,8 @@ from sendgrid_fixtures import KEY
 
 from campaign.bulk import BulkEmail, BulkRecipient, substitutions
 from campaign.delivery import TooManyFailures
-from campaign.delivery.payload import (
-    bulk_personalization,
-    check_bulk_personalization,
-    check_limits,
-    check_personalization,
-    plainly_valid,
-)
+from campaign.delivery.bulk_payload import bulk_personalization, check_bulk_personalization, plainly_valid
+from campaign.delivery.payload import check_limits, check_personalization
 from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.engine import run_tick
 from campaign.models import AnxietyType, LeadIn, SendResult, SendStatus

@@ -212,47 +212,6 @@ def build_payload(
     return payload.serialize_data()
 
 
-def bulk_personalization(recipient: Any) -> dict[str, Any]:
-    """One recipient of a bulk request (campaign.bulk.BulkRecipient): its address, subject,
-    substitutions, and the headers written out in full (substitutions do not apply to headers).
-    The substitutions are the recipient's own dict (made per recipient, never changed)."""
-    name = clean_display_name(recipient.to_name)
-    return {
-        "to": [{"email": recipient.to_email, "name": name} if name else {"email": recipient.to_email}],
-        "subject": recipient.subject,
-        "substitutions": recipient.substitutions,
-        "headers": {
-            "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        "custom_args": {"send_id": recipient.send_id},
-    }
-
-
-def build_bulk_payload(
-    email: Any,
-    personalizations: list[dict[str, Any]],
-    *,
-    sandbox: bool = False,
-    asm_group_id: int | None = None,
-    track_opens: bool = False,
-    track_clicks: bool = False,
-) -> dict[str, Any]:
-    """One request for many recipients of one email (campaign.bulk.BulkEmail): the content
-    holds substitution tags, each personalization the recipient's values. No top-level
-    subject: every personalization has its own."""
-    payload = SendGridPayload()
-    payload.set_from(email.from_email, email.from_name)
-    payload.set_reply_to(email.reply_to)
-    payload.data["personalizations"] = personalizations
-    payload.set_bodies(email.text, email.html)
-    payload.set_tags([email.category])
-    payload.set_asm_group(asm_group_id)
-    payload.set_tracking(track_opens=track_opens, track_clicks=track_clicks)
-    payload.set_sandbox(sandbox)
-    return payload.serialize_data()
-
-
 def check_personalization(p: Any, where: str = "personalization", *, addresses: bool = True) -> list[str]:
     """SendGrid's per-personalization limits: what would make the whole request a 400.
     ``addresses=False`` leaves out the recipients (check_limits checks them request-wide)."""
@@ -267,7 +226,7 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
     else:
         for j, r in enumerate(to):
             email = r.get("email") if isinstance(r, dict) else None
-            if not isinstance(email, str) or not _ADDRESS.match(email):
+            if not isinstance(email, str) or not ADDRESS.match(email):
                 problems.append(f"{where}.to[{j}].email is not a valid address")
     if "subject" in p and not (isinstance(p["subject"], str) and p["subject"].strip()):
         problems.append(f"{where}.subject must be a non-empty string")
@@ -294,58 +253,6 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
     return problems
 
 
-def check_bulk_personalization(p: Any) -> list[str]:
-    """check_personalization and the personalization's own custom_args (a bulk request has
-    none of its own to merge): what check_limits(personalizations_checked=True) takes as done."""
-    problems = check_personalization(p)
-    if isinstance(p, dict):
-        problems += _check_custom_args(p.get("custom_args"), "personalization.custom_args")
-    return problems
-
-
-_BULK_HEADERS = frozenset(("List-Unsubscribe", "List-Unsubscribe-Post"))
-
-
-def plainly_valid(p: dict[str, Any]) -> bool:
-    """True when a personalization made by bulk_personalization certainly passes
-    check_bulk_personalization (one address that matches, a subject, string substitutions far
-    under their limit, the two List-Unsubscribe headers as strings, a short string send_id),
-    told in a few operations: the full check costs more than building the personalization.
-    False: run check_bulk_personalization."""
-    if type(p) is not dict:
-        return False
-    to, subject, subs = p.get("to"), p.get("subject"), p.get("substitutions")
-    headers, args = p.get("headers"), p.get("custom_args")
-    if headers is not None and not (
-        type(headers) is dict
-        and headers.keys() <= _BULK_HEADERS
-        and type(headers.get("List-Unsubscribe", "")) is str
-        and type(headers.get("List-Unsubscribe-Post", "")) is str
-    ):
-        return False
-    if args is not None and not (
-        type(args) is dict
-        and args.keys() == {"send_id"}
-        and type(sid := args["send_id"]) is str
-        and len(sid) < 100
-    ):
-        return False
-    if type(to) is not list or len(to) != 1 or type(to[0]) is not dict:
-        return False
-    email = to[0].get("email")
-    if type(email) is not str or not _ADDRESS.match(email):
-        return False
-    if type(subject) is not str or not subject.strip() or type(subs) is not dict:
-        return False
-    chars = 0
-    for k, v in subs.items():
-        if type(k) is not str or type(v) is not str:
-            return False
-        chars += len(k) + len(v)
-    # As _json_size_if_near bounds it: 12 bytes a character, 8 an item.
-    return 2 + 12 * chars + 8 * len(subs) < MAX_SUBSTITUTIONS_BYTES
-
-
 def _json_size_if_near(d: dict, limit: int) -> int:
     """The bytes of json.dumps(d) if they may reach `limit`, else 0: str-to-str JSON takes at most
     12 bytes a character (two \\uXXXX escapes) and 8 an item, so most need no json.dumps."""
@@ -357,7 +264,7 @@ def _json_size_if_near(d: dict, limit: int) -> int:
 
 
 # What SendGrid takes as an address (the dev server's rule; SendGrid's own is looser still).
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 def payload_size(payload: dict[str, Any]) -> int:
@@ -437,7 +344,7 @@ def check_limits(
             if types[: len(expected_order)] != expected_order:
                 problems.append("content must list text/plain first, then text/html")
 
-    problems += _check_custom_args(payload.get("custom_args"), "custom_args")
+    problems += check_custom_args(payload.get("custom_args"), "custom_args")
     top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
     # Checked one by one already (check_bulk_personalization) with nothing to merge: done.
     done = personalizations_checked and not top_args
@@ -447,7 +354,7 @@ def check_limits(
             # 10,000 bytes hold for the merge.
             own = p["custom_args"]
             merged = {**top_args, **own} if isinstance(own, dict) else own
-            problems += _check_custom_args(merged, f"personalizations[{i}].custom_args")
+            problems += check_custom_args(merged, f"personalizations[{i}].custom_args")
         if personalizations_checked:
             continue
         if isinstance(p, dict) and any(k in p for k in ("substitutions", "headers", "subject")):
@@ -494,7 +401,7 @@ def check_limits(
     return problems
 
 
-def _check_custom_args(custom_args: Any, where: str) -> list[str]:
+def check_custom_args(custom_args: Any, where: str) -> list[str]:
     if custom_args is None:
         return []
     if not isinstance(custom_args, dict):

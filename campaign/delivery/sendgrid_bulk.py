@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from campaign.delivery import AfterSend, BatchStopped, BeforeSend, Unauthorized, stop_from_hook
-from campaign.delivery.payload import (
-    MAX_PERSONALIZATIONS,
+from campaign.delivery.bulk_payload import (
     build_bulk_payload,
     bulk_personalization,
     check_bulk_personalization,
-    check_limits,
     plainly_valid,
 )
+from campaign.delivery.payload import MAX_PERSONALIZATIONS, check_limits
 from campaign.models import SendResult, SendStatus
 
 # send ids about to go -> those that may (a lead who left since the claim may not)
