@@ -234,10 +234,11 @@ def send_claims(
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
     ready = prepare(ctx, claims, wanted, now, report)
     bulk, emails, results = ready.bulk, ready.emails, ready.results
-    lead_of_send = {
-        c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
-    }
-    claim_of = {c.send_id: c for c in claims}
+    lead_of_send, claim_of = {}, {}
+    for c in claims:
+        lead = wanted[c.enrollment_id][0].lead
+        lead_of_send[c.send_id] = (lead.id, lead.email)
+        claim_of[c.send_id] = c
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
