@@ -66,39 +66,22 @@ def check_bulk_personalization(p: Any) -> list[str]:
     return problems
 
 
-_BULK_HEADERS = frozenset(("List-Unsubscribe", "List-Unsubscribe-Post"))
-
-
-def plainly_valid(p: dict[str, Any]) -> bool:
-    """True when a personalization made by bulk_personalization certainly passes
-    check_bulk_personalization (one address that matches, a subject, string substitutions far
-    under their limit, the two List-Unsubscribe headers as strings, a short string send_id),
-    told in a few operations: the full check costs more than building the personalization.
-    False: run check_bulk_personalization."""
-    if type(p) is not dict:
-        return False
-    to, subject, subs = p.get("to"), p.get("subject"), p.get("substitutions")
-    headers, args = p.get("headers"), p.get("custom_args")
-    if headers is not None and not (
-        type(headers) is dict
-        and headers.keys() <= _BULK_HEADERS
-        and type(headers.get("List-Unsubscribe", "")) is str
-        and type(headers.get("List-Unsubscribe-Post", "")) is str
+def plainly_valid(r: Any) -> bool:
+    """True when bulk_personalization(r) (a campaign.bulk.BulkRecipient's) certainly passes
+    check_bulk_personalization, told from the recipient's values in a few operations (the full
+    check of the made dict cost more than making it): an address that matches, a subject, a
+    short string send_id, string substitutions far under their limit (the headers are ours:
+    two strings). False: run check_bulk_personalization."""
+    email, subject, send_id, subs = r.to_email, r.subject, r.send_id, r.substitutions
+    if not (
+        type(email) is str
+        and ADDRESS.match(email)
+        and type(subject) is str
+        and subject.strip()
+        and type(send_id) is str
+        and len(send_id) < 100
+        and type(subs) is dict
     ):
-        return False
-    if args is not None and not (
-        type(args) is dict
-        and args.keys() == {"send_id"}
-        and type(sid := args["send_id"]) is str
-        and len(sid) < 100
-    ):
-        return False
-    if type(to) is not list or len(to) != 1 or type(to[0]) is not dict:
-        return False
-    email = to[0].get("email")
-    if type(email) is not str or not ADDRESS.match(email):
-        return False
-    if type(subject) is not str or not subject.strip() or type(subs) is not dict:
         return False
     chars = 0
     for k, v in subs.items():

@@ -169,7 +169,7 @@ def _deliver(
     for r in recipients:
         personalization = bulk_personalization(r)
         # The common case told in a few operations; anything else gets the full check.
-        problems = () if plainly_valid(personalization) else check_bulk_personalization(personalization)
+        problems = () if plainly_valid(r) else check_bulk_personalization(personalization)
         if problems:
             results.append(_result(r, SendStatus.failed, "; ".join(problems)))
         else:
