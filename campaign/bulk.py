@@ -230,6 +230,7 @@ def group_for_bulk(
 
     # What decides a recipient's email and group -> target(...): one lookup per recipient.
     targets: dict[tuple, tuple | None] = {}
+    match_plain_url = _PLAIN_URL.match
     for claim in claims:
         due: DueEnrollment
         audience: Audience
@@ -242,18 +243,18 @@ def group_for_bulk(
         found = targets.get(which, _UNSEEN)
         if found is _UNSEEN:
             found = targets[which] = target(audience, step, lead, bool(first), campaign_id)
-        if found is None or TAG_MARK in first or not _PLAIN_URL.match(url):
+        if found is None or TAG_MARK in first or not match_plain_url(url):
             single.append(claim)
             continue
         template, recipients, group_claims = found
         recipients.append(
-            BulkRecipient(
-                send_id=claim.send_id,
-                to_email=lead.email,
-                to_name=_display_name(lead.first_name, lead.last_name),
-                subject=recipient_subject(template, first, url),
-                unsubscribe_url=url,
-                substitutions=substitutions(first, url),
+            BulkRecipient(  # positional: a million of them
+                claim.send_id,
+                lead.email,
+                _display_name(lead.first_name, lead.last_name),
+                recipient_subject(template, first, url),
+                url,
+                substitutions(first, url),
             )
         )
         group_claims.append(claim)
@@ -274,7 +275,10 @@ def _name_substitutions(first_name: str) -> dict[str, str]:  # read only: copied
 def substitutions(first_name: str, url: str) -> dict[str, str]:
     """A recipient's values: the name escaped for HTML and plain for text (escaped once per
     name), the URL in both forms (one that matches _PLAIN_URL reads the same escaped)."""
-    return {URL_HTML: url, URL_TEXT: url, **_name_substitutions(first_name)}
+    values = {URL_HTML: url, URL_TEXT: url}
+    if first_name:
+        values.update(_name_substitutions(first_name))
+    return values
 
 
 # ---- a send step's claims made ready ------------------------------------------------------------

@@ -29,7 +29,7 @@ from campaign.gc_pause import gc_paused
 from campaign.models import SendResult, SendStatus
 from campaign.progress import advance
 from campaign.render import Renderer
-from campaign.schedule import as_utc, in_window, step_time
+from campaign.schedule import Plan, as_utc, in_window, step_time
 from campaign.sending import SendPolicy, Wanted, plan_for, send_claims
 from campaign.settings import Settings
 from campaign.store import ALL_AUDIENCES, DueEnrollment, Store, email_hash
@@ -248,6 +248,7 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
     changes: list[dict] = []
     wanted: Wanted = {}
     leads_this_batch: set[int] = set()
+    plans: dict[tuple, Plan] = {}  # what decides a plan -> the plan: a step's rows share a few
     for due in batch:
         audience = audiences.get(due.audience)
         reason = exit_reason(due, audience)
@@ -261,7 +262,11 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             # Same lead due in two campaigns: one email now, the other waits out the gap.
             changes.append({"id": due.enrollment_id, "next_due_at": as_utc(now) + audience.min_gap})
             continue
-        p = plan_for(audience, due, due.sent_keys, due.lead.last_email_at, now)
+        lead = due.lead
+        which = (id(audience), due.sent_keys, due.enrolled_at, lead.last_email_at, lead.timezone)
+        p = plans.get(which)
+        if p is None:
+            p = plans[which] = plan_for(audience, due, due.sent_keys, lead.last_email_at, now)
         if p.finished:
             changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
             report.finished += 1

@@ -234,10 +234,11 @@ def send_claims(
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
     ready = prepare(ctx, claims, wanted, now, report)
     bulk, emails, results = ready.bulk, ready.emails, ready.results
-    lead_of_send = {
-        c.send_id: (wanted[c.enrollment_id][0].lead.id, wanted[c.enrollment_id][0].lead.email) for c in claims
-    }
-    claim_of = {c.send_id: c for c in claims}
+    lead_of_send, claim_of = {}, {}
+    for c in claims:
+        lead = wanted[c.enrollment_id][0].lead
+        lead_of_send[c.send_id] = (lead.id, lead.email)
+        claim_of[c.send_id] = c
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
@@ -319,66 +320,62 @@ def settle(
     recorded: set[str] = frozenset(),
 ) -> None:
     """Settle the batch: ledger rows, the leads' last email, the enrollments' next step, and the
-    report's counts; but those `recorded` as their answers came (record_and_advance did it all)."""
+    report's counts (record_and_advance); but those `recorded` as their answers came."""
     results = [r for r in results if r.send_id not in recorded]
-    if not results:
-        return
-    ctx.store.settle(results, now)
-    advance_sent(ctx, results, claims, wanted, now, report, emailed=True)
+    if results:
+        record_and_advance(ctx, results, claims, wanted, now, report)
 
 
 def record_and_advance(
-    ctx: Context,
-    group: list[SendResult],
-    claims: dict[str, Claim],
-    wanted: Wanted,
-    now: datetime,
-    report: TickReport,
-) -> None:
-    """The AnswerRecorder's write for a group of accepted sends: their ledger rows and their
-    leads' last_email_at in one transaction, then their enrollments' next step and the report's
-    counts, while the step's other requests are in flight (not after the last one)."""
-    ctx.store.settle(group, now, emailed=[wanted[claims[r.send_id].enrollment_id][0].lead.id for r in group])
-    advance_sent(ctx, group, claims, wanted, now, report, emailed=False)
-
-
-def advance_sent(
     ctx: Context,
     results: list[SendResult],
     claims: dict[str, Claim],
     wanted: Wanted,
     now: datetime,
     report: TickReport,
-    emailed: bool,
 ) -> None:
-    """The enrollments' next step after settled `results` (and, with `emailed`, the leads'
-    last_email_at), then their counts in the report: counted only once written, so a failed
-    write leaves them to be done again, once."""
+    """Settled `results` in one transaction: their ledger rows, their leads' last_email_at (sent
+    or possibly sent: the gap counts from now; a final failure does not) and their enrollments'
+    next step; then their counts in the report: counted only once written, so a failed write
+    leaves them to be done again, once. The AnswerRecorder's write for a group of accepted
+    sends, while the step's other requests are in flight; the batch's settle for the rest."""
     counts: Counter = Counter()  # (status, audience, step) -> n
-    emailed_ids, changes = [], []
+    emailed_ids = []
+    # The columns to set (as write_enrollment_groups takes them) -> the enrollments given
+    # them; and, memoized here, what decides an enrollment's next step -> those columns.
+    same: dict[tuple, list[int]] = {}
+    decided: dict[tuple, tuple] = {}
     finished = 0
     for result in results:
         due, audience, key = wanted[claims[result.send_id].enrollment_id]
         status = result.status
         counts[(status, audience.name, key)] += 1
         if status is SendStatus.skipped:
-            exited = {"state": "exited", "exit_reason": "unsubscribed", "next_due_at": None}
-            changes.append({"id": due.enrollment_id, **exited})
-            continue
-        # Sent, or possibly sent: the gap counts from now. A final failure does not.
-        emailed_now = status is SendStatus.sent or status is SendStatus.unknown
-        last = now if emailed_now else due.lead.last_email_at
-        if emailed_now:
-            emailed_ids.append(due.lead.id)
-        p = plan_for(audience, due, due.sent_keys | {key}, last, now)  # memoized by what decides it
-        if p.finished:
-            changes.append({"id": due.enrollment_id, "state": "finished", "next_due_at": None})
-            finished += 1
+            values = _EXITED_UNSUBSCRIBED
         else:
-            changes.append({"id": due.enrollment_id, "next_due_at": p.next_at})
-    if emailed:
-        ctx.store.mark_emailed(emailed_ids, now)
-    ctx.store.update_enrollments(changes)
+            emailed_now = status is SendStatus.sent or status is SendStatus.unknown
+            lead = due.lead
+            last = now if emailed_now else lead.last_email_at
+            if emailed_now:
+                emailed_ids.append(lead.id)
+            which = (id(audience), due.sent_keys, key, due.enrolled_at, last, lead.timezone)
+            values = decided.get(which)
+            if values is None:
+                p = plan_for(audience, due, due.sent_keys | {key}, last, now)
+                values = decided[which] = _FINISHED if p.finished else (("next_due_at", p.next_at),)
+            if values is _FINISHED:
+                finished += 1
+        ids = same.get(values)
+        if ids is None:
+            same[values] = [due.enrollment_id]
+        else:
+            ids.append(due.enrollment_id)
+    ctx.store.settle(results, now, emailed=emailed_ids, enrollment_groups=same)
     for (status, audience_name, key), n in counts.items():  # report.sent, .failed, .skipped, .unknown
         getattr(report, status.value)[(audience_name, key)] += n
     report.finished += finished
+
+
+# An enrollment's columns after its last step, or its lead's unsubscribe (sorted by column).
+_FINISHED = (("next_due_at", None), ("state", "finished"))
+_EXITED_UNSUBSCRIBED = (("exit_reason", "unsubscribed"), ("next_due_at", None), ("state", "exited"))

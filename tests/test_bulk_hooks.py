@@ -12,7 +12,8 @@ from sendgrid_fixtures import KEY
 
 from campaign.bulk import BulkEmail, BulkRecipient, substitutions
 from campaign.delivery import TooManyFailures
-from campaign.delivery.payload import bulk_personalization, check_personalization, plainly_valid
+from campaign.delivery.bulk_payload import bulk_personalization, check_bulk_personalization, plainly_valid
+from campaign.delivery.payload import check_limits, check_personalization
 from campaign.delivery.sendgrid_transport import SendGridTransport
 from campaign.engine import run_tick
 from campaign.models import AnxietyType, LeadIn, SendResult, SendStatus
@@ -46,23 +47,52 @@ def recipient(i: int, **overrides) -> BulkRecipient:
         {"substitutions": {"%%first_name_text%%": "x" * 800}},  # near the limit: the full check
         {"substitutions": {"%%first_name_text%%": 5}},
         {"to_name": "Doe, Jane\r\nBcc: x@y.org"},
+        {"send_id": "x" * 200},  # long for a send id: the full check
+        {"send_id": "x" * 10_000},  # past custom_args' limit
     ],
 )
 def test_the_quick_check_never_passes_what_the_full_check_refuses(overrides):
-    p = bulk_personalization(recipient(1, **overrides))
-    problems = check_personalization(p)
-    if plainly_valid(p):
+    r = recipient(1, **overrides)
+    problems = check_bulk_personalization(bulk_personalization(r))
+    if plainly_valid(r):
         assert problems == []
     if not overrides:
-        assert plainly_valid(p)  # the common case takes the quick path
+        assert plainly_valid(r)  # the common case takes the quick path
 
 
-def test_the_quick_check_refuses_reserved_or_odd_headers():
-    p = bulk_personalization(recipient(1))
-    assert plainly_valid(p)
-    for headers in ({"Subject": "x"}, {"X-Thing": 1}, ["List-Unsubscribe"]):
-        odd = p | {"headers": headers}
-        assert not plainly_valid(odd) and check_personalization(odd)
+def test_a_send_id_past_the_custom_args_limit_is_refused_alone_not_with_the_request():
+    """check_limits takes the personalizations' custom_args as checked one by one (where a
+    bad one fails its recipient alone): the one-by-one check must catch them."""
+    p = bulk_personalization(recipient(1, send_id="x" * 10_000))
+    assert not plainly_valid(recipient(1, send_id="x" * 10_000))
+    assert check_bulk_personalization(p) == [
+        "personalization.custom_args is 10,015 bytes; SendGrid's limit is 10,000"
+    ]
+    assert check_personalization(p) == []  # addresses, subject, substitutions, headers: fine
+    payload = {
+        "from": {"email": "clinic@example.org"},
+        "personalizations": [p],
+        "content": [{"type": "text/plain", "value": "x"}],
+    }
+    assert check_limits(payload, personalizations_checked=True) == []
+    assert check_limits(payload) == [
+        "personalizations[0].custom_args is 10,015 bytes; SendGrid's limit is 10,000"
+    ]
+    # A request-wide custom_args is merged into each personalization's: checked again then.
+    merged = check_limits({**payload, "custom_args": {"run": "r"}}, personalizations_checked=True)
+    assert merged == ["personalizations[0].custom_args is 10,027 bytes; SendGrid's limit is 10,000"]
+
+
+def test_the_quick_check_leaves_odd_values_to_the_full_check():
+    assert plainly_valid(recipient(1))
+    for odd in (
+        {"send_id": 5},
+        {"subject": None},
+        {"to_email": ["lead1@example.com"]},
+        {"substitutions": {"%%first_name_text%%": None}},
+        {"substitutions": [("%%first_name_text%%", "Lee")]},
+    ):
+        assert not plainly_valid(recipient(1, **odd)), odd
 
 
 def results(*statuses: str) -> list[SendResult]:

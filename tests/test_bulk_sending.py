@@ -170,7 +170,7 @@ def test_a_400_splits_the_request_until_the_bad_recipient_is_alone(make_settings
 
 def test_a_recipient_that_breaks_a_per_personalization_limit_fails_alone(make_settings):
     from campaign.bulk import BulkRecipient
-    from campaign.delivery.payload import bulk_personalization
+    from campaign.delivery.bulk_payload import bulk_personalization
 
     too_long = BulkRecipient(
         send_id="snd_x",

@@ -212,45 +212,6 @@ def build_payload(
     return payload.serialize_data()
 
 
-def bulk_personalization(recipient: Any) -> dict[str, Any]:
-    """One recipient of a bulk request (campaign.bulk.BulkRecipient): its address, subject,
-    substitutions, and the headers written out in full (substitutions do not apply to headers)."""
-    return {
-        "to": [SendGridPayload.email_object(recipient.to_email, clean_display_name(recipient.to_name))],
-        "subject": recipient.subject,
-        "substitutions": dict(recipient.substitutions),
-        "headers": {
-            "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        "custom_args": {"send_id": recipient.send_id},
-    }
-
-
-def build_bulk_payload(
-    email: Any,
-    personalizations: list[dict[str, Any]],
-    *,
-    sandbox: bool = False,
-    asm_group_id: int | None = None,
-    track_opens: bool = False,
-    track_clicks: bool = False,
-) -> dict[str, Any]:
-    """One request for many recipients of one email (campaign.bulk.BulkEmail): the content
-    holds substitution tags, each personalization the recipient's values. No top-level
-    subject: every personalization has its own."""
-    payload = SendGridPayload()
-    payload.set_from(email.from_email, email.from_name)
-    payload.set_reply_to(email.reply_to)
-    payload.data["personalizations"] = personalizations
-    payload.set_bodies(email.text, email.html)
-    payload.set_tags([email.category])
-    payload.set_asm_group(asm_group_id)
-    payload.set_tracking(track_opens=track_opens, track_clicks=track_clicks)
-    payload.set_sandbox(sandbox)
-    return payload.serialize_data()
-
-
 def check_personalization(p: Any, where: str = "personalization", *, addresses: bool = True) -> list[str]:
     """SendGrid's per-personalization limits: what would make the whole request a 400.
     ``addresses=False`` leaves out the recipients (check_limits checks them request-wide)."""
@@ -265,7 +226,7 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
     else:
         for j, r in enumerate(to):
             email = r.get("email") if isinstance(r, dict) else None
-            if not isinstance(email, str) or not _ADDRESS.match(email):
+            if not isinstance(email, str) or not ADDRESS.match(email):
                 problems.append(f"{where}.to[{j}].email is not a valid address")
     if "subject" in p and not (isinstance(p["subject"], str) and p["subject"].strip()):
         problems.append(f"{where}.subject must be a non-empty string")
@@ -292,33 +253,6 @@ def check_personalization(p: Any, where: str = "personalization", *, addresses: 
     return problems
 
 
-def plainly_valid(p: dict[str, Any]) -> bool:
-    """True when a personalization made by bulk_personalization certainly passes
-    check_personalization (one address that matches, a subject, string substitutions far under
-    their limit, string headers none of them reserved), told in a few operations: the full
-    check costs more than building the personalization. False: run check_personalization."""
-    to, subject, subs, headers = p.get("to"), p.get("subject"), p.get("substitutions"), p.get("headers")
-    if headers is not None and (
-        type(headers) is not dict
-        or any(type(v) is not str or k.lower() in RESERVED_HEADERS for k, v in headers.items())
-    ):
-        return False
-    if type(to) is not list or len(to) != 1 or type(to[0]) is not dict:
-        return False
-    email = to[0].get("email")
-    if type(email) is not str or not _ADDRESS.match(email):
-        return False
-    if type(subject) is not str or not subject.strip() or type(subs) is not dict:
-        return False
-    chars = 0
-    for k, v in subs.items():
-        if type(k) is not str or type(v) is not str:
-            return False
-        chars += len(k) + len(v)
-    # As _json_size_if_near bounds it: 12 bytes a character, 8 an item.
-    return 2 + 12 * chars + 8 * len(subs) < MAX_SUBSTITUTIONS_BYTES
-
-
 def _json_size_if_near(d: dict, limit: int) -> int:
     """The bytes of json.dumps(d) if they may reach `limit`, else 0: str-to-str JSON takes at most
     12 bytes a character (two \\uXXXX escapes) and 8 an item, so most need no json.dumps."""
@@ -330,7 +264,7 @@ def _json_size_if_near(d: dict, limit: int) -> int:
 
 
 # What SendGrid takes as an address (the dev server's rule; SendGrid's own is looser still).
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 def payload_size(payload: dict[str, Any]) -> int:
@@ -348,7 +282,7 @@ def check_limits(
     """Problems that SendGrid would answer with a 400/413, in plain words. Empty: looks fine.
 
     ``now`` (Unix time) is only needed to check ``send_at``; without it that check is skipped.
-    ``personalizations_checked``: each personalization already passed check_personalization
+    ``personalizations_checked``: each personalization already passed check_bulk_personalization
     (a bulk request's recipients, checked one by one before the request is built): not again.
     ``size``: the bytes of the body that will be sent, when it is already serialized.
     """
@@ -374,7 +308,9 @@ def check_limits(
             problems.append(f"personalizations[{i}].to must hold at least one recipient")
             continue
         for kind in ("to", "cc", "bcc"):
-            for j, r in enumerate(p.get(kind) or []):
+            if kind not in p:
+                continue
+            for j, r in enumerate(p[kind] or []):
                 recipients += 1
                 addr = (r.get("email") or "").strip().lower() if isinstance(r, dict) else ""
                 if not addr:
@@ -408,15 +344,17 @@ def check_limits(
             if types[: len(expected_order)] != expected_order:
                 problems.append("content must list text/plain first, then text/html")
 
-    problems += _check_custom_args(payload.get("custom_args"), "custom_args")
+    problems += check_custom_args(payload.get("custom_args"), "custom_args")
     top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
-    for i, p in enumerate(personalizations):
+    # Checked one by one already (check_bulk_personalization) with nothing to merge: done.
+    done = personalizations_checked and not top_args
+    for i, p in enumerate(() if done else personalizations):
         if isinstance(p, dict) and "custom_args" in p:
             # SendGrid merges the request's custom_args into each personalization's: the
             # 10,000 bytes hold for the merge.
             own = p["custom_args"]
             merged = {**top_args, **own} if isinstance(own, dict) else own
-            problems += _check_custom_args(merged, f"personalizations[{i}].custom_args")
+            problems += check_custom_args(merged, f"personalizations[{i}].custom_args")
         if personalizations_checked:
             continue
         if isinstance(p, dict) and any(k in p for k in ("substitutions", "headers", "subject")):
@@ -463,7 +401,7 @@ def check_limits(
     return problems
 
 
-def _check_custom_args(custom_args: Any, where: str) -> list[str]:
+def check_custom_args(custom_args: Any, where: str) -> list[str]:
     if custom_args is None:
         return []
     if not isinstance(custom_args, dict):

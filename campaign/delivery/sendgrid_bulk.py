@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from campaign.delivery import AfterSend, BatchStopped, BeforeSend, Unauthorized, stop_from_hook
-from campaign.delivery.payload import (
-    MAX_PERSONALIZATIONS,
+from campaign.delivery.bulk_payload import (
     build_bulk_payload,
     bulk_personalization,
-    check_limits,
-    check_personalization,
+    check_bulk_personalization,
     plainly_valid,
 )
+from campaign.delivery.payload import MAX_PERSONALIZATIONS, check_limits
 from campaign.models import SendResult, SendStatus
 
 # send ids about to go -> those that may (a lead who left since the claim may not)
@@ -170,7 +169,7 @@ def _deliver(
     for r in recipients:
         personalization = bulk_personalization(r)
         # The common case told in a few operations; anything else gets the full check.
-        problems = () if plainly_valid(personalization) else check_personalization(personalization)
+        problems = () if plainly_valid(r) else check_bulk_personalization(personalization)
         if problems:
             results.append(_result(r, SendStatus.failed, "; ".join(problems)))
         else:

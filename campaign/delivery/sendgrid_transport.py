@@ -366,7 +366,7 @@ class SendGridTransport:
         """One HTTP call; every outcome, including the client's exceptions, as an Attempt.
         `payload`: a dict (the client serializes it) or a body serialized already (bulk)."""
         if isinstance(payload, bytes):  # the client takes a str as it is under another JSON type
-            body, headers = payload.decode("utf-8"), _SERIALIZED
+            body, headers = _Serialized(payload), _SERIALIZED
         else:
             body, headers = payload, _JSON  # said each time: the client keeps headers between calls
         try:
@@ -399,6 +399,29 @@ class SendGridTransport:
         # python-http-client raises for >= 400; another 2xx/3xx is unexpected but not an error
         # we can act on: the request was accepted in some form.
         return Attempt("retry", status=status, error=f"unexpected HTTP {status}", maybe_delivered=True)
+
+
+class _Body(bytes):
+    """A request body that formats as its size: python-http-client formats its body into a
+    debug line on every request, logging on or off (1.6 ms for a 400 KB bulk request)."""
+
+    def __format__(self, spec: str) -> str:
+        return f"<{len(self)} bytes>"
+
+
+class _Serialized(str):
+    """A body serialized already, as the client takes it (a str): its encode() gives those
+    bytes back instead of encoding the text again."""
+
+    def __new__(cls, body: bytes) -> _Serialized:
+        text = super().__new__(cls, body.decode("utf-8"))
+        text.body = _Body(body)
+        return text
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        if encoding.replace("-", "").lower() == "utf8":
+            return self.body
+        return str(self).encode(encoding, errors)
 
 
 _JSON = {"Content-Type": "application/json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
@@ -282,37 +283,61 @@ class Enrollments(StorePart):
             )
 
     def update_enrollments(self, changes: list[dict]) -> None:
-        """Each dict: id plus the columns to set (next_due_at, state, exit_reason).
-
-        Set-based: the enrollments given the same values (a step's leads enrolled together in one
-        time zone share their next due time) in one UPDATE ... WHERE id IN (...); the others in
-        one executemany per shape of change."""
+        """Each dict: id plus the columns to set (next_due_at, state, exit_reason); written as
+        write_enrollment_groups does, grouped by the values they set."""
         same: dict[tuple, list[int]] = {}
         for change in changes:
             values = tuple(sorted((k, v) for k, v in change.items() if k != "id"))
             if values:
                 same.setdefault(values, []).append(change["id"])
-        many = {values: ids for values, ids in same.items() if len(ids) > 1}
-        shapes: dict[tuple[str, ...], list[dict]] = {}
-        for values, ids in same.items():
-            if len(ids) == 1:
-                shapes.setdefault(tuple(k for k, _ in values), []).append(
-                    {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
-                )
-        if not same:
-            return
-        with self.engine.begin() as conn:
-            for values, ids in many.items():
-                for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
-                    conn.execute(
-                        sa.update(enrollments)
-                        .where(enrollments.c.id.in_(ids[i : i + 900]))
-                        .values(dict(values))
-                    )
-            for columns, params in shapes.items():
-                stmt = (
-                    sa.update(enrollments)
-                    .where(enrollments.c.id == sa.bindparam("b_id"))
-                    .values({k: sa.bindparam(f"b_{k}") for k in columns})
-                )
-                conn.execute(stmt, params)
+        if same:
+            with self.engine.begin() as conn:
+                write_enrollment_groups(conn, same)
+
+
+def write_enrollment_groups(conn: sa.Connection, same: dict[tuple, list[int]]) -> None:
+    """`same`: the (column, value) pairs to set, sorted by column -> the enrollment ids; in the
+    caller's transaction (a settle writes its sends' enrollments with them).
+
+    Set-based: the enrollments given the same values (a step's leads enrolled together in one
+    time zone share their next due time) in one UPDATE ... WHERE id IN (...); the others in one
+    executemany per shape of change."""
+    many = {values: ids for values, ids in same.items() if values and len(ids) > 1}
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for values, ids in same.items():
+        if values and len(ids) == 1:
+            shapes.setdefault(tuple(k for k, _ in values), []).append(
+                {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
+            )
+    sqlite = conn.dialect.name == "sqlite"
+    for values, ids in many.items():
+        for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
+            part = ids[i : i + 900]
+            if sqlite:  # written out for the driver: the IN construct cost more than the UPDATE
+                sql, params = _sqlite_set(conn, values, len(part))
+                conn.exec_driver_sql(sql, (*params, *part))
+                continue
+            conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(part)).values(dict(values)))
+    for columns, params in shapes.items():
+        stmt = (
+            sa.update(enrollments)
+            .where(enrollments.c.id == sa.bindparam("b_id"))
+            .values({k: sa.bindparam(f"b_{k}") for k in columns})
+        )
+        conn.execute(stmt, params)
+
+
+def _sqlite_set(conn: sa.Connection, values: tuple, n: int) -> tuple[str, list]:
+    """UPDATE enrollments SET the `values` WHERE id IN (n marks), and the values as SQLAlchemy
+    binds them (a UTC datetime: a naive string)."""
+    params = []
+    for column, value in values:
+        process = enrollments.c[column].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        params.append(process(value) if process else value)
+    return _sqlite_set_sql(tuple(k for k, _ in values), n), params
+
+
+@lru_cache(maxsize=64)
+def _sqlite_set_sql(columns: tuple[str, ...], n: int) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE enrollments SET {sets} WHERE id IN ({', '.join(['?'] * n)})"

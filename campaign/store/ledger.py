@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from campaign.models import SendResult, SendStatus
 from campaign.store.base import StorePart
+from campaign.store.enrollments import write_enrollment_groups
 from campaign.store.tables import (
     campaigns,
     enrollments,
@@ -64,13 +65,22 @@ class Ledger(StorePart):
                 params: list = []
                 for i, (enrollment_id, step_key) in enumerate(part, start):
                     params += (ids[i], enrollment_id, step_key, *fixed)
-                rows = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
-                claims += [Claim(*row) for row in rows]
+                result = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
+                # The driver's rows: iterating the Result cost a fetch and a Row per claim.
+                claims += [Claim(*row) for row in result.cursor.fetchall()]
+                result.close()
         return claims
 
-    def settle(self, results: list[SendResult], now: datetime, emailed: Iterable[int] = ()) -> None:
+    def settle(
+        self,
+        results: list[SendResult],
+        now: datetime,
+        emailed: Iterable[int] = (),
+        enrollment_groups: dict[tuple, list[int]] | None = None,
+    ) -> None:
         """Write each send's outcome; `emailed` lead ids get last_email_at = now in the same
-        transaction (a group recorded mid-batch keeps the gap even if the run dies).
+        transaction (a group recorded mid-batch keeps the gap even if the run dies), and so do
+        `enrollment_groups` (their next step, as write_enrollment_groups takes them).
 
         Set-based: one UPDATE ... WHERE send_id IN (...) per outcome shared by many sends (every
         recipient of a bulk request has the same status and message id), an executemany for
@@ -81,6 +91,7 @@ class Ledger(StorePart):
             with self.engine.begin() as conn:
                 _settle_postgresql(conn, results, now)
                 _set_last_email_at(conn, emailed, now)
+                write_enrollment_groups(conn, enrollment_groups or {})
             return
         outcomes: dict[tuple, list[str]] = {}
         for r in results:
@@ -114,6 +125,7 @@ class Ledger(StorePart):
                     ],
                 )
             _set_last_email_at(conn, emailed, now)
+            write_enrollment_groups(conn, enrollment_groups or {})
 
     def mark_emailed(self, lead_ids: Iterable[int], now: datetime) -> None:
         lead_ids = list(lead_ids)
