@@ -1,9 +1,10 @@
 """The tick: preflight, reconcile unknown sends, enroll new leads, send every step due at `now`.
 
 Plain functions over a Context (store, audiences, renderer, transport, send policy). run_tick
-is the one tick sequence: the Prefect flow (flows/tick.py) runs its steps as tasks, tests and
-benchmarks as plain calls. Every time decision takes `now`; rules live in the pure modules
-(audiences, schedule, render); sending and settling claimed steps in campaign.sending.
+is the one tick sequence: the Prefect flow (flows/tick.py) runs its steps in one flow run, a
+log line each; `campaign tick`, tests and benchmarks call them plainly. Every time decision
+takes `now`; rules live in the pure modules (audiences, schedule, render); sending and settling
+claimed steps in campaign.sending.
 """
 
 from __future__ import annotations

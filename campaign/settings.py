@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     content_dir: Path = PROJECT_ROOT  # holds audiences/ and templates/
     clinic_file: Path | None = None
     sandbox: bool = False
-    # Sends per Prefect task; 1000 keeps the tick within 0.85 of the bare send rate (bench/RESULTS.md).
+    # Due enrollments per walked batch (a send step: a log line in the tick's flow run); 1000
+    # keeps the tick within 0.85 of the bare send rate (bench/RESULTS.md).
     batch_size: int = Field(1000, ge=1, le=1000)
     # SendGrid: the standard variable names, no CAMPAIGN_ prefix.
     sendgrid_api_key: SecretStr | None = Field(None, validation_alias="SENDGRID_API_KEY")
