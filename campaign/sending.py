@@ -291,7 +291,9 @@ def send_claims(
     for r in later:
         due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
         report.failed[(audience.name, key)] += 1
-    settle(ctx, final, claim_of, wanted, now, report, recorded=recorder.recorded)
+    # The batch's settle: what the recorder did not write as the answers came.
+    if unrecorded := [r for r in final if r.send_id not in recorder.recorded]:
+        record(unrecorded)
     not_sent = [r.send_id for r in later] + (stopped.not_sent if stopped else [])
     if not_sent:
         release(not_sent)
@@ -308,22 +310,6 @@ def send_claims(
 def _retry_later(result: SendResult) -> bool:
     """A failure the provider never accepted and that may pass later (5xx, network): not final."""
     return result.status is SendStatus.failed and result.retryable
-
-
-def settle(
-    ctx: Context,
-    results: list[SendResult],
-    claims: dict[str, Claim],
-    wanted: Wanted,
-    now: datetime,
-    report: TickReport,
-    recorded: set[str] = frozenset(),
-) -> None:
-    """Settle the batch: ledger rows, the leads' last email, the enrollments' next step, and the
-    report's counts (record_and_advance); but those `recorded` as their answers came."""
-    results = [r for r in results if r.send_id not in recorded]
-    if results:
-        record_and_advance(ctx, results, claims, wanted, now, report)
 
 
 def record_and_advance(

@@ -260,11 +260,13 @@ def test_migration_0017_walk_leases_matches_the_declared_schema_and_goes_down_an
 
 
 def test_a_walk_holds_two_ranges_at_most_and_walks_around_another_runs(make_settings, database_url):
-    ctx = enrolled_context(make_settings, database_url, 24, batch_size=4)
-    if ctx.store.dialect == "sqlite":
-        pytest.skip("id ranges are PostgreSQL's lease (SQLite leases rows, and only with another run)")
-    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
-    due = [d.enrollment_id for d in ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 100)]
+    ctx, campaign_ids, due = postgresql_due(
+        make_settings,
+        database_url,
+        24,
+        4,
+        "id ranges are PostgreSQL's lease (SQLite leases rows, and only with another run)",
+    )
     # Another run holds a range in the middle that no batch of the walk's plan starts at.
     held, other_to = ctx.store.lease_due_enrollments(
         campaign_ids, MONDAY_10, due[9], 3, "other-run", MONDAY_10 + LEASE
@@ -283,6 +285,17 @@ def test_a_walk_holds_two_ranges_at_most_and_walks_around_another_runs(make_sett
     assert ranges_held(ctx) == [("other-run", due[9] + 1, due[12])]
 
 
+def postgresql_due(make_settings, database_url, leads: int, batch_size: int, why_not_sqlite: str):
+    """A context of `leads` enrolled leads on PostgreSQL (the test skips on SQLite, saying why),
+    its active campaigns' ids and the ids of every due enrollment, in order."""
+    ctx = enrolled_context(make_settings, database_url, leads, batch_size=batch_size)
+    if ctx.store.dialect == "sqlite":
+        pytest.skip(why_not_sqlite)
+    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
+    due = [d.enrollment_id for d in ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 10 * leads)]
+    return ctx, campaign_ids, due
+
+
 def ranges_held(ctx) -> list[tuple]:
     with ctx.store.engine.connect() as conn:
         query = sa.select(walk_leases.c.worker, walk_leases.c.from_id, walk_leases.c.to_id)
@@ -290,11 +303,9 @@ def ranges_held(ctx) -> list[tuple]:
 
 
 def test_many_walks_at_once_on_postgresql_walk_each_due_row_once(make_settings, database_url):
-    ctx = enrolled_context(make_settings, database_url, 400, batch_size=5)
-    if ctx.store.dialect == "sqlite":
-        pytest.skip("concurrent walks are for PostgreSQL (SQLite is one writer)")
-    campaign_ids = [c["id"] for c in ctx.store.active_campaigns(MONDAY_10)]
-    due = [d.enrollment_id for d in ctx.store.due_enrollments(campaign_ids, MONDAY_10, 0, 1000)]
+    ctx, _, due = postgresql_due(
+        make_settings, database_url, 400, 5, "concurrent walks are for PostgreSQL (SQLite is one writer)"
+    )
     go = threading.Barrier(6)
 
     def walk() -> list[int]:
