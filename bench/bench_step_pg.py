@@ -109,6 +109,11 @@ def main() -> None:
     parser.add_argument(
         "--statements", action="store_true", help="time the tick's statements by kind (in the tick process)"
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="with --statements: the tick's sys.setswitchinterval (GIL hand-over)",
+    )
     args = parser.parse_args()
     database = os.environ.get("CAMPAIGN_DATABASE_URL", "")
     if not database.startswith("postgresql"):
@@ -121,6 +126,8 @@ def main() -> None:
         (site / "sitecustomize.py").write_text(SITE)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
         env["BENCH_STEP_PG_STATEMENTS"] = str(site / "statements.json")
+        if args.switch_interval:
+            env["BENCH_STEP_PG_SWITCH"] = str(args.switch_interval)
     cmd = [sys.executable, "bench/bench_send.py", "--emails", str(args.emails), "--bulk", str(args.bulk)]
     proc = subprocess.Popen(cmd, cwd=args.code, env=env, stdout=subprocess.PIPE, text=True)
     sampler, thread, started = None, None, 0.0
@@ -155,10 +162,10 @@ def report(sampler: Sampler, wall: float, n: int) -> None:
         f"  {'sum':<20} {total:6.1f} s CPU  {total / n * 1e6:5.1f} us a recipient "
         f"= {total / wall:.2f} cores of {wall:.1f} s"
     )
-    seen = sum(sampler.states.values())
-    print("  backends' time by state (share of backend samples):")
+    backends_seen = sum(1 for k in sampler.last if k.startswith("backend:"))
+    print(f"  the tick's {backends_seen} backends by state (backends in it on average over the step):")
     for (state, wait), count in sampler.states.most_common(12):
-        print(f"    {count / max(seen, 1):6.1%} {state} {wait}")
+        print(f"    {count / max(sampler.samples, 1):5.2f} {state} {wait}")
 
 
 # Imported by every Python process of the run; times statements in the N-lead tick's child only
@@ -167,32 +174,47 @@ SITE = """
 import atexit, json, os, re, sys, threading, time
 if "--phase" in sys.argv and sys.argv[sys.argv.index("--phase") + 1] == "tick":
     import sqlalchemy as sa
-    _spent, _calls, _local = {}, {}, threading.local()
+    if os.environ.get("BENCH_STEP_PG_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_STEP_PG_SWITCH"]))
+    _spent, _local = {}, threading.local()
+
+    def _backend_ns(conn):
+        try:
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with open(f"/proc/{pid}/schedstat") as f:
+                return int(f.read().split()[0])
+        except Exception:
+            return 0
 
     @sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
-        _local.t = time.perf_counter()
+        _local.t, _local.ns = time.perf_counter(), _backend_ns(conn)
 
     @sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
     def _after(conn, cursor, statement, parameters, context, executemany):
+        wall, ns = time.perf_counter() - _local.t, _backend_ns(conn) - _local.ns
         kind = re.sub(r"\\s+", " ", statement)[:72]
-        _spent[kind] = _spent.get(kind, 0.0) + time.perf_counter() - _local.t
-        _calls[kind] = _calls.get(kind, 0) + 1
+        seen = _spent.setdefault(kind, [0.0, 0, 0.0])
+        seen[0] += wall
+        seen[1] += 1
+        seen[2] += ns / 1e9
 
     @atexit.register
     def _dump():
         with open(os.environ["BENCH_STEP_PG_STATEMENTS"], "w") as f:
-            json.dump({k: [_spent[k], _calls[k]] for k in _spent}, f)
+            json.dump(_spent, f)
 """
 
 
 def statements(path: Path, n: int) -> None:
-    """The tick's statements by kind: wall from execute to the end of the execute call."""
+    """The tick's statements by kind: wall in the tick from execute to its return, and the CPU of
+    the statement's backend meanwhile (/proc/<pid>/schedstat)."""
     timed = json.loads(path.read_text())
-    spent = sum(s for s, _ in timed.values())
-    print(f"  the tick's statements (execute wall, in the tick), {spent:.1f} s in all:")
-    for kind, (seconds, calls) in sorted(timed.items(), key=lambda kv: -kv[1][0])[:16]:
-        print(f"    {seconds:6.2f} s {seconds / n * 1e6:5.1f} us a recipient {calls:6} calls  {kind}")
+    wall, cpu = sum(t[0] for t in timed.values()), sum(t[2] for t in timed.values())
+    print(f"  the tick's statements: {wall:.1f} s wall in the tick, {cpu:.1f} s backend CPU in all:")
+    print("     wall s  CPU s  CPU us a recipient   calls  statement")
+    for kind, (seconds, calls, backend) in sorted(timed.items(), key=lambda kv: -kv[1][2])[:12]:
+        print(f"    {seconds:6.2f} {backend:6.2f} {backend / n * 1e6:8.1f}           {calls:6}  {kind}")
 
 
 if __name__ == "__main__":
