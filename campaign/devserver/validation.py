@@ -205,9 +205,22 @@ def _validate_custom_args(custom_args: Any, where: str) -> list[dict[str, Any]]:
         for key, value in custom_args.items()
         if not isinstance(value, str)
     ]
-    if len(json.dumps(custom_args).encode("utf-8")) >= 10_000:
+    if _json_bytes_at_least(custom_args, 10_000, strings=not errors):
         errors.append(sg_error("The custom_args field must be less than 10000 bytes.", where))
     return errors
+
+
+def _json_bytes_at_least(value: dict[str, Any], limit: int, strings: bool = True) -> bool:
+    """len(json.dumps(value).encode("utf-8")) >= limit, without encoding a mapping of strings
+    (`strings`) that is surely smaller: json.dumps writes a character in at most 12 bytes (an
+    escaped surrogate pair), an item's quotes, colon and comma in 8, the braces in 2. A bulk
+    request's 1,000 personalizations were encoded twice each (a third of the validation)."""
+    try:
+        if strings and 12 * sum(len(k) + len(v) for k, v in value.items()) + 8 * len(value) + 2 < limit:
+            return False
+    except TypeError:  # a key or value that is not a string: encoded below
+        pass
+    return len(json.dumps(value).encode("utf-8")) >= limit
 
 
 def _validate_personalization_extras(p: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -221,7 +234,7 @@ def _validate_personalization_extras(p: dict[str, Any], where: str) -> list[dict
     if subs is not None:
         if not isinstance(subs, dict) or not all(isinstance(v, str) for v in subs.values()):
             errors.append(sg_error("Invalid type. Expected: string, given: other.", f"{where}.substitutions"))
-        elif len(json.dumps(subs).encode("utf-8")) >= 10_000:
+        elif _json_bytes_at_least(subs, 10_000):
             errors.append(
                 sg_error(
                     "The total collective size of your substitutions may not exceed 10,000 bytes per "

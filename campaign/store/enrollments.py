@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
@@ -311,6 +312,10 @@ def write_enrollment_groups(conn: sa.Connection, same: dict[tuple, list[int]]) -
             )
     sqlite = conn.dialect.name == "sqlite"
     for values, ids in many.items():
+        if conn.dialect.name == "postgresql":  # the ids as one array: no IN list of 900 binds a part
+            any_id = sa.any_(sa.bindparam("b_ids", ids, type_=ARRAY(sa.Integer)))
+            conn.execute(sa.update(enrollments).where(enrollments.c.id == any_id).values(dict(values)))
+            continue
         for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
             part = ids[i : i + 900]
             if sqlite:  # written out for the driver: the IN construct cost more than the UPDATE
