@@ -242,6 +242,15 @@ send_counts = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),
 )
 
+# SQLite: a row here, inside a writer's own transaction, tells the send_counts triggers on sends
+# that this writer counts its statements' rows itself (the ledger's claim and bulk settle:
+# store/ledger_counts.py, 0018_ledger_counts). Empty outside such a transaction; unused on PostgreSQL.
+send_counts_paused = sa.Table(
+    "send_counts_paused",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+)
+
 # Enrollments per (campaign, audience, state), kept by database triggers on enrollments in the
 # same transaction as each change (0016_overview): the overview reads this, not every enrollment.
 enrollment_counts = sa.Table(
