@@ -225,9 +225,17 @@ sends = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
     sa.Index("ix_sends_status", "status", "claimed_at"),
-    sa.Index("ix_sends_message_id", "message_id"),
+    # On SQLite only settled rows (0018_ledger_counts): a claim adds no entry to these two, and
+    # their readers (events by message id; "sent today", settled_at >= a day) never want NULLs.
+    sa.Index("ix_sends_message_id", "message_id", sqlite_where=sa.text("message_id IS NOT NULL")),
     # The overview's "sent today": with enrollment_id, its join reads no send row (0016_overview).
-    sa.Index("ix_sends_status_settled", "status", "settled_at", "enrollment_id"),
+    sa.Index(
+        "ix_sends_status_settled",
+        "status",
+        "settled_at",
+        "enrollment_id",
+        sqlite_where=sa.text("settled_at IS NOT NULL"),
+    ),
 )
 
 # Ledger rows per (campaign, audience, step, status), kept by database triggers on sends in the

@@ -15,8 +15,14 @@ row with it in the rollback. Each sends trigger gains `NOT EXISTS (SELECT 1 FROM
 send_counts_paused)` in its WHEN clause (a one-page probe a row). The enrollment triggers are
 not paused.
 
-PostgreSQL: nothing changes (its triggers are statement triggers already); the table exists
-there too (the models are the same on both) and stays empty.
+Indexes, SQLite only: ix_sends_message_id and ix_sends_status_settled keep settled rows only
+(message_id IS NOT NULL, settled_at IS NOT NULL): a claim adds an entry to neither and a settle
+moves none (it adds one to each). Their readers, events by message id (`message_id IN (...)`)
+and the overview's "sent today" (`status = 'sent' AND settled_at >= ?`), imply the condition,
+and SQLite takes the partial index for them (EXPLAIN QUERY PLAN: tests/test_ledger_counts.py).
+
+PostgreSQL: nothing changes (its triggers are statement triggers already; its indexes stay
+whole); the table exists there too (the models are the same on both) and stays empty.
 
 A later migration that rebuilds `sends` must create these triggers again (`create_triggers`
 here, not 0012's).
@@ -59,16 +65,29 @@ def create_triggers() -> None:
         op.execute(f"CREATE TRIGGER {name} {spec}")
 
 
+# SQLite: (name, columns, the rows kept); PostgreSQL keeps the whole indexes.
+SETTLED_ONLY = (
+    ("ix_sends_message_id", ["message_id"], "message_id IS NOT NULL"),
+    ("ix_sends_status_settled", ["status", "settled_at", "enrollment_id"], "settled_at IS NOT NULL"),
+)
+
+
 def upgrade() -> None:
     op.create_table("send_counts_paused", sa.Column("id", sa.Integer(), primary_key=True))
     if op.get_bind().dialect.name == "sqlite":
         for name in ON_SENDS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         create_triggers()
+        for name, columns, where in SETTLED_ONLY:
+            op.drop_index(name, table_name="sends")
+            op.create_index(name, "sends", columns, sqlite_where=sa.text(where))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        for name, columns, _ in SETTLED_ONLY:
+            op.drop_index(name, table_name="sends")
+            op.create_index(name, "sends", columns)
         for name in ON_SENDS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
             op.execute(f"CREATE TRIGGER {name} {_console2.SQLITE[name]}")
