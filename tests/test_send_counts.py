@@ -154,8 +154,16 @@ def test_the_migration_fills_the_counts_from_the_ledger_and_downgrades(store, da
     assert (
         "send_counts" not in sa.inspect(store.engine).get_table_names() and triggers_present(store) == set()
     )
-    claims = store.claim([(e, "welcome") for e in enrollment_ids], MONDAY_10, "outbox")  # no trigger now
-    settle(store, claims[:5], SendStatus.sent)
+    # No trigger now, and the ledger code of today needs today's schema: the rows by hand.
+    with store.engine.begin() as conn:
+        for i, e in enumerate(enrollment_ids):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sends (send_id, enrollment_id, step_key, status, transport, claimed_at) "
+                    "VALUES (:s, :e, 'welcome', :status, 'outbox', :at)"
+                ),
+                {"s": f"s{i}", "e": e, "status": "sent" if i < 5 else "claimed", "at": MONDAY_10},
+            )
     store.migrate()
     assert triggers_present(store) == TRIGGERS and diffs() == []
     if store.dialect == "postgresql":  # the lead list's "stopped" plan needs them (0012_console2)

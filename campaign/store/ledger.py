@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from campaign.models import SendResult, SendStatus
 from campaign.store.base import StorePart
 from campaign.store.enrollments import write_enrollment_groups
+from campaign.store.ledger_counts import count_claimed, count_rows, paused
 from campaign.store.tables import (
     campaigns,
     enrollments,
@@ -60,15 +61,21 @@ class Ledger(StorePart):
             # processed every row's six values (a third of a bulk step's claim).
             mark = _mark(conn)
             fixed = (SendStatus.claimed.value, transport, _bound(conn, sends.c.claimed_at, now))
-            for start in range(0, len(wanted), _ROWS):
-                part = wanted[start : start + _ROWS]
-                params: list = []
-                for i, (enrollment_id, step_key) in enumerate(part, start):
-                    params += (ids[i], enrollment_id, step_key, *fixed)
-                result = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
-                # The driver's rows: iterating the Result cost a fetch and a Row per claim.
-                claims += [Claim(*row) for row in result.cursor.fetchall()]
-                result.close()
+            with paused(conn) as delta:  # send_counts: per step, not per row (ledger_counts)
+                per_step: dict[str, list[int]] = {}
+                for start in range(0, len(wanted), _ROWS):
+                    part = wanted[start : start + _ROWS]
+                    params: list = []
+                    for i, (enrollment_id, step_key) in enumerate(part, start):
+                        params += (ids[i], enrollment_id, step_key, *fixed)
+                    result = conn.exec_driver_sql(_claim_sql(len(part), mark), tuple(params))
+                    # The driver's rows: iterating the Result cost a fetch and a Row per claim.
+                    for row in result.cursor.fetchall():
+                        claims.append(Claim(*row))
+                        per_step.setdefault(row[2], []).append(row[1])
+                    result.close()
+                for step_key, enrollment_ids in per_step.items():
+                    count_claimed(conn, step_key, enrollment_ids, SendStatus.claimed.value, delta)
         return claims
 
     def settle(
@@ -100,15 +107,16 @@ class Ledger(StorePart):
         with self.engine.begin() as conn:
             mark = _mark(conn)
             settled_at = _bound(conn, sends.c.settled_at, now)
-            for (status, message_id, error), ids in outcomes.items():
-                if len(ids) == 1:
-                    continue
-                for chunk in _chunks(ids):
-                    conn.exec_driver_sql(
-                        "UPDATE sends SET status = {m}, message_id = {m}, error = {m}, settled_at = {m} "
-                        "WHERE send_id IN ({marks})".format(m=mark, marks=", ".join([mark] * len(chunk))),
-                        (status, message_id, error, settled_at, *chunk),
-                    )
+            shared = [(outcome, ids) for outcome, ids in outcomes.items() if len(ids) > 1]
+            with paused(conn, bool(shared)) as delta:  # send_counts per statement (ledger_counts)
+                for (status, message_id, error), ids in shared:
+                    for chunk in _chunks(ids):
+                        count_rows(conn, chunk, status, delta)
+                        conn.exec_driver_sql(
+                            "UPDATE sends SET status = {m}, message_id = {m}, error = {m}, settled_at = {m} "
+                            "WHERE send_id IN ({marks})".format(m=mark, marks=", ".join([mark] * len(chunk))),
+                            (status, message_id, error, settled_at, *chunk),
+                        )
             if alone:
                 conn.execute(
                     sa.update(sends)

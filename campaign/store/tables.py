@@ -225,9 +225,17 @@ sends = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("enrollment_id", "step_key", name="uq_send_enrollment_step"),
     sa.Index("ix_sends_status", "status", "claimed_at"),
-    sa.Index("ix_sends_message_id", "message_id"),
+    # On SQLite only settled rows (0018_ledger_counts): a claim adds no entry to these two, and
+    # their readers (events by message id; "sent today", settled_at >= a day) never want NULLs.
+    sa.Index("ix_sends_message_id", "message_id", sqlite_where=sa.text("message_id IS NOT NULL")),
     # The overview's "sent today": with enrollment_id, its join reads no send row (0016_overview).
-    sa.Index("ix_sends_status_settled", "status", "settled_at", "enrollment_id"),
+    sa.Index(
+        "ix_sends_status_settled",
+        "status",
+        "settled_at",
+        "enrollment_id",
+        sqlite_where=sa.text("settled_at IS NOT NULL"),
+    ),
 )
 
 # Ledger rows per (campaign, audience, step, status), kept by database triggers on sends in the
@@ -240,6 +248,15 @@ send_counts = sa.Table(
     sa.Column("step_key", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
+)
+
+# SQLite: a row here, inside a writer's own transaction, tells the send_counts triggers on sends
+# that this writer counts its statements' rows itself (the ledger's claim and bulk settle:
+# store/ledger_counts.py, 0018_ledger_counts). Empty outside such a transaction; unused on PostgreSQL.
+send_counts_paused = sa.Table(
+    "send_counts_paused",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
 )
 
 # Enrollments per (campaign, audience, state), kept by database triggers on enrollments in the
