@@ -31,6 +31,19 @@ def mark(what: str) -> None:
     EVENTS.append((time.perf_counter() - T0[0], threading.current_thread().name, what))
 
 
+def marked(label: str, f):
+    """`f`, marking where each call starts and ends."""
+
+    def call(*a, **k):
+        mark(f"{label} start")
+        try:
+            return f(*a, **k)
+        finally:
+            mark(f"{label} end")
+
+    return call
+
+
 def instrument() -> None:
     import httpx
 
@@ -76,13 +89,7 @@ def instrument() -> None:
     for name in ("reconcile_unknown", "enroll_new", "send_due_batch"):
         f = getattr(engine, name)
 
-        def traced(*a, __f=f, **k):
-            mark(f"step {__f.__name__} start")
-            try:
-                return __f(*a, **k)
-            finally:
-                mark(f"step {__f.__name__} end")
-
+        traced = marked(f"step {f.__name__}", f)
         traced.__name__ = f.__name__
         traced.__qualname__ = f.__qualname__
         traced.__module__ = f.__module__
@@ -90,16 +97,7 @@ def instrument() -> None:
 
     import campaign.runtime as runtime
 
-    orig_build = runtime.build_context
-
-    def build(*a, **k):
-        mark("build_context start")
-        try:
-            return orig_build(*a, **k)
-        finally:
-            mark("build_context end")
-
-    runtime.build_context = build
+    runtime.build_context = marked("build_context", runtime.build_context)
     orig_due = engine.due_batches
 
     def due(*a, **k):
@@ -118,16 +116,7 @@ def child(phase: str) -> None:
     if phase == "flow":
         import flows.tick as ft
 
-        orig_rec = ft.recorded_tick
-
-        def rec(*a, **k):
-            mark("flow function start")
-            try:
-                return orig_rec(*a, **k)
-            finally:
-                mark("flow function end")
-
-        ft.recorded_tick = rec
+        ft.recorded_tick = marked("flow function", ft.recorded_tick)
         run = ft.tick
     else:
         from campaign.app.ticks import plain_tick as run

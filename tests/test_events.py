@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from store_support import enrollment_row
 
 from campaign.events import (
     DROP_REASONS,
@@ -370,19 +371,7 @@ def enrolled_send(store, email: str, status: SendStatus, message_id: str | None)
     store.upsert_leads([LeadIn(email=email, consent=True)], NOW)
     lead = store.lead_by_email(email)
     campaign = store.campaign("evergreen")
-    store.add_enrollments(
-        [
-            {
-                "campaign_id": campaign["id"],
-                "lead_id": lead.id,
-                "audience": "gad",
-                "audience_version": "v",
-                "enrolled_at": NOW,
-                "state": "active",
-                "next_due_at": NOW,
-            }
-        ]
-    )
+    store.add_enrollments([enrollment_row(campaign["id"], lead.id, NOW)])
     enrollment_id = store.enrollment_for_lead(lead.id)["id"]
     (claim,) = store.claim([(enrollment_id, "welcome")], NOW, "sendgrid")
     store.settle([SendResult(send_id=claim.send_id, status=status, message_id=message_id)], NOW)

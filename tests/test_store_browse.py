@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from store_support import enrollment_row
 
 from campaign.models import LeadIn
 from campaign.store import LeadQuery, alembic_config, leads
@@ -22,18 +23,7 @@ def enroll(store, email: str, audience: str, state: str = "active", exit_reason:
     lead = store.lead_by_email(email)
     campaign = store.campaign("evergreen")
     store.add_enrollments(
-        [
-            {
-                "campaign_id": campaign["id"],
-                "lead_id": lead.id,
-                "audience": audience,
-                "audience_version": "v",
-                "enrolled_at": NOW,
-                "state": state,
-                "exit_reason": exit_reason,
-                "next_due_at": NOW,
-            }
-        ]
+        [enrollment_row(campaign["id"], lead.id, NOW, audience, state=state, exit_reason=exit_reason)]
     )
 
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from live_server import free_socket, running
+from store_support import enrollment_row
 from typer.testing import CliRunner
 
 from campaign.delivery.outbox import read_index
@@ -117,19 +118,7 @@ def add_enrolled_lead(store: Store, email: str = "jane@example.com"):
     store.upsert_leads([LeadIn(email=email, first_name="Jane", consent=True)], NOW)
     lead = store.lead_by_email(email)
     campaign = store.campaign("evergreen")
-    store.add_enrollments(
-        [
-            {
-                "campaign_id": campaign["id"],
-                "lead_id": lead.id,
-                "audience": "gad",
-                "audience_version": "v",
-                "enrolled_at": NOW,
-                "state": "active",
-                "next_due_at": NOW,
-            }
-        ]
-    )
+    store.add_enrollments([enrollment_row(campaign["id"], lead.id, NOW)])
     return lead
 
 
