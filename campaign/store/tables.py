@@ -174,10 +174,10 @@ enrollments = sa.Table(
     sa.Column("leased_until", UTCDateTime, nullable=True),
     sa.Column("leased_by", sa.String(64), nullable=True),
     sa.UniqueConstraint("campaign_id", "lead_id", name="uq_enrollment_campaign_lead"),
-    sa.Index("ix_enrollments_due", "state", "next_due_at"),
     sa.Index("ix_enrollments_lead_id", "lead_id"),  # a lead's enrollments (console lead list and page)
     sa.Index("ix_enrollments_campaign_state", "campaign_id", "audience", "state"),  # the overview's counts
-    # A campaign's "due in the next 24 h" from the index alone (0016_overview).
+    # A campaign's due rows: the walk's plan, "due in the next 24 h" from the index alone
+    # (0016_overview); it took over ix_enrollments_due's readers (0019_due_index).
     sa.Index("ix_enrollments_campaign_due", "campaign_id", "state", "next_due_at"),
     # The lead list's "stopped" filter (a few exited enrollments among many): 0012_console2.
     sa.Index(
