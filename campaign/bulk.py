@@ -105,7 +105,7 @@ class BulkEmail:
 def send_step_size(ctx: Context) -> int:
     """Due enrollments per send step: CAMPAIGN_BULK_BATCH_SIZE where the transport sends in
     bulk (bigger groups, fuller requests), else CAMPAIGN_BATCH_SIZE."""
-    if bulks(ctx):
+    if ctx.transport.supports_bulk and ctx.settings.bulk_sending:
         return ctx.settings.bulk_batch_size
     return ctx.settings.batch_size
 
@@ -192,12 +192,10 @@ def group_for_bulk(
     campaigns: dict[int, dict],
     composer: BulkComposer,
     credits: dict[str, str] | None = None,
-    with_members: bool = False,
-):
+) -> tuple[list[BulkEmail], list[Claim]]:
     """Split claims into bulk groups (at least BULK_MIN_RECIPIENTS recipients of one email)
     and the claims to send one email each. Per recipient only its own values are made (the
-    link's token, its subject, its substitutions): everything shared is looked up once.
-    `with_members`: also each bulk group's claims, in its recipients' order (a Draft's)."""
+    link's token, its subject, its substitutions): everything shared is looked up once."""
     settings = ctx.settings
     clinic = settings.clinic
     url_for = unsubscribe_url_maker(settings.public_url, settings.secret_key.get_secret_value())
@@ -260,15 +258,12 @@ def group_for_bulk(
             )
         )
         group_claims.append(claim)
-    bulk, bulk_members = [], []
+    bulk = []
     for key, group in groups.items():
         if len(group.recipients) >= BULK_MIN_RECIPIENTS:
             bulk.append(group)
-            bulk_members.append(members[key])
         else:
             single.extend(members[key])
-    if with_members:
-        return bulk, single, bulk_members
     return bulk, single
 
 
@@ -298,27 +293,15 @@ class Prepared:
     results: list[SendResult]  # settled already: renders that failed
 
 
-def prepare(
-    ctx: Context,
-    claims: list[Claim],
-    wanted: dict,
-    now: datetime,
-    report: TickReport,
-    draft: Draft | None = None,
-) -> Prepared:
-    """Group claims for bulk requests (where the transport can: SendGrid) and render the rest.
-    `draft`: the grouping made while the claims were written (draft_bulk), given their send ids."""
+def prepare(ctx: Context, claims: list[Claim], wanted: dict, now: datetime, report: TickReport) -> Prepared:
+    """Group claims for bulk requests (where the transport can: SendGrid) and render the rest."""
     results: list[SendResult] = []
-    if draft is not None and claims:
-        campaigns, credits = draft.campaigns, draft.credits
-        bulk, single = draft.claimed(claims)
-    else:
-        campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
-        credits = ctx.review_credits(now) if claims else {}
-        bulk: list = []
-        single = claims
-        if claims and bulks(ctx):
-            bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
+    campaigns = {c["id"]: c for c in ctx.store.campaigns()} if claims else {}
+    credits = ctx.review_credits(now) if claims else {}
+    bulk: list = []
+    single = claims
+    if claims and ctx.transport.supports_bulk and ctx.settings.bulk_sending:
+        bulk, single = group_for_bulk(ctx, claims, wanted, campaigns, ctx.bulk_composer, credits)
     emails = []
     for claim in single:
         due, audience, _ = wanted[claim.enrollment_id]
@@ -329,51 +312,3 @@ def prepare(
             if str(exc) not in report.errors:
                 report.errors.append(str(exc))
     return Prepared(bulk, emails, results)
-
-
-def bulks(ctx: Context) -> bool:
-    """Does this tick send in bulk (a transport that can, bulk sending on)?"""
-    return bool(ctx.transport.supports_bulk and ctx.settings.bulk_sending)
-
-
-@dataclass
-class Draft:
-    """A step's bulk grouping made before its claims are known (draft_bulk: pure, so it runs
-    while the claims are written), its recipients without send ids until `claimed` gives them."""
-
-    bulk: list[BulkEmail]
-    members: list[list[Claim]]  # each bulk group's enrollments (send_id None), recipients' order
-    single: list[Claim]
-    campaigns: dict[int, dict]
-    credits: dict[str, str]
-
-    def claimed(self, claims: list[Claim]) -> tuple[list[BulkEmail], list[Claim]]:
-        """The groups with the claims' send ids, and the claims to send one email each. A wanted
-        step left unclaimed (another run had its row) leaves its group; a group left smaller
-        than BULK_MIN_RECIPIENTS goes one email each, as group_for_bulk would have sent it."""
-        claim_of = {c.enrollment_id: c for c in claims}
-        bulk, single = [], [claim_of[c.enrollment_id] for c in self.single if c.enrollment_id in claim_of]
-        for group, members in zip(self.bulk, self.members, strict=True):
-            mine = [claim_of.get(m.enrollment_id) for m in members]
-            if None in mine:
-                kept = [(r, c) for r, c in zip(group.recipients, mine, strict=True) if c is not None]
-                group.recipients = [r for r, _ in kept]
-                mine = [c for _, c in kept]
-                if len(mine) < BULK_MIN_RECIPIENTS:
-                    single.extend(mine)
-                    continue
-            for r, c in zip(group.recipients, mine, strict=True):
-                r.send_id = c.send_id
-            bulk.append(group)
-        return bulk, single
-
-
-def draft_bulk(ctx: Context, wanted: dict, now: datetime) -> Draft:
-    """group_for_bulk of every wanted step, before its claim (the send ids come after)."""
-    campaigns = {c["id"]: c for c in ctx.store.campaigns()}
-    credits = ctx.review_credits(now)
-    wanted_claims = [Claim(None, e, key) for e, (_, _, key) in wanted.items()]
-    bulk, single, members = group_for_bulk(
-        ctx, wanted_claims, wanted, campaigns, ctx.bulk_composer, credits, with_members=True
-    )
-    return Draft(bulk, members, single, campaigns, credits)

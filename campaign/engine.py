@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from campaign.approval import review_credits
 from campaign.audiences import Audience, match_audience
-from campaign.bulk import BULK_MIN_RECIPIENTS, BulkComposer, bulks, draft_bulk, send_step_size
+from campaign.bulk import BulkComposer, send_step_size
 from campaign.campaigns import PreflightFailed, live_tick_problems
 from campaign.delivery import Transport
 from campaign.delivery.activity import ActivityLookup, ActivityUnavailable
@@ -278,20 +277,8 @@ def send_due_batch(ctx: Context, batch: list[DueEnrollment], now: datetime) -> T
             wanted[due.enrollment_id] = (due, audience, p.step.key)
             leads_this_batch.add(due.lead.id)
     ctx.store.update_enrollments(changes)
-    pairs = [(e, key) for e, (_, _, key) in wanted.items()]
-    draft = None
-    if len(pairs) < BULK_MIN_RECIPIENTS or not bulks(ctx):
-        claims = ctx.store.claim(pairs, now, ctx.transport.name)
-    else:
-        # The claims are written (SQL: outside the GIL) while this thread groups the step's
-        # recipients (Python); nothing is sent before both are done.
-        with ThreadPoolExecutor(1, thread_name_prefix="claim") as pool:
-            claiming = pool.submit(ctx.store.claim, pairs, now, ctx.transport.name)
-            try:
-                draft = draft_bulk(ctx, wanted, now)
-            finally:
-                claims = claiming.result()
-    send_claims(ctx, claims, wanted, now, report, release=ctx.store.release, draft=draft)
+    claims = ctx.store.claim([(e, key) for e, (_, _, key) in wanted.items()], now, ctx.transport.name)
+    send_claims(ctx, claims, wanted, now, report, release=ctx.store.release)
     return report
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from campaign.audiences import Audience
-from campaign.bulk import Draft, prepare
+from campaign.bulk import prepare
 from campaign.delivery import BatchStopped, TooManyFailures
 from campaign.models import SendResult, SendStatus
 from campaign.schedule import Plan, plan
@@ -224,17 +224,15 @@ def send_claims(
     now: datetime,
     report: TickReport,
     release: Callable[[list[str]], object],
-    draft: Draft | None = None,
 ) -> None:
-    """Render, send and settle claimed sends (`draft`: their bulk grouping, made while they
-    were claimed: campaign.bulk.draft_bulk). What was never sent is handed to `release`
+    """Render, send and settle claimed sends. What was never sent is handed to `release`
     (its claim goes, so the step is due again): emails the transport did not attempt after a
     stop, and retryable failures (5xx, network) that ran out of attempts.
 
     The stops: Unauthorized (a refused key) settles what was sent, releases the rest and
     re-raises (the tick stops at once); TooManyFailures (the policy's limit) pauses the
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
-    ready = prepare(ctx, claims, wanted, now, report, draft)
+    ready = prepare(ctx, claims, wanted, now, report)
     bulk, emails, results = ready.bulk, ready.emails, ready.results
     claim_of = {c.send_id: c for c in claims}
     leads = [wanted[c.enrollment_id][0].lead for c in claims]
