@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from campaign.store import DueEnrollment
 from campaign.store.walk_ranges import RangeAsk
@@ -63,10 +63,26 @@ def due_batches(ctx: Context, now: datetime, size: int | None = None) -> Iterato
 
 
 def sqlite_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[list[DueEnrollment]]:
-    """SQLite's walk (one writer): leases only once it sees another run's lease."""
+    """SQLite's walk (one writer): leases only once it sees another run's lease.
+
+    Until then it reads a batch ahead: while the caller holds batch n (claims, sends and settles
+    it), a second thread reads batch n+1 (a WAL reader: the caller's writes do not wait on it,
+    and the statement runs outside the GIL). A row read ahead may be stale only where the
+    caller's batch wrote: its enrollments (never in the next batch: ids ascend) and its leads'
+    last_email_at. So a batch read ahead that shares a lead with the caller's batch (a lead due
+    in two campaigns) is read again after it; and, as range_walk does, it loses the rows of a
+    campaign paused meanwhile. A run that sees another's lease drops the read ahead and leases."""
     leasing = marked = False
     after_id = 0
     bounds: list[int] | None = None
+    ahead: _Ahead | None = None
+    held_leads: set[int] = set()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="due-walk")
+
+    def read(campaign_ids: list[int], after_id: int, upto: int) -> list[DueEnrollment]:
+        # As a lease does: not a row with a step claimed in this tick (a resend).
+        return store.due_enrollments(campaign_ids, now, after_id, size, upto=upto, claimed_after=now - LEASE)
+
     try:
         while campaign_ids := [c["id"] for c in store.active_campaigns(now)]:
             if not leasing and store.leased_by_others(now, worker):
@@ -78,19 +94,35 @@ def sqlite_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator
             if at == len(bounds):
                 return
             if leasing:
+                if ahead is not None:
+                    wait([ahead.rows])  # read by a walk that leased nothing: dropped
+                    ahead = None
                 batch, walked_to = store.lease_due_enrollments(
                     campaign_ids, now, after_id, size, worker, now + LEASE, upto=bounds[at]
                 )
             else:
-                # As a lease does: not a row with a step claimed in this tick (a resend).
-                batch = store.due_enrollments(
-                    campaign_ids, now, after_id, size, upto=bounds[at], claimed_after=now - LEASE
-                )
-                walked_to = batch[-1].enrollment_id if len(batch) == size else bounds[at]
+                upto = bounds[at]
+                batch = None
+                if ahead is not None and (ahead.after_id, ahead.upto) == (after_id, upto):
+                    batch, read_for = ahead.rows.result(), ahead.campaign_ids
+                    started = not set(campaign_ids) <= set(read_for)  # a campaign started since
+                    if started or any(due.lead.id in held_leads for due in batch):
+                        batch = None  # or the caller's batch wrote to one of its leads: read again
+                ahead = None
+                if batch is None:
+                    batch, read_for = read(campaign_ids, after_id, upto), campaign_ids
+                walked_to = _walked_to(batch, size, upto)
+                if read_for != campaign_ids:  # a campaign paused since the read: none of its rows
+                    active = set(campaign_ids)
+                    batch = [due for due in batch if due.campaign_id in active]
                 if batch and not marked:
                     store.hold_lease(batch[0].enrollment_id, worker, now + LEASE)
                     marked = True
             after_id = walked_to if walked_to is not None else bounds[at]
+            if not leasing and (following := bisect_right(bounds, after_id)) < len(bounds):
+                upto = bounds[following]
+                ahead = _Ahead(pool.submit(read, campaign_ids, after_id, upto), campaign_ids, after_id, upto)
+            held_leads = {due.lead.id for due in batch}
             try:
                 if batch:
                     yield batch
@@ -98,8 +130,26 @@ def sqlite_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator
                 if leasing and batch:
                     store.release_leases([due.enrollment_id for due in batch], worker)
     finally:
+        if ahead is not None:
+            wait([ahead.rows])  # its error, if any, is not the walk's
+        pool.shutdown()
         if marked:
             store.release_walk(worker)
+
+
+class _Ahead(NamedTuple):
+    """sqlite_walk's batch read ahead, and what it was read for."""
+
+    rows: Future
+    campaign_ids: list[int]
+    after_id: int
+    upto: int
+
+
+def _walked_to(batch: list[DueEnrollment], size: int, upto: int) -> int:
+    """How far a read of at most `size` rows up to id `upto` walked: its last row when it was
+    full (more may follow before `upto`), else `upto`."""
+    return batch[-1].enrollment_id if len(batch) == size else upto
 
 
 def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[list[DueEnrollment]]:

@@ -234,11 +234,9 @@ def send_claims(
     batch's campaigns with the reason, and their remaining due sends wait for a resume."""
     ready = prepare(ctx, claims, wanted, now, report)
     bulk, emails, results = ready.bulk, ready.emails, ready.results
-    lead_of_send, claim_of = {}, {}
-    for c in claims:
-        lead = wanted[c.enrollment_id][0].lead
-        lead_of_send[c.send_id] = (lead.id, lead.email)
-        claim_of[c.send_id] = c
+    claim_of = {c.send_id: c for c in claims}
+    leads = [wanted[c.enrollment_id][0].lead for c in claims]
+    lead_of_send = {c.send_id: (lead.id, lead.email) for c, lead in zip(claims, leads, strict=True)}
 
     def before_send(send_id: str) -> bool:
         ctx.policy.pacer.wait()  # before the check, so the check is fresh when the email leaves
@@ -285,9 +283,13 @@ def send_claims(
                 results.extend(exc.results)
                 if not singles_tried:  # stopped in the bulk part: the single emails were never tried
                     exc.not_sent.extend(e.send_id for e in emails)
-    final, later = [], []
-    for r in results:
-        (later if _retry_later(r) else final).append(r)
+    failed = SendStatus.failed
+    if any(r.status is failed for r in results):
+        final, later = [], []
+        for r in results:
+            (later if _retry_later(r) else final).append(r)
+    else:  # the common case: nothing to retry later
+        final, later = results, []
     for r in later:
         due, audience, key = wanted[claim_of[r.send_id].enrollment_id]
         report.failed[(audience.name, key)] += 1

@@ -4,6 +4,7 @@ before a request is built. Pure functions, as campaign.delivery.payload."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from campaign.delivery.payload import (
@@ -20,7 +21,7 @@ def bulk_personalization(recipient: Any) -> dict[str, Any]:
     """One recipient of a bulk request (campaign.bulk.BulkRecipient): its address, subject,
     substitutions, and the headers written out in full (substitutions do not apply to headers).
     The substitutions are the recipient's own dict (made per recipient, never changed)."""
-    name = clean_display_name(recipient.to_name)
+    name = _clean_name(recipient.to_name)
     return {
         "to": [{"email": recipient.to_email, "name": name} if name else {"email": recipient.to_email}],
         "subject": recipient.subject,
@@ -31,6 +32,9 @@ def bulk_personalization(recipient: Any) -> dict[str, Any]:
         },
         "custom_args": {"send_id": recipient.send_id},
     }
+
+
+_clean_name = lru_cache(maxsize=4096)(clean_display_name)  # names repeat: cleaned once each
 
 
 def build_bulk_payload(
