@@ -157,9 +157,12 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
     leases and reads the next, so the database's time hides behind the caller's. The walk then
     holds two ranges: the caller's batch and the one read ahead; each lease lets go of those
     before the caller's (done: the caller came back). A campaign paused while the caller held
-    a batch has its rows taken out of the batch read ahead. When the walk ends, however it
-    ends, the read ahead is waited for and every range let go (release_walk)."""
+    a batch has its rows taken out of the batch read ahead, and a batch read ahead that shares
+    a lead with the caller's is read again (its range still leased), as sqlite_walk does.
+    When the walk ends, however it ends, the read ahead is waited for and every range let go
+    (release_walk)."""
     ahead: tuple[Future, RangeAsk] | None = None
+    held_leads: set[int] = set()
     pool = ThreadPoolExecutor(1, thread_name_prefix="due-walk")
     try:
         if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):
@@ -186,6 +189,11 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
                     if ask.campaign_ids != campaign_ids:  # a campaign paused since the read: none of its rows
                         active = set(campaign_ids)
                         batch = [due for due in batch if due.campaign_id in active]
+                    if any(due.lead.id in held_leads for due in batch):
+                        # Read while the caller's batch wrote to some of these leads (a lead due
+                        # in two campaigns: its last_email_at): read again, or it goes twice.
+                        batch = store.enrollments_by_id([due.enrollment_id for due in batch])
+                    held_leads = {due.lead.id for due in batch}
                     if batch:
                         yield batch
                     if not (campaign_ids := [c["id"] for c in store.active_campaigns(now)]):

@@ -1,5 +1,5 @@
-"""SQLite's walk reads a batch ahead (campaign.due_walk.sqlite_walk): while the caller holds a
-batch, a second thread reads the next. A lead due in two campaigns whose rows fall in two
+"""The walks read a batch ahead (campaign.due_walk: sqlite_walk, and PostgreSQL's range_walk):
+while the caller holds a batch, a second thread reads the next. A lead due in two campaigns whose rows fall in two
 batches still gets one email a tick: the batch read ahead is read again after the caller's
 batch wrote to that lead."""
 
@@ -46,8 +46,9 @@ def test_the_next_batch_is_read_while_the_caller_holds_one(make_settings):
     ctx.store.close()
 
 
-def test_a_lead_due_in_two_campaigns_across_batches_gets_one_email(make_settings):
-    ctx = enrolled_context(make_settings, make_settings().database_url, 4, batch_size=4)
+def test_a_lead_due_in_two_campaigns_across_batches_gets_one_email(make_settings, database_url):
+    """On both walks: PostgreSQL's range_walk reads ahead too (and sent twice before it read again)."""
+    ctx = enrolled_context(make_settings, database_url, 4, batch_size=4)
     store = ctx.store
     spring = store.create_campaign(**SPRING, now=MONDAY)
     with store.engine.connect() as conn:  # the same leads in a second campaign: the next batch
