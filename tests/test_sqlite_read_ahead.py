@@ -1,7 +1,7 @@
 """The walks read a batch ahead (campaign.due_walk: sqlite_walk, and PostgreSQL's range_walk):
-while the caller holds a batch, a second thread reads the next. A lead due in two campaigns whose rows fall in two
-batches still gets one email a tick: the batch read ahead is read again after the caller's
-batch wrote to that lead."""
+while the caller holds a batch, a second thread reads the next. A lead due in two campaigns
+whose rows fall in two batches still gets one email a tick: the batch read ahead is read again
+after the caller's batch wrote to that lead."""
 
 from __future__ import annotations
 
