@@ -27,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import sqlalchemy as sa  # noqa: E402
 from bench_enroll import NOW, POSTGRES_URL, BackendCPU  # noqa: E402
+from bench_enroll_rerun import empty_enrollments  # noqa: E402
 
 from campaign.store import enroll_parts  # noqa: E402
 
@@ -86,12 +87,7 @@ def main() -> None:
     enroll_parts.insert_counted = explained(args.set, args.timing, args.select_only)
     if args.parts:
         enroll_parts.parts_for = lambda *_: args.parts
-    with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE enrollments CASCADE"))
-        conn.execute(sa.text("DELETE FROM enrollment_counts"))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE enrollments"))
-        conn.execute(sa.text("CHECKPOINT"))
+    empty_enrollments(engine)
     backends = BackendCPU(engine)
     waits: collections.Counter = collections.Counter()
     stop = threading.Event()

@@ -22,6 +22,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def empty_enrollments(engine) -> None:
+    """No enrollments, fresh statistics, and a checkpoint: each run starts from the same state."""
+    import sqlalchemy as sa  # main() imports it from the tree it runs (--code)
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE enrollments CASCADE"))
+        conn.execute(sa.text("DELETE FROM enrollment_counts"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE enrollments"))
+        conn.execute(sa.text("CHECKPOINT"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -62,12 +74,7 @@ def main() -> None:
     print(f"{args.code}: {args.leads:,} leads in schema {args.schema}")
     timed = []
     for _ in range(args.runs):
-        with engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE enrollments CASCADE"))
-            conn.execute(sa.text("DELETE FROM enrollment_counts"))
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE enrollments"))
-            conn.execute(sa.text("CHECKPOINT"))
+        empty_enrollments(engine)
         backends = BackendCPU(engine)
         load = os.getloadavg()[0]
         wall, server = time.perf_counter(), backends.seconds()

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from console_support import START, Clock, serve_console
 from send_counts_support import assert_counts_match
+from store_support import downgrade, model_diffs
 
 from campaign.app.leads import import_file
 from campaign.app.ticks import recent_ticks, record_tick, records_tick, scrub_error
@@ -212,34 +213,19 @@ def test_the_history_keeps_the_newest_runs(store):
 
 
 def test_migration_creates_the_tick_history_as_declared(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if "tick_runs" in repr(d)]
+        return model_diffs(store, "tick_runs")
 
     assert "tick_runs" in sa.inspect(store.engine).get_table_names()
     assert diffs() == []
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003_accounts")
+    downgrade(store, database_url, "0003_accounts")
     assert "tick_runs" not in sa.inspect(store.engine).get_table_names()
     store.migrate()
     assert diffs() == []
 
 
 def test_the_0010_overview_indexes_are_declared_and_downgrade(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     wanted = {"ix_sends_status_settled", "ix_enrollments_campaign_state"}
 
@@ -248,15 +234,10 @@ def test_the_0010_overview_indexes_are_declared_and_downgrade(store, database_ur
         return {i["name"] for table in ("sends", "enrollments") for i in found.get_indexes(table)} & wanted
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if any(name in repr(d) for name in wanted)]
+        return model_diffs(store, *wanted)
 
     assert indexes() == wanted and diffs() == []
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0009_sendpath")
+    downgrade(store, database_url, "0009_sendpath")
     assert indexes() == set()
     store.migrate()
     assert indexes() == wanted and diffs() == []

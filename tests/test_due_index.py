@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from store_support import enrollment_row
+from store_support import downgrade, enrollment_row, model_diffs
 from test_send_counts import MONDAY_10
 
 from campaign.models import LeadIn
@@ -65,25 +65,15 @@ def _ids_at(store, positions) -> list[int]:
 
 
 def test_the_migration_drops_the_index_and_gives_it_back(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     def indexes() -> set[str]:
         return {i["name"] for i in sa.inspect(store.engine).get_indexes("enrollments")}
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if "ix_enrollments_due" in repr(d)]
+        return model_diffs(store, "ix_enrollments_due")
 
     assert "ix_enrollments_due" not in indexes() and diffs() == []
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0018_ledger_counts")
+    downgrade(store, database_url, "0018_ledger_counts")
     assert "ix_enrollments_due" in indexes()
     store.migrate()
     assert "ix_enrollments_due" not in indexes() and diffs() == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from send_counts_support import TRIGGERS, assert_counts_match, triggers_present
+from store_support import downgrade, model_diffs
 from test_send_counts import LATER, MONDAY_10, enrolled
 
 from campaign.models import SendResult, SendStatus
@@ -129,16 +130,9 @@ MINE = ("send_counts_paused", "ix_sends_message_id", "ix_sends_status_settled")
 
 
 def test_the_migration_upgrades_and_downgrades(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if any(name in repr(d) for name in MINE)]
+        return model_diffs(store, *MINE)
 
     def trigger_sql() -> str:
         if store.dialect != "sqlite":
@@ -150,10 +144,7 @@ def test_the_migration_upgrades_and_downgrades(store, database_url):
 
     enrollment_ids = enrolled(store, 6)
     assert diffs() == []
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0017_walk_leases")
+    downgrade(store, database_url, "0017_walk_leases")
     assert "send_counts_paused" not in sa.inspect(store.engine).get_table_names()
     assert triggers_present(store) == TRIGGERS and "send_counts_paused" not in trigger_sql()
     with store.engine.begin() as conn:  # the rows by hand: today's ledger code needs today's schema

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from send_counts_support import assert_kept_counts
 from send_counts_support import triggers_present as any_triggers_present
+from store_support import downgrade, model_diffs
 from test_enroll_sql import NOW, both_ways, fill_varied
 from test_send_counts import MONDAY_10, enrolled, settle
 
@@ -146,28 +147,18 @@ def test_sent_today_equals_a_plain_count_with_one_campaign_or_more(store):
 
 
 def test_the_migration_fills_the_counts_and_downgrades(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     names = ("enrollment_counts", "ix_enrollments_campaign_due", "ix_sends_status_settled")
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if any(n in repr(d) for n in names)]
+        return model_diffs(store, *names)
 
     def settled_columns() -> list[str]:
         found = {i["name"]: i["column_names"] for i in sa.inspect(store.engine).get_indexes("sends")}
         return found["ix_sends_status_settled"]
 
     assert diffs() == [] and settled_columns() == ["status", "settled_at", "enrollment_id"]
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0015_forms")
+    downgrade(store, database_url, "0015_forms")
     assert "enrollment_counts" not in sa.inspect(store.engine).get_table_names()
     assert triggers_present(store) == set() and settled_columns() == ["status", "settled_at"]
     enrolled(store, 9)  # no trigger now

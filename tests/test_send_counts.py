@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from send_counts_support import TRIGGERS, assert_counts_match, triggers_present
+from store_support import downgrade, model_diffs
 
 from campaign.models import LeadIn, SendResult, SendStatus
 
@@ -135,22 +136,12 @@ def test_postgresql_counts_a_bulk_update_in_one_trigger_call(store):
 
 
 def test_the_migration_fills_the_counts_from_the_ledger_and_downgrades(store, database_url):
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from campaign.store import alembic_config, metadata
 
     def diffs() -> list:
-        with store.engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
-        return [d for d in found if "send_counts" in repr(d) or "ix_enrollments_exited_lead" in repr(d)]
+        return model_diffs(store, "send_counts", "ix_enrollments_exited_lead")
 
     enrollment_ids = enrolled(store, 9)
-    cfg = alembic_config(database_url)
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0011_intake")
+    downgrade(store, database_url, "0011_intake")
     assert (
         "send_counts" not in sa.inspect(store.engine).get_table_names() and triggers_present(store) == set()
     )
