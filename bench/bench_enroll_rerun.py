@@ -46,52 +46,42 @@ def main() -> None:
     sys.path[:0] = [str(args.code), str(args.code / "bench")]
     import sqlalchemy as sa
     from bench_enroll import NOW, POSTGRES_URL, BackendCPU, seed_leads, suppress_some
+    from kept_schema import kept_schema  # this tree's (an older --code tree has none)
 
     from campaign.engine import enroll_new
     from campaign.runtime import build_context
     from campaign.settings import Settings
 
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        found = conn.execute(
-            sa.text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": args.schema}
-        ).scalar()
-        if not found:
-            conn.execute(sa.text(f'CREATE SCHEMA "{args.schema}"'))
-    url = f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{args.schema}"
-    tmp = Path(tempfile.mkdtemp())
-    settings = Settings(database_url=url, secret_key="bench", content_dir=ROOT, outbox_dir=tmp / "outbox")
-    ctx = build_context(settings, now=NOW)
-    engine = ctx.store.engine
-    with engine.connect() as conn:
-        leads = conn.execute(sa.text("SELECT count(*) FROM leads")).scalar()
-    if leads != args.leads:
-        with engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE leads, suppressions CASCADE"))
-        seed_leads(engine, args.leads)
-        ctx.store.fill_email_hashes()
-        suppress_some(engine)
-    print(f"{args.code}: {args.leads:,} leads in schema {args.schema}")
-    timed = []
-    for _ in range(args.runs):
-        empty_enrollments(engine)
-        backends = BackendCPU(engine)
-        load = os.getloadavg()[0]
-        wall, server = time.perf_counter(), backends.seconds()
-        enrolled = sum(enroll_new(ctx, NOW).enrolled.values())
-        wall, server = time.perf_counter() - wall, backends.seconds() - server
-        timed.append((wall, server))
-        print(
-            f"  {enrolled:,} enrolled: {wall:.1f} s wall, {server:.1f} s backend CPU (load {load:.1f})",
-            flush=True,
-        )
-    median = statistics.median(w for w, _ in timed), statistics.median(c for _, c in timed)
-    print(f"  median of {args.runs}: {median[0]:.1f} s wall, {median[1]:.1f} s backend CPU")
-    ctx.store.close()
-    if args.drop:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{args.schema}" CASCADE'))
-    admin.dispose()
+    with kept_schema(POSTGRES_URL, args.schema, args.drop) as (url, _):
+        tmp = Path(tempfile.mkdtemp())
+        settings = Settings(database_url=url, secret_key="bench", content_dir=ROOT, outbox_dir=tmp / "outbox")
+        ctx = build_context(settings, now=NOW)
+        engine = ctx.store.engine
+        with engine.connect() as conn:
+            leads = conn.execute(sa.text("SELECT count(*) FROM leads")).scalar()
+        if leads != args.leads:
+            with engine.begin() as conn:
+                conn.execute(sa.text("TRUNCATE leads, suppressions CASCADE"))
+            seed_leads(engine, args.leads)
+            ctx.store.fill_email_hashes()
+            suppress_some(engine)
+        print(f"{args.code}: {args.leads:,} leads in schema {args.schema}")
+        timed = []
+        for _ in range(args.runs):
+            empty_enrollments(engine)
+            backends = BackendCPU(engine)
+            load = os.getloadavg()[0]
+            wall, server = time.perf_counter(), backends.seconds()
+            enrolled = sum(enroll_new(ctx, NOW).enrolled.values())
+            wall, server = time.perf_counter() - wall, backends.seconds() - server
+            timed.append((wall, server))
+            print(
+                f"  {enrolled:,} enrolled: {wall:.1f} s wall, {server:.1f} s backend CPU (load {load:.1f})",
+                flush=True,
+            )
+        median = statistics.median(w for w, _ in timed), statistics.median(c for _, c in timed)
+        print(f"  median of {args.runs}: {median[0]:.1f} s wall, {median[1]:.1f} s backend CPU")
+        ctx.store.close()
 
 
 if __name__ == "__main__":

@@ -39,53 +39,43 @@ def main() -> None:
     campaign = importlib.import_module("campaign")
     seed = importlib.import_module("bench_enroll")
     import sqlalchemy as sa
+    from kept_schema import kept_schema
 
     from campaign.engine import due_batches, enroll_new
     from campaign.runtime import build_context
     from campaign.settings import Settings
 
-    admin = sa.create_engine(seed.POSTGRES_URL)
-    with admin.begin() as conn:
-        query = sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s")
-        new = conn.execute(query, {"s": args.schema}).first() is None
+    with kept_schema(seed.POSTGRES_URL, args.schema, args.drop) as (url, new):
+        out = Path(tempfile.mkdtemp()) / "outbox"
+        settings = Settings(database_url=url, secret_key="bench", content_dir=Path(args.root), outbox_dir=out)
+        ctx = build_context(settings, now=seed.NOW)
         if new:
-            conn.execute(sa.text(f'CREATE SCHEMA "{args.schema}"'))
-    sep = "&" if "?" in seed.POSTGRES_URL else "?"
-    url = f"{seed.POSTGRES_URL}{sep}options=-csearch_path%3D{args.schema}"
-    out = Path(tempfile.mkdtemp()) / "outbox"
-    settings = Settings(database_url=url, secret_key="bench", content_dir=Path(args.root), outbox_dir=out)
-    ctx = build_context(settings, now=seed.NOW)
-    if new:
-        seed.seed_leads(ctx.store.engine, args.leads)
-        ctx.store.fill_email_hashes()
-        seed.suppress_some(ctx.store.engine)
-        enroll_new(ctx, seed.NOW)
-        with ctx.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))
-    backends = seed.BackendCPU(ctx.store.engine)
-    timed = []
-    print(f"code: {campaign.__file__}; schema {args.schema}; consume {args.consume} s a batch")
-    for _ in range(args.walks):
-        load = os.getloadavg()[0]
-        wall, cpu, server = time.perf_counter(), time.process_time(), backends.seconds()
-        due = 0
-        for batch in due_batches(ctx, seed.NOW):
-            due += len(batch)
-            time.sleep(args.consume)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        timed.append((wall, cpu, backends.seconds() - server))
-        server = timed[-1][2]
-        print(
-            f"walk: {due:,} due, {wall:.2f} s, {cpu:.2f} s CPU here, {server:.2f} s in PostgreSQL; "
-            f"load {load:.1f}"
-        )
-    wall, cpu, server = (statistics.median(t[i] for t in timed) for i in range(3))
-    print(f"median: {wall:.2f} s, {cpu:.2f} s CPU here, {server:.2f} s in PostgreSQL")
-    ctx.store.close()
-    if args.drop:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{args.schema}" CASCADE'))
-    admin.dispose()
+            seed.seed_leads(ctx.store.engine, args.leads)
+            ctx.store.fill_email_hashes()
+            seed.suppress_some(ctx.store.engine)
+            enroll_new(ctx, seed.NOW)
+            with ctx.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM ANALYZE"))
+        backends = seed.BackendCPU(ctx.store.engine)
+        timed = []
+        print(f"code: {campaign.__file__}; schema {args.schema}; consume {args.consume} s a batch")
+        for _ in range(args.walks):
+            load = os.getloadavg()[0]
+            wall, cpu, server = time.perf_counter(), time.process_time(), backends.seconds()
+            due = 0
+            for batch in due_batches(ctx, seed.NOW):
+                due += len(batch)
+                time.sleep(args.consume)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            timed.append((wall, cpu, backends.seconds() - server))
+            server = timed[-1][2]
+            print(
+                f"walk: {due:,} due, {wall:.2f} s, {cpu:.2f} s CPU here, {server:.2f} s in PostgreSQL; "
+                f"load {load:.1f}"
+            )
+        wall, cpu, server = (statistics.median(t[i] for t in timed) for i in range(3))
+        print(f"median: {wall:.2f} s, {cpu:.2f} s CPU here, {server:.2f} s in PostgreSQL")
+        ctx.store.close()
 
 
 if __name__ == "__main__":
