@@ -112,9 +112,7 @@ def sqlite_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator
                 if batch is None:
                     batch, read_for = read(campaign_ids, after_id, upto), campaign_ids
                 walked_to = _walked_to(batch, size, upto)
-                if read_for != campaign_ids:  # a campaign paused since the read: none of its rows
-                    active = set(campaign_ids)
-                    batch = [due for due in batch if due.campaign_id in active]
+                batch = _still_active(batch, read_for, campaign_ids)
                 if batch and not marked:
                     store.hold_lease(batch[0].enrollment_id, worker, now + LEASE)
                     marked = True
@@ -144,6 +142,15 @@ class _Ahead(NamedTuple):
     campaign_ids: list[int]
     after_id: int
     upto: int
+
+
+def _still_active(batch: list[DueEnrollment], read_for: list[int], active: list[int]) -> list[DueEnrollment]:
+    """A batch read for campaigns `read_for`, less the rows of a campaign paused since (not in
+    `active`, the campaigns active now)."""
+    if read_for == active:
+        return batch
+    now_active = set(active)
+    return [due for due in batch if due.campaign_id in now_active]
 
 
 def _walked_to(batch: list[DueEnrollment], size: int, upto: int) -> int:
@@ -186,9 +193,7 @@ def range_walk(store: Store, now: datetime, size: int, worker: str) -> Iterator[
                     # The next lease keeps this batch's range (from_id: after_id + 1).
                     ahead = lease(walked_to, campaign_ids, ask.after_id + 1)
                     batch = leased.batch()
-                    if ask.campaign_ids != campaign_ids:  # a campaign paused since the read: none of its rows
-                        active = set(campaign_ids)
-                        batch = [due for due in batch if due.campaign_id in active]
+                    batch = _still_active(batch, ask.campaign_ids, campaign_ids)
                     if any(due.lead.id in held_leads for due in batch):
                         # Read while the caller's batch wrote to some of these leads (a lead due
                         # in two campaigns: its last_email_at): read again, or it goes twice.
