@@ -310,19 +310,18 @@ def write_enrollment_groups(conn: sa.Connection, same: dict[tuple, list[int]]) -
             shapes.setdefault(tuple(k for k, _ in values), []).append(
                 {"b_id": ids[0], **{f"b_{k}": v for k, v in values}}
             )
-    sqlite = conn.dialect.name == "sqlite"
+    postgresql = conn.dialect.name == "postgresql"
     for values, ids in many.items():
-        if conn.dialect.name == "postgresql":  # the ids as one array: no IN list of 900 binds a part
+        if postgresql:  # the ids as one array: no IN list of 900 binds a part
             any_id = sa.any_(sa.bindparam("b_ids", ids, type_=ARRAY(sa.Integer)))
             conn.execute(sa.update(enrollments).where(enrollments.c.id == any_id).values(dict(values)))
             continue
-        for i in range(0, len(ids), 900):  # under SQLite's oldest limit of 999 variables
+        # SQLite: written out for the driver (the IN construct cost more than the UPDATE), in
+        # parts under SQLite's oldest limit of 999 variables.
+        for i in range(0, len(ids), 900):
             part = ids[i : i + 900]
-            if sqlite:  # written out for the driver: the IN construct cost more than the UPDATE
-                sql, params = _sqlite_set(conn, values, len(part))
-                conn.exec_driver_sql(sql, (*params, *part))
-                continue
-            conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(part)).values(dict(values)))
+            sql, params = _sqlite_set(conn, values, len(part))
+            conn.exec_driver_sql(sql, (*params, *part))
     for columns, params in shapes.items():
         stmt = (
             sa.update(enrollments)
